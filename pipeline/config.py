@@ -1,0 +1,103 @@
+"""Settings, read once from the environment (prefix ``PIPELINE_``) and passed down.
+
+Kafka client settings pass through unchanged: ``PIPELINE_KAFKA__SASL_USERNAME=me``
+becomes the librdkafka setting ``sasl.username``. Their values are secrets by default
+and never appear when settings are printed or logged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Settings the runtime owns; passing them through would break its guarantees.
+_RESERVED_CLIENT_SETTINGS = frozenset(
+    {
+        "enable.auto.commit",
+        "enable.auto.offset.store",
+        "group.id",
+        "partition.assignment.strategy",
+        "bootstrap.servers",
+    }
+)
+
+
+class Settings(BaseSettings):
+    """Every knob of a pipeline service. Build once at start and pass it down."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PIPELINE_", env_nested_delimiter="__", extra="ignore", frozen=True
+    )
+
+    bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers.")
+    kafka: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="librdkafka settings passed through (PIPELINE_KAFKA__SASL_USERNAME=...).",
+    )
+    topic_prefix: str = Field("", description="Prefix for every topic and consumer group name.")
+    service_name: str = Field("pipeline", description="Service name: consumer group and labels.")
+    schemas_dir: Path | None = Field(None, description="Avro schemas folder (default: bundled).")
+    topics_dir: Path | None = Field(None, description="Topic definitions folder (default: bundled).")
+
+    max_in_flight: int = Field(256, ge=1, description="Events handled at once per process.")
+    max_buffered_per_partition: int = Field(
+        2000, ge=1, description="Events fetched but unfinished per partition before it pauses."
+    )
+    max_retries: int = Field(3, ge=0, description="Handler retries before dead-lettering.")
+    retry_backoff_initial_seconds: float = Field(0.2, gt=0)
+    retry_backoff_max_seconds: float = Field(10.0, gt=0)
+    drain_timeout_seconds: float = Field(
+        30.0, gt=0, description="Deadline to finish in-flight work on revoke and shutdown."
+    )
+    commit_interval_seconds: float = Field(1.0, gt=0, description="How often offsets commit.")
+    dead_letter_topic: str = Field("dead_letters", description="Topic for dead letters.")
+    topic_replication_factor: int | None = Field(
+        None, ge=1, description="Overrides every definition's replication factor (1 for dev)."
+    )
+
+    metrics_host: str = Field("0.0.0.0", description="Address of /metrics, /healthz, /readyz.")
+    metrics_port: int = Field(8000, ge=0, le=65535, description="0 disables the HTTP endpoint.")
+    log_level: str = Field("INFO")
+
+    @field_validator("kafka", mode="before")
+    @classmethod
+    def _normalise_client_keys(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        normalised = {str(k).lower().replace("_", "."): v for k, v in value.items()}
+        reserved = sorted(_RESERVED_CLIENT_SETTINGS & normalised.keys())
+        if reserved:
+            raise ValueError(
+                f"{', '.join(reserved)} cannot be passed through: the runtime sets them "
+                "(use PIPELINE_BOOTSTRAP_SERVERS for the servers)"
+            )
+        return normalised
+
+    def resource_dir(self, name: str) -> Path:
+        """The ``schemas`` or ``topics`` folder: configured, bundled, or the source tree's."""
+        configured = {"schemas": self.schemas_dir, "topics": self.topics_dir}[name]
+        return configured if configured is not None else bundled_dir(name)
+
+    def topic(self, name: str) -> str:
+        """The physical topic name for a logical topic or event type."""
+        return f"{self.topic_prefix}{name}"
+
+    @property
+    def group_id(self) -> str:
+        return f"{self.topic_prefix}{self.service_name}"
+
+    def client_config(self) -> dict[str, str]:
+        """Settings common to every Kafka client: servers plus the passthrough."""
+        config = {"bootstrap.servers": self.bootstrap_servers}
+        config.update({k: v.get_secret_value() for k, v in self.kafka.items()})
+        return config
+
+
+def bundled_dir(name: str) -> Path:
+    """Folder shipped with the package (wheel) or, in a source checkout, the repo's own."""
+    package_root = Path(__file__).resolve().parent
+    bundled = package_root / "_data" / name
+    return bundled if bundled.is_dir() else package_root.parent / name

@@ -1,0 +1,63 @@
+"""The error tree. Every error the package raises on purpose derives from PipelineError.
+
+    PipelineError
+    ├── ConfigError            settings are missing or contradict each other
+    ├── SchemaError            a schema file is invalid or cannot be resolved
+    ├── SerdeError             bytes could not be turned into an event, or back
+    │   ├── UnknownSchemaError     the writer fingerprint is not among the known schemas
+    │   └── CorruptEventError      the framing or the Avro body is damaged
+    ├── EventValidationError   a record does not match its schema (nothing is produced)
+    ├── TopologyError          topic definitions are invalid or cannot be applied
+    │   └── UnsafeTopicChangeError  applying would shrink partitions or change cleanup.policy
+    ├── HandlerError           raised around a handler failure after its retries ran out
+    └── BrokerUnavailableError the Kafka cluster did not answer in time
+"""
+
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    """Root of every error raised by the pipeline package."""
+
+
+class ConfigError(PipelineError):
+    """Settings are missing, malformed or contradict each other."""
+
+
+class SchemaError(PipelineError):
+    """A schema file is invalid, or a schema could not be resolved."""
+
+
+class SerdeError(PipelineError):
+    """Bytes could not be decoded into an event, or an event encoded into bytes."""
+
+
+class UnknownSchemaError(SerdeError):
+    """The writer schema fingerprint is not among the schemas this reader knows.
+
+    Deploy the newer schema files to this service before producers start writing them.
+    """
+
+
+class CorruptEventError(SerdeError):
+    """The single-object framing or the Avro body is damaged."""
+
+
+class EventValidationError(PipelineError):
+    """A record does not match its schema; nothing was produced."""
+
+
+class TopologyError(PipelineError):
+    """Topic definitions are invalid or could not be applied to the cluster."""
+
+
+class UnsafeTopicChangeError(TopologyError):
+    """Applying the definitions would shrink partitions or change a cleanup policy."""
+
+
+class HandlerError(PipelineError):
+    """A handler kept failing after its retries; the event was dead-lettered."""
+
+
+class BrokerUnavailableError(PipelineError):
+    """The Kafka cluster did not answer within the configured timeout."""
