@@ -12,6 +12,7 @@ anything, to shrink partitions or change ``cleanup.policy``; :func:`check` only 
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -41,6 +42,7 @@ from pipeline.config import Settings
 from pipeline.errors import TopologyError, UnsafeTopicChangeError
 
 __all__ = [
+    "DEFAULT_TIMEOUT_SECONDS",
     "Drift",
     "DriftKind",
     "Plan",
@@ -355,9 +357,13 @@ class Plan:
 
 
 def admin_client(settings: Settings) -> AdminClient:
-    """An AdminClient for the cluster of ``settings``."""
+    """An AdminClient for the cluster of ``settings``.
+
+    librdkafka's own log lines go to the ``pipeline.kafka`` logger instead of stderr; a
+    cluster that cannot be reached surfaces as a TopologyError from the calls.
+    """
     config: dict[str, str | int | float | bool] = dict(settings.client_config())
-    return AdminClient(config)
+    return AdminClient(config, logger=logging.getLogger("pipeline.kafka"))
 
 
 def plan(
