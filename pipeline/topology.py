@@ -261,7 +261,8 @@ def _typed(raw: Mapping[str, Any], key: str, kind: type[_T], where: str) -> _T:
     value = raw[key]
     # bool is an int in Python; `partitions: true` is a mistake, not 1.
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise TopologyError(f"{where}: {key} must be a {kind.__name__}, not {value!r}")
+        expected = {int: "an integer", str: "a string"}.get(kind, kind.__name__)
+        raise TopologyError(f"{where}: {key} must be {expected}, not {value!r}")
     return value
 
 
