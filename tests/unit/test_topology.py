@@ -14,6 +14,8 @@ from pipeline.errors import TopologyError
 from pipeline.topology import (
     Drift,
     DriftKind,
+    admin_client,
+    check,
     load_settings_topology,
     load_topology,
 )
@@ -290,3 +292,20 @@ def test_cli_invalid_definitions_exit_2_with_one_line(tmp_path: Path) -> None:
     assert len(result.stderr.strip().splitlines()) == 1  # one line, no traceback
     assert "a.yaml: unknown key(s) bogus" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_unreachable_cluster_is_a_topology_error(tmp_path: Path) -> None:
+    folder = _write(tmp_path / "t", _definition("a"))
+    settings = Settings(bootstrap_servers="127.0.0.1:1", topics_dir=folder)
+    topology = load_settings_topology(settings)
+    with pytest.raises(TopologyError, match="cannot list topics"):
+        check(admin_client(settings), topology, settings, timeout=1.0)
+
+    result = CliRunner().invoke(
+        topics_cli,
+        ["check", "--topics-dir", str(folder), "--timeout", "1"],
+        env={"PIPELINE_BOOTSTRAP_SERVERS": "127.0.0.1:1"},
+    )
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: cannot list topics")
+    assert len(result.stderr.strip().splitlines()) == 1
