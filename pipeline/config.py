@@ -37,10 +37,23 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="librdkafka settings passed through (PIPELINE_KAFKA__SASL_USERNAME=...).",
     )
+    consumer: dict[str, str] = Field(
+        default_factory=dict, description="librdkafka settings for consumers only."
+    )
+    producer: dict[str, str] = Field(
+        default_factory=dict, description="librdkafka settings for producers only."
+    )
+    assignment_strategy: str = Field(
+        "cooperative-sticky", description="Consumer partition.assignment.strategy."
+    )
     topic_prefix: str = Field("", description="Prefix for every topic and consumer group name.")
-    service_name: str = Field("pipeline", description="Service name: consumer group and labels.")
+    service_name: str | None = Field(
+        None, description="Overrides the service's own name (consumer group, metric labels)."
+    )
     schemas_dir: Path | None = Field(None, description="Avro schemas folder (default: bundled).")
-    topics_dir: Path | None = Field(None, description="Topic definitions folder (default: bundled).")
+    topics_dir: Path | None = Field(
+        None, description="Topic definitions folder (default: bundled)."
+    )
 
     max_in_flight: int = Field(256, ge=1, description="Events handled at once per process.")
     max_buffered_per_partition: int = Field(
@@ -62,7 +75,7 @@ class Settings(BaseSettings):
     metrics_port: int = Field(8000, ge=0, le=65535, description="0 disables the HTTP endpoint.")
     log_level: str = Field("INFO")
 
-    @field_validator("kafka", mode="before")
+    @field_validator("kafka", "consumer", "producer", mode="before")
     @classmethod
     def _normalise_client_keys(cls, value: Any) -> Any:
         if not isinstance(value, dict):
@@ -84,10 +97,6 @@ class Settings(BaseSettings):
     def topic(self, name: str) -> str:
         """The physical topic name for a logical topic or event type."""
         return f"{self.topic_prefix}{name}"
-
-    @property
-    def group_id(self) -> str:
-        return f"{self.topic_prefix}{self.service_name}"
 
     def client_config(self) -> dict[str, str]:
         """Settings common to every Kafka client: servers plus the passthrough."""

@@ -1,16 +1,16 @@
 """The error tree. Every error the package raises on purpose derives from PipelineError.
 
-    PipelineError
-    ├── ConfigError            settings are missing or contradict each other
-    ├── SchemaError            a schema file is invalid or cannot be resolved
-    ├── SerdeError             bytes could not be turned into an event, or back
-    │   ├── UnknownSchemaError     the writer fingerprint is not among the known schemas
-    │   └── CorruptEventError      the framing or the Avro body is damaged
-    ├── EventValidationError   a record does not match its schema (nothing is produced)
-    ├── TopologyError          topic definitions are invalid or cannot be applied
-    │   └── UnsafeTopicChangeError  applying would shrink partitions or change cleanup.policy
-    ├── HandlerError           raised around a handler failure after its retries ran out
-    └── BrokerUnavailableError the Kafka cluster did not answer in time
+PipelineError
+├── ConfigError            settings are missing or contradict each other
+├── SchemaError            a schema file is invalid or cannot be resolved
+├── SerdeError             bytes could not be turned into an event, or back
+│   ├── UnknownSchemaError     the writer fingerprint is not among the known schemas
+│   └── CorruptEventError      the framing or the Avro body is damaged
+├── EventValidationError   a record does not match its schema (nothing is produced)
+├── TopologyError          topic definitions are invalid or cannot be applied
+│   └── UnsafeTopicChangeError  applying would shrink partitions or change cleanup.policy
+├── HandlerError           raised around a handler failure after its retries ran out
+└── BrokerUnavailableError the Kafka cluster did not answer in time
 """
 
 from __future__ import annotations

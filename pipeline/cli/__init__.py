@@ -1,10 +1,180 @@
-"""The ``pipeline`` command."""
+"""The ``pipeline`` command: run services, operate topics, produce and tail events."""
 
 from __future__ import annotations
 
+import json
+import sys
+import time
+import uuid
+from typing import Any
+
 import click
+from pydantic import ValidationError
+
+from pipeline.cli.kafka import kafka
+from pipeline.cli.topics import topics
+from pipeline.config import Settings
+from pipeline.errors import PipelineError
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise click.ClickException(f"invalid PIPELINE_* settings: {exc}") from exc
 
 
 @click.group()
+@click.version_option(package_name="kafka-agent-pipeline")
 def main() -> None:
-    """Run and operate the event pipeline."""
+    """Run and operate the event pipeline. Settings come from PIPELINE_* variables."""
+
+
+main.add_command(topics)
+main.add_command(kafka)
+
+
+@main.command()
+@click.argument("service")
+def run(service: str) -> None:
+    """Run SERVICE until SIGTERM: a built-in name (echo) or module.path:attribute."""
+    from pipeline.services import load_service
+
+    settings = _settings()
+    try:
+        svc = load_service(service, settings)
+    except PipelineError as exc:
+        raise click.ClickException(str(exc)) from exc
+    sys.exit(svc.run_forever())
+
+
+@main.command()
+@click.argument("event_type")
+@click.argument("body", default="-")
+@click.option("--conversation", "-c", required=True, help="Conversation id (the Kafka key).")
+@click.option("--tenant", default="default", show_default=True, help="Tenant id.")
+@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for the ack.")
+def produce(event_type: str, body: str, conversation: str, tenant: str, timeout: float) -> None:
+    """Produce one EVENT_TYPE event; BODY is its fields as JSON ('-' reads stdin).
+
+    The body is validated against the event's schema first; on a mismatch nothing is
+    produced and the command exits with status 2.
+    """
+    from confluent_kafka import Producer
+
+    from pipeline.events.catalog import SchemaCatalog
+    from pipeline.events.model import Event, Metadata
+    from pipeline.events.serde import CONTENT_TYPE, SingleObjectSerde
+    from pipeline.observability.tracing import child_traceparent
+    from pipeline.runtime import headers as h
+    from pipeline.runtime.producer import producer_config
+
+    settings = _settings()
+    text = sys.stdin.read() if body == "-" else body
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.UsageError(f"BODY is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise click.UsageError("BODY must be a JSON object of the event's fields")
+    try:
+        serde = SingleObjectSerde(SchemaCatalog.load(settings.resource_dir("schemas")))
+        serde.catalog.reader(event_type)
+        metadata = Metadata.new(event_type, conversation, tenant_id=tenant, producer="cli")
+        event = Event(metadata, data)
+        serde.validate(event_type, event.to_record())
+        value = serde.encode(event)
+    except PipelineError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+    producer = Producer(producer_config(settings, "pipeline-cli"))
+    errors: list[str] = []
+    producer.produce(
+        settings.topic(event_type),
+        value=value,
+        key=conversation,
+        headers=[
+            (h.EVENT_TYPE, event_type),
+            (h.EVENT_ID, str(metadata.event_id)),
+            (h.CONTENT_TYPE, CONTENT_TYPE),
+            (h.TRACEPARENT, child_traceparent(None)),
+        ],
+        on_delivery=lambda err, _msg: errors.append(str(err)) if err else None,
+    )
+    if producer.flush(timeout) or errors:
+        click.echo(f"error: not acknowledged: {errors or 'timed out'}", err=True)
+        sys.exit(1)
+    click.echo(
+        json.dumps({"event_id": str(metadata.event_id), "topic": settings.topic(event_type)})
+    )
+
+
+@main.command()
+@click.argument("topic")
+@click.option("--from-beginning", is_flag=True, help="Start at the oldest record, not the end.")
+@click.option("--conversation", "-c", default=None, help="Only this conversation's events.")
+@click.option("--max-events", type=int, default=None, help="Stop after this many lines.")
+@click.option("--idle-timeout", type=float, default=None, help="Stop after this long idle (s).")
+def tail(
+    topic: str,
+    from_beginning: bool,
+    conversation: str | None,
+    max_events: int | None,
+    idle_timeout: float | None,
+) -> None:
+    """Print TOPIC's events as JSON lines (TOPIC is a logical name: the prefix is added)."""
+    from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
+
+    from pipeline.events.catalog import SchemaCatalog
+    from pipeline.events.jsonable import jsonable
+    from pipeline.events.serde import SingleObjectSerde
+
+    settings = _settings()
+    serde = SingleObjectSerde(SchemaCatalog.load(settings.resource_dir("schemas")))
+    physical = settings.topic(topic)
+    consumer = Consumer(
+        {
+            **settings.client_config(),
+            **settings.consumer,
+            "group.id": f"pipeline-tail-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+    )
+    try:
+        metadata = consumer.list_topics(physical, timeout=10)
+        found = metadata.topics.get(physical)
+        if found is None or found.error is not None or not found.partitions:
+            raise click.ClickException(f"topic {physical!r} does not exist")
+        start = OFFSET_BEGINNING if from_beginning else OFFSET_END
+        consumer.assign([TopicPartition(physical, p, start) for p in found.partitions])
+        printed, last_seen = 0, time.monotonic()
+        while max_events is None or printed < max_events:
+            msg = consumer.poll(0.2)
+            if msg is None:
+                if idle_timeout is not None and time.monotonic() - last_seen > idle_timeout:
+                    break
+                continue
+            last_seen = time.monotonic()
+            if msg.error() is not None:
+                continue
+            key = msg.key()
+            key_text = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
+            if conversation is not None and key_text != conversation:
+                continue
+            line: dict[str, Any] = {
+                "topic": msg.topic(),
+                "partition": msg.partition(),
+                "offset": msg.offset(),
+                "key": key_text,
+            }
+            try:
+                event_type, record = serde.decode_record(msg.value() or b"")
+                line.update(event_type=event_type, event=jsonable(record))
+            except PipelineError as exc:
+                line["error"] = str(exc)
+            click.echo(json.dumps(line))
+            printed += 1
+    finally:
+        consumer.close()

@@ -1,0 +1,98 @@
+"""Wire format: Avro single-object encoding, as the Avro specification defines it.
+
+    C3 01 | 8-byte little-endian CRC-64-AVRO fingerprint of the writer schema | Avro body
+
+A reader finds the writer schema by fingerprint among the versions it knows and resolves
+the body onto its own reader schema, so compatible schema changes roll out without
+downtime. No registry is needed.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from typing import Any
+
+import fastavro
+from fastavro.validation import validate
+
+from pipeline.errors import CorruptEventError, EventValidationError, UnknownSchemaError
+from pipeline.events.catalog import KnownSchema, SchemaCatalog
+from pipeline.events.model import Event
+
+MAGIC = b"\xc3\x01"
+HEADER_SIZE = len(MAGIC) + 8
+CONTENT_TYPE = "application/vnd.apache.avro+binary; encoding=single-object"
+
+
+class SingleObjectSerde:
+    """Encodes and decodes records and events with the schemas of one catalog."""
+
+    def __init__(self, catalog: SchemaCatalog) -> None:
+        self.catalog = catalog
+
+    def encode_record(self, event_type: str, record: Mapping[str, Any]) -> bytes:
+        schema = self.catalog.reader(event_type)
+        return encode_with(schema, record)
+
+    def encode(self, event: Event) -> bytes:
+        return self.encode_record(event.type, event.to_record())
+
+    def validate(self, event_type: str, record: Mapping[str, Any]) -> None:
+        """Raise EventValidationError, naming the bad field, when the record doesn't fit."""
+        schema = self.catalog.reader(event_type)
+        try:
+            validate(record, schema.parsed, raise_errors=True)
+        except Exception as exc:
+            raise EventValidationError(f"{event_type}: {exc}") from exc
+
+    def decode_record(self, data: bytes) -> tuple[str, dict[str, Any]]:
+        """Bytes -> (event type, record projected onto this reader's schema)."""
+        if len(data) < HEADER_SIZE or data[:2] != MAGIC:
+            raise CorruptEventError(
+                f"not Avro single-object encoded (expected marker C3 01, got {data[:2].hex()!r}, "
+                f"{len(data)} bytes)"
+            )
+        fp = data[2:HEADER_SIZE]
+        writer = self.catalog.writer(fp)
+        if writer is None:
+            raise UnknownSchemaError(
+                f"writer schema fingerprint {fp.hex()} is not known to this reader; "
+                "deploy the newer schema files before producers use them"
+            )
+        reader = self.catalog.reader(writer.event_type)
+        stream = io.BytesIO(data)
+        stream.seek(HEADER_SIZE)
+        try:
+            if reader.fingerprint == writer.fingerprint:
+                record = fastavro.schemaless_reader(stream, writer.parsed, None)
+            else:
+                record = fastavro.schemaless_reader(stream, writer.parsed, reader.parsed)
+        except Exception as exc:
+            raise CorruptEventError(f"{writer.full_name} body is corrupt: {exc}") from exc
+        if stream.tell() != len(data):
+            raise CorruptEventError(
+                f"{writer.full_name} body has {len(data) - stream.tell()} trailing bytes"
+            )
+        if not isinstance(record, dict):
+            raise CorruptEventError(f"{writer.full_name} body did not decode to a record")
+        return writer.event_type, record
+
+    def decode(self, data: bytes) -> Event:
+        event_type, record = self.decode_record(data)
+        try:
+            return Event.from_record(record)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CorruptEventError(f"{event_type} has no valid metadata: {exc}") from exc
+
+
+def encode_with(schema: KnownSchema, record: Mapping[str, Any]) -> bytes:
+    """Single-object encode ``record`` with one specific schema version."""
+    out = io.BytesIO()
+    out.write(MAGIC)
+    out.write(schema.fingerprint)
+    try:
+        fastavro.schemaless_writer(out, schema.parsed, record)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise EventValidationError(f"{schema.event_type}: {exc}") from exc
+    return out.getvalue()

@@ -1,0 +1,77 @@
+"""Dead letters: the original record, kept whole, with where it came from and why it failed.
+
+The value is a ``pipeline.events.DeadLetter`` record (single-object encoded); the Kafka
+key is the original key, so a conversation's dead letters stay together. Headers repeat
+the essentials in the form Spring Kafka's DeadLetterPublishingRecoverer uses, for tools
+that only read headers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from confluent_kafka import Message
+
+from pipeline.events.catalog import DEAD_LETTER
+from pipeline.events.model import utc_now
+from pipeline.events.serde import CONTENT_TYPE, SingleObjectSerde
+from pipeline.runtime.headers import EVENT_TYPE, Header, headers_of
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    stage: str  # decode | handler | delivery
+    error: BaseException
+    attempts: int
+    service: str
+    handler: str | None = None
+    event_type: str | None = None
+    conversation_id: str | None = None
+
+
+def dead_letter_record(
+    serde: SingleObjectSerde, msg: Message, failure: Failure
+) -> tuple[bytes, list[Header]]:
+    """Encoded DeadLetter value and headers for a failed record."""
+    topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
+    timestamp_type, timestamp = msg.timestamp()
+    original_headers = headers_of(msg)
+    error_type = type(failure.error).__name__
+    error_message = str(failure.error) or error_type
+    record = {
+        "source_topic": topic,
+        "source_partition": partition,
+        "source_offset": offset,
+        "source_timestamp": timestamp if timestamp_type and timestamp >= 0 else None,
+        "key": _as_bytes(msg.key()),
+        "value": _as_bytes(msg.value()),
+        "headers": [{"key": k, "value": v} for k, v in original_headers],
+        "stage": failure.stage,
+        "error_type": error_type,
+        "error_message": error_message,
+        "attempts": failure.attempts,
+        "service": failure.service,
+        "handler": failure.handler,
+        "event_type": failure.event_type,
+        "conversation_id": failure.conversation_id,
+        "failed_at": utc_now(),
+    }
+    value = serde.encode_record(DEAD_LETTER, record)
+    headers: list[Header] = [
+        (EVENT_TYPE, DEAD_LETTER),
+        ("content-type", CONTENT_TYPE),
+        ("dlt-original-topic", topic),
+        ("dlt-original-partition", str(partition)),
+        ("dlt-original-offset", str(offset)),
+        ("dlt-exception-fqcn", f"{type(failure.error).__module__}.{error_type}"),
+        ("dlt-exception-message", error_message[:1000]),
+        ("dlt-failure-stage", failure.stage),
+        ("dlt-service", failure.service),
+    ]
+    return value, headers
+
+
+def _as_bytes(value: str | bytes | None) -> bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    return value.encode()

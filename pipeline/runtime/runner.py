@@ -1,0 +1,511 @@
+"""The consumer loop: keyed concurrency, watermark commits, retries, dead letters, drain.
+
+Threads: one thread runs ``Consumer.consume`` (and the rebalance callbacks it calls), one
+serves producer delivery reports; everything else, handlers and all bookkeeping, runs
+on the asyncio loop. Rebalance callbacks hand their work to the loop and wait for it, so
+state is only ever touched from the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from pipeline.errors import SerdeError
+from pipeline.events.catalog import SchemaCatalog
+from pipeline.events.serde import SingleObjectSerde
+from pipeline.observability.health import HealthServer
+from pipeline.observability.metrics import RuntimeMetrics
+from pipeline.runtime.context import Context
+from pipeline.runtime.dead_letter import Failure, dead_letter_record
+from pipeline.runtime.headers import TRACEPARENT, header
+from pipeline.runtime.offset_tracker import PartitionOffsets
+from pipeline.runtime.producer import AsyncProducer, producer_config
+from pipeline.runtime.retry import backoff_seconds
+
+if TYPE_CHECKING:
+    from pipeline.runtime.service import HandlerSpec, Service
+
+log = logging.getLogger("pipeline.runtime")
+
+TP = tuple[str, int]
+POLL_BATCH = 500
+POLL_TIMEOUT_SECONDS = 0.1
+STALE_LOOP_SECONDS = 60.0
+
+
+@dataclass(slots=True)
+class Work:
+    """One fetched record on its way through a lane."""
+
+    msg: Message
+    part: PartitionOffsets
+    handler: HandlerSpec
+
+
+class Runner:
+    """Runs one Service until stopped."""
+
+    def __init__(self, service: Service) -> None:
+        settings = service.settings
+        self.settings = settings
+        self.name = service.name
+        self.group_id = f"{settings.topic_prefix}{service.name}"
+        self.serde = SingleObjectSerde(SchemaCatalog.load(settings.resource_dir("schemas")))
+        self.metrics = RuntimeMetrics(service.registry, self.name)
+        self.registry = service.registry
+        self.handlers = {settings.topic(h.event_type): h for h in service.handlers}
+        self.dead_letter_topic = settings.topic(settings.dead_letter_topic)
+
+        self.partitions: dict[TP, PartitionOffsets] = {}
+        self.paused: set[TP] = set()
+        self.lanes: dict[bytes, deque[Work]] = {}
+        self.lane_tasks: set[asyncio.Task[None]] = set()
+        self.pending_acks: set[asyncio.Future[Any]] = set()
+        self.fatal: BaseException | None = None
+        self.ready = False
+        self.heartbeat = time.monotonic()
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.closing = asyncio.Event()
+        self.slots = asyncio.Semaphore(self.settings.max_in_flight)
+        self.producer = AsyncProducer(
+            producer_config(self.settings, f"{self.name}-producer"), self.loop
+        )
+        self.consumer = Consumer(self._consumer_config())
+        self.poller = ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-consumer")
+        health = self._start_health_server()
+        self.consumer.subscribe(
+            list(self.handlers),
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        log.info(
+            "service %s consuming %s as group %s", self.name, list(self.handlers), self.group_id
+        )
+        committer = asyncio.create_task(self._commit_periodically())
+        try:
+            while not stop.is_set() and self.fatal is None:
+                batch = await self.loop.run_in_executor(
+                    self.poller, self.consumer.consume, POLL_BATCH, POLL_TIMEOUT_SECONDS
+                )
+                self.heartbeat = time.monotonic()
+                self.ready = True
+                for msg in batch:
+                    self._dispatch(msg)
+                self._apply_backpressure()
+        finally:
+            self.ready = False
+            committer.cancel()
+            await self._shutdown()
+            if health is not None:
+                health.stop()
+        if self.fatal is not None:
+            raise self.fatal
+
+    def _consumer_config(self) -> dict[str, Any]:
+        return {
+            "client.id": f"{self.name}-consumer",
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "session.timeout.ms": 45000,
+            **self.settings.client_config(),
+            **self.settings.consumer,
+            # The runtime's guarantees rest on these: never overridden.
+            "group.id": self.group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "partition.assignment.strategy": self.settings.assignment_strategy,
+            "on_commit": self._on_commit,
+        }
+
+    def _start_health_server(self) -> HealthServer | None:
+        if not self.settings.metrics_port:
+            return None
+        server = HealthServer(
+            self.registry,
+            self.settings.metrics_host,
+            self.settings.metrics_port,
+            healthy=self._healthy,
+            ready=self._ready,
+        )
+        server.start()
+        return server
+
+    def _healthy(self) -> tuple[bool, str]:
+        if self.fatal is not None:
+            return False, f"stopped on {type(self.fatal).__name__}: {self.fatal}"
+        idle = time.monotonic() - self.heartbeat
+        if idle > STALE_LOOP_SECONDS:
+            return False, f"consumer loop has not polled for {idle:.0f}s"
+        return True, "polling"
+
+    def _ready(self) -> tuple[bool, str]:
+        healthy, reason = self._healthy()
+        if not healthy:
+            return False, reason
+        if not self.ready:
+            return False, "not consuming (starting or shutting down)"
+        return True, f"{len(self.partitions)} partitions assigned"
+
+    async def _shutdown(self) -> None:
+        """Stop fetching, hand back unstarted work, drain started work, commit, close."""
+        self.closing.set()
+        deadline = time.monotonic() + self.settings.drain_timeout_seconds
+        if self.lane_tasks:
+            _, late = await asyncio.wait(set(self.lane_tasks), timeout=_left(deadline))
+            for task in late:
+                task.cancel()
+            if late:
+                log.warning(
+                    "%d conversations still busy at the drain deadline; their "
+                    "events will be handled again after restart",
+                    len(late),
+                )
+                await asyncio.wait(late)
+        await self.loop.run_in_executor(None, self.producer.flush, _left(deadline))
+        if self.pending_acks:
+            await asyncio.wait(set(self.pending_acks), timeout=_left(deadline) or 0.1)
+        offsets = self._committable(self.partitions.values())
+        if offsets and self.fatal is None:
+            await self.loop.run_in_executor(self.poller, self._commit_sync, offsets)
+        await self.loop.run_in_executor(self.poller, self.consumer.close)
+        self.poller.shutdown(wait=True)
+        remaining = await self.loop.run_in_executor(None, self.producer.close, 5.0)
+        if remaining:
+            log.error("%d produced records were not acknowledged at close", remaining)
+        log.info("service %s stopped", self.name)
+
+    def _fail(self, exc: BaseException) -> None:
+        """A failure the runtime cannot recover from: stop without committing past it."""
+        if self.fatal is None:
+            log.error("service %s is stopping: %s", self.name, exc)
+            self.fatal = exc
+
+    # ---------------------------------------------------------------- dispatch
+
+    def _dispatch(self, msg: Message) -> None:
+        err = msg.error()
+        if err is not None:
+            if err.code() == KafkaError._PARTITION_EOF:
+                return
+            if err.fatal():
+                self._fail(KafkaException(err))
+            else:
+                log.warning("consumer error: %s", err)
+            return
+        topic, partition = msg.topic() or "", msg.partition() or 0
+        part = self.partitions.get((topic, partition))
+        if part is None or not part.received(msg.offset() or 0):
+            return  # a partition revoked meanwhile, or an offset already tracked
+        handler = self.handlers[topic]
+        self.metrics.consumed.labels(self.name, topic, handler.event_type).inc()
+        key = msg.key()
+        lane_key = key if isinstance(key, bytes) else f"\0{topic}\0{partition}".encode()
+        work = Work(msg, part, handler)
+        lane = self.lanes.get(lane_key)
+        if lane is not None:
+            lane.append(work)
+            return
+        self.lanes[lane_key] = deque((work,))
+        task = asyncio.create_task(self._run_lane(lane_key))
+        self.lane_tasks.add(task)
+        task.add_done_callback(self.lane_tasks.discard)
+
+    async def _run_lane(self, lane_key: bytes) -> None:
+        """Handle one conversation's queued events strictly one after another."""
+        lane = self.lanes[lane_key]
+        try:
+            while lane:
+                work = lane.popleft()
+                if work.part.revoked or self.closing.is_set():
+                    continue  # handed back: the next owner reads it from the commit
+                async with self.slots:
+                    if work.part.revoked or self.closing.is_set():
+                        continue
+                    work.part.in_progress += 1
+                    self.metrics.in_flight.inc()
+                    try:
+                        finished = await self._process(work)
+                    finally:
+                        self.metrics.in_flight.dec()
+                    if not finished:
+                        work.part.in_progress -= 1
+        finally:
+            if self.lanes.get(lane_key) is lane:
+                del self.lanes[lane_key]
+
+    async def _process(self, work: Work) -> bool:
+        """Decode, handle with retries, produce outputs; False if abandoned on shutdown."""
+        msg, handler = work.msg, work.handler
+        try:
+            event = self.serde.decode(msg.value() or b"")
+        except SerdeError as exc:
+            failure = Failure(
+                "decode", exc, 0, self.name, handler.name, handler.event_type, _key_text(msg)
+            )
+            return await self._dead_letter(work, failure)
+
+        labels = (self.name, handler.name, handler.event_type)
+        traceparent = header(msg, TRACEPARENT)
+        attempt = 0
+        while True:
+            attempt += 1
+            ctx = Context(
+                event,
+                service=self.name,
+                attempt=attempt,
+                serde=self.serde,
+                topic_for=self.settings.topic,
+                traceparent=traceparent,
+                logger=log,
+            )
+            started = time.perf_counter()
+            try:
+                await handler.fn(event, ctx)
+            except Exception as exc:
+                self.metrics.handler_duration.labels(*labels).observe(time.perf_counter() - started)
+                self.metrics.handler_errors.labels(*labels).inc()
+                if attempt > self.settings.max_retries:
+                    log.warning(
+                        "%s failed %d times on %s[%d]@%d, dead-lettering: %r",
+                        handler.name,
+                        attempt,
+                        msg.topic(),
+                        msg.partition(),
+                        msg.offset(),
+                        exc,
+                    )
+                    failure = Failure(
+                        "handler",
+                        exc,
+                        attempt,
+                        self.name,
+                        handler.name,
+                        event.type,
+                        event.conversation_id,
+                    )
+                    return await self._dead_letter(work, failure)
+                delay = backoff_seconds(
+                    attempt,
+                    self.settings.retry_backoff_initial_seconds,
+                    self.settings.retry_backoff_max_seconds,
+                )
+                log.info(
+                    "%s attempt %d failed (%r); retrying in %.2fs",
+                    handler.name,
+                    attempt,
+                    exc,
+                    delay,
+                )
+                if await self._closing_within(delay):
+                    return False
+                continue
+            self.metrics.handler_duration.labels(*labels).observe(time.perf_counter() - started)
+            break
+
+        now = time.time()
+        self.metrics.handled.labels(*labels, "success").inc()
+        self.metrics.event_latency.labels(self.name, event.type).observe(
+            max(0.0, now - event.metadata.occurred_at.timestamp())
+        )
+        outgoing = ctx.outgoing
+        if not outgoing:
+            self._finished(work)
+            return True
+        acks = [await self.producer.send(o.topic, o.value, o.key, o.headers) for o in outgoing]
+        gathered = asyncio.gather(*acks)
+        self.pending_acks.add(gathered)
+
+        def acknowledged(done: asyncio.Future[Any]) -> None:
+            self.pending_acks.discard(done)
+            if done.cancelled():
+                return
+            exc = done.exception()
+            if exc is not None:
+                self._fail(exc)
+                return
+            for o in outgoing:
+                self.metrics.produced.labels(self.name, o.topic, o.event.type).inc()
+            self._finished(work)
+
+        gathered.add_done_callback(acknowledged)
+        return True
+
+    async def _dead_letter(self, work: Work, failure: Failure) -> bool:
+        value, headers = dead_letter_record(self.serde, work.msg, failure)
+        ack = await self.producer.send(self.dead_letter_topic, value, work.msg.key(), headers)
+        try:
+            await ack
+        except KafkaException as exc:
+            self._fail(exc)
+            return False
+        handler = failure.handler or "none"
+        event_type = failure.event_type or "unknown"
+        self.metrics.dead_letters.labels(self.name, handler, event_type, failure.stage).inc()
+        self.metrics.handled.labels(self.name, handler, event_type, "dead_lettered").inc()
+        self._finished(work)
+        return True
+
+    def _finished(self, work: Work) -> None:
+        work.part.in_progress -= 1
+        work.part.finished(work.msg.offset() or 0)
+
+    async def _closing_within(self, seconds: float) -> bool:
+        try:
+            await asyncio.wait_for(self.closing.wait(), timeout=seconds)
+        except TimeoutError:
+            return False
+        return True
+
+    def _apply_backpressure(self) -> None:
+        limit = self.settings.max_buffered_per_partition
+        pause = [
+            tp
+            for tp, part in self.partitions.items()
+            if tp not in self.paused and part.buffered >= limit
+        ]
+        resume = [
+            tp
+            for tp in self.paused
+            if tp in self.partitions and self.partitions[tp].buffered <= limit // 2
+        ]
+        try:
+            if pause:
+                self.consumer.pause([TopicPartition(t, p) for t, p in pause])
+                self.paused.update(pause)
+            if resume:
+                self.consumer.resume([TopicPartition(t, p) for t, p in resume])
+                self.paused.difference_update(resume)
+        except KafkaException as exc:
+            log.warning("pause/resume failed: %s", exc)
+        self.metrics.paused_partitions.set(len(self.paused))
+
+    # ---------------------------------------------------------------- commits
+
+    async def _commit_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.commit_interval_seconds)
+            offsets = self._committable(self.partitions.values())
+            if offsets:
+                try:
+                    self.consumer.commit(offsets=offsets, asynchronous=True)
+                except KafkaException as exc:
+                    self.metrics.commits.labels(self.name, "failure").inc()
+                    log.warning("commit failed: %s", exc)
+            self._update_lag()
+
+    def _committable(self, parts: Any) -> list[TopicPartition]:
+        offsets = []
+        for part in parts:
+            mark = part.watermark()
+            if mark is not None and mark != part.committed:
+                offsets.append(TopicPartition(part.topic, part.partition, mark))
+                part.committed = mark
+        return offsets
+
+    def _commit_sync(self, offsets: list[TopicPartition]) -> None:
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            self.metrics.commits.labels(self.name, "failure").inc()
+            log.warning("commit of %s failed: %s", offsets, exc)
+        else:
+            self.metrics.commits.labels(self.name, "success").inc()
+
+    def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        if err is None or err.code() == KafkaError._NO_OFFSET:
+            self.metrics.commits.labels(self.name, "success").inc()
+        else:
+            self.metrics.commits.labels(self.name, "failure").inc()
+            log.warning("offset commit failed: %s", err)
+
+    def _update_lag(self) -> None:
+        for (topic, partition), part in self.partitions.items():
+            mark = part.watermark()
+            if mark is None:
+                continue
+            try:
+                _, high = self.consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), cached=True
+                )
+            except KafkaException:
+                continue
+            if high >= 0:
+                self.metrics.consumer_lag.labels(self.name, topic, str(partition)).set(
+                    max(0, high - mark)
+                )
+
+    # ---------------------------------------------------------------- rebalances
+    # Called on the consumer thread inside consume()/close(); the work runs on the loop.
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        asyncio.run_coroutine_threadsafe(self._assigned(partitions), self.loop).result()
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        future = asyncio.run_coroutine_threadsafe(self._revoked(partitions, True), self.loop)
+        offsets = future.result()
+        if offsets and self.fatal is None:
+            self._commit_sync(offsets)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        asyncio.run_coroutine_threadsafe(self._revoked(partitions, False), self.loop).result()
+
+    async def _assigned(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self.partitions[(tp.topic, tp.partition)] = PartitionOffsets(tp.topic, tp.partition)
+        self.metrics.rebalances.labels(self.name, "assigned").inc(len(partitions))
+        log.info("assigned %s", _names(partitions))
+
+    async def _revoked(self, partitions: list[TopicPartition], drain: bool) -> list[TopicPartition]:
+        """Drop unstarted work of the partitions, drain started work, return offsets."""
+        parts = [
+            p
+            for tp in partitions
+            if (p := self.partitions.get((tp.topic, tp.partition))) is not None
+        ]
+        for part in parts:
+            part.revoked = True
+        deadline = time.monotonic() + self.settings.drain_timeout_seconds
+        busy = drain and any(p.in_progress > 0 for p in parts)
+        while busy and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+            busy = any(p.in_progress > 0 for p in parts)
+        offsets = self._committable(parts) if drain else []
+        for part in parts:
+            tp = (part.topic, part.partition)
+            del self.partitions[tp]
+            self.paused.discard(tp)
+            with contextlib.suppress(KeyError):
+                self.metrics.consumer_lag.remove(self.name, part.topic, str(part.partition))
+        kind = "revoked" if drain else "lost"
+        self.metrics.rebalances.labels(self.name, kind).inc(len(partitions))
+        log.info("%s %s", kind, _names(partitions))
+        return offsets
+
+
+def _left(deadline: float) -> float:
+    return max(0.0, deadline - time.monotonic())
+
+
+def _key_text(msg: Message) -> str | None:
+    key = msg.key()
+    if isinstance(key, bytes):
+        return key.decode("utf-8", "replace")
+    return key
+
+
+def _names(partitions: list[TopicPartition]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "nothing"

@@ -1,0 +1,102 @@
+"""A service: named handlers, one per event type, run as one Kafka consumer group."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry
+
+from pipeline.config import Settings
+from pipeline.events.model import Event
+from pipeline.runtime.context import Context
+
+Handler = Callable[[Event, Context], Awaitable[None]]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerSpec:
+    event_type: str
+    name: str
+    fn: Handler
+
+
+class Service:
+    """Declare handlers on a service, then run it::
+
+        service = Service("echo")
+
+        @service.handler("message_received")
+        async def echo(event: Event, ctx: Context) -> None:
+            ctx.emit("response_ready", {...})
+
+        service.run_forever()
+
+    The runtime owns polling, ordering per conversation, concurrency, commits, retries,
+    dead letters, metrics and shutdown; a handler only handles.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        settings: Settings | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        self.name = self.settings.service_name or name
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self._handlers: dict[str, HandlerSpec] = {}
+
+    def handler(self, event_type: str, *, name: str | None = None) -> Callable[[Handler], Handler]:
+        """Register an ``async def (event, ctx)`` for one event type (one topic)."""
+
+        def register(fn: Handler) -> Handler:
+            if not asyncio.iscoroutinefunction(fn):
+                raise TypeError(f"handler {fn!r} must be an async def")
+            if event_type in self._handlers:
+                raise ValueError(
+                    f"{event_type} already has handler {self._handlers[event_type].name!r}"
+                )
+            self._handlers[event_type] = HandlerSpec(event_type, name or fn.__name__, fn)
+            return fn
+
+        return register
+
+    @property
+    def handlers(self) -> list[HandlerSpec]:
+        return list(self._handlers.values())
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Consume until ``stop`` is set, then drain, commit and close."""
+        from pipeline.runtime.runner import Runner
+
+        if not self._handlers:
+            raise ValueError(f"service {self.name!r} has no handlers")
+        await Runner(self).run(stop or asyncio.Event())
+
+    def run_forever(self) -> int:
+        """Run until SIGTERM or SIGINT; returns the process exit code."""
+        logging.basicConfig(
+            level=self.settings.log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+
+        async def main() -> None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            await self.run(stop)
+
+        try:
+            asyncio.run(main())
+        except Exception:
+            log.exception("service %s stopped on an error", self.name)
+            return 1
+        return 0
