@@ -479,20 +479,8 @@ class DevKafka:
             encoding="utf-8",
         )
         self.log4j_config.write_text(render_log4j2(self.log_file), encoding="utf-8")
-        fmt = format_command(
-            java,
-            libs,
-            self.log4j_config,
-            random_cluster_id(),
-            self.server_properties,
-            ignore_formatted=self.keep_data,
-        )
-        result = subprocess.run(fmt, capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            raise DevKafkaError(
-                f"formatting KRaft storage failed (exit {result.returncode}):\n"
-                f"{result.stdout}{result.stderr}"
-            )
+        if not (self.keep_data and (self.kraft_dir / "meta.properties").is_file()):
+            self._format(java, libs)
         cmd = broker_command(java, libs, self.log4j_config, self.heap_opts, self.server_properties)
         with self.out_file.open("ab") as out:
             # Own session: the broker survives this process and ignores its Ctrl-C.
@@ -511,6 +499,18 @@ class DevKafka:
             self.stop()
             raise
         return self
+
+    def _format(self, java: str, libs: Path) -> None:
+        """Format a fresh KRaft log directory with a new cluster id."""
+        fmt = format_command(
+            java, libs, self.log4j_config, random_cluster_id(), self.server_properties
+        )
+        result = subprocess.run(fmt, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise DevKafkaError(
+                f"formatting KRaft storage failed (exit {result.returncode}):\n"
+                f"{result.stdout}{result.stderr}"
+            )
 
     def wait_ready(self, timeout: float | None = None) -> None:
         """Block until the broker answers a metadata request; raise with its log on failure."""
