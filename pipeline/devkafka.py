@@ -377,6 +377,7 @@ class DevKafka:
 
     Files live in ``data_dir`` (default ``<cache root>/run-<port>``): ``server.properties``,
     ``log4j2.properties``, ``broker.log`` (log4j), ``broker.out`` (stdout/stderr),
+    ``format.log`` (the storage format step),
     ``broker.pid`` and the KRaft log directory ``kraft``. The KRaft data is wiped at every
     start unless ``keep_data`` is set.
     """
@@ -472,7 +473,7 @@ class DevKafka:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not self.keep_data:
             shutil.rmtree(self.kraft_dir, ignore_errors=True)
-            for f in (self.log_file, self.out_file):
+            for f in (self.log_file, self.out_file, self.data_dir / "format.log"):
                 f.unlink(missing_ok=True)
         self.server_properties.write_text(
             render_server_properties(self.port, self.controller_port, self.kraft_dir),
@@ -502,9 +503,9 @@ class DevKafka:
 
     def _format(self, java: str, libs: Path) -> None:
         """Format a fresh KRaft log directory with a new cluster id."""
-        fmt = format_command(
-            java, libs, self.log4j_config, random_cluster_id(), self.server_properties
-        )
+        log4j_config = self.data_dir / "log4j2-format.properties"
+        log4j_config.write_text(render_log4j2(self.data_dir / "format.log"), encoding="utf-8")
+        fmt = format_command(java, libs, log4j_config, random_cluster_id(), self.server_properties)
         result = subprocess.run(fmt, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise DevKafkaError(
