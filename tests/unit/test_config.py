@@ -1,0 +1,134 @@
+"""Settings from PIPELINE_* variables: passthrough, hidden secrets, reserved keys, paths."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from pipeline.config import Settings, bundled_dir
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.upper().startswith("PIPELINE_"):
+            monkeypatch.delenv(name)
+
+
+def test_defaults() -> None:
+    settings = Settings()
+    assert settings.client_config() == {"bootstrap.servers": "127.0.0.1:9092"}
+    assert settings.topic_prefix == ""
+    assert settings.topic("message_received") == "message_received"
+
+
+def test_bootstrap_servers_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIPELINE_BOOTSTRAP_SERVERS", "kafka-0:9092,kafka-1:9092")
+    assert Settings().client_config()["bootstrap.servers"] == "kafka-0:9092,kafka-1:9092"
+
+
+def test_passthrough_becomes_librdkafka_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIPELINE_KAFKA__SASL_PASSWORD", "hunter2-secret")
+    monkeypatch.setenv("PIPELINE_KAFKA__SASL_USERNAME", "svc-agent")
+    monkeypatch.setenv("PIPELINE_KAFKA__SECURITY_PROTOCOL", "SASL_SSL")
+    config = Settings().client_config()
+    assert config["sasl.password"] == "hunter2-secret"
+    assert config["sasl.username"] == "svc-agent"
+    assert config["security.protocol"] == "SASL_SSL"
+    assert not any("_" in key for key in config)
+
+
+def test_consumer_and_producer_passthrough(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIPELINE_CONSUMER__FETCH_MIN_BYTES", "1024")
+    monkeypatch.setenv("PIPELINE_PRODUCER__LINGER_MS", "5")
+    settings = Settings()
+    assert settings.consumer == {"fetch.min.bytes": "1024"}
+    assert settings.producer == {"linger.ms": "5"}
+    assert "linger.ms" not in settings.client_config()
+
+
+def test_passthrough_given_directly() -> None:
+    settings = Settings(kafka={"SASL_MECHANISM": "SCRAM-SHA-512"})
+    assert settings.client_config()["sasl.mechanism"] == "SCRAM-SHA-512"
+
+
+def test_secrets_never_appear_when_printed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIPELINE_KAFKA__SASL_PASSWORD", "hunter2-secret")
+    monkeypatch.setenv("PIPELINE_KAFKA__SSL_KEY_PASSWORD", "key-pass-77")
+    settings = Settings()
+    for text in (repr(settings), str(settings), f"{settings}", settings.model_dump_json()):
+        assert "hunter2-secret" not in text
+        assert "key-pass-77" not in text
+    assert "sasl.password" in repr(settings)
+    assert "hunter2-secret" not in repr(settings.model_dump())
+
+
+@pytest.mark.parametrize(
+    ("variable", "setting"),
+    [
+        ("PIPELINE_KAFKA__ENABLE_AUTO_COMMIT", "enable.auto.commit"),
+        ("PIPELINE_KAFKA__GROUP_ID", "group.id"),
+        ("PIPELINE_CONSUMER__ENABLE_AUTO_OFFSET_STORE", "enable.auto.offset.store"),
+        ("PIPELINE_CONSUMER__PARTITION_ASSIGNMENT_STRATEGY", "partition.assignment.strategy"),
+        ("PIPELINE_PRODUCER__BOOTSTRAP_SERVERS", "bootstrap.servers"),
+    ],
+)
+def test_reserved_settings_are_refused(
+    monkeypatch: pytest.MonkeyPatch, variable: str, setting: str
+) -> None:
+    monkeypatch.setenv(variable, "x")
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    message = str(info.value)
+    assert f"{setting} cannot be passed through" in message
+    assert "the runtime sets them" in message
+
+
+def test_reserved_settings_are_refused_in_dotted_form() -> None:
+    with pytest.raises(ValidationError, match=r"group\.id cannot be passed through"):
+        Settings(consumer={"group.id": "mine"})
+
+
+def test_topic_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIPELINE_TOPIC_PREFIX", "staging.")
+    settings = Settings()
+    assert settings.topic("message_received") == "staging.message_received"
+    assert settings.topic("dead_letters") == "staging.dead_letters"
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings()
+    with pytest.raises(ValidationError):
+        settings.topic_prefix = "other."  # type: ignore[misc]
+
+
+def test_resource_dir_defaults_to_the_source_tree() -> None:
+    settings = Settings()
+    assert settings.resource_dir("schemas") == bundled_dir("schemas")
+    assert settings.resource_dir("schemas").resolve() == REPO / "schemas"
+    assert settings.resource_dir("topics").resolve() == REPO / "topics"
+    assert (settings.resource_dir("schemas") / "pipeline.events.Metadata.avsc").is_file()
+
+
+def test_resource_dir_configured(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PIPELINE_SCHEMAS_DIR", str(tmp_path / "schemas"))
+    settings = Settings(topics_dir=tmp_path / "topics")
+    assert settings.resource_dir("schemas") == tmp_path / "schemas"
+    assert settings.resource_dir("topics") == tmp_path / "topics"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("PIPELINE_MAX_IN_FLIGHT", "0"), ("PIPELINE_METRICS_PORT", "70000")],
+)
+def test_out_of_range_values_are_refused(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError):
+        Settings()
