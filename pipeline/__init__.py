@@ -1,3 +1,49 @@
-"""Event-driven backbone for AI agents and chatbots on Apache Kafka."""
+"""Event-driven backbone for AI agents and chatbots on Apache Kafka.
+
+Start from :class:`Service`: register an ``async def (event, ctx)`` per event type and
+run it; the runtime owns ordering, concurrency, commits, retries and dead letters.
+"""
+
+from pipeline.config import Settings
+from pipeline.errors import (
+    BrokerUnavailableError,
+    ConfigError,
+    CorruptEventError,
+    EventValidationError,
+    HandlerError,
+    PipelineError,
+    SchemaError,
+    SerdeError,
+    TopologyError,
+    UnknownSchemaError,
+    UnsafeTopicChangeError,
+)
+from pipeline.events.catalog import SchemaCatalog
+from pipeline.events.model import Event, Metadata
+from pipeline.events.serde import SingleObjectSerde
+from pipeline.runtime.context import Context
+from pipeline.runtime.service import Service
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "BrokerUnavailableError",
+    "ConfigError",
+    "Context",
+    "CorruptEventError",
+    "Event",
+    "EventValidationError",
+    "HandlerError",
+    "Metadata",
+    "PipelineError",
+    "SchemaCatalog",
+    "SchemaError",
+    "SerdeError",
+    "Service",
+    "Settings",
+    "SingleObjectSerde",
+    "TopologyError",
+    "UnknownSchemaError",
+    "UnsafeTopicChangeError",
+    "__version__",
+]

@@ -30,6 +30,12 @@ class RuntimeMetrics:
             ["service", "topic", "event_type"],
             registry=registry,
         )
+        self.skipped = Counter(
+            "pipeline_events_skipped_total",
+            "Records skipped because an earlier owner of the partition finished them.",
+            ["service", "topic"],
+            registry=registry,
+        )
         self.handled = Counter(
             "pipeline_events_handled_total",
             "Events whose handling ended, by outcome (success or dead_lettered).",

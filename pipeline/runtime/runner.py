@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -27,7 +28,7 @@ from pipeline.observability.metrics import RuntimeMetrics
 from pipeline.runtime.context import Context
 from pipeline.runtime.dead_letter import Failure, dead_letter_record
 from pipeline.runtime.headers import TRACEPARENT, header
-from pipeline.runtime.offset_tracker import PartitionOffsets
+from pipeline.runtime.offset_tracker import PartitionOffsets, decode_finished
 from pipeline.runtime.producer import AsyncProducer, producer_config
 from pipeline.runtime.retry import backoff_seconds
 
@@ -208,8 +209,14 @@ class Runner:
             return
         topic, partition = msg.topic() or "", msg.partition() or 0
         part = self.partitions.get((topic, partition))
-        if part is None or not part.received(msg.offset() or 0):
+        offset = msg.offset() or 0
+        if part is None or not part.received(offset):
             return  # a partition revoked meanwhile, or an offset already tracked
+        if offset in part.skip:
+            part.skip.discard(offset)  # an earlier owner finished it: commit, don't repeat
+            part.finished(offset)
+            self.metrics.skipped.labels(self.name, topic).inc()
+            return
         handler = self.handlers[topic]
         self.metrics.consumed.labels(self.name, topic, handler.event_type).inc()
         key = msg.key()
@@ -398,22 +405,26 @@ class Runner:
     async def _commit_periodically(self) -> None:
         while True:
             await asyncio.sleep(self.settings.commit_interval_seconds)
-            offsets = self._committable(self.partitions.values())
-            if offsets:
-                try:
+            try:
+                offsets = self._committable(self.partitions.values())
+                if offsets:
                     self.consumer.commit(offsets=offsets, asynchronous=True)
-                except KafkaException as exc:
-                    self.metrics.commits.labels(self.name, "failure").inc()
-                    log.warning("commit failed: %s", exc)
-            self._update_lag()
+                self._update_lag()
+            except KafkaException as exc:
+                self.metrics.commits.labels(self.name, "failure").inc()
+                log.warning("commit failed: %s", exc)
+            except Exception as exc:  # a bug here would silently stop all commits
+                self._fail(exc)
+                return
 
-    def _committable(self, parts: Any) -> list[TopicPartition]:
+    def _committable(self, parts: Iterable[PartitionOffsets]) -> list[TopicPartition]:
         offsets = []
         for part in parts:
-            mark = part.watermark()
-            if mark is not None and mark != part.committed:
-                offsets.append(TopicPartition(part.topic, part.partition, mark))
-                part.committed = mark
+            position = part.to_commit()
+            if position is not None:
+                mark, metadata = position
+                offsets.append(TopicPartition(part.topic, part.partition, mark, metadata or ""))
+                part.committed = position
         return offsets
 
     def _commit_sync(self, offsets: list[TopicPartition]) -> None:
@@ -452,7 +463,12 @@ class Runner:
     # Called on the consumer thread inside consume()/close(); the work runs on the loop.
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        asyncio.run_coroutine_threadsafe(self._assigned(partitions), self.loop).result()
+        try:
+            committed = consumer.committed(partitions, timeout=10)
+        except KafkaException as exc:
+            log.warning("cannot read committed offsets, nothing will be skipped: %s", exc)
+            committed = []
+        asyncio.run_coroutine_threadsafe(self._assigned(partitions, committed), self.loop).result()
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         future = asyncio.run_coroutine_threadsafe(self._revoked(partitions, True), self.loop)
@@ -463,9 +479,19 @@ class Runner:
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         asyncio.run_coroutine_threadsafe(self._revoked(partitions, False), self.loop).result()
 
-    async def _assigned(self, partitions: list[TopicPartition]) -> None:
+    async def _assigned(
+        self, partitions: list[TopicPartition], committed: list[TopicPartition]
+    ) -> None:
+        finished_before = {
+            (tp.topic, tp.partition): decode_finished(tp.offset, tp.metadata)
+            for tp in committed
+            if tp.offset >= 0
+        }
         for tp in partitions:
-            self.partitions[(tp.topic, tp.partition)] = PartitionOffsets(tp.topic, tp.partition)
+            key = (tp.topic, tp.partition)
+            self.partitions[key] = PartitionOffsets(
+                tp.topic, tp.partition, finished_before.get(key)
+            )
         self.metrics.rebalances.labels(self.name, "assigned").inc(len(partitions))
         log.info("assigned %s", _names(partitions))
 
