@@ -1,0 +1,276 @@
+"""The Helm chart, checked by the real helm and against the Kubernetes and CRD schemas."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from deploy_support import ALL_ON_VALUES, CHART, RULES, SCHEMAS, SERVICES, render, run
+
+# The oldest Kubernetes the chart is validated for, and the newest schemas available.
+KUBERNETES_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
+CUSTOM_RESOURCES = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): "monitoring.coreos.com_servicemonitor_v1.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "monitoring.coreos.com_prometheusrule_v1.json",
+    ("keda.sh/v1alpha1", "ScaledObject"): "keda.sh_scaledobject_v1alpha1.json",
+}
+
+
+def crd_schema(file: str) -> dict[str, Any]:
+    """A vendored CRD schema, made strict as the API server's strict field validation is:
+    an object with declared properties accepts no other field."""
+
+    def strict(node: Any) -> Any:
+        if isinstance(node, dict):
+            node = {k: strict(v) for k, v in node.items()}
+            if (
+                "properties" in node
+                and "additionalProperties" not in node
+                and not node.get("x-kubernetes-preserve-unknown-fields")
+            ):
+                node["additionalProperties"] = False
+        elif isinstance(node, list):
+            node = [strict(v) for v in node]
+        return node
+
+    schema: dict[str, Any] = strict(json.loads((SCHEMAS / file).read_text()))
+    # The meta-schema without its `regex` format check: patterns are Go RE2, as `(?i)`.
+    no_formats = jsonschema.FormatChecker(formats=())
+    meta = jsonschema.Draft7Validator(
+        jsonschema.Draft7Validator.META_SCHEMA, format_checker=no_formats
+    )
+    meta.validate(schema)
+    return schema
+
+
+def of_kind(manifests: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [m for m in manifests if m["kind"] == kind]
+
+
+def containers(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = manifest["spec"]
+    pod = spec["template"]["spec"] if "template" in spec else spec
+    return list(pod["containers"])
+
+
+@pytest.mark.parametrize("values", [None, ALL_ON_VALUES], ids=["defaults", "all-on"])
+def test_lint_strict(helm: str, values: Path | None) -> None:
+    args = ["--values", str(values)] if values else []
+    result = run(helm, "lint", "--strict", str(CHART), *args)
+    assert "0 chart(s) failed" in result.stdout
+
+
+@pytest.mark.parametrize("manifests_fixture", ["default_manifests", "all_on_manifests"])
+def test_manifests_valid_against_kubernetes_and_crd_schemas(
+    manifests_fixture: str, request: pytest.FixtureRequest
+) -> None:
+    manifests: list[dict[str, Any]] = request.getfixturevalue(manifests_fixture)
+    assert manifests
+    for manifest in manifests:
+        key = (manifest["apiVersion"], manifest["kind"])
+        if key in CUSTOM_RESOURCES:
+            schema = crd_schema(CUSTOM_RESOURCES[key])
+            jsonschema.Draft7Validator(schema).validate(manifest)
+        else:
+            for version in KUBERNETES_VERSIONS:
+                kubernetes_validate.validate(manifest, version, strict=True)
+
+
+def test_all_on_renders_every_optional_part(all_on_manifests: list[dict[str, Any]]) -> None:
+    kinds = {m["kind"] for m in all_on_manifests}
+    assert kinds >= {
+        "Deployment", "Service", "Ingress", "ServiceAccount", "ConfigMap", "Job",
+        "PodDisruptionBudget", "HorizontalPodAutoscaler", "ScaledObject", "ServiceMonitor",
+        "PrometheusRule", "Pod",
+    }  # fmt: skip
+    deployments = {
+        m["metadata"]["labels"]["app.kubernetes.io/component"]
+        for m in of_kind(all_on_manifests, "Deployment")
+    }
+    assert deployments == set(SERVICES)
+
+
+def test_defaults_deploy_every_service_but_echo(default_manifests: list[dict[str, Any]]) -> None:
+    components = {
+        m["metadata"]["labels"]["app.kubernetes.io/component"]
+        for m in of_kind(default_manifests, "Deployment")
+    }
+    assert components == set(SERVICES) - {"echo"}
+    kinds = {m["kind"] for m in default_manifests}
+    assert not kinds & {"ServiceMonitor", "PrometheusRule", "ScaledObject", "Ingress"}
+
+
+def test_crd_schemas_reject_what_the_operators_would(
+    all_on_manifests: list[dict[str, Any]],
+) -> None:
+    """The vendored schemas are strict: a misspelt field fails, as it would on apply."""
+    for (api_version, kind), file in CUSTOM_RESOURCES.items():
+        manifest = next(m for m in all_on_manifests if m["kind"] == kind)
+        assert manifest["apiVersion"] == api_version
+        broken = json.loads(json.dumps(manifest))
+        broken["spec"]["notAField"] = True
+        schema = crd_schema(file)
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.Draft7Validator(schema).validate(broken)
+
+
+def test_values_schema_rejects_unknown_keys(helm: str) -> None:
+    result = run(
+        helm, "template", "x", str(CHART), "--set", "services.agent.replicas=3", check=False
+    )
+    assert result.returncode != 0
+    assert "replicas" in result.stderr
+    schema = json.loads((CHART / "values.schema.json").read_text())
+
+    def objects(node: Any) -> Any:
+        if isinstance(node, dict):
+            if node.get("type") == "object" and "properties" in node:
+                yield node
+            for child in node.values():
+                yield from objects(child)
+
+    for node in objects(schema):
+        assert node.get("additionalProperties") is False, sorted(node["properties"])
+
+
+def test_deployments_are_hardened_and_probed(all_on_manifests: list[dict[str, Any]]) -> None:
+    for manifest in of_kind(all_on_manifests, "Deployment") + of_kind(all_on_manifests, "Job"):
+        pod = manifest["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for container in containers(manifest):
+            security = container["securityContext"]
+            assert security["readOnlyRootFilesystem"] is True
+            assert security["allowPrivilegeEscalation"] is False
+            assert security["capabilities"]["drop"] == ["ALL"]
+            env = {e["name"]: e for e in container["env"]}
+            assert env["PIPELINE_BOOTSTRAP_SERVERS"]["value"]
+            assert env["PIPELINE_KAFKA__SASL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+                "name": "kafka-credentials",
+                "key": "password",
+            }
+            assert env["PIPELINE_KAFKA__SECURITY_PROTOCOL"]["value"] == "SASL_SSL"
+            if manifest["kind"] == "Deployment":
+                component = manifest["metadata"]["labels"]["app.kubernetes.io/component"]
+                assert container["args"] == ["run", component]
+                assert env["PIPELINE_SERVICE_NAME"]["value"] == component
+                assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+                assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+                assert container["livenessProbe"]["httpGet"]["port"] == "metrics"
+
+
+def test_topics_job_is_a_hook_applying_the_repository_topics(
+    all_on_manifests: list[dict[str, Any]],
+) -> None:
+    (job,) = of_kind(all_on_manifests, "Job")
+    annotations = job["metadata"]["annotations"]
+    assert annotations["helm.sh/hook"] == "post-install,post-upgrade"
+    (container,) = containers(job)
+    assert container["args"] == ["topics", "apply"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["PIPELINE_TOPIC_REPLICATION_FACTOR"] == "3"
+    assert env["PIPELINE_TOPIC_PREFIX"] == "prod."
+    topics_cm = next(
+        m
+        for m in of_kind(all_on_manifests, "ConfigMap")
+        if m["metadata"]["name"].endswith("-topics")
+    )
+    volumes = {v["name"]: v for v in job["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["topics"]["configMap"]["name"] == topics_cm["metadata"]["name"]
+    repo_topics = {
+        p.name: yaml.safe_load(p.read_text()) for p in (CHART / "files" / "topics").glob("*.yaml")
+    }
+    assert repo_topics, "the chart ships no topic definitions"
+    shipped = {name: yaml.safe_load(text) for name, text in topics_cm["data"].items()}
+    assert {k: shipped[k] for k in repo_topics} == repo_topics
+    assert "audit_log.yaml" in shipped
+
+
+def test_names_fit_in_63_characters(helm: str) -> None:
+    release = "r" * 53  # the longest release name helm accepts
+    manifests = render(
+        helm,
+        "--values",
+        str(ALL_ON_VALUES),
+        "--set",
+        "nameOverride=event-pipeline",
+        release=release,
+    )
+    for manifest in manifests:
+        name = manifest["metadata"]["name"]
+        assert len(name) <= 63, name
+        assert not name.endswith("-"), name
+        for value in manifest["metadata"]["labels"].values():
+            assert len(value) <= 63, value
+    suffixes = {
+        m["metadata"]["name"].rsplit("-", 1)[-1] for m in manifests if m["kind"] == "Deployment"
+    }
+    assert suffixes == set(SERVICES)
+
+
+def test_labels_and_selectors(all_on_manifests: list[dict[str, Any]]) -> None:
+    for manifest in all_on_manifests:
+        labels = manifest["metadata"]["labels"]
+        for key in ("name", "instance", "version", "managed-by", "part-of"):
+            assert f"app.kubernetes.io/{key}" in labels, (manifest["kind"], key)
+    services = {m["metadata"]["name"]: m for m in of_kind(all_on_manifests, "Service")}
+    for deployment in of_kind(all_on_manifests, "Deployment"):
+        selector = deployment["spec"]["selector"]["matchLabels"]
+        assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+        assert services[deployment["metadata"]["name"]]["spec"]["selector"] == selector
+
+
+def test_gateway_is_exposed_and_scaled_on_cpu(all_on_manifests: list[dict[str, Any]]) -> None:
+    (ingress,) = of_kind(all_on_manifests, "Ingress")
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    gateway = next(
+        m for m in of_kind(all_on_manifests, "Service") if m["metadata"]["name"] == backend["name"]
+    )
+    assert {p["name"] for p in gateway["spec"]["ports"]} == {"http", "metrics"}
+    (hpa,) = of_kind(all_on_manifests, "HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == backend["name"]
+    scaled = {
+        m["spec"]["scaleTargetRef"]["name"] for m in of_kind(all_on_manifests, "ScaledObject")
+    }
+    assert backend["name"] not in scaled
+    agent = next(
+        m
+        for m in of_kind(all_on_manifests, "ScaledObject")
+        if m["metadata"]["name"].endswith("-agent")
+    )
+    triggers = agent["spec"]["triggers"]
+    assert {t["metadata"]["consumerGroup"] for t in triggers} == {"prod.agent"}
+    assert {t["metadata"]["topic"] for t in triggers} == {
+        "prod.message_received", "prod.tool_result", "prod.timer_fired", "prod.context_updated"
+    }  # fmt: skip
+
+
+def test_monitoring_resources_ship_the_repository_rules_and_dashboard(
+    all_on_manifests: list[dict[str, Any]],
+) -> None:
+    (rule,) = of_kind(all_on_manifests, "PrometheusRule")
+    assert rule["spec"]["groups"] == yaml.safe_load(RULES.read_text())["groups"]
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    (monitor,) = of_kind(all_on_manifests, "ServiceMonitor")
+    endpoint = monitor["spec"]["endpoints"][0]
+    assert endpoint["port"] == "metrics" and endpoint["honorLabels"] is True
+    assert {r["targetLabel"] for r in endpoint["relabelings"]} == {"service", "job"}
+    dashboard = next(
+        m for m in of_kind(all_on_manifests, "ConfigMap") if "pipeline.json" in m["data"]
+    )
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    shipped = json.loads(dashboard["data"]["pipeline.json"])
+    assert shipped == json.loads((CHART / "files" / "pipeline-dashboard.json").read_text())
+
+
+def test_helm_test_hook_checks_every_service(all_on_manifests: list[dict[str, Any]]) -> None:
+    (pod,) = of_kind(all_on_manifests, "Pod")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    args = " ".join(pod["spec"]["containers"][0]["args"])
+    for service in SERVICES:
+        assert f"-{service}:8000/readyz" in args
