@@ -7,7 +7,9 @@ tests on a developer's machine and fails them when ``CI=true``: nothing is skipp
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -64,3 +66,29 @@ def render(helm: str, *args: str, release: str = "pipeline") -> list[dict[str, A
     """`helm template` the chart; the manifests as dicts."""
     out = run(helm, "template", release, str(CHART), "--namespace", "agents", *args).stdout
     return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+# Names in PromQL that are functions, keywords or label names rather than metrics.
+_METRIC = re.compile(r"\b(pipeline_[a-z0-9_]+|up)\b(?!\s*[=!~(])")
+
+
+def dashboard_exprs() -> list[str]:
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] == "query":
+            exprs.append(variable["query"]["query"])
+    return exprs
+
+
+def rule_exprs() -> list[str]:
+    rules = yaml.safe_load(RULES.read_text())
+    return [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
+
+
+def metric_names(exprs: list[str]) -> set[str]:
+    """Series names used by PromQL expressions (``pipeline_*`` and ``up``)."""
+    names: set[str] = set()
+    for expr in exprs:
+        names.update(match.group(1) for match in _METRIC.finditer(expr))
+    return names

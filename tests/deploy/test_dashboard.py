@@ -1,0 +1,65 @@
+"""The Grafana dashboard: a templated datasource, $__rate_interval, sound panels."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from deploy_support import DASHBOARD, REPO, dashboard_exprs
+
+
+def load() -> dict[str, Any]:
+    dashboard: dict[str, Any] = json.loads(DASHBOARD.read_text())
+    return dashboard
+
+
+def test_datasource_is_a_template_variable() -> None:
+    dashboard = load()
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    for panel in dashboard["panels"]:
+        if panel["type"] == "row":
+            continue
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == "${datasource}"
+
+
+def test_range_functions_use_rate_interval() -> None:
+    for expr in dashboard_exprs():
+        for window in re.findall(r"\[([^\]]+)\]", expr):
+            assert window == "$__rate_interval", expr
+
+
+def test_panels_have_unique_ids_and_fit_the_grid() -> None:
+    panels = load()["panels"]
+    ids = [p["id"] for p in panels]
+    assert len(ids) == len(set(ids))
+    for panel in panels:
+        grid = panel["gridPos"]
+        assert grid["x"] + grid["w"] <= 24, panel["title"]
+
+
+def test_dashboard_covers_the_issue_list() -> None:
+    titles = " ".join(p["title"].lower() for p in load()["panels"])
+    for word in (
+        "handled",
+        "lag",
+        "latency",
+        "handler duration",
+        "errors",
+        "dead letters",
+        "in flight",
+    ):
+        assert word in titles, word
+
+
+def test_grafana_provisioning_points_at_the_dashboard() -> None:
+    provider = (
+        REPO / "deploy" / "grafana" / "provisioning" / "dashboards" / "pipeline.yml"
+    ).read_text()
+    assert "path: /var/lib/grafana/dashboards" in provider
+    compose = (REPO / "docker-compose.yml").read_text()
+    assert "./deploy/grafana/dashboards:/var/lib/grafana/dashboards:ro" in compose

@@ -1,0 +1,81 @@
+"""Alert rules and the compose Prometheus config, checked by promtool."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from deploy_support import REPO, RULE_TESTS, RULES, dashboard_exprs, metric_names, rule_exprs, run
+
+# What the runtime exports today (pipeline/observability/metrics.py), as series names.
+EXPORTED = {
+    "up",
+    "pipeline_events_consumed_total",
+    "pipeline_events_produced_total",
+    "pipeline_events_handled_total",
+    "pipeline_handler_errors_total",
+    "pipeline_dead_letters_total",
+    "pipeline_handler_duration_seconds_bucket",
+    "pipeline_handler_duration_seconds_sum",
+    "pipeline_handler_duration_seconds_count",
+    "pipeline_event_latency_seconds_bucket",
+    "pipeline_event_latency_seconds_sum",
+    "pipeline_event_latency_seconds_count",
+    "pipeline_events_in_flight",
+    "pipeline_consumer_lag",
+    "pipeline_partitions_paused",
+    "pipeline_offset_commits_total",
+    "pipeline_rebalances_total",
+}
+
+
+def test_promtool_check_rules(promtool: str) -> None:
+    result = run(promtool, "check", "rules", str(RULES))
+    assert "SUCCESS" in result.stdout
+
+
+def test_promtool_unit_tests(promtool: str) -> None:
+    result = run(promtool, "test", "rules", str(RULE_TESTS))
+    assert "SUCCESS" in result.stdout
+
+
+def test_every_alert_has_a_unit_test_that_fires_it() -> None:
+    alerts = {
+        rule["alert"]
+        for group in yaml.safe_load(RULES.read_text())["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    }
+    tested = {
+        case["alertname"]
+        for test in yaml.safe_load(RULE_TESTS.read_text())["tests"]
+        for case in test.get("alert_rule_test", [])
+        if case.get("exp_alerts")
+    }
+    assert alerts == tested
+
+
+def test_every_alert_has_severity_summary_and_description() -> None:
+    for group in yaml.safe_load(RULES.read_text())["groups"]:
+        for rule in group["rules"]:
+            if "alert" in rule:
+                assert rule["labels"]["severity"] in {"critical", "warning", "info"}
+                assert rule["annotations"]["summary"] and rule["annotations"]["description"]
+
+
+def test_rules_and_dashboard_use_only_exported_metrics() -> None:
+    used = metric_names(rule_exprs() + dashboard_exprs())
+    assert used, "no metric names found"
+    assert used <= EXPORTED, sorted(used - EXPORTED)
+
+
+def test_compose_prometheus_config(promtool: str, tmp_path: Path) -> None:
+    """The config docker-compose mounts, with the rule path as mounted in the container."""
+    config = (REPO / "deploy" / "prometheus" / "prometheus.yml").read_text()
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / RULES.name).write_text(RULES.read_text())
+    local = config.replace("/etc/prometheus/rules/", f"{tmp_path}/rules/")
+    assert local != config
+    (tmp_path / "prometheus.yml").write_text(local)
+    result = run(promtool, "check", "config", str(tmp_path / "prometheus.yml"))
+    assert "1 rule files found" in result.stdout
