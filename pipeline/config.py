@@ -37,10 +37,10 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="librdkafka settings passed through (PIPELINE_KAFKA__SASL_USERNAME=...).",
     )
-    consumer: dict[str, str] = Field(
+    consumer: dict[str, SecretStr] = Field(
         default_factory=dict, description="librdkafka settings for consumers only."
     )
-    producer: dict[str, str] = Field(
+    producer: dict[str, SecretStr] = Field(
         default_factory=dict, description="librdkafka settings for producers only."
     )
     assignment_strategy: str = Field(
@@ -100,9 +100,15 @@ class Settings(BaseSettings):
 
     def client_config(self) -> dict[str, str]:
         """Settings common to every Kafka client: servers plus the passthrough."""
-        config = {"bootstrap.servers": self.bootstrap_servers}
-        config.update({k: v.get_secret_value() for k, v in self.kafka.items()})
-        return config
+        return {"bootstrap.servers": self.bootstrap_servers, **_reveal(self.kafka)}
+
+    def consumer_config(self) -> dict[str, str]:
+        """client_config plus the consumer-only passthrough."""
+        return {**self.client_config(), **_reveal(self.consumer)}
+
+    def producer_config(self) -> dict[str, str]:
+        """client_config plus the producer-only passthrough."""
+        return {**self.client_config(), **_reveal(self.producer)}
 
 
 def bundled_dir(name: str) -> Path:
@@ -110,3 +116,7 @@ def bundled_dir(name: str) -> Path:
     package_root = Path(__file__).resolve().parent
     bundled = package_root / "_data" / name
     return bundled if bundled.is_dir() else package_root.parent / name
+
+
+def _reveal(secrets: dict[str, SecretStr]) -> dict[str, str]:
+    return {k: v.get_secret_value() for k, v in secrets.items()}

@@ -135,8 +135,7 @@ def tail(
     physical = settings.topic(topic)
     consumer = Consumer(
         {
-            **settings.client_config(),
-            **settings.consumer,
+            **settings.consumer_config(),
             "group.id": f"pipeline-tail-{uuid.uuid4()}",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",

@@ -121,10 +121,9 @@ def _load_file(path: Path) -> dict[str, Any]:
     """A schema file with every referenced named type expanded inline."""
     try:
         schema = fastavro.schema.load_schema(str(path), _write_hint=False)
-    except (fastavro.schema.SchemaParseException, fastavro.schema.UnknownType, ValueError) as exc:
-        raise SchemaError(f"cannot load {path.name}: {exc}") from exc
-    except json.JSONDecodeError as exc:
-        raise SchemaError(f"{path.name} is not valid JSON: {exc}") from exc
+    except Exception as exc:  # fastavro raises parse, lookup and repository errors
+        cause = exc.__cause__ or exc
+        raise SchemaError(f"cannot load {path.name}: {cause}") from exc
     if not isinstance(schema, dict):
         raise SchemaError(f"{path.name} must hold one named schema")
     return schema

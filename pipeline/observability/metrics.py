@@ -6,10 +6,24 @@ counters, and only bounded labels (never a conversation id).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # Handler and end-to-end latencies span milliseconds (echo) to minutes (LLM + tools).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerMetrics:
+    """One handler's metric children, bound once so the hot path skips label lookups."""
+
+    consumed: Any
+    succeeded: Any
+    errors: Any
+    duration: Any
+    latency: Any
 
 
 class RuntimeMetrics:
@@ -97,4 +111,13 @@ class RuntimeMetrics:
             "Partitions assigned, revoked or lost in rebalances.",
             ["service", "kind"],
             registry=registry,
+        )
+
+    def for_handler(self, topic: str, handler: str, event_type: str) -> HandlerMetrics:
+        return HandlerMetrics(
+            consumed=self.consumed.labels(self.service, topic, event_type),
+            succeeded=self.handled.labels(self.service, handler, event_type, "success"),
+            errors=self.handler_errors.labels(self.service, handler, event_type),
+            duration=self.handler_duration.labels(self.service, handler, event_type),
+            latency=self.event_latency.labels(self.service, event_type),
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -34,42 +34,69 @@ def producer_config(settings: Settings, client_id: str) -> dict[str, Any]:
     return {
         **PRODUCER_DEFAULTS,
         "client.id": client_id,
-        **settings.client_config(),
-        **settings.producer,
+        **settings.producer_config(),
     }
 
 
+AckCallback = Callable[[KafkaError | None], None]
+
+
 class AsyncProducer:
-    """Produce from asyncio; each send returns a future settled by the delivery report."""
+    """Produce from asyncio; each record's acknowledgement comes back on the event loop.
+
+    ``produce`` takes a callback run on the loop with the delivery error (None when the
+    broker acknowledged); ``send`` wraps it in a future for code that prefers to await.
+    """
 
     def __init__(self, config: dict[str, Any], loop: asyncio.AbstractEventLoop) -> None:
         self._producer = Producer(config)
         self._loop = loop
         self._closing = threading.Event()
-        self._reports: list[tuple[asyncio.Future[Message], KafkaError | None, Message]] = []
+        self._reports: list[tuple[AckCallback, KafkaError | None]] = []
         self._reports_lock = threading.Lock()
         self._thread = threading.Thread(target=self._serve_reports, name="producer", daemon=True)
         self._thread.start()
 
-    async def send(
-        self, topic: str, value: bytes, key: bytes | str | None = None, headers: Headers = ()
-    ) -> asyncio.Future[Message]:
-        """Queue one record; the returned future resolves to the acknowledged Message."""
-        future: asyncio.Future[Message] = self._loop.create_future()
+    async def produce(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | str | None,
+        headers: Headers,
+        on_ack: AckCallback,
+    ) -> None:
+        """Queue one record; waits only while librdkafka's local queue is full."""
 
-        def report(err: KafkaError | None, msg: Message) -> None:
+        def report(err: KafkaError | None, _msg: Message) -> None:
             with self._reports_lock:
-                self._reports.append((future, err, msg))
+                self._reports.append((on_ack, err))
 
         while True:
             try:
                 self._producer.produce(
                     topic, value=value, key=key, headers=list(headers), on_delivery=report
                 )
-                return future
+                return
             except BufferError:
                 # The local queue is full: wait for the reports thread to drain it.
                 await asyncio.sleep(0.005)
+
+    async def send(
+        self, topic: str, value: bytes, key: bytes | str | None = None, headers: Headers = ()
+    ) -> asyncio.Future[None]:
+        """Queue one record; the returned future resolves once the broker acknowledged it."""
+        future: asyncio.Future[None] = self._loop.create_future()
+
+        def settle(err: KafkaError | None) -> None:
+            if future.done():
+                return
+            if err is None:
+                future.set_result(None)
+            else:
+                future.set_exception(KafkaException(err))
+
+        await self.produce(topic, value, key, headers, settle)
+        return future
 
     def _serve_reports(self) -> None:
         while not self._closing.is_set():
@@ -81,7 +108,7 @@ class AsyncProducer:
             if not self._reports:
                 return
             batch, self._reports = self._reports, []
-        # A closed loop means nobody waits for these futures any more.
+        # A closed loop means nobody waits for these acknowledgements any more.
         with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(_settle, batch)
 
@@ -99,11 +126,6 @@ class AsyncProducer:
         return remaining
 
 
-def _settle(batch: list[tuple[asyncio.Future[Message], KafkaError | None, Message]]) -> None:
-    for future, err, msg in batch:
-        if future.done():
-            continue
-        if err is None:
-            future.set_result(msg)
-        else:
-            future.set_exception(KafkaException(err))
+def _settle(batch: list[tuple[AckCallback, KafkaError | None]]) -> None:
+    for on_ack, err in batch:
+        on_ack(err)

@@ -24,7 +24,7 @@ from pipeline.errors import SerdeError
 from pipeline.events.catalog import SchemaCatalog
 from pipeline.events.serde import SingleObjectSerde
 from pipeline.observability.health import HealthServer
-from pipeline.observability.metrics import RuntimeMetrics
+from pipeline.observability.metrics import HandlerMetrics, RuntimeMetrics
 from pipeline.runtime.context import Context
 from pipeline.runtime.dead_letter import Failure, dead_letter_record
 from pipeline.runtime.headers import TRACEPARENT, header
@@ -44,12 +44,20 @@ STALE_LOOP_SECONDS = 60.0
 
 
 @dataclass(slots=True)
+class Route:
+    """Where one topic's records go: its handler and that handler's metric children."""
+
+    handler: HandlerSpec
+    metrics: HandlerMetrics
+
+
+@dataclass(slots=True)
 class Work:
     """One fetched record on its way through a lane."""
 
     msg: Message
     part: PartitionOffsets
-    handler: HandlerSpec
+    route: Route
 
 
 class Runner:
@@ -63,14 +71,20 @@ class Runner:
         self.serde = SingleObjectSerde(SchemaCatalog.load(settings.resource_dir("schemas")))
         self.metrics = RuntimeMetrics(service.registry, self.name)
         self.registry = service.registry
-        self.handlers = {settings.topic(h.event_type): h for h in service.handlers}
+        self.routes = {
+            settings.topic(h.event_type): Route(
+                h, self.metrics.for_handler(settings.topic(h.event_type), h.name, h.event_type)
+            )
+            for h in service.handlers
+        }
         self.dead_letter_topic = settings.topic(settings.dead_letter_topic)
 
         self.partitions: dict[TP, PartitionOffsets] = {}
         self.paused: set[TP] = set()
         self.lanes: dict[bytes, deque[Work]] = {}
         self.lane_tasks: set[asyncio.Task[None]] = set()
-        self.pending_acks: set[asyncio.Future[Any]] = set()
+        self._produced_children: dict[tuple[str, str], Any] = {}
+        self.unacked = 0  # records produced for handled events, not yet acknowledged
         self.fatal: BaseException | None = None
         self.ready = False
         self.heartbeat = time.monotonic()
@@ -88,14 +102,12 @@ class Runner:
         self.poller = ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-consumer")
         health = self._start_health_server()
         self.consumer.subscribe(
-            list(self.handlers),
+            list(self.routes),
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
-        log.info(
-            "service %s consuming %s as group %s", self.name, list(self.handlers), self.group_id
-        )
+        log.info("service %s consuming %s as group %s", self.name, list(self.routes), self.group_id)
         committer = asyncio.create_task(self._commit_periodically())
         try:
             while not stop.is_set() and self.fatal is None:
@@ -122,8 +134,7 @@ class Runner:
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",
             "session.timeout.ms": 45000,
-            **self.settings.client_config(),
-            **self.settings.consumer,
+            **self.settings.consumer_config(),
             # The runtime's guarantees rest on these: never overridden.
             "group.id": self.group_id,
             "enable.auto.commit": False,
@@ -177,8 +188,9 @@ class Runner:
                 )
                 await asyncio.wait(late)
         await self.loop.run_in_executor(None, self.producer.flush, _left(deadline))
-        if self.pending_acks:
-            await asyncio.wait(set(self.pending_acks), timeout=_left(deadline) or 0.1)
+        # Acknowledgements reach the loop in batches; polling beats an event set per record.
+        while self.unacked and self.fatal is None and _left(deadline):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
         offsets = self._committable(self.partitions.values())
         if offsets and self.fatal is None:
             await self.loop.run_in_executor(self.poller, self._commit_sync, offsets)
@@ -217,11 +229,11 @@ class Runner:
             part.finished(offset)
             self.metrics.skipped.labels(self.name, topic).inc()
             return
-        handler = self.handlers[topic]
-        self.metrics.consumed.labels(self.name, topic, handler.event_type).inc()
+        route = self.routes[topic]
+        route.metrics.consumed.inc()
         key = msg.key()
         lane_key = key if isinstance(key, bytes) else f"\0{topic}\0{partition}".encode()
-        work = Work(msg, part, handler)
+        work = Work(msg, part, route)
         lane = self.lanes.get(lane_key)
         if lane is not None:
             lane.append(work)
@@ -256,7 +268,7 @@ class Runner:
 
     async def _process(self, work: Work) -> bool:
         """Decode, handle with retries, produce outputs; False if abandoned on shutdown."""
-        msg, handler = work.msg, work.handler
+        msg, handler, metrics = work.msg, work.route.handler, work.route.metrics
         try:
             event = self.serde.decode(msg.value() or b"")
         except SerdeError as exc:
@@ -265,7 +277,6 @@ class Runner:
             )
             return await self._dead_letter(work, failure)
 
-        labels = (self.name, handler.name, handler.event_type)
         traceparent = header(msg, TRACEPARENT)
         attempt = 0
         while True:
@@ -283,8 +294,8 @@ class Runner:
             try:
                 await handler.fn(event, ctx)
             except Exception as exc:
-                self.metrics.handler_duration.labels(*labels).observe(time.perf_counter() - started)
-                self.metrics.handler_errors.labels(*labels).inc()
+                metrics.duration.observe(time.perf_counter() - started)
+                metrics.errors.inc()
                 if attempt > self.settings.max_retries:
                     log.warning(
                         "%s failed %d times on %s[%d]@%d, dead-lettering: %r",
@@ -320,36 +331,40 @@ class Runner:
                 if await self._closing_within(delay):
                     return False
                 continue
-            self.metrics.handler_duration.labels(*labels).observe(time.perf_counter() - started)
+            metrics.duration.observe(time.perf_counter() - started)
             break
 
-        now = time.time()
-        self.metrics.handled.labels(*labels, "success").inc()
-        self.metrics.event_latency.labels(self.name, event.type).observe(
-            max(0.0, now - event.metadata.occurred_at.timestamp())
-        )
+        metrics.succeeded.inc()
+        metrics.latency.observe(max(0.0, time.time() - event.metadata.occurred_at.timestamp()))
         outgoing = ctx.outgoing
         if not outgoing:
             self._finished(work)
             return True
-        acks = [await self.producer.send(o.topic, o.value, o.key, o.headers) for o in outgoing]
-        gathered = asyncio.gather(*acks)
-        self.pending_acks.add(gathered)
+        waiting = len(outgoing)
+        self.unacked += waiting
 
-        def acknowledged(done: asyncio.Future[Any]) -> None:
-            self.pending_acks.discard(done)
-            if done.cancelled():
+        def acknowledged(err: KafkaError | None) -> None:
+            nonlocal waiting
+            self.unacked -= 1
+            if err is not None:
+                self._fail(KafkaException(err))
                 return
-            exc = done.exception()
-            if exc is not None:
-                self._fail(exc)
-                return
-            for o in outgoing:
-                self.metrics.produced.labels(self.name, o.topic, o.event.type).inc()
-            self._finished(work)
+            waiting -= 1
+            if waiting == 0:
+                for o in outgoing:
+                    self._produced(o.topic, o.event.type).inc()
+                self._finished(work)
 
-        gathered.add_done_callback(acknowledged)
+        for o in outgoing:
+            await self.producer.produce(o.topic, o.value, o.key, o.headers, acknowledged)
         return True
+
+    def _produced(self, topic: str, event_type: str) -> Any:
+        child = self._produced_children.get((topic, event_type))
+        if child is None:
+            child = self.metrics.produced.labels(self.name, topic, event_type)
+            self._produced_children[(topic, event_type)] = child
+        return child
 
     async def _dead_letter(self, work: Work, failure: Failure) -> bool:
         value, headers = dead_letter_record(self.serde, work.msg, failure)

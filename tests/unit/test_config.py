@@ -46,10 +46,15 @@ def test_passthrough_becomes_librdkafka_names(monkeypatch: pytest.MonkeyPatch) -
 def test_consumer_and_producer_passthrough(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PIPELINE_CONSUMER__FETCH_MIN_BYTES", "1024")
     monkeypatch.setenv("PIPELINE_PRODUCER__LINGER_MS", "5")
+    monkeypatch.setenv("PIPELINE_PRODUCER__SASL_PASSWORD", "topsecret")
     settings = Settings()
-    assert settings.consumer == {"fetch.min.bytes": "1024"}
-    assert settings.producer == {"linger.ms": "5"}
+    assert settings.consumer_config()["fetch.min.bytes"] == "1024"
+    assert "linger.ms" not in settings.consumer_config()
+    assert settings.producer_config()["linger.ms"] == "5"
+    assert settings.producer_config()["sasl.password"] == "topsecret"
     assert "linger.ms" not in settings.client_config()
+    assert "topsecret" not in repr(settings)
+    assert "topsecret" not in str(settings)
 
 
 def test_passthrough_given_directly() -> None:
