@@ -1,4 +1,4 @@
-"""Fixtures for every test. Broker fixtures live in ``tests/integration/conftest.py``."""
+"""Fixtures for every test. The Kafka broker fixtures live in ``kafka_fixtures.py``."""
 
 from __future__ import annotations
 
@@ -9,11 +9,14 @@ import pytest
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"
 
+pytest_plugins = ["kafka_fixtures"]
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Every test under tests/integration needs a broker: mark it ``integration``."""
+    """Tests under tests/integration, and any test using the broker, are ``integration``."""
     for item in items:
-        if item.path.is_relative_to(INTEGRATION_DIR):
+        uses_broker = "kafka_bootstrap" in getattr(item, "fixturenames", ())
+        if item.path.is_relative_to(INTEGRATION_DIR) or uses_broker:
             item.add_marker(pytest.mark.integration)
 
 

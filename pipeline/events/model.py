@@ -52,6 +52,26 @@ class Metadata:
             producer=producer,
         )
 
+    def caused(
+        self,
+        event_type: str,
+        *,
+        producer: str,
+        event_id: uuid.UUID | None = None,
+        conversation_id: str | None = None,
+    ) -> Metadata:
+        """Metadata of an event this one causes: same tenant and correlation id."""
+        return Metadata(
+            event_id=event_id or uuid.uuid4(),
+            event_type=event_type,
+            conversation_id=conversation_id or self.conversation_id,
+            tenant_id=self.tenant_id,
+            correlation_id=self.correlation_id,
+            causation_id=self.event_id,
+            occurred_at=utc_now(),
+            producer=producer,
+        )
+
     def to_record(self) -> dict[str, Any]:
         return {
             "event_id": self.event_id,

@@ -8,22 +8,21 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.events.model import Event, Metadata, utc_now
-from pipeline.events.serde import CONTENT_TYPE, SingleObjectSerde
-from pipeline.observability.tracing import child_traceparent
-from pipeline.runtime.headers import CONTENT_TYPE as CONTENT_TYPE_HEADER
-from pipeline.runtime.headers import EVENT_ID, EVENT_TYPE, TRACEPARENT, Header
+from pipeline.events.model import Event
+from pipeline.events.serde import SingleObjectSerde
+from pipeline.runtime.headers import Header, event_headers
 
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """An encoded event waiting to be produced once its handler succeeded."""
+    """An encoded record waiting to be produced once its handler succeeded."""
 
-    event: Event
+    event_type: str
     topic: str
-    key: str
-    value: bytes
+    key: str | bytes
+    value: bytes | None
     headers: tuple[Header, ...]
+    event: Event | None = None
 
 
 class Context:
@@ -33,6 +32,7 @@ class Context:
     produces after the handler returned: a failed attempt emits nothing. Emitted events
     keep the conversation (the key) and the correlation id, set the causation id, and get
     ids derived from the cause's id, so a repeat after a crash repeats the same event ids.
+    The event's offset is committed only after everything emitted was acknowledged.
     """
 
     def __init__(
@@ -45,14 +45,18 @@ class Context:
         topic_for: Callable[[str], str],
         traceparent: str | bytes | None,
         logger: logging.Logger,
+        topic: str = "",
+        partition: int = 0,
     ) -> None:
         self.event = event
         self.service = service
         self.attempt = attempt
         self.log = logger
+        self.topic = topic
+        self.partition = partition
+        self.traceparent = traceparent
         self._serde = serde
         self._topic_for = topic_for
-        self._traceparent = traceparent
         self._outgoing: list[Outgoing] = []
 
     def emit(
@@ -64,29 +68,33 @@ class Context:
     ) -> Event:
         """Queue a new event caused by the current one; returns it with its metadata."""
         cause = self.event.metadata
-        conversation = conversation_id or cause.conversation_id
-        metadata = Metadata(
-            event_id=uuid.uuid5(cause.event_id, f"{self.service}/{len(self._outgoing)}"),
-            event_type=event_type,
-            conversation_id=conversation,
-            tenant_id=cause.tenant_id,
-            correlation_id=cause.correlation_id,
-            causation_id=cause.event_id,
-            occurred_at=utc_now(),
-            producer=self.service,
+        event_id = uuid.uuid5(cause.event_id, f"{self.service}/{len(self._outgoing)}")
+        metadata = cause.caused(
+            event_type, producer=self.service, event_id=event_id, conversation_id=conversation_id
         )
         event = Event(metadata, dict(data))
         value = self._serde.encode(event)
-        headers = (
-            (EVENT_TYPE, event_type),
-            (EVENT_ID, str(metadata.event_id)),
-            (CONTENT_TYPE_HEADER, CONTENT_TYPE),
-            (TRACEPARENT, child_traceparent(self._traceparent)),
-        )
+        headers = event_headers(event_type, event_id, self.traceparent)
+        topic = self._topic_for(event_type)
         self._outgoing.append(
-            Outgoing(event, self._topic_for(event_type), conversation, value, headers)
+            Outgoing(event_type, topic, metadata.conversation_id, value, headers, event)
         )
         return event
+
+    def emit_record(
+        self,
+        topic: str,
+        key: str | bytes,
+        value: bytes | None,
+        *,
+        headers: tuple[Header, ...] = (),
+        kind: str = "record",
+    ) -> None:
+        """Queue a raw record (a changelog write, a tombstone) with the handler's outputs.
+
+        ``topic`` is a logical name: the prefix is added. ``kind`` labels its metrics.
+        """
+        self._outgoing.append(Outgoing(kind, self._topic_for(topic), key, value, headers))
 
     @property
     def outgoing(self) -> list[Outgoing]:

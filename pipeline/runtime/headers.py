@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from confluent_kafka import Message
 
+from pipeline.events.serde import CONTENT_TYPE as AVRO_SINGLE_OBJECT
+from pipeline.observability.tracing import child_traceparent
+
 EVENT_TYPE = "event-type"
 EVENT_ID = "event-id"
 CONTENT_TYPE = "content-type"
@@ -25,3 +28,15 @@ def header(msg: Message, name: str) -> bytes | None:
         if key == name:
             return value
     return None
+
+
+def event_headers(
+    event_type: str, event_id: object, parent_traceparent: str | bytes | None
+) -> tuple[Header, ...]:
+    """Headers of a produced event; its span is a child of the cause's, if any."""
+    return (
+        (EVENT_TYPE, event_type),
+        (EVENT_ID, str(event_id)),
+        (CONTENT_TYPE, AVRO_SINGLE_OBJECT),
+        (TRACEPARENT, child_traceparent(parent_traceparent)),
+    )

@@ -60,7 +60,7 @@ class AsyncProducer:
     async def produce(
         self,
         topic: str,
-        value: bytes,
+        value: bytes | None,
         key: bytes | str | None,
         headers: Headers,
         on_ack: AckCallback,
@@ -82,7 +82,11 @@ class AsyncProducer:
                 await asyncio.sleep(0.005)
 
     async def send(
-        self, topic: str, value: bytes, key: bytes | str | None = None, headers: Headers = ()
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | str | None = None,
+        headers: Headers = (),
     ) -> asyncio.Future[None]:
         """Queue one record; the returned future resolves once the broker acknowledged it."""
         future: asyncio.Future[None] = self._loop.create_future()

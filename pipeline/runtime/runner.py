@@ -30,10 +30,11 @@ from pipeline.runtime.dead_letter import Failure, dead_letter_record
 from pipeline.runtime.headers import TRACEPARENT, header
 from pipeline.runtime.offset_tracker import PartitionOffsets, decode_finished
 from pipeline.runtime.producer import AsyncProducer, producer_config
+from pipeline.runtime.publisher import Publisher
 from pipeline.runtime.retry import backoff_seconds
 
 if TYPE_CHECKING:
-    from pipeline.runtime.service import HandlerSpec, Service
+    from pipeline.runtime.service import Background, HandlerSpec, PartitionsHook, Service
 
 log = logging.getLogger("pipeline.runtime")
 
@@ -67,6 +68,7 @@ class Runner:
         settings = service.settings
         self.settings = settings
         self.name = service.name
+        self.service = service
         self.group_id = f"{settings.topic_prefix}{service.name}"
         self.serde = SingleObjectSerde(SchemaCatalog.load(settings.resource_dir("schemas")))
         self.metrics = RuntimeMetrics(service.registry, self.name)
@@ -98,6 +100,7 @@ class Runner:
         self.producer = AsyncProducer(
             producer_config(self.settings, f"{self.name}-producer"), self.loop
         )
+        self.publisher = Publisher(self.settings, self.producer, self.serde, self.name)
         self.consumer = Consumer(self._consumer_config())
         self.poller = ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-consumer")
         health = self._start_health_server()
@@ -109,6 +112,9 @@ class Runner:
         )
         log.info("service %s consuming %s as group %s", self.name, list(self.routes), self.group_id)
         committer = asyncio.create_task(self._commit_periodically())
+        background = [
+            asyncio.create_task(self._supervise(task)) for task in self.service.background_tasks
+        ]
         try:
             while not stop.is_set() and self.fatal is None:
                 batch = await self.loop.run_in_executor(
@@ -122,6 +128,9 @@ class Runner:
         finally:
             self.ready = False
             committer.cancel()
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             await self._shutdown()
             if health is not None:
                 health.stop()
@@ -139,9 +148,18 @@ class Runner:
             "group.id": self.group_id,
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
-            "partition.assignment.strategy": self.settings.assignment_strategy,
+            "partition.assignment.strategy": self.service.assignment_strategy,
             "on_commit": self._on_commit,
         }
+
+    async def _supervise(self, task: Background) -> None:
+        """A background task that ends on an error stops the service."""
+        try:
+            await task(self.publisher)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._fail(exc)
 
     def _start_health_server(self) -> HealthServer | None:
         if not self.settings.metrics_port:
@@ -289,6 +307,8 @@ class Runner:
                 topic_for=self.settings.topic,
                 traceparent=traceparent,
                 logger=log,
+                topic=msg.topic() or "",
+                partition=msg.partition() or 0,
             )
             started = time.perf_counter()
             try:
@@ -352,7 +372,7 @@ class Runner:
             waiting -= 1
             if waiting == 0:
                 for o in outgoing:
-                    self._produced(o.topic, o.event.type).inc()
+                    self._produced(o.topic, o.event_type).inc()
                 self._finished(work)
 
         for o in outgoing:
@@ -509,6 +529,17 @@ class Runner:
             )
         self.metrics.rebalances.labels(self.name, "assigned").inc(len(partitions))
         log.info("assigned %s", _names(partitions))
+        await self._run_hooks(self.service.assigned_hooks, partitions)
+
+    async def _run_hooks(
+        self, hooks: list[PartitionsHook], partitions: list[TopicPartition]
+    ) -> None:
+        names = [(tp.topic, tp.partition) for tp in partitions]
+        for hook in hooks:
+            try:
+                await hook(names)
+            except Exception as exc:  # state that cannot be restored must not be guessed
+                self._fail(exc)
 
     async def _revoked(self, partitions: list[TopicPartition], drain: bool) -> list[TopicPartition]:
         """Drop unstarted work of the partitions, drain started work, return offsets."""
@@ -531,6 +562,7 @@ class Runner:
             self.paused.discard(tp)
             with contextlib.suppress(KeyError):
                 self.metrics.consumer_lag.remove(self.name, part.topic, str(part.partition))
+        await self._run_hooks(self.service.revoked_hooks, partitions)
         kind = "revoked" if drain else "lost"
         self.metrics.rebalances.labels(self.name, kind).inc(len(partitions))
         log.info("%s %s", kind, _names(partitions))

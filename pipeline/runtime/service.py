@@ -7,6 +7,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
@@ -14,7 +15,12 @@ from pipeline.config import Settings
 from pipeline.events.model import Event
 from pipeline.runtime.context import Context
 
+if TYPE_CHECKING:
+    from pipeline.runtime.publisher import Publisher
+
 Handler = Callable[[Event, Context], Awaitable[None]]
+PartitionsHook = Callable[[list[tuple[str, int]]], Awaitable[None]]
+Background = Callable[["Publisher"], Awaitable[None]]
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +53,18 @@ class Service:
         *,
         settings: Settings | None = None,
         registry: CollectorRegistry | None = None,
+        assignment_strategy: str | None = None,
     ) -> None:
+        """``assignment_strategy="range"`` co-partitions the subscribed topics: partition
+        N of every topic goes to the same instance, which state stores rely on."""
         self.settings = settings or Settings()
         self.name = self.settings.service_name or name
         self.registry = registry if registry is not None else CollectorRegistry()
+        self.assignment_strategy = assignment_strategy or self.settings.assignment_strategy
         self._handlers: dict[str, HandlerSpec] = {}
+        self.assigned_hooks: list[PartitionsHook] = []
+        self.revoked_hooks: list[PartitionsHook] = []
+        self.background_tasks: list[Background] = []
 
     def handler(self, event_type: str, *, name: str | None = None) -> Callable[[Handler], Handler]:
         """Register an ``async def (event, ctx)`` for one event type (one topic)."""
@@ -67,6 +80,22 @@ class Service:
             return fn
 
         return register
+
+    def on_assign(self, hook: PartitionsHook) -> PartitionsHook:
+        """Run ``hook(partitions)`` when partitions arrive, before any of their records
+        is handled (restore state here)."""
+        self.assigned_hooks.append(hook)
+        return hook
+
+    def on_revoke(self, hook: PartitionsHook) -> PartitionsHook:
+        """Run ``hook(partitions)`` after their in-flight work drained (or they were lost)."""
+        self.revoked_hooks.append(hook)
+        return hook
+
+    def background(self, task: Background) -> Background:
+        """Run ``task(publisher)`` while the service runs; it is cancelled at shutdown."""
+        self.background_tasks.append(task)
+        return task
 
     @property
     def handlers(self) -> list[HandlerSpec]:
