@@ -13,6 +13,16 @@ from typing import Any
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pipeline.config.sections import (
+    AgentSettings,
+    DeliverySettings,
+    GatewaySettings,
+    LLMSettings,
+    SchedulerSettings,
+    ToolsSettings,
+    WebhooksSettings,
+)
+
 # Settings the runtime owns; passing them through would break its guarantees.
 _RESERVED_CLIENT_SETTINGS = frozenset(
     {
@@ -75,6 +85,14 @@ class Settings(BaseSettings):
     metrics_port: int = Field(8000, ge=0, le=65535, description="0 disables the HTTP endpoint.")
     log_level: str = Field("INFO")
 
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    agent: AgentSettings = Field(default_factory=AgentSettings)
+    tools: ToolsSettings = Field(default_factory=ToolsSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    webhooks: WebhooksSettings = Field(default_factory=WebhooksSettings)
+
     @field_validator("kafka", "consumer", "producer", mode="before")
     @classmethod
     def _normalise_client_keys(cls, value: Any) -> Any:
@@ -113,7 +131,7 @@ class Settings(BaseSettings):
 
 def bundled_dir(name: str) -> Path:
     """Folder shipped with the package (wheel) or, in a source checkout, the repo's own."""
-    package_root = Path(__file__).resolve().parent
+    package_root = Path(__file__).resolve().parent.parent
     bundled = package_root / "_data" / name
     return bundled if bundled.is_dir() else package_root.parent / name
 

@@ -1,0 +1,98 @@
+"""Settings sections of the services, one model each (``PIPELINE_<SECTION>__<FIELD>``).
+
+Each model is a plain pydantic model nested in :class:`pipeline.config.Settings`; a
+service reads only its own section. Secrets are ``SecretStr`` and never printed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class GatewaySettings(_Section):
+    host: str = Field("0.0.0.0", description="Address the gateway listens on.")
+    port: int = Field(8080, ge=0, le=65535, description="Gateway HTTP port.")
+    max_body_bytes: int = Field(256 * 1024, ge=1024, description="Largest accepted body.")
+    web_tokens: dict[str, SecretStr] = Field(
+        default_factory=dict, description="Web chat bearer token per tenant (tenant -> token)."
+    )
+    slack_signing_secret: SecretStr | None = Field(None, description="Slack signing secret.")
+    slack_tenant: str = Field("default", description="Tenant of Slack conversations.")
+    whatsapp_app_secret: SecretStr | None = Field(
+        None, description="Meta app secret (X-Hub-Signature-256)."
+    )
+    whatsapp_verify_token: SecretStr | None = Field(
+        None, description="Token for the WhatsApp webhook verification handshake."
+    )
+    whatsapp_tenant: str = Field("default", description="Tenant of WhatsApp conversations.")
+    email_token: SecretStr | None = Field(None, description="Bearer token of the email relay.")
+    email_tenant: str = Field("default", description="Tenant of email conversations.")
+    webhook_secrets: dict[str, SecretStr] = Field(
+        default_factory=dict, description="HMAC secret per webhook source."
+    )
+    webhook_tenant: str = Field("default", description="Tenant of webhook events.")
+    publish_timeout_seconds: float = Field(
+        5.0, gt=0, description="How long to wait for Kafka before answering 503."
+    )
+
+
+class DeliverySettings(_Section):
+    slack_base_url: str = Field("https://slack.com/api", description="Slack Web API base URL.")
+    slack_bot_token: SecretStr | None = Field(None, description="Slack bot token.")
+    whatsapp_base_url: str = Field(
+        "https://graph.facebook.com/v21.0", description="WhatsApp Cloud API base URL."
+    )
+    whatsapp_phone_number_id: str | None = Field(None, description="Sending phone number id.")
+    whatsapp_token: SecretStr | None = Field(None, description="WhatsApp access token.")
+    smtp_host: str = Field("127.0.0.1", description="SMTP server for email replies.")
+    smtp_port: int = Field(25, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    email_from: str = Field("assistant@example.com", description="From address of replies.")
+    timeout_seconds: float = Field(10.0, gt=0, description="Per-request timeout.")
+    max_attempts: int = Field(5, ge=1, description="Attempts before a send has failed.")
+    backoff_initial_seconds: float = Field(0.5, gt=0)
+    backoff_max_seconds: float = Field(30.0, gt=0)
+
+
+class LLMSettings(_Section):
+    provider: str = Field("deterministic", description="'deterministic' or 'openai'.")
+    base_url: str = Field("https://api.openai.com/v1", description="Chat-completions base URL.")
+    model: str = Field("gpt-4o-mini", description="Model name.")
+    api_key: SecretStr | None = Field(None, description="API key (Bearer).")
+    timeout_seconds: float = Field(30.0, gt=0)
+    max_retries: int = Field(2, ge=0)
+    temperature: float = Field(0.2, ge=0, le=2)
+
+
+class AgentSettings(_Section):
+    history_window: int = Field(20, ge=1, description="Messages of history kept per conversation.")
+    max_tool_depth: int = Field(4, ge=0, description="Tool calls allowed per turn.")
+    follow_up_seconds: float | None = Field(
+        None, gt=0, description="Schedule a follow-up this long after an answer (off if unset)."
+    )
+    follow_up_text: str = Field(
+        "Is there anything else I can help you with?", description="Text of the follow-up."
+    )
+
+
+class ToolsSettings(_Section):
+    timeout_seconds: float = Field(10.0, gt=0, description="Default per-call timeout.")
+    max_concurrency: int = Field(16, ge=1, description="Tool calls running at once.")
+    knowledge_file: Path | None = Field(None, description="YAML/JSON knowledge base for lookup.")
+    enabled: list[str] | None = Field(None, description="Tools to offer (default: all).")
+
+
+class SchedulerSettings(_Section):
+    tick_seconds: float = Field(0.2, gt=0, description="How often due timers are checked.")
+
+
+class WebhooksSettings(_Section):
+    rules_file: Path | None = Field(None, description="YAML rules mapping webhooks to events.")
