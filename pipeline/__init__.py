@@ -10,8 +10,8 @@ from pipeline.errors import (
     ConfigError,
     CorruptEventError,
     EventValidationError,
-    HandlerError,
     PipelineError,
+    RejectEvent,
     SchemaError,
     SerdeError,
     TopologyError,
@@ -22,6 +22,7 @@ from pipeline.events.catalog import SchemaCatalog
 from pipeline.events.model import Event, Metadata
 from pipeline.events.serde import SingleObjectSerde
 from pipeline.runtime.context import Context
+from pipeline.runtime.publisher import Publisher
 from pipeline.runtime.service import Service
 
 __version__ = "0.1.0"
@@ -33,9 +34,10 @@ __all__ = [
     "CorruptEventError",
     "Event",
     "EventValidationError",
-    "HandlerError",
     "Metadata",
     "PipelineError",
+    "Publisher",
+    "RejectEvent",
     "SchemaCatalog",
     "SchemaError",
     "SerdeError",

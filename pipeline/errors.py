@@ -55,8 +55,16 @@ class UnsafeTopicChangeError(TopologyError):
     """Applying the definitions would shrink partitions or change a cleanup policy."""
 
 
-class HandlerError(PipelineError):
-    """A handler kept failing after its retries; the event was dead-lettered."""
+class RejectEvent(PipelineError):
+    """Raise from a handler to dead-letter the event at once, without retries.
+
+    For failures a retry cannot fix (a channel answered 400). What the handler emitted
+    before raising is still produced, so it can report the failure (a delivery status).
+    """
+
+    def __init__(self, reason: str, *, stage: str = "handler") -> None:
+        super().__init__(reason)
+        self.stage = stage
 
 
 class BrokerUnavailableError(PipelineError):

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from pipeline.errors import SerdeError
+from pipeline.errors import RejectEvent, SerdeError
 from pipeline.events.catalog import SchemaCatalog
 from pipeline.events.serde import SingleObjectSerde
 from pipeline.observability.health import HealthServer
@@ -313,6 +313,29 @@ class Runner:
             started = time.perf_counter()
             try:
                 await handler.fn(event, ctx)
+            except RejectEvent as exc:
+                metrics.duration.observe(time.perf_counter() - started)
+                metrics.errors.inc()
+                log.warning(
+                    "%s rejected %s[%d]@%d: %s",
+                    handler.name,
+                    msg.topic(),
+                    msg.partition(),
+                    msg.offset(),
+                    exc,
+                )
+                for o in ctx.outgoing:
+                    await self.producer.produce(o.topic, o.value, o.key, o.headers, self._acked)
+                failure = Failure(
+                    exc.stage,
+                    exc,
+                    attempt,
+                    self.name,
+                    handler.name,
+                    event.type,
+                    event.conversation_id,
+                )
+                return await self._dead_letter(work, failure)
             except Exception as exc:
                 metrics.duration.observe(time.perf_counter() - started)
                 metrics.errors.inc()
@@ -378,6 +401,11 @@ class Runner:
         for o in outgoing:
             await self.producer.produce(o.topic, o.value, o.key, o.headers, acknowledged)
         return True
+
+    def _acked(self, err: KafkaError | None) -> None:
+        # Outputs of a rejected event: the dead letter's acknowledgement gates its commit.
+        if err is not None:
+            self._fail(KafkaException(err))
 
     def _produced(self, topic: str, event_type: str) -> Any:
         child = self._produced_children.get((topic, event_type))

@@ -4,18 +4,35 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 from pipeline.config import Settings
 from pipeline.errors import ConfigError
-from pipeline.runtime.service import Service
 
-BUILT_IN = {"echo": "pipeline.services.echo:build"}
+BUILT_IN = {
+    "echo": "pipeline.services.echo:build",
+    "gateway": "pipeline.services.gateway:build",
+    "agent": "pipeline.services.agent:build",
+    "tools": "pipeline.services.tools:build",
+    "delivery": "pipeline.services.delivery:build",
+    "scheduler": "pipeline.services.scheduler:build",
+    "webhooks": "pipeline.services.webhooks:build",
+}
 
 
-def load_service(spec: str, settings: Settings) -> Service:
-    """A built-in name, or ``module.path:attribute`` naming a Service or a factory.
+@runtime_checkable
+class Runnable(Protocol):
+    """Anything ``pipeline run`` can run: a Service, or the gateway's HTTP server."""
 
-    A factory is called with the settings and must return a Service.
+    name: str
+
+    def run_forever(self) -> int: ...
+
+
+def load_service(spec: str, settings: Settings) -> Runnable:
+    """A built-in name, or ``module.path:attribute`` naming a service or a factory.
+
+    A factory is called with the settings and must return a service.
     """
     target = BUILT_IN.get(spec, spec)
     module_name, _, attribute = target.partition(":")
@@ -27,11 +44,11 @@ def load_service(spec: str, settings: Settings) -> Service:
     except ImportError as exc:
         raise ConfigError(f"cannot import {module_name!r} for service {spec!r}: {exc}") from exc
     obj = getattr(module, attribute, None)
-    if isinstance(obj, Service):
+    if isinstance(obj, Runnable):
         return obj
     if callable(obj):
         factory: Callable[[Settings], object] = obj
         built = factory(settings)
-        if isinstance(built, Service):
+        if isinstance(built, Runnable):
             return built
-    raise ConfigError(f"{target} is neither a Service nor a factory returning one")
+    raise ConfigError(f"{target} is neither a service nor a factory returning one")

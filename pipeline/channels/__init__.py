@@ -1,0 +1,1 @@
+"""Channels: verify and parse what comes in (inbound), send what goes out (outbound)."""
