@@ -128,7 +128,7 @@ def test_factory_by_path_gets_the_settings(settings: Settings, custom_module: st
 
 
 def test_unknown_name_lists_the_built_ins(settings: Settings) -> None:
-    with pytest.raises(ConfigError, match="unknown service 'ecco': use one of .*echo") as info:
+    with pytest.raises(ConfigError, match=r"unknown service 'ecco': use one of .*echo") as info:
         load_service("ecco", settings)
     assert "module.path:name" in str(info.value)
 
