@@ -70,6 +70,14 @@ class LLMSettings(_Section):
     timeout_seconds: float = Field(30.0, gt=0)
     max_retries: int = Field(2, ge=0)
     temperature: float = Field(0.2, ge=0, le=2)
+    backoff_initial_seconds: float = Field(
+        0.5, gt=0, description="First retry delay after a 429, 5xx or timeout (doubles)."
+    )
+    backoff_max_seconds: float = Field(8.0, gt=0, description="Longest delay between retries.")
+    system_prompt: str = Field(
+        "You are a helpful assistant. Use the tools when they help; answer briefly.",
+        description="System message sent before the conversation.",
+    )
 
 
 class AgentSettings(_Section):
@@ -80,6 +88,18 @@ class AgentSettings(_Section):
     )
     follow_up_text: str = Field(
         "Is there anything else I can help you with?", description="Text of the follow-up."
+    )
+    tool_timeout_seconds: float = Field(
+        10.0, gt=0, description="Deadline given to each tool call (timeout_ms of tool_called)."
+    )
+    max_open_turns: int = Field(
+        4, ge=1, description="Turns waiting on tools per conversation; the oldest is dropped."
+    )
+    changelog_topic: str = Field(
+        "agent_state_changelog", description="Compacted topic backing the conversation state."
+    )
+    restore_timeout_seconds: float = Field(
+        300.0, gt=0, description="Deadline to restore assigned state from the changelog."
     )
 
 

@@ -1,0 +1,54 @@
+"""LLM providers behind one interface (:class:`LLMProvider`).
+
+- ``deterministic`` (the default): rules, no network; see :mod:`pipeline.llm.deterministic`.
+- ``openai``: any OpenAI-compatible chat-completions endpoint; see :mod:`pipeline.llm.openai`.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry
+
+from pipeline.config.sections import LLMSettings
+from pipeline.errors import ConfigError
+from pipeline.llm.base import (
+    ChatMessage,
+    ChatRequest,
+    Completion,
+    LLMError,
+    LLMProvider,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
+from pipeline.llm.deterministic import DeterministicProvider
+from pipeline.llm.openai import OpenAIProvider
+
+__all__ = [
+    "ChatMessage",
+    "ChatRequest",
+    "Completion",
+    "DeterministicProvider",
+    "LLMError",
+    "LLMProvider",
+    "OpenAIProvider",
+    "ToolCall",
+    "ToolSpec",
+    "Usage",
+    "create_provider",
+]
+
+PROVIDERS = ("deterministic", "openai")
+
+
+def create_provider(
+    settings: LLMSettings, *, registry: CollectorRegistry, service: str
+) -> LLMProvider:
+    """The provider ``settings.provider`` names, its metrics on ``registry``."""
+    if settings.provider == "deterministic":
+        return DeterministicProvider()
+    if settings.provider == "openai":
+        return OpenAIProvider(settings, registry=registry, service=service)
+    raise ConfigError(
+        f"unknown LLM provider {settings.provider!r}: set PIPELINE_LLM__PROVIDER to one of "
+        + ", ".join(PROVIDERS)
+    )

@@ -1,0 +1,179 @@
+"""The default provider: rules instead of a model, so the pipeline runs with no network.
+
+It greets, recognises arithmetic ("what is 12*7?") and asks the ``calculator`` tool, asks
+``current_time`` for the time and ``knowledge_lookup`` for "look up ...", answers from the
+conversation's context facts, remembers what the user said, and turns tool results into
+answers ("12*7 = 84"). Same request, same completion: tests can rely on it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pipeline.llm.base import ChatMessage, ChatRequest, Completion, ToolCall
+
+_NUMBER = r"-?\d+(?:\.\d+)?"
+_OPERATOR = r"(?:\*\*|[-+*/%^\u00d7\u00f7xX])"
+_ARITHMETIC = re.compile(
+    rf"\(*\s*{_NUMBER}(?:\s*{_OPERATOR}\s*\(*\s*{_NUMBER}\s*\)*)+",
+)
+_ASKS_TO_COMPUTE = re.compile(
+    r"\b(what\s+is|what's|whats|calculate|compute|how\s+much\s+is|solve|equals?)\b|=",
+    re.IGNORECASE,
+)
+_TIME = re.compile(
+    r"\b(what\s+time|current\s+time|time\s+is\s+it|what\s+day|what\s+date|today's\s+date)\b",
+    re.IGNORECASE,
+)
+_WHAT_DID_I_SAY = re.compile(r"\bwhat\s+did\s+i\s+(say|write|ask)\b", re.IGNORECASE)
+_WHAT_DO_YOU_KNOW = re.compile(r"\bwhat\s+do\s+you\s+know\b(?!\s+about\s+\w)", re.IGNORECASE)
+_LOOKUP = re.compile(
+    r"^\s*(?:please\s+)?(?:look\s*up|search(?:\s+for)?|tell\s+me\s+about|"
+    r"what\s+do\s+you\s+know\s+about)\s+(?P<query>.+?)[\s?.!]*$",
+    re.IGNORECASE,
+)
+_GREETING = re.compile(
+    r"^\s*(hi|hello|hey|hiya|howdy|good\s+(morning|afternoon|evening)|greetings)\b",
+    re.IGNORECASE,
+)
+
+
+class DeterministicProvider:
+    """Rule-based completions; no network, no randomness."""
+
+    name = "deterministic"
+    model = "rules-v1"
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        return decide(request)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def decide(request: ChatRequest) -> Completion:
+    """The completion for ``request``: answer tool results, or handle the last user text."""
+    messages = request.messages
+    if messages and messages[-1].role == "tool":
+        return Completion(text=_answer_tool_results(messages))
+    user_texts = [m.content or "" for m in messages if m.role == "user"]
+    if not user_texts:
+        return Completion(text="Hello! How can I help you today?")
+    text = user_texts[-1]
+    offered = {t.name for t in request.tools}
+
+    expression = arithmetic_expression(text)
+    if expression is not None:
+        if "calculator" not in offered:
+            return Completion(text="I cannot calculate right now: the calculator is not available.")
+        return _call("calculator", {"expression": expression}, text)
+    if _TIME.search(text):
+        if "current_time" not in offered:
+            return Completion(text="I cannot tell the time right now: no clock is available.")
+        return _call("current_time", {}, text)
+    if _WHAT_DID_I_SAY.search(text):
+        if len(user_texts) < 2:
+            return Completion(text="This is the first thing you said to me.")
+        return Completion(text=f'You said: "{user_texts[-2]}"')
+    from_facts = _answer_from_facts(text, request.facts)
+    if from_facts is not None:
+        return Completion(text=from_facts)
+    lookup = _LOOKUP.match(text)
+    if lookup is not None and "knowledge_lookup" in offered:
+        return _call("knowledge_lookup", {"query": lookup["query"]}, text)
+    if _GREETING.match(text):
+        name = request.facts.get("name")
+        who = f", {name}" if name else ""
+        return Completion(text=f"Hello{who}! How can I help you today?")
+    return Completion(text=f"You said: {text}")
+
+
+def arithmetic_expression(text: str) -> str | None:
+    """The arithmetic in ``text`` as the calculator takes it ("12*7"), if it asks for one."""
+    matches = _ARITHMETIC.findall(text)
+    if not matches:
+        return None
+    expression = max(matches, key=len)
+    alone = text.strip().rstrip("?!.= ") == expression.strip()
+    if not alone and not _ASKS_TO_COMPUTE.search(text):
+        return None  # "call 555-1234" is not a question about arithmetic
+    expression = re.sub(r"\s+", "", expression)
+    expression = expression.replace("\u00d7", "*").replace("x", "*").replace("X", "*")
+    expression = expression.replace("\u00f7", "/").replace("^", "**")
+    return _balance(expression)
+
+
+def _balance(expression: str) -> str:
+    """Drop parentheses the match caught on one side only: "(12*7" -> "12*7"."""
+    while expression.startswith("(") and expression.count("(") > expression.count(")"):
+        expression = expression[1:]
+    while expression.endswith(")") and expression.count(")") > expression.count("("):
+        expression = expression[:-1]
+    return expression
+
+
+def _call(tool: str, arguments: Mapping[str, Any], text: str) -> Completion:
+    call_id = "call_" + uuid.uuid5(uuid.NAMESPACE_URL, f"{tool}:{text}").hex[:16]
+    return Completion(tool_calls=(ToolCall(call_id, tool, dict(arguments)),))
+
+
+def _answer_from_facts(text: str, facts: Mapping[str, str]) -> str | None:
+    if not facts:
+        return None
+    if _WHAT_DO_YOU_KNOW.search(text):
+        known = "; ".join(f"{_phrase(k)}: {v}" for k, v in sorted(facts.items()))
+        return f"Here is what I know: {known}."
+    lowered = text.lower()
+    found = [
+        f"Your {_phrase(k)} is {v}."
+        for k, v in sorted(facts.items())
+        if _phrase(k) in lowered or k.lower() in lowered
+    ]
+    return " ".join(found) if found else None
+
+
+def _phrase(key: str) -> str:
+    return key.replace("_", " ").replace("-", " ").strip().lower()
+
+
+def _answer_tool_results(messages: Sequence[ChatMessage]) -> str:
+    calls: dict[str, ToolCall] = {}
+    results: list[ChatMessage] = []
+    for message in messages:
+        if message.role == "assistant":
+            calls.update((c.id, c) for c in message.tool_calls)
+        if message.role == "tool":
+            results.append(message)
+        else:
+            results = []
+    return " ".join(_answer_one(r, calls.get(r.tool_call_id or "")) for r in results)
+
+
+def _answer_one(result: ChatMessage, call: ToolCall | None) -> str:
+    tool = result.name or (call.name if call else "tool")
+    try:
+        value: Any = json.loads(result.content or "null")
+    except ValueError:
+        value = result.content
+    if isinstance(value, dict) and "error" in value and "status" in value:
+        return f"Sorry, the {tool} tool failed ({value['status']}): {value['error']}."
+    if tool == "calculator" and isinstance(value, dict) and "value" in value:
+        expression = call.arguments.get("expression", "that") if call else "that"
+        return f"{expression} = {_number(value['value'])}"
+    if tool == "current_time" and isinstance(value, dict) and "iso" in value:
+        return f"It is {value['iso']}."
+    if tool == "knowledge_lookup" and isinstance(value, dict):
+        answer = value.get("answer")
+        query = call.arguments.get("query", "that") if call else "that"
+        return str(answer) if answer else f"I found nothing about {query}."
+    return f"The {tool} tool returned {json.dumps(value, sort_keys=True)}."
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)

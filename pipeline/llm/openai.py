@@ -1,0 +1,232 @@
+"""An OpenAI-compatible chat-completions provider over httpx.
+
+Works with any server speaking ``POST {base_url}/chat/completions`` (OpenAI, Azure
+OpenAI's compatible endpoint, vLLM, Ollama, LiteLLM...). Tools are offered as
+``tools=[{"type": "function", ...}]``; the model's ``tool_calls`` come back as
+:class:`ToolCall`. 429, 5xx, timeouts and transport errors are retried with exponential
+backoff and jitter (honouring ``Retry-After``); other 4xx fail at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+from prometheus_client import CollectorRegistry
+
+from pipeline.config.sections import LLMSettings
+from pipeline.llm.base import (
+    ChatMessage,
+    ChatRequest,
+    Completion,
+    LLMError,
+    ToolCall,
+    Usage,
+)
+from pipeline.llm.metrics import LLMMetrics
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+MAX_RETRY_AFTER_SECONDS = 30.0
+
+
+class OpenAIProvider:
+    """Chat completions against ``settings.base_url`` with ``settings.model``."""
+
+    name = "openai"
+
+    def __init__(
+        self,
+        settings: LLMSettings,
+        *,
+        registry: CollectorRegistry,
+        service: str,
+        metrics: LLMMetrics | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.settings = settings
+        self.model = settings.model
+        self.service = service
+        headers = {"Content-Type": "application/json"}
+        if settings.api_key is not None:
+            headers["Authorization"] = f"Bearer {settings.api_key.get_secret_value()}"
+        self._client = httpx.AsyncClient(
+            base_url=settings.base_url.rstrip("/") + "/",
+            headers=headers,
+            timeout=httpx.Timeout(settings.timeout_seconds),
+            transport=transport,
+        )
+        metrics = metrics or LLMMetrics(registry)
+        labels = (service, self.name, self.model)
+        self._duration = metrics.duration.labels(*labels)
+        self._prompt_tokens = metrics.tokens.labels(*labels, "prompt")
+        self._completion_tokens = metrics.tokens.labels(*labels, "completion")
+        self._outcomes = {
+            o: metrics.requests.labels(*labels, o) for o in ("ok", "retried", "failed")
+        }
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        body = self.payload(request)
+        attempt = 0
+        while True:
+            attempt += 1
+            retry_in = await self._attempt(body, attempt)
+            if isinstance(retry_in, Completion):
+                return retry_in
+            await asyncio.sleep(retry_in)
+
+    async def _attempt(self, body: Mapping[str, Any], attempt: int) -> Completion | float:
+        """One HTTP request: the completion, or how long to wait before the next attempt."""
+        last = attempt > self.settings.max_retries
+        started = time.perf_counter()
+        try:
+            response = await self._client.post("chat/completions", json=body)
+        except httpx.TimeoutException as exc:
+            self._duration.observe(time.perf_counter() - started)
+            return self._retry_or_fail(last, attempt, f"timed out after {exc!r}", None)
+        except httpx.TransportError as exc:
+            self._duration.observe(time.perf_counter() - started)
+            return self._retry_or_fail(last, attempt, f"transport error {exc!r}", None)
+        self._duration.observe(time.perf_counter() - started)
+        if response.status_code in RETRY_STATUSES:
+            reason = f"HTTP {response.status_code}: {_excerpt(response)}"
+            return self._retry_or_fail(last, attempt, reason, response.headers.get("retry-after"))
+        if response.status_code >= 400:
+            self._outcomes["failed"].inc()
+            raise LLMError(
+                f"{self.settings.base_url} refused the chat completion with HTTP "
+                f"{response.status_code}: {_excerpt(response)}; check the model name and key"
+            )
+        try:
+            completion = parse_completion(response.json())
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            self._outcomes["failed"].inc()
+            raise LLMError(
+                f"unreadable chat completion from {self.settings.base_url}: {exc}"
+            ) from exc
+        self._outcomes["ok"].inc()
+        if completion.usage is not None:
+            self._prompt_tokens.inc(completion.usage.prompt_tokens)
+            self._completion_tokens.inc(completion.usage.completion_tokens)
+        return completion
+
+    def _retry_or_fail(
+        self, last: bool, attempt: int, reason: str, retry_after: str | None
+    ) -> float:
+        if last:
+            self._outcomes["failed"].inc()
+            raise LLMError(
+                f"chat completion at {self.settings.base_url} failed after {attempt} attempts: "
+                f"{reason}"
+            )
+        self._outcomes["retried"].inc()
+        delay = _retry_after_seconds(retry_after)
+        if delay is None:
+            base = self.settings.backoff_initial_seconds * 2 ** (attempt - 1)
+            delay = random.uniform(0, min(base, self.settings.backoff_max_seconds))
+        log.info("chat completion attempt %d failed (%s); retry in %.2fs", attempt, reason, delay)
+        return delay
+
+    def payload(self, request: ChatRequest) -> dict[str, Any]:
+        """The chat-completions request body for ``request``."""
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": render_messages(request),
+            "temperature": self.settings.temperature,
+        }
+        if request.tools:
+            body["tools"] = [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": t.name,
+                        "description": t.description,
+                        "parameters": dict(t.parameters),
+                    },
+                }
+                for t in request.tools
+            ]
+            body["tool_choice"] = "auto"
+        return body
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def render_messages(request: ChatRequest) -> list[dict[str, Any]]:
+    """System prompt (with the context facts), then the conversation, in protocol form."""
+    system = request.system
+    if request.facts:
+        facts = "\n".join(f"- {k}: {v}" for k, v in sorted(request.facts.items()))
+        system = f"{system}\n\nKnown facts about this conversation:\n{facts}".strip()
+    rendered: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
+    rendered.extend(_render(m) for m in request.messages)
+    return rendered
+
+
+def _render(message: ChatMessage) -> dict[str, Any]:
+    if message.role == "tool":
+        return {
+            "role": "tool",
+            "tool_call_id": message.tool_call_id,
+            "content": message.content or "",
+        }
+    out: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        out["tool_calls"] = [
+            {
+                "id": c.id,
+                "type": "function",
+                "function": {"name": c.name, "arguments": json.dumps(dict(c.arguments))},
+            }
+            for c in message.tool_calls
+        ]
+    return out
+
+
+def parse_completion(body: Mapping[str, Any]) -> Completion:
+    """A chat-completions response body -> Completion (first choice)."""
+    message = body["choices"][0]["message"]
+    calls = tuple(
+        ToolCall(call["id"], call["function"]["name"], _arguments(call["function"]))
+        for call in message.get("tool_calls") or ()
+        if call.get("type", "function") == "function"
+    )
+    usage = body.get("usage")
+    return Completion(
+        text=message.get("content"),
+        tool_calls=calls,
+        usage=Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+        if isinstance(usage, Mapping)
+        else None,
+    )
+
+
+def _arguments(function: Mapping[str, Any]) -> dict[str, Any]:
+    raw = function.get("arguments") or "{}"
+    try:
+        parsed = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        log.warning("tool call %s has arguments that are not JSON: %.200s", function["name"], raw)
+        return {"_unparsed": raw}
+    return parsed if isinstance(parsed, dict) else {"value": parsed}
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return min(max(0.0, float(value)), MAX_RETRY_AFTER_SECONDS)
+    except ValueError:
+        return None  # an HTTP date: fall back to our own backoff
+
+
+def _excerpt(response: httpx.Response) -> str:
+    return response.text[:300].replace("\n", " ")

@@ -1,0 +1,161 @@
+"""A conversation's state as the agent keeps it, and its JSON form in the changelog.
+
+``{"v": 1, "reply_to": {...} | null, "history": [{"role", "text", "at"}], "facts": {},
+"turns": {correlation_id: {...}}, "follow_up": {"timer_id", "due_at"} | null,
+"seen": [event ids]}``. A turn is a user message the agent has not answered yet because
+it waits for tool results; it keeps the tool calls and results the model saw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pipeline.llm.base import ChatMessage, ToolCall
+
+VERSION = 1
+SEEN_LIMIT = 32
+
+
+def to_millis(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def from_millis(millis: int) -> datetime:
+    return datetime.fromtimestamp(millis / 1000, UTC)
+
+
+@dataclass(slots=True)
+class Step:
+    """A step of a turn: the model's tool calls, or one call's result."""
+
+    calls: list[ToolCall] = field(default_factory=list)
+    result_of: str | None = None  # call id, for a result
+    tool: str | None = None
+    content: str | None = None
+
+    def message(self) -> ChatMessage:
+        if self.result_of is not None:
+            return ChatMessage(
+                "tool", self.content or "", tool_call_id=self.result_of, name=self.tool
+            )
+        return ChatMessage("assistant", None, tool_calls=tuple(self.calls))
+
+    def to_json(self) -> dict[str, Any]:
+        if self.result_of is not None:
+            return {"result_of": self.result_of, "tool": self.tool, "content": self.content}
+        return {
+            "calls": [
+                {"id": c.id, "tool": c.name, "arguments": dict(c.arguments)} for c in self.calls
+            ]
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Step:
+        if data.get("result_of") is not None:
+            return cls(
+                result_of=data["result_of"], tool=data.get("tool"), content=data.get("content")
+            )
+        return cls(
+            calls=[ToolCall(c["id"], c["tool"], c.get("arguments", {})) for c in data["calls"]]
+        )
+
+
+@dataclass(slots=True)
+class Turn:
+    """A user message being answered: where the answer goes and what the tools said."""
+
+    correlation_id: str
+    reply_to: dict[str, Any] | None
+    in_reply_to: str | None
+    ingress_at: int
+    depth: int = 0
+    pending: list[str] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "correlation_id": self.correlation_id,
+            "reply_to": self.reply_to,
+            "in_reply_to": self.in_reply_to,
+            "ingress_at": self.ingress_at,
+            "depth": self.depth,
+            "pending": list(self.pending),
+            "steps": [s.to_json() for s in self.steps],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Turn:
+        return cls(
+            correlation_id=data["correlation_id"],
+            reply_to=data.get("reply_to"),
+            in_reply_to=data.get("in_reply_to"),
+            ingress_at=int(data["ingress_at"]),
+            depth=int(data.get("depth", 0)),
+            pending=list(data.get("pending", [])),
+            steps=[Step.from_json(s) for s in data.get("steps", [])],
+        )
+
+
+@dataclass(slots=True)
+class Conversation:
+    """Everything the agent knows about one conversation."""
+
+    reply_to: dict[str, Any] | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    facts: dict[str, str] = field(default_factory=dict)
+    turns: dict[str, Turn] = field(default_factory=dict)
+    follow_up: dict[str, Any] | None = None
+    seen: list[str] = field(default_factory=list)
+
+    def remember(self, role: str, text: str, at: datetime, window: int) -> None:
+        """Append to the history, keeping the last ``window`` messages."""
+        self.history.append({"role": role, "text": text, "at": to_millis(at)})
+        del self.history[:-window]
+
+    def mark_seen(self, event_id: str) -> bool:
+        """Record a handled event; False when it was handled before (a repeat)."""
+        if event_id in self.seen:
+            return False
+        self.seen.append(event_id)
+        del self.seen[:-SEEN_LIMIT]
+        return True
+
+    def turn_waiting_for(self, call_id: str) -> Turn | None:
+        return next((t for t in self.turns.values() if call_id in t.pending), None)
+
+    def messages(self, turn: Turn | None = None) -> tuple[ChatMessage, ...]:
+        """The history as chat messages, then the turn's tool calls and results."""
+        out = [
+            ChatMessage("user" if h["role"] == "user" else "assistant", h["text"])
+            for h in self.history
+        ]
+        if turn is not None:
+            out.extend(s.message() for s in turn.steps)
+        return tuple(out)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "v": VERSION,
+            "reply_to": self.reply_to,
+            "history": self.history,
+            "facts": self.facts,
+            "turns": {k: t.to_json() for k, t in self.turns.items()},
+            "follow_up": self.follow_up,
+            "seen": self.seen,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> Conversation:
+        if data is None:
+            return cls()
+        return cls(
+            reply_to=data.get("reply_to"),
+            history=list(data.get("history", [])),
+            facts=dict(data.get("facts", {})),
+            turns={k: Turn.from_json(t) for k, t in data.get("turns", {}).items()},
+            follow_up=data.get("follow_up"),
+            seen=list(data.get("seen", [])),
+        )
