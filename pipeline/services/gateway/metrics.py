@@ -1,0 +1,56 @@
+"""Gateway metrics, on an injected registry (nothing registers at import).
+
+``pipeline_events_produced_total`` has the runtime's name and labels, so the dashboard's
+produced-rate panel shows the gateway beside the other services.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class GatewayMetrics:
+    """Requests by route template and status; events produced, deduplicated, refused."""
+
+    def __init__(self, registry: CollectorRegistry, service: str) -> None:
+        self.registry = registry
+        self.service = service
+        self.requests = Counter(
+            "pipeline_gateway_requests_total",
+            "HTTP requests answered, by route template and status code.",
+            ["route", "status"],
+            registry=registry,
+        )
+        self.request_duration = Histogram(
+            "pipeline_gateway_request_duration_seconds",
+            "Time from receiving a request to the start of its answer, by route template.",
+            ["route"],
+            buckets=REQUEST_BUCKETS,
+            registry=registry,
+        )
+        self.produced = Counter(
+            "pipeline_events_produced_total",
+            "Records acknowledged by the broker, by destination topic and event type.",
+            ["service", "topic", "event_type"],
+            registry=registry,
+        )
+        self.duplicates = Counter(
+            "pipeline_gateway_duplicates_total",
+            "Provider retries recognised and answered without producing again, by channel.",
+            ["channel"],
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "pipeline_gateway_rejected_total",
+            "Requests refused before producing, by channel and status code.",
+            ["channel", "status"],
+            registry=registry,
+        )
+        self.broker_unavailable = Counter(
+            "pipeline_gateway_broker_unavailable_total",
+            "Requests answered 503 because Kafka did not acknowledge in time, by channel.",
+            ["channel"],
+            registry=registry,
+        )

@@ -1,0 +1,107 @@
+"""The gateway process: the app under uvicorn, with a graceful stop on SIGTERM.
+
+On SIGTERM (or SIGINT) the server stops accepting connections and reports not ready,
+finishes the requests in flight (each waits for its acknowledgement) within the drain
+deadline, then the lifespan closes the Publisher, which flushes what is queued.
+"""
+
+from __future__ import annotations
+
+import logging
+from types import FrameType
+
+import uvicorn
+from prometheus_client import CollectorRegistry
+from pydantic import SecretStr
+
+from pipeline.config import Settings
+from pipeline.observability.health import HealthServer
+from pipeline.services.gateway.app import Gateway, create_app
+
+log = logging.getLogger(__name__)
+
+# librdkafka settings that bound how long a record may wait for the broker.
+_DELIVERY_TIMEOUTS = ("message.timeout.ms", "delivery.timeout.ms")
+
+
+def gateway_settings(settings: Settings) -> Settings:
+    """``settings`` with librdkafka's message timeout set to the publish timeout.
+
+    Without it librdkafka keeps retrying a record for five minutes after the request
+    was answered 503, and could store it after all. An explicit setting wins.
+    """
+    if any(key in settings.producer for key in _DELIVERY_TIMEOUTS):
+        return settings
+    timeout_ms = str(int(settings.gateway.publish_timeout_seconds * 1000))
+    producer = {**settings.producer, "message.timeout.ms": SecretStr(timeout_ms)}
+    return settings.model_copy(update={"producer": producer})
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling readiness about the signal as soon as it arrives."""
+
+    def __init__(self, config: uvicorn.Config, gateway: Gateway) -> None:
+        super().__init__(config)
+        self.gateway = gateway
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.gateway.readiness.stop()
+        super().handle_exit(sig, frame)
+
+
+class GatewayServer:
+    """What ``pipeline run gateway`` runs: ``name`` and ``run_forever()``."""
+
+    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+        self.settings = gateway_settings(settings)
+        self.name = self.settings.service_name or "gateway"
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.app = create_app(self.settings, registry=self.registry)
+        self.gateway: Gateway = self.app.state.gateway
+        config = uvicorn.Config(
+            self.app,
+            host=self.settings.gateway.host,
+            port=self.settings.gateway.port,
+            lifespan="on",
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=int(self.settings.drain_timeout_seconds),
+        )
+        self.server = _Server(config, self.gateway)
+
+    def _health_server(self) -> HealthServer | None:
+        """/metrics, /healthz, /readyz also on the metrics port, like every service."""
+        if not self.settings.metrics_port:
+            return None
+        return HealthServer(
+            self.registry,
+            self.settings.metrics_host,
+            self.settings.metrics_port,
+            healthy=lambda: (True, "serving"),
+            ready=self.gateway.readiness.verdict,
+        )
+
+    def run_forever(self) -> int:
+        """Serve until SIGTERM or SIGINT; returns the process exit code."""
+        logging.basicConfig(
+            level=self.settings.log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        health = self._health_server()
+        if health is not None:
+            health.start()
+        try:
+            self.server.run()
+        except Exception:
+            log.exception("gateway stopped on an error")
+            return 1
+        finally:
+            if health is not None:
+                health.stop()
+        # uvicorn returns without raising when it cannot bind or the lifespan fails.
+        return 0 if self.server.started else 1
+
+
+def build(settings: Settings | None = None) -> GatewayServer:
+    """The gateway server for ``settings`` (default: read from the environment)."""
+    return GatewayServer(settings if settings is not None else Settings())
