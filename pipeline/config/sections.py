@@ -60,6 +60,23 @@ class DeliverySettings(_Section):
     max_attempts: int = Field(5, ge=1, description="Attempts before a send has failed.")
     backoff_initial_seconds: float = Field(0.5, gt=0)
     backoff_max_seconds: float = Field(30.0, gt=0)
+    retry_after_max_seconds: float = Field(
+        120.0, gt=0, description="Longest Retry-After honoured; a longer one waits this long."
+    )
+    email_subject: str = Field(
+        "Re: your message", description="Subject of e-mail replies whose subject is unknown."
+    )
+    sent_topic: str = Field(
+        "delivery_sent",
+        description="Compacted topic recording sent responses (co-partitioned with "
+        "response_ready), restored on assignment so a repeat is not sent again.",
+    )
+    sent_ids_per_conversation: int = Field(
+        64, ge=1, description="Sent response ids remembered per conversation."
+    )
+    restore_timeout_seconds: float = Field(
+        60.0, gt=0, description="Deadline to restore the sent store on assignment."
+    )
 
 
 class LLMSettings(_Section):

@@ -1,0 +1,9 @@
+"""The delivery service: sends responses to their channels, retries, never sends twice.
+
+``pipeline run delivery`` runs :func:`build`. Outbound adapters live with their channels
+(``pipeline.channels.<channel>.outbound``) and return the outcomes of :mod:`.outcome`.
+"""
+
+from pipeline.services.delivery.service import build, default_senders
+
+__all__ = ["build", "default_senders"]

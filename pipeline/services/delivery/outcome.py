@@ -1,0 +1,130 @@
+"""What one send attempt came to, and how HTTP answers and errors map onto it.
+
+Every outbound channel adapter returns one of three outcomes::
+
+    Sent(provider_message_id)            the channel took the message
+    Retryable(error, status, retry_after)  try again later: 429, 5xx, timeouts, lost connections
+    PermanentFailure(error, status)      a retry cannot help: other 4xx, a refusal, bad config
+
+Adapters catch transport errors themselves; an exception escaping an adapter is a bug,
+which the runtime retries and then dead-letters as a handler failure.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any, Protocol
+
+import httpx
+
+from pipeline.events.model import Event
+
+IDEMPOTENCY_KEY = "Idempotency-Key"
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """The channel accepted the message; its id for it, when it gave one."""
+
+    provider_message_id: str | None = None
+    http_status: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Retryable:
+    """A failure worth retrying; ``retry_after`` is the wait the channel asked for, in s."""
+
+    error: str
+    http_status: int | None = None
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PermanentFailure:
+    """A failure no retry can fix (the request itself is wrong, or refused)."""
+
+    error: str
+    http_status: int | None = None
+
+
+Outcome = Sent | Retryable | PermanentFailure
+
+
+class Sender(Protocol):
+    """An outbound channel adapter: sends one ResponseReady event to its channel."""
+
+    async def send(self, response: Event) -> Outcome: ...
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value: delta-seconds or an HTTP date.
+
+    None when absent or unreadable; a date in the past waits 0 s.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT; a naive result means "-0000"
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def is_retryable_status(status: int) -> bool:
+    """429, 408 and every 5xx are worth another attempt; other statuses are not."""
+    return status in (408, 429) or 500 <= status <= 599
+
+
+def classify_status(response: httpx.Response) -> Retryable | PermanentFailure | None:
+    """None for a 2xx answer; otherwise what the status means for a retry."""
+    status = response.status_code
+    if 200 <= status <= 299:
+        return None
+    error = f"HTTP {status}: {_snippet(response)}"
+    if is_retryable_status(status):
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        return Retryable(error, status, retry_after)
+    return PermanentFailure(error, status)
+
+
+def transport_failure(exc: httpx.HTTPError) -> Retryable:
+    """Timeouts and connection errors: the request may or may not have arrived; retry."""
+    kind = "timeout" if isinstance(exc, httpx.TimeoutException) else "connection error"
+    return Retryable(f"{kind}: {type(exc).__name__}: {exc}".rstrip(": "))
+
+
+async def post_json(
+    client: httpx.AsyncClient,
+    url: str,
+    body: dict[str, Any],
+    headers: dict[str, str],
+) -> httpx.Response | Retryable:
+    """POST ``body`` as JSON; a transport failure comes back as a Retryable outcome."""
+    try:
+        return await client.post(url, json=body, headers=headers)
+    except httpx.HTTPError as exc:
+        return transport_failure(exc)
+
+
+def json_body(response: httpx.Response) -> dict[str, Any] | None:
+    """The answer's JSON object, or None when it is not one."""
+    try:
+        data = response.json()
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _snippet(response: httpx.Response, limit: int = 200) -> str:
+    text = response.text.strip().replace("\n", " ")
+    return text[:limit] or response.reason_phrase

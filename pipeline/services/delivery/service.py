@@ -1,0 +1,312 @@
+"""The delivery service: response_ready -> the channel's API, and delivery_status.
+
+One handler sends each response, retrying inside the handler: the runtime runs other
+conversations meanwhile (each conversation is its own lane), and only the handler knows
+what the channel answered (Retry-After, which statuses are worth a retry). Each attempt
+that will be retried is reported at once (a ``retrying`` status); the final ``sent`` or
+``failed`` status goes out with the handler's outputs. A failed send is dead-lettered.
+
+Never sending twice rests on two things. The response event id is the idempotency key
+(the ``Idempotency-Key`` header; the e-mail Message-ID), so a receiver can recognise a
+repeat. And a store of sent response ids, written with the handler's outputs (so before
+the offset commits) and restored on assignment, skips a response handled again after a
+crash, restart or rebalance. The only window left is a crash between the channel
+accepting and the store record being acknowledged; there the key is what protects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, NoReturn
+
+import httpx
+
+from pipeline.config import Settings
+from pipeline.errors import PipelineError, RejectEvent
+from pipeline.events.model import Event
+from pipeline.runtime.context import Context
+from pipeline.runtime.publisher import Publisher
+from pipeline.runtime.service import Service
+from pipeline.services.delivery.metrics import DeliveryMetrics
+from pipeline.services.delivery.outcome import PermanentFailure, Retryable, Sender, Sent
+from pipeline.services.delivery.policy import RetryPolicy
+from pipeline.services.delivery.sent_store import SentEntry, SentStore, read_changelog
+
+log = logging.getLogger("pipeline.delivery")
+
+STATUS = "delivery_status"
+
+
+def build(
+    settings: Settings | None = None, *, senders: Mapping[str, Sender] | None = None
+) -> Service:
+    """The delivery service (``pipeline run delivery``).
+
+    ``senders`` (channel -> adapter) replaces the built-in adapters, for tests and for
+    channels of your own.
+    """
+    service = Service("delivery", settings=settings)
+    delivery = Delivery(service, senders)
+    service.handler("response_ready", name="on_response_ready")(delivery.on_response_ready)
+    service.on_assign(delivery.restore)
+    service.on_revoke(delivery.forget)
+    service.background(delivery.attach)
+    return service
+
+
+def default_senders(settings: Settings, client: httpx.AsyncClient) -> dict[str, Sender]:
+    """The built-in adapters, one per channel, sharing one HTTP client."""
+    # Imported here: the adapters import this package's outcome types.
+    from pipeline.channels.email.outbound import EmailSender
+    from pipeline.channels.slack.outbound import SlackSender
+    from pipeline.channels.web.outbound import WebSender
+    from pipeline.channels.whatsapp.outbound import WhatsAppSender
+
+    section = settings.delivery
+    return {
+        "web": WebSender(client),
+        "slack": SlackSender(section, client),
+        "whatsapp": WhatsAppSender(section, client),
+        "email": EmailSender(section),
+    }
+
+
+class Delivery:
+    """The handler and hooks of the delivery service, and what they share."""
+
+    def __init__(self, service: Service, senders: Mapping[str, Sender] | None = None) -> None:
+        self.settings = service.settings
+        self.section = service.settings.delivery
+        self.name = service.name
+        self.registry = service.registry
+        self.policy = RetryPolicy.from_settings(self.section)
+        self.store = SentStore(self.section.sent_ids_per_conversation)
+        self.metrics = DeliveryMetrics(service.registry, service.name)
+        self.publisher: Publisher | None = None
+        self._custom_senders = dict(senders) if senders is not None else None
+        self._senders: dict[str, Sender] | None = self._custom_senders
+        self._client: httpx.AsyncClient | None = None
+
+    # ------------------------------------------------------------------ handler
+
+    async def on_response_ready(self, event: Event, ctx: Context) -> None:
+        """Send one response, retrying with backoff; report each attempt's outcome."""
+        channel = str(event["reply_to"]["channel"])
+        response_id = str(event.id)
+        done = self.store.get(ctx.partition, event.conversation_id, response_id)
+        if done is not None:
+            # Handled again after a crash or rebalance: report it sent, do not send.
+            # Emitted first, like the original, so the status has the same event id.
+            self.metrics.count(channel, "duplicate")
+            log.info("response %s was already sent; not sending it again", response_id)
+            self._status(ctx, event, "sent", done.attempt, provider_id=done.provider_message_id)
+            return
+        sender = self.senders().get(channel)
+        if sender is None:
+            self._fail(ctx, event, 1, f"no outbound adapter for channel {channel!r}", None)
+
+        attempt = 0
+        while True:
+            attempt += 1
+            started = time.perf_counter()
+            outcome = await sender.send(event)
+            self.metrics.duration.labels(self.name, channel).observe(time.perf_counter() - started)
+            if isinstance(outcome, Sent):
+                self._sent(ctx, event, attempt, outcome)
+                return
+            if isinstance(outcome, PermanentFailure):
+                self._fail(ctx, event, attempt, outcome.error, outcome.http_status)
+            if attempt >= self.policy.max_attempts:
+                self._fail(
+                    ctx,
+                    event,
+                    attempt,
+                    f"gave up after {attempt} attempts: {outcome.error}",
+                    outcome.http_status,
+                )
+            await self._retry_later(ctx, event, attempt, outcome)
+
+    def _sent(self, ctx: Context, event: Event, attempt: int, outcome: Sent) -> None:
+        channel = str(event["reply_to"]["channel"])
+        now = datetime.now(UTC)
+        self.metrics.count(channel, "sent")
+        ingress_at = event.get("ingress_at")
+        if isinstance(ingress_at, datetime):
+            latency = max(0.0, (now - ingress_at).total_seconds())
+            self.metrics.turn_latency.labels(self.name, channel).observe(latency)
+        self._status(
+            ctx,
+            event,
+            "sent",
+            attempt,
+            http_status=outcome.http_status,
+            provider_id=outcome.provider_message_id,
+        )
+        entry = SentEntry(
+            str(event.id),
+            channel,
+            attempt,
+            outcome.provider_message_id,
+            int(now.timestamp() * 1000),
+        )
+        value = self.store.record(ctx.partition, event.conversation_id, entry)
+        ctx.emit_record(self.section.sent_topic, event.conversation_id, value, kind="delivery_sent")
+
+    def _fail(
+        self, ctx: Context, event: Event, attempt: int, error: str, http_status: int | None
+    ) -> NoReturn:
+        """Report the failure, then dead-letter the response (the status still goes out)."""
+        self.metrics.count(str(event["reply_to"]["channel"]), "failed")
+        self._status(ctx, event, "failed", attempt, http_status=http_status, error=error)
+        raise RejectEvent(f"delivery of response {event.id} failed: {error}", stage="delivery")
+
+    async def _retry_later(
+        self, ctx: Context, event: Event, attempt: int, outcome: Retryable
+    ) -> None:
+        delay = self.policy.delay(attempt, outcome.retry_after)
+        next_at = datetime.now(UTC) + timedelta(seconds=delay)
+        self.metrics.count(str(event["reply_to"]["channel"]), "retrying")
+        data = self._status_data(
+            event,
+            "retrying",
+            attempt,
+            http_status=outcome.http_status,
+            error=outcome.error,
+            next_attempt_at=next_at,
+        )
+        log.info(
+            "response %s attempt %d failed (%s); next attempt in %.2fs",
+            event.id,
+            attempt,
+            outcome.error,
+            delay,
+        )
+        await self._report_now(ctx, event, data, attempt)
+        await asyncio.sleep(max(0.0, (next_at - datetime.now(UTC)).total_seconds()))
+
+    async def _report_now(
+        self, ctx: Context, event: Event, data: dict[str, Any], attempt: int
+    ) -> None:
+        """Publish a ``retrying`` status now, not after the retries: whoever watches
+        sees a send that is waiting. Its id derives from the response and the attempt, so
+        a repeat after a crash repeats the same event."""
+        if self.publisher is not None:
+            try:
+                await self.publisher.publish(
+                    STATUS,
+                    data,
+                    conversation_id=event.conversation_id,
+                    tenant_id=event.metadata.tenant_id,
+                    cause=event,
+                    event_id=uuid.uuid5(event.id, f"{self.name}/retrying/{attempt}"),
+                    traceparent=ctx.traceparent,
+                )
+                return
+            except PipelineError as exc:
+                log.warning("retrying status published with the outputs instead: %s", exc)
+        ctx.emit(STATUS, data)
+
+    def _status(
+        self,
+        ctx: Context,
+        event: Event,
+        state: str,
+        attempt: int,
+        *,
+        http_status: int | None = None,
+        provider_id: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        ctx.emit(
+            STATUS,
+            self._status_data(
+                event,
+                state,
+                attempt,
+                http_status=http_status,
+                provider_id=provider_id,
+                error=error,
+            ),
+        )
+
+    @staticmethod
+    def _status_data(
+        event: Event,
+        state: str,
+        attempt: int,
+        *,
+        http_status: int | None = None,
+        provider_id: str | None = None,
+        error: str | None = None,
+        next_attempt_at: datetime | None = None,
+    ) -> dict[str, Any]:
+        return {
+            "response_id": str(event.id),
+            "channel": event["reply_to"]["channel"],
+            "state": state,
+            "attempt": attempt,
+            "http_status": http_status,
+            "provider_message_id": provider_id,
+            "error": error,
+            "next_attempt_at": next_attempt_at,
+        }
+
+    # ------------------------------------------------------------------ resources
+
+    def senders(self) -> Mapping[str, Sender]:
+        if self._senders is None:
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(self.section.timeout_seconds),
+                headers={"User-Agent": "pipeline-delivery"},
+            )
+            self._senders = default_senders(self.settings, self._client)
+        return self._senders
+
+    async def attach(self, publisher: Publisher) -> None:
+        """Background task: keep the runtime's publisher for ``retrying`` statuses."""
+        self.publisher = publisher
+        await asyncio.Event().wait()
+
+    # ------------------------------------------------------------------ hooks
+
+    async def restore(self, partitions: list[tuple[str, int]]) -> None:
+        """Read what was sent for the assigned partitions before handling any of them."""
+        numbers = sorted({p for _, p in partitions})
+        if not numbers:
+            return
+        changelog = self.settings.topic(self.section.sent_topic)
+        started = time.monotonic()
+        values = await asyncio.to_thread(
+            read_changelog,
+            {
+                **self.settings.consumer_config(),
+                "group.id": f"{self.settings.topic_prefix}{self.name}-restore",
+                "client.id": f"{self.name}-restore",
+            },
+            changelog,
+            self.settings.topic("response_ready"),
+            numbers,
+            self.section.restore_timeout_seconds,
+        )
+        for partition, by_conversation in values.items():
+            self.store.load(partition, by_conversation)
+        log.info(
+            "restored %d conversations' sent responses of %s%s in %.2fs",
+            sum(len(v) for v in values.values()),
+            changelog,
+            numbers,
+            time.monotonic() - started,
+        )
+
+    async def forget(self, partitions: list[tuple[str, int]]) -> None:
+        """Drop revoked partitions; with none left, release the HTTP client."""
+        self.store.drop(p for _, p in partitions)
+        if not self.store.partitions and self._client is not None:
+            client, self._client = self._client, None
+            self._senders = self._custom_senders
+            await client.aclose()

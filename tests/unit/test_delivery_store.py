@@ -1,0 +1,42 @@
+"""The sent store: what it remembers per conversation and how it is written."""
+
+from __future__ import annotations
+
+from pipeline.services.delivery.sent_store import SentEntry, SentStore, decode_value
+
+
+def entry(n: int) -> SentEntry:
+    return SentEntry(f"r-{n}", "web", 1, f"p-{n}", 1_700_000_000_000 + n)
+
+
+def test_records_and_finds_per_partition_and_conversation() -> None:
+    store = SentStore(keep=10)
+    value = store.record(3, "conv-a", entry(1))
+    assert decode_value(value) == [entry(1)]
+    assert store.get(3, "conv-a", "r-1") == entry(1)
+    assert store.get(3, "conv-b", "r-1") is None
+    assert store.get(4, "conv-a", "r-1") is None
+    assert store.partitions == {3}
+
+
+def test_value_holds_the_newest_entries_of_the_conversation() -> None:
+    store = SentStore(keep=3)
+    for n in range(5):
+        value = store.record(0, "c", entry(n))
+    assert [e.response_id for e in decode_value(value)] == ["r-2", "r-3", "r-4"]
+    assert store.get(0, "c", "r-1") is None
+    assert store.get(0, "c", "r-4") == entry(4)
+
+
+def test_load_replaces_a_partition_and_drop_forgets_it() -> None:
+    writer = SentStore(keep=5)
+    values = {"c1": writer.record(1, "c1", entry(1)), "c2": writer.record(1, "c2", entry(2))}
+    reader = SentStore(keep=5)
+    reader.record(1, "stale", entry(9))
+    reader.load(1, values)
+    assert reader.get(1, "c1", "r-1") == entry(1)
+    assert reader.get(1, "c2", "r-2") == entry(2)
+    assert reader.get(1, "stale", "r-9") is None
+    reader.drop([1, 7])
+    assert reader.partitions == set()
+    assert reader.get(1, "c1", "r-1") is None

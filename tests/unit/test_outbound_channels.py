@@ -1,0 +1,403 @@
+"""Outbound adapters against real local servers: paths, headers, bodies, outcomes."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from pipeline.channels.email.outbound import EmailSender
+from pipeline.channels.slack.outbound import SlackSender
+from pipeline.channels.web.outbound import WebSender
+from pipeline.channels.whatsapp.outbound import WhatsAppSender
+from pipeline.config.sections import DeliverySettings
+from pipeline.devkafka import free_port
+from pipeline.events.model import Event, Metadata
+from pipeline.services.delivery.outcome import PermanentFailure, Retryable, Sent
+
+Answer = tuple[int, dict[str, str], bytes]
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Receiver:
+    """A local HTTP server in a thread; answers requests in the scripted order."""
+
+    answers: list[Answer]
+    seen: list[Seen] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        receiver = self
+
+        class Handle(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                receiver.seen.append(
+                    Seen(
+                        "POST",
+                        self.path,
+                        {k.lower(): v for k, v in self.headers.items()},
+                        self.rfile.read(length),
+                    )
+                )
+                index = min(len(receiver.seen), len(receiver.answers)) - 1
+                status, headers, body = receiver.answers[index]
+                self.send_response(status)
+                for name, value in {"Content-Type": "application/json", **headers}.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handle)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+@pytest.fixture
+def serve() -> Iterator[Any]:
+    receivers: list[Receiver] = []
+
+    def start(*answers: Answer) -> Receiver:
+        receiver = Receiver(list(answers) or [(200, {}, b"{}")])
+        receivers.append(receiver)
+        return receiver
+
+    yield start
+    for receiver in receivers:
+        receiver.close()
+
+
+@pytest.fixture
+async def client() -> Any:
+    async with httpx.AsyncClient(timeout=5) as c:
+        yield c
+
+
+def response(
+    channel: str,
+    address: str,
+    *,
+    thread_id: str | None = None,
+    in_reply_to: str | None = None,
+    text: str = "Hello there",
+) -> Event:
+    metadata = Metadata.new("response_ready", "conv-1", tenant_id="t1", producer="agent")
+    return Event(
+        metadata,
+        {
+            "reply_to": {"channel": channel, "address": address, "thread_id": thread_id},
+            "text": text,
+            "in_reply_to": in_reply_to,
+            "proactive": False,
+            "ingress_at": None,
+        },
+    )
+
+
+def ok(body: dict[str, Any], status: int = 200, **headers: str) -> Answer:
+    return status, headers, json.dumps(body).encode()
+
+
+# --------------------------------------------------------------------------- web
+
+
+async def test_web_posts_json_with_the_idempotency_key(serve: Any, client: Any) -> None:
+    receiver = serve(ok({"id": "m-1"}))
+    event = response("web", f"{receiver.url}/callbacks/abc", in_reply_to="u-7")
+    outcome = await WebSender(client).send(event)
+    assert outcome == Sent("m-1", 200)
+    [request] = receiver.seen
+    assert request.path == "/callbacks/abc"
+    assert request.headers["idempotency-key"] == str(event.id)
+    assert request.headers["content-type"] == "application/json"
+    assert request.json() == {
+        "conversation_id": "conv-1",
+        "response_id": str(event.id),
+        "text": "Hello there",
+        "in_reply_to": "u-7",
+    }
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ((500, {}, b"boom"), Retryable("HTTP 500: boom", 500, None)),
+        ((503, {"Retry-After": "7"}, b""), Retryable("HTTP 503: Service Unavailable", 503, 7.0)),
+        ((429, {"Retry-After": "2"}, b"slow down"), Retryable("HTTP 429: slow down", 429, 2.0)),
+        ((400, {}, b"bad"), PermanentFailure("HTTP 400: bad", 400)),
+        ((404, {}, b"gone"), PermanentFailure("HTTP 404: gone", 404)),
+        ((204, {}, b""), Sent(None, 204)),
+    ],
+)
+async def test_web_outcome_follows_the_status(
+    serve: Any, client: Any, answer: Answer, expected: object
+) -> None:
+    receiver = serve(answer)
+    assert await WebSender(client).send(response("web", receiver.url)) == expected
+
+
+async def test_web_connection_refused_is_retryable(client: Any) -> None:
+    outcome = await WebSender(client).send(response("web", f"http://127.0.0.1:{free_port()}/"))
+    assert isinstance(outcome, Retryable)
+    assert outcome.error.startswith("connection error: ConnectError")
+
+
+async def test_web_timeout_is_retryable(serve: Any) -> None:
+    hang = threading.Event()
+    receiver = serve(ok({}))
+    original = receiver.server.RequestHandlerClass.do_POST  # type: ignore[attr-defined]
+
+    def slow(self: Any) -> None:
+        hang.wait(2)
+        original(self)
+
+    receiver.server.RequestHandlerClass.do_POST = slow  # type: ignore[attr-defined]
+    async with httpx.AsyncClient(timeout=0.2) as quick:
+        outcome = await WebSender(quick).send(response("web", receiver.url))
+    hang.set()
+    assert isinstance(outcome, Retryable)
+    assert outcome.error.startswith("timeout: ReadTimeout")
+
+
+async def test_web_refuses_a_callback_that_is_not_http(client: Any) -> None:
+    outcome = await WebSender(client).send(response("web", "file:///etc/passwd"))
+    assert isinstance(outcome, PermanentFailure)
+
+
+# --------------------------------------------------------------------------- slack
+
+
+def slack_settings(url: str, **extra: Any) -> DeliverySettings:
+    return DeliverySettings(slack_base_url=f"{url}/api", slack_bot_token="xoxb-test", **extra)
+
+
+async def test_slack_posts_to_chat_post_message_in_the_thread(serve: Any, client: Any) -> None:
+    receiver = serve(ok({"ok": True, "ts": "1700000000.000200", "channel": "C1"}))
+    event = response("slack", "C1", thread_id="1700000000.000100")
+    outcome = await SlackSender(slack_settings(receiver.url), client).send(event)
+    assert outcome == Sent("1700000000.000200", 200)
+    [request] = receiver.seen
+    assert request.path == "/api/chat.postMessage"
+    assert request.headers["authorization"] == "Bearer xoxb-test"
+    assert request.headers["content-type"] == "application/json"
+    assert request.json() == {
+        "channel": "C1",
+        "text": "Hello there",
+        "thread_ts": "1700000000.000100",
+    }
+
+
+async def test_slack_without_thread_sends_no_thread_ts(serve: Any, client: Any) -> None:
+    receiver = serve(ok({"ok": True, "ts": "1.2"}))
+    await SlackSender(slack_settings(receiver.url), client).send(response("slack", "C9"))
+    assert "thread_ts" not in receiver.seen[0].json()
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (ok({"ok": False, "error": "ratelimited"}, **{"Retry-After": "3"}),
+         Retryable("slack: ratelimited", 200, 3.0)),
+        (ok({"ok": False, "error": "channel_not_found"}),
+         PermanentFailure("slack: channel_not_found", 200)),
+        (ok({"ok": False, "error": "invalid_auth"}), PermanentFailure("slack: invalid_auth", 200)),
+        ((429, {"Retry-After": "30"}, b""), Retryable("HTTP 429: Too Many Requests", 429, 30.0)),
+        ((502, {}, b"bad gateway"), Retryable("HTTP 502: bad gateway", 502, None)),
+    ],
+)  # fmt: skip
+async def test_slack_ok_false_is_permanent_except_ratelimited(
+    serve: Any, client: Any, answer: Answer, expected: object
+) -> None:
+    receiver = serve(answer)
+    outcome = await SlackSender(slack_settings(receiver.url), client).send(response("slack", "C1"))
+    assert outcome == expected
+
+
+async def test_slack_without_a_token_fails_permanently(client: Any) -> None:
+    outcome = await SlackSender(DeliverySettings(), client).send(response("slack", "C1"))
+    assert isinstance(outcome, PermanentFailure)
+    assert "slack_bot_token" in outcome.error
+
+
+# --------------------------------------------------------------------------- whatsapp
+
+
+def whatsapp_settings(url: str) -> DeliverySettings:
+    return DeliverySettings(
+        whatsapp_base_url=f"{url}/v21.0",
+        whatsapp_phone_number_id="1065",
+        whatsapp_token="EAAG-test",
+    )
+
+
+async def test_whatsapp_posts_a_text_message(serve: Any, client: Any) -> None:
+    answer = {
+        "messaging_product": "whatsapp",
+        "contacts": [{"input": "+4915112345678", "wa_id": "4915112345678"}],
+        "messages": [{"id": "wamid.HBgL"}],
+    }
+    receiver = serve(ok(answer))
+    event = response("whatsapp", "+4915112345678", in_reply_to="wamid.IN")
+    outcome = await WhatsAppSender(whatsapp_settings(receiver.url), client).send(event)
+    assert outcome == Sent("wamid.HBgL", 200)
+    [request] = receiver.seen
+    assert request.path == "/v21.0/1065/messages"
+    assert request.headers["authorization"] == "Bearer EAAG-test"
+    assert request.json() == {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": "+4915112345678",
+        "type": "text",
+        "text": {"preview_url": False, "body": "Hello there"},
+        "context": {"message_id": "wamid.IN"},
+    }
+
+
+async def test_whatsapp_throttling_is_retryable_and_other_errors_are_not(
+    serve: Any, client: Any
+) -> None:
+    throttled = ok({"error": {"code": 130429, "message": "Rate limit hit"}}, status=400)
+    invalid = ok({"error": {"code": 131009, "message": "Parameter value is not valid"}}, 400)
+    receiver = serve(throttled, invalid)
+    sender = WhatsAppSender(whatsapp_settings(receiver.url), client)
+    assert isinstance(await sender.send(response("whatsapp", "+1")), Retryable)
+    assert isinstance(await sender.send(response("whatsapp", "+1")), PermanentFailure)
+
+
+# --------------------------------------------------------------------------- email
+
+
+class Mailbox:
+    def __init__(self, code: str = "250 OK") -> None:
+        self.code = code
+        self.messages: list[tuple[Envelope, Message]] = []
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.code.startswith("250"):
+            content = envelope.original_content or b""
+            self.messages.append((envelope, message_from_bytes(content)))
+        return self.code
+
+
+@pytest.fixture
+def smtp() -> Iterator[Any]:
+    controllers: list[Controller] = []
+
+    def start(code: str = "250 OK") -> tuple[Mailbox, int]:
+        mailbox = Mailbox(code)
+        port = free_port()
+        controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+        controller.start()
+        controllers.append(controller)
+        return mailbox, port
+
+    yield start
+    for controller in controllers:
+        controller.stop()
+
+
+async def test_email_replies_in_the_thread_over_smtp(smtp: Any) -> None:
+    mailbox, port = smtp()
+    settings = DeliverySettings(
+        smtp_host="127.0.0.1", smtp_port=port, email_from="Help Desk <help@example.org>"
+    )
+    event = response(
+        "email",
+        "ada@example.com",
+        thread_id="<root-1@mail.example.com>",
+        in_reply_to="<msg-3@mail.example.com>",
+        text="Your order shipped.",
+    )
+    outcome = await EmailSender(settings).send(event)
+    assert outcome == Sent(f"<{event.id}@example.org>")
+    [(envelope, message)] = mailbox.messages
+    assert envelope.mail_from == "help@example.org"
+    assert envelope.rcpt_tos == ["ada@example.com"]
+    assert message["From"] == "Help Desk <help@example.org>"
+    assert message["To"] == "ada@example.com"
+    assert message["Subject"] == "Re: your message"
+    assert message["Message-ID"] == f"<{event.id}@example.org>"
+    assert message["In-Reply-To"] == "<msg-3@mail.example.com>"
+    assert message["References"] == "<root-1@mail.example.com> <msg-3@mail.example.com>"
+    assert message.get_payload(decode=True).decode().strip() == "Your order shipped."  # type: ignore[union-attr]
+
+
+def test_email_subject_is_re_the_original_when_known() -> None:
+    sender = EmailSender(DeliverySettings())
+    event = response("email", "a@b.c")
+    known = Event(event.metadata, {**event.data, "subject": "Order 42"})
+    already = Event(event.metadata, {**event.data, "subject": "RE: Order 42"})
+    assert sender.subject(known) == "Re: Order 42"
+    assert sender.subject(already) == "RE: Order 42"
+    assert sender.subject(event) == "Re: your message"
+
+
+def test_email_threading_headers_are_bracketed_and_deduplicated() -> None:
+    sender = EmailSender(DeliverySettings(email_from="bot@example.org"))
+    message = sender.message(
+        response("email", "a@b.c", thread_id="root@x\r\nBcc: evil@x", in_reply_to="root@x")
+    )
+    assert message["In-Reply-To"] == "<root@x>"
+    assert message["References"] == "<root@xBcc:evil@x> <root@x>"
+    assert message["Bcc"] is None
+    first = sender.message(response("email", "a@b.c"))
+    assert first["In-Reply-To"] is None and first["References"] is None
+
+
+@pytest.mark.parametrize(
+    ("code", "kind"),
+    [("451 4.3.0 try later", Retryable), ("554 5.7.1 rejected", PermanentFailure)],
+)
+async def test_email_smtp_4xx_is_retryable_and_5xx_permanent(
+    smtp: Any, code: str, kind: type
+) -> None:
+    _, port = smtp(code)
+    settings = DeliverySettings(smtp_host="127.0.0.1", smtp_port=port)
+    outcome = await EmailSender(settings).send(response("email", "ada@example.com"))
+    assert isinstance(outcome, kind), outcome
+
+
+async def test_email_unreachable_server_is_retryable() -> None:
+    settings = DeliverySettings(smtp_host="127.0.0.1", smtp_port=free_port(), timeout_seconds=2)
+    outcome = await EmailSender(settings).send(response("email", "ada@example.com"))
+    assert isinstance(outcome, Retryable)
+
+
+async def test_email_to_something_that_is_no_address_fails_permanently() -> None:
+    outcome = await EmailSender(DeliverySettings()).send(response("email", "not an address"))
+    assert isinstance(outcome, PermanentFailure)
