@@ -131,7 +131,13 @@ def _read(
             if key is not None:
                 name = key.decode() if isinstance(key, bytes) else str(key)
                 value = msg.value()
-                reading.values[name] = None if value is None else decode(value)
+                try:
+                    reading.values[name] = None if value is None else decode(value)
+                except ValueError as exc:
+                    raise StateRestoreError(
+                        f"{topic}[{partition}]@{offset} (key {name!r}) is not valid state: {exc}; "
+                        "fix or tombstone the record"
+                    ) from exc
                 reading.records += 1
             if offset + 1 >= reading.end:
                 del pending[partition]

@@ -19,7 +19,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +39,7 @@ from pipeline.state.changelog import (
 log = logging.getLogger(__name__)
 
 Value = dict[str, Any]
+Reader = Callable[[list[str], dict[int, int | None]], dict[int, Restored]]
 
 
 def encode_value(value: Mapping[str, Any]) -> bytes:
@@ -102,12 +103,15 @@ class ChangelogStore:
         registry: CollectorRegistry | None = None,
         restore_timeout_seconds: float = 300.0,
         retain_seconds: float = 600.0,
+        reader: Reader | None = None,
     ) -> None:
+        """``reader(topics, starts)`` replaces reading the changelog from Kafka (tests)."""
         self.settings = settings
         self.changelog = changelog
         self.service = service
         self.restore_timeout_seconds = restore_timeout_seconds
         self.retain_seconds = retain_seconds
+        self._read: Reader = reader or self._read_changelog
         self._partitions: dict[int, PartitionState] = {}
         self._owned: dict[int, set[str]] = {}  # partition -> topics assigned with it
         metrics = StoreMetrics(registry if registry is not None else CollectorRegistry())
@@ -169,7 +173,8 @@ class ChangelogStore:
         topics = sorted({t for t, _ in partitions})
         started = time.perf_counter()
         try:
-            restored = await asyncio.to_thread(self._restore, topics, sorted(fresh))
+            starts = {p: self._resume_offset(p) for p in sorted(fresh)}
+            restored = await asyncio.to_thread(self._read, topics, starts)
         except Exception:
             for partition in fresh:
                 self._owned.pop(partition, None)
@@ -198,7 +203,9 @@ class ChangelogStore:
                 del self._partitions[partition]
         self._count_keys()
 
-    def _restore(self, topics: list[str], partitions: list[int]) -> dict[int, Restored]:
+    def _read_changelog(
+        self, topics: list[str], starts: dict[int, int | None]
+    ) -> dict[int, Restored]:
         config = {**self.settings.consumer_config(), "group.id": self._group()}
         changelog = self.settings.topic(self.changelog)
         counts = partition_counts(config, [changelog, *topics])
@@ -213,7 +220,6 @@ class ChangelogStore:
                 f"{changelog} has {wanted} partitions but {mismatched} differ: state and "
                 "its input topics must be co-partitioned (one partition count)"
             )
-        starts = {p: self._resume_offset(p) for p in partitions}
         return read_changelog(
             config, changelog, starts, decode_value, timeout=self.restore_timeout_seconds
         )

@@ -1,0 +1,134 @@
+"""The deterministic provider's decisions: greet, call tools, answer from facts and results."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline.llm import ChatMessage, ChatRequest, DeterministicProvider, ToolCall
+from pipeline.llm.deterministic import arithmetic_expression, decide
+from pipeline.services.agent.tool_specs import BUILT_IN_TOOLS
+
+
+def ask(*texts: str, facts: dict[str, str] | None = None, tools: bool = True) -> ChatRequest:
+    messages = []
+    for i, text in enumerate(texts):
+        messages.append(ChatMessage("user", text))
+        if i < len(texts) - 1:
+            messages.append(ChatMessage("assistant", "ok"))
+    return ChatRequest(tuple(messages), facts=facts or {}, tools=BUILT_IN_TOOLS if tools else ())
+
+
+@pytest.mark.parametrize(
+    ("text", "expression"),
+    [
+        ("what is 12*7?", "12*7"),
+        ("What's 3 + 4 * (2 - 1)?", "3+4*(2-1)"),
+        ("calculate (1.5 + 2) / 7", "(1.5+2)/7"),
+        ("12 x 7", "12*7"),
+        ("how much is 2^10", "2**10"),
+        ("100-1", "100-1"),
+    ],
+)
+def test_arithmetic_is_recognised(text: str, expression: str) -> None:
+    assert arithmetic_expression(text) == expression
+
+
+@pytest.mark.parametrize("text", ["call me at 555-1234 please", "hello", "what is love?"])
+def test_text_that_is_not_arithmetic(text: str) -> None:
+    assert arithmetic_expression(text) is None
+
+
+async def test_arithmetic_asks_the_calculator() -> None:
+    completion = await DeterministicProvider().complete(ask("what is 12*7?"))
+    assert completion.text is None
+    (call,) = completion.tool_calls
+    assert call.name == "calculator"
+    assert call.arguments == {"expression": "12*7"}
+    assert call.id.startswith("call_")
+
+
+def test_arithmetic_without_a_calculator_says_so() -> None:
+    completion = decide(ask("what is 12*7?", tools=False))
+    assert not completion.tool_calls
+    assert "calculator" in (completion.text or "")
+
+
+def test_a_calculator_result_becomes_the_answer() -> None:
+    call = ToolCall("call_1", "calculator", {"expression": "12*7"})
+    request = ChatRequest(
+        (
+            ChatMessage("user", "what is 12*7?"),
+            ChatMessage("assistant", None, tool_calls=(call,)),
+            ChatMessage(
+                "tool", json.dumps({"value": 84}), tool_call_id="call_1", name="calculator"
+            ),
+        ),
+        tools=BUILT_IN_TOOLS,
+    )
+    assert decide(request).text == "12*7 = 84"
+
+
+def test_a_failed_tool_is_explained() -> None:
+    call = ToolCall("c", "calculator", {"expression": "1/0"})
+    failure = json.dumps({"status": "error", "error": "division by zero"})
+    request = ChatRequest(
+        (
+            ChatMessage("user", "what is 1/0?"),
+            ChatMessage("assistant", None, tool_calls=(call,)),
+            ChatMessage("tool", failure, tool_call_id="c", name="calculator"),
+        )
+    )
+    text = decide(request).text or ""
+    assert "failed" in text and "division by zero" in text
+
+
+def test_time_and_lookup_ask_their_tools() -> None:
+    (time_call,) = decide(ask("what time is it?")).tool_calls
+    assert (time_call.name, dict(time_call.arguments)) == ("current_time", {})
+    (lookup,) = decide(ask("look up refund policy")).tool_calls
+    assert (lookup.name, dict(lookup.arguments)) == ("knowledge_lookup", {"query": "refund policy"})
+
+
+def test_time_and_lookup_results_are_answered() -> None:
+    calls = (ToolCall("a", "current_time", {}), ToolCall("b", "knowledge_lookup", {"query": "x"}))
+    request = ChatRequest(
+        (
+            ChatMessage("user", "?"),
+            ChatMessage("assistant", None, tool_calls=calls),
+            ChatMessage("tool", '{"iso": "2030-01-01T00:00:00Z"}', tool_call_id="a"),
+            ChatMessage("tool", '{"answer": "Refunds take 5 days."}', tool_call_id="b"),
+        )
+    )
+    assert decide(request).text == "It is 2030-01-01T00:00:00Z. Refunds take 5 days."
+
+
+def test_greets_by_name_when_a_fact_says_it() -> None:
+    assert decide(ask("hi there")).text == "Hello! How can I help you today?"
+    assert (
+        decide(ask("Hello", facts={"name": "Ada"})).text == "Hello, Ada! How can I help you today?"
+    )
+
+
+def test_answers_from_context_facts() -> None:
+    facts = {"ticket_status": "resolved", "plan": "pro"}
+    assert decide(ask("what is my ticket status?", facts=facts)).text == (
+        "Your ticket status is resolved."
+    )
+    assert decide(ask("what do you know?", facts=facts)).text == (
+        "Here is what I know: plan: pro; ticket status: resolved."
+    )
+
+
+def test_remembers_what_the_user_said() -> None:
+    assert decide(ask("my order is 42", "what did I say?")).text == 'You said: "my order is 42"'
+    assert decide(ask("what did I say?")).text == "This is the first thing you said to me."
+
+
+def test_anything_else_is_acknowledged_with_its_text() -> None:
+    assert decide(ask("turn 3")).text == "You said: turn 3"
+
+
+def test_same_request_same_completion() -> None:
+    assert decide(ask("what is 2+2")) == decide(ask("what is 2+2"))
