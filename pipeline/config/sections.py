@@ -125,10 +125,19 @@ class ToolsSettings(_Section):
     max_concurrency: int = Field(16, ge=1, description="Tool calls running at once.")
     knowledge_file: Path | None = Field(None, description="YAML/JSON knowledge base for lookup.")
     enabled: list[str] | None = Field(None, description="Tools to offer (default: all).")
+    max_timeout_seconds: float = Field(
+        60.0, gt=0, description="Upper bound on the timeout a tool call may ask for."
+    )
+    load_entry_points: bool = Field(
+        True, description="Load user tools from the 'pipeline.tools' entry-point group."
+    )
 
 
 class SchedulerSettings(_Section):
     tick_seconds: float = Field(0.2, gt=0, description="How often due timers are checked.")
+    restore_timeout_seconds: float = Field(
+        60.0, gt=0, description="Deadline to read the timers topic on assignment."
+    )
 
 
 class WebhooksSettings(_Section):

@@ -1,0 +1,135 @@
+"""The tools service: tool_called -> run the tool from the registry -> tool_result.
+
+Each call runs with a deadline (the call's ``timeout_ms``, capped by the settings) and
+under a concurrency limit. Whatever happens (unknown tool, bad arguments, an exception,
+the deadline) becomes a tool_result with status ``error`` or ``timeout``: a failing tool
+never fails the handler, so it is never retried or dead-lettered. A paid tool that must
+not run twice can key its side effect on ``call_id``, which a repeat keeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from prometheus_client import Counter, Histogram
+
+from pipeline.config import Settings
+from pipeline.events.model import Event
+from pipeline.observability.metrics import LATENCY_BUCKETS
+from pipeline.runtime.context import Context
+from pipeline.runtime.service import Service
+from pipeline.toolbox import ToolError, ToolRegistry, build_registry
+
+log = logging.getLogger(__name__)
+
+UNKNOWN_TOOL_LABEL = "unknown"
+
+
+class ToolRunner:
+    """Runs one call of a registry's tool under a deadline and a concurrency limit."""
+
+    def __init__(
+        self,
+        registry: ToolRegistry,
+        *,
+        max_concurrency: int,
+        default_timeout: float,
+        max_timeout: float,
+    ) -> None:
+        self.registry = registry
+        self.default_timeout = default_timeout
+        self.max_timeout = max_timeout
+        self._slots = asyncio.Semaphore(max_concurrency)
+
+    def timeout_for(self, timeout_ms: int | None) -> float:
+        seconds = timeout_ms / 1000 if timeout_ms and timeout_ms > 0 else self.default_timeout
+        return min(seconds, self.max_timeout)
+
+    async def run(
+        self, name: str, arguments_json: str, timeout_ms: int | None
+    ) -> tuple[str, Any, str | None]:
+        """(status, result, error): status is ok, error or timeout."""
+        found = self.registry.get(name)
+        if found is None:
+            return "error", None, f"unknown tool {name!r}; available: {self.registry.names}"
+        try:
+            arguments = json.loads(arguments_json or "{}")
+        except ValueError as exc:
+            return "error", None, f"arguments are not valid JSON: {exc}"
+        if not isinstance(arguments, Mapping):
+            return "error", None, "arguments must be a JSON object"
+        timeout = self.timeout_for(timeout_ms)
+        async with self._slots:
+            try:
+                result = await asyncio.wait_for(found(arguments), timeout)
+            except TimeoutError:
+                return "timeout", None, f"{name} did not finish within {timeout:g}s"
+            except ToolError as exc:
+                return "error", None, str(exc)
+            except Exception as exc:
+                log.warning("tool %s failed: %r", name, exc, exc_info=True)
+                return "error", None, f"{name} failed: {type(exc).__name__}: {exc}"
+        return "ok", result, None
+
+
+def build(settings: Settings | None = None, *, registry: ToolRegistry | None = None) -> Service:
+    """The ``tools`` service; ``registry`` replaces the one built from the settings."""
+    service = Service("tools", settings=settings)
+    tools_settings = service.settings.tools
+    tools = registry if registry is not None else build_registry(tools_settings)
+    runner = ToolRunner(
+        tools,
+        max_concurrency=tools_settings.max_concurrency,
+        default_timeout=tools_settings.timeout_seconds,
+        max_timeout=tools_settings.max_timeout_seconds,
+    )
+    duration = Histogram(
+        "pipeline_tool_duration_seconds",
+        "Time one tool call took, by tool.",
+        ["service", "tool"],
+        buckets=LATENCY_BUCKETS,
+        registry=service.registry,
+    )
+    calls = Counter(
+        "pipeline_tool_calls_total",
+        "Tool calls, by tool and status (ok, error or timeout).",
+        ["service", "tool", "status"],
+        registry=service.registry,
+    )
+    log.info("tools offered: %s", ", ".join(tools.names) or "none")
+
+    @service.handler("tool_called")
+    async def run_tool(event: Event, ctx: Context) -> None:
+        name = str(event["tool"])
+        started = time.perf_counter()
+        status, result, error = await runner.run(
+            name, event["arguments_json"], event.get("timeout_ms")
+        )
+        result_json = None
+        if status == "ok":
+            try:
+                result_json = json.dumps(result, ensure_ascii=False, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                status, error = "error", f"{name} returned a result JSON cannot encode: {exc}"
+        elapsed = time.perf_counter() - started
+        label = name if name in tools else UNKNOWN_TOOL_LABEL
+        duration.labels(service.name, label).observe(elapsed)
+        calls.labels(service.name, label, status).inc()
+        ctx.emit(
+            "tool_result",
+            {
+                "call_id": event["call_id"],
+                "tool": name,
+                "status": status,
+                "result_json": result_json,
+                "error": error,
+                "duration_ms": int(elapsed * 1000),
+            },
+        )
+
+    return service

@@ -1,0 +1,144 @@
+"""The tool registry: what a tool is, how it is registered, and how a service builds one."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import re
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.config.sections import ToolsSettings
+from pipeline.errors import ConfigError, PipelineError
+
+ToolFunction = Callable[[Mapping[str, Any]], Awaitable[Any] | Any]
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+class ToolError(PipelineError):
+    """Raised by a tool for a failure the caller should see (bad arguments, no match).
+
+    The message becomes the ``error`` of the tool_result, so say what was wrong.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    """A named function of a JSON object.
+
+    ``parameters`` is the JSON Schema of the arguments object, as LLM tool calling
+    expects it. ``fn`` may be ``async`` (preferred) or plain; a plain function runs in
+    a worker thread so it cannot block the service.
+    """
+
+    name: str
+    description: str
+    fn: ToolFunction
+    parameters: Mapping[str, Any] = field(
+        default_factory=lambda: {"type": "object", "properties": {}}
+    )
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise ConfigError(
+                f"tool name {self.name!r} is invalid: use lowercase letters, digits and "
+                "underscores, starting with a letter (at most 64 characters)"
+            )
+
+    async def __call__(self, arguments: Mapping[str, Any]) -> Any:
+        if inspect.iscoroutinefunction(self.fn):
+            return await self.fn(arguments)
+        result = await asyncio.to_thread(self.fn, arguments)
+        if inspect.isawaitable(result):
+            return await result
+        return result
+
+    def spec(self) -> dict[str, Any]:
+        """The tool as an OpenAI-style function description."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "parameters": dict(self.parameters),
+        }
+
+
+def tool(
+    name: str, description: str, properties: Mapping[str, Any] | None = None
+) -> Callable[[ToolFunction], Tool]:
+    """Decorate a function of the arguments object into a :class:`Tool`.
+
+    ``properties`` are the JSON Schema properties of the arguments; all are required.
+    """
+
+    def wrap(fn: ToolFunction) -> Tool:
+        props = dict(properties or {})
+        parameters = {"type": "object", "properties": props, "required": sorted(props)}
+        return Tool(name, description, fn, parameters)
+
+    return wrap
+
+
+class ToolRegistry:
+    """Tools by name. Registering a name twice is a configuration error."""
+
+    def __init__(self, tools: Iterable[Tool] = ()) -> None:
+        self._tools: dict[str, Tool] = {}
+        for t in tools:
+            self.register(t)
+
+    def register(self, new: Tool) -> Tool:
+        if not isinstance(new, Tool):
+            raise ConfigError(f"{new!r} is not a pipeline.toolbox.Tool")
+        if new.name in self._tools:
+            raise ConfigError(f"two tools are named {new.name!r}; tool names must be unique")
+        self._tools[new.name] = new
+        return new
+
+    def get(self, name: str) -> Tool | None:
+        return self._tools.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tools
+
+    def __len__(self) -> int:
+        return len(self._tools)
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._tools)
+
+    def specs(self) -> list[dict[str, Any]]:
+        """Every tool's function description, for an LLM's tool list."""
+        return [self._tools[n].spec() for n in self.names]
+
+    def only(self, names: Iterable[str]) -> ToolRegistry:
+        """A registry with just ``names``; an unknown name is a configuration error."""
+        wanted = list(dict.fromkeys(names))
+        unknown = [n for n in wanted if n not in self._tools]
+        if unknown:
+            raise ConfigError(
+                f"enabled tools {unknown} are not registered; known tools: {self.names}"
+            )
+        return ToolRegistry(self._tools[n] for n in wanted)
+
+
+def build_registry(
+    settings: ToolsSettings, *, extra: Iterable[Tool] = (), entry_points: bool | None = None
+) -> ToolRegistry:
+    """Built-ins, then user tools from the ``pipeline.tools`` entry points, then ``extra``;
+    narrowed to ``settings.enabled`` when that is set."""
+    from pipeline.toolbox.builtins import builtin_tools
+    from pipeline.toolbox.plugins import discover_tools
+
+    registry = ToolRegistry(builtin_tools(settings))
+    use_entry_points = settings.load_entry_points if entry_points is None else entry_points
+    if use_entry_points:
+        for t in discover_tools():
+            registry.register(t)
+    for t in extra:
+        registry.register(t)
+    if settings.enabled is not None:
+        registry = registry.only(settings.enabled)
+    return registry
