@@ -22,6 +22,8 @@ from pipeline.webhooks.rules import RuleSet, TemplateError
 
 log = logging.getLogger(__name__)
 
+MAX_SOURCE_LABELS = 50
+
 
 def build(settings: Settings | None = None, *, rules: RuleSet | None = None) -> Service:
     """The ``webhooks`` service; ``rules`` replaces the rules file of the settings."""
@@ -41,13 +43,19 @@ def build(settings: Settings | None = None, *, rules: RuleSet | None = None) -> 
         ["service", "source", "outcome"],
         registry=service.registry,
     )
-    # Sources are bounded by the gateway's configured secrets; the rules add none.
-    known_sources = {r.source for r in ruleset.rules}
+    # Sources are bounded by the gateway's configured secrets; a cap keeps the label
+    # bounded even if something else writes webhook_received.
+    labels: set[str] = {r.source for r in ruleset.rules if r.source != "*"}
+
+    def source_label(source: str) -> str:
+        if source not in labels and len(labels) < MAX_SOURCE_LABELS:
+            labels.add(source)
+        return source if source in labels else "other"
 
     @service.handler("webhook_received")
     async def apply_rules(event: Event, ctx: Context) -> None:
         source, name = str(event["source"]), str(event["event_name"])
-        label = source if source in known_sources else "other"
+        label = source_label(source)
         try:
             payload = json.loads(event["payload_json"] or "null")
         except ValueError:
