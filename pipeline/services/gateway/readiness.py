@@ -43,9 +43,12 @@ class KafkaReadiness:
 
     async def run(self) -> None:
         """Check until cancelled."""
-        while True:
-            self._verdict = await asyncio.to_thread(self.check)
-            await asyncio.sleep(self.interval)
+        try:
+            while True:
+                self._verdict = await asyncio.to_thread(self.check)
+                await asyncio.sleep(self.interval)
+        finally:
+            self._admin = None  # the client has no close(); dropping it ends its threads
 
     def check(self) -> Verdict:
         if self._admin is None:
