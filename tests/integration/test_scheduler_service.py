@@ -22,6 +22,7 @@ from runtime_support import (
 )
 
 from pipeline.events.model import Event, Metadata
+from pipeline.runtime.service import Service
 from pipeline.scheduler.timers import HEADER_ENDED, fired_event_id, to_millis
 from pipeline.services import scheduler
 
@@ -173,3 +174,41 @@ def test_timer_fires_once_although_the_scheduler_was_killed_and_restarted(
     )
     assert fired_at >= due - 0.001
     assert fired_at - allowed_from < 1.0, f"fired {fired_at - allowed_from:.2f}s late"
+
+
+async def test_timers_move_with_their_partitions_and_fire_once(
+    kafka_bootstrap: str, topic_prefix: str, make_topics: Callable[..., list[str]]
+) -> None:
+    """A second instance joins: the timers of the partitions it takes over fire there,
+    the others stay with the first one, and none fires twice or not at all."""
+    requests, fired, timers, _ = make_topics(*TOPICS, partitions=4)
+    settings = settings_for(kafka_bootstrap, topic_prefix)
+    first, second = scheduler.build(settings), scheduler.build(settings)
+    wanted = {f"follow_up:conv-{i}" for i in range(12)}
+    async with running(first):
+        produce_events(
+            kafka_bootstrap,
+            requests,
+            [timer_request(t.split(":")[1], "schedule", t, in_seconds(8)) for t in sorted(wanted)],
+        )
+        await read_all_async(kafka_bootstrap, timers, lambda r: len(r) >= len(wanted), 30)
+        async with running(second):
+
+            def all_fired(records: list[Record]) -> bool:
+                return {r.event()["timer_id"] for r in records} >= wanted
+
+            await read_all_async(kafka_bootstrap, fired, all_fired, 40)
+            records = await read_all_async(kafka_bootstrap, fired, lambda r: False, 1.5)
+
+    fired_ids = sorted(r.event()["timer_id"] for r in records)
+    assert fired_ids == sorted(wanted), "a timer fired twice or not at all"
+
+    def count(service: Service) -> float:
+        value = service.registry.get_sample_value(
+            "pipeline_timers_fired_total", {"service": "scheduler"}
+        )
+        return value or 0.0
+
+    print(f"\nfirst instance fired {count(first):.0f}, second {count(second):.0f}")
+    assert count(first) + count(second) == len(wanted)
+    assert count(second) > 0, "the second instance took over no partition with timers"
