@@ -31,6 +31,7 @@ from runtime_support import SERDE, Record, produce_events, read_all, read_all_as
 from runtime_support import settings_for as base_settings
 
 from pipeline.devkafka import free_port
+from pipeline.errors import ConfigError
 from pipeline.events.model import Event, Metadata
 from pipeline.services.delivery import build
 
@@ -521,3 +522,26 @@ def test_sigkill_after_the_send_was_recorded_but_not_committed_does_not_send_aga
     # Handled again, it was not sent again; its `sent` status repeats with the same id.
     assert len(sent_first) == 2
     assert len({s.id for s in sent_first}) == 1
+
+
+# --------------------------------------------------------------------------- misconfiguration
+
+
+@pytest.mark.parametrize(
+    ("sent_partitions", "error"),
+    [(None, "does not exist"), (2, "must match")],
+)
+async def test_a_missing_or_differently_partitioned_store_stops_the_service(
+    kafka_bootstrap: str,
+    topic_prefix: str,
+    make_topics: Callable[..., list[str]],
+    sent_partitions: int | None,
+    error: str,
+) -> None:
+    make_topics("response_ready", "delivery_status", "dead_letters", partitions=3)
+    if sent_partitions is not None:
+        make_topics("delivery_sent", partitions=sent_partitions)
+    service = build(settings_for(kafka_bootstrap, topic_prefix))
+    # Guessing what was sent could send twice: the service refuses to start instead.
+    with pytest.raises(ConfigError, match=error):
+        await asyncio.wait_for(service.run(asyncio.Event()), 60)
