@@ -223,3 +223,24 @@ async def test_retries_count_each_attempt_and_no_turn_latency_without_ingress() 
     assert sample(d, "pipeline_deliveries_total", channel="web", state="sent") == 1
     assert sample(d, "pipeline_delivery_duration_seconds_count", channel="web") == 2
     assert sample(d, "pipeline_turn_latency_seconds_count", channel="web") is None
+
+
+async def test_a_partition_revoked_during_the_backoff_is_handed_back_unsent() -> None:
+    d: Delivery
+
+    class RevokedMeanwhile(Script):
+        async def send(self, response: Event) -> Outcome:
+            outcome = await super().send(response)
+            await d.forget([("p.response_ready", 2)])
+            return outcome
+
+    sender = RevokedMeanwhile(Retryable("HTTP 503: busy", 503), Sent("never"))
+    d = delivery({"web": sender})
+    d.owned = {1, 2}
+    event = response()
+    ctx = context(event, partition=2)
+    await d.on_response_ready(event, ctx)
+    assert len(sender.sent) == 1
+    assert [s["state"] for s in statuses(ctx)] == ["retrying"]
+    assert d.owned == {1}
+    assert d.store.get(2, "conv-1", str(event.id)) is None

@@ -5,6 +5,8 @@ conversations meanwhile (each conversation is its own lane), and only the handle
 what the channel answered (Retry-After, which statuses are worth a retry). Each attempt
 that will be retried is reported at once (a ``retrying`` status); the final ``sent`` or
 ``failed`` status goes out with the handler's outputs. A failed send is dead-lettered.
+A waiting handler holds one of the runtime's in-flight slots; if its partition is
+revoked meanwhile, it hands the response back to the next owner instead of sending.
 
 Never sending twice rests on two things. The response event id is the idempotency key
 (the ``Idempotency-Key`` header; the e-mail Message-ID), so a receiver can recognise a
@@ -88,6 +90,8 @@ class Delivery:
         self.store = SentStore(self.section.sent_ids_per_conversation)
         self.metrics = DeliveryMetrics(service.registry, service.name)
         self.publisher: Publisher | None = None
+        # Partitions this instance owns; None until the runtime assigns any (in tests).
+        self.owned: set[int] | None = None
         self._custom_senders = dict(senders) if senders is not None else None
         self._senders: dict[str, Sender] | None = self._custom_senders
         self._client: httpx.AsyncClient | None = None
@@ -130,6 +134,12 @@ class Delivery:
                     outcome.http_status,
                 )
             await self._retry_later(ctx, event, attempt, outcome)
+            if self.owned is not None and ctx.partition not in self.owned:
+                # Revoked while waiting (the drain deadline passed): the next owner
+                # handles the response from the committed offset; sending here too
+                # would race it.
+                log.info("partition %d revoked; response %s handed back", ctx.partition, event.id)
+                return
 
     def _sent(self, ctx: Context, event: Event, attempt: int, outcome: Sent) -> None:
         channel = str(event["reply_to"]["channel"])
@@ -295,6 +305,7 @@ class Delivery:
         )
         for partition, by_conversation in values.items():
             self.store.load(partition, by_conversation)
+        self.owned = (self.owned or set()) | set(numbers)
         log.info(
             "restored %d conversations' sent responses of %s%s in %.2fs",
             sum(len(v) for v in values.values()),
@@ -305,8 +316,10 @@ class Delivery:
 
     async def forget(self, partitions: list[tuple[str, int]]) -> None:
         """Drop revoked partitions; with none left, release the HTTP client."""
-        self.store.drop(p for _, p in partitions)
-        if not self.store.partitions and self._client is not None:
+        gone = {p for _, p in partitions}
+        self.store.drop(gone)
+        self.owned = (self.owned or set()) - gone
+        if not self.owned and self._client is not None:
             client, self._client = self._client, None
             self._senders = self._custom_senders
             await client.aclose()
