@@ -80,13 +80,14 @@ class PartitionOffsets:
             return None
         return encode_finished(self._pending[0], self._done)
 
-    def to_commit(self) -> tuple[int, str | None] | None:
-        """(offset, metadata) when it differs from what was last committed, else None."""
+    def to_commit(self, *, force: bool = False) -> tuple[int, str | None] | None:
+        """(offset, metadata) when it differs from what was last committed (or always,
+        with ``force``); None before any offset was fetched."""
         mark = self.watermark()
         if mark is None:
             return None
         position = (mark, self.commit_metadata())
-        return None if position == self.committed else position
+        return None if position == self.committed and not force else position
 
 
 def encode_finished(watermark: int, done: set[int]) -> str | None:

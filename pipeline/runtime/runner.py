@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -124,7 +124,7 @@ class Runner:
                 self.ready = True
                 for msg in batch:
                     self._dispatch(msg)
-                self._apply_backpressure()
+                await self._apply_backpressure()
         finally:
             self.ready = False
             committer.cancel()
@@ -209,7 +209,7 @@ class Runner:
         # Acknowledgements reach the loop in batches; polling beats an event set per record.
         while self.unacked and self.fatal is None and _left(deadline):  # noqa: ASYNC110
             await asyncio.sleep(0.01)
-        offsets = self._committable(self.partitions.values())
+        offsets = self._committable(self.partitions.values(), force=True)
         if offsets and self.fatal is None:
             await self.loop.run_in_executor(self.poller, self._commit_sync, offsets)
         await self.loop.run_in_executor(self.poller, self.consumer.close)
@@ -440,7 +440,8 @@ class Runner:
             return False
         return True
 
-    def _apply_backpressure(self) -> None:
+    async def _apply_backpressure(self) -> None:
+        """Pause partitions with too much unfinished work; resume them once it halves."""
         limit = self.settings.max_buffered_per_partition
         pause = [
             tp
@@ -452,16 +453,32 @@ class Runner:
             for tp in self.paused
             if tp in self.partitions and self.partitions[tp].buffered <= limit // 2
         ]
+        if not pause and not resume:
+            return
+        if await self._on_consumer_thread(self._pause_resume, pause, resume):
+            self.paused.update(pause)
+            self.paused.difference_update(resume)
+        self.metrics.paused_partitions.set(len(self.paused))
+
+    def _pause_resume(self, pause: list[TP], resume: list[TP]) -> bool:
         try:
             if pause:
                 self.consumer.pause([TopicPartition(t, p) for t, p in pause])
-                self.paused.update(pause)
             if resume:
                 self.consumer.resume([TopicPartition(t, p) for t, p in resume])
-                self.paused.difference_update(resume)
-        except KafkaException as exc:
+        except KafkaException as exc:  # a partition revoked meanwhile
             log.warning("pause/resume failed: %s", exc)
-        self.metrics.paused_partitions.set(len(self.paused))
+            return False
+        return True
+
+    async def _on_consumer_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a Consumer call on the consumer thread.
+
+        The loop never calls the Consumer itself: while a rebalance callback holds the
+        consumer thread waiting for the loop, a Consumer call from the loop could wait
+        for that same callback, and neither would move.
+        """
+        return await self.loop.run_in_executor(self.poller, fn, *args)
 
     # ---------------------------------------------------------------- commits
 
@@ -470,20 +487,51 @@ class Runner:
             await asyncio.sleep(self.settings.commit_interval_seconds)
             try:
                 offsets = self._committable(self.partitions.values())
-                if offsets:
-                    self.consumer.commit(offsets=offsets, asynchronous=True)
-                self._update_lag()
-            except KafkaException as exc:
-                self.metrics.commits.labels(self.name, "failure").inc()
-                log.warning("commit failed: %s", exc)
+                marks = [
+                    (part.topic, part.partition, mark)
+                    for part in self.partitions.values()
+                    if (mark := part.watermark()) is not None
+                ]
+                lag = await self._on_consumer_thread(self._commit_and_measure, offsets, marks)
+                for topic, partition, value in lag:
+                    if (topic, partition) in self.partitions:
+                        self.metrics.consumer_lag.labels(self.name, topic, str(partition)).set(
+                            value
+                        )
             except Exception as exc:  # a bug here would silently stop all commits
                 self._fail(exc)
                 return
 
-    def _committable(self, parts: Iterable[PartitionOffsets]) -> list[TopicPartition]:
+    def _commit_and_measure(
+        self, offsets: list[TopicPartition], marks: list[tuple[str, int, int]]
+    ) -> list[tuple[str, int, int]]:
+        """Commit asynchronously, then the lag of each partition from cached watermarks."""
+        if offsets:
+            try:
+                self.consumer.commit(offsets=offsets, asynchronous=True)
+            except KafkaException as exc:
+                self.metrics.commits.labels(self.name, "failure").inc()
+                log.warning("commit failed: %s", exc)
+        lag = []
+        for topic, partition, mark in marks:
+            try:
+                _, high = self.consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), cached=True
+                )
+            except KafkaException:
+                continue
+            if high >= 0:
+                lag.append((topic, partition, max(0, high - mark)))
+        return lag
+
+    def _committable(
+        self, parts: Iterable[PartitionOffsets], *, force: bool = False
+    ) -> list[TopicPartition]:
+        """Positions that changed since the last commit; with ``force``, every position
+        (so a synchronous commit also covers an asynchronous one still in flight)."""
         offsets = []
         for part in parts:
-            position = part.to_commit()
+            position = part.to_commit(force=force)
             if position is not None:
                 mark, metadata = position
                 offsets.append(TopicPartition(part.topic, part.partition, mark, metadata or ""))
@@ -505,22 +553,6 @@ class Runner:
         else:
             self.metrics.commits.labels(self.name, "failure").inc()
             log.warning("offset commit failed: %s", err)
-
-    def _update_lag(self) -> None:
-        for (topic, partition), part in self.partitions.items():
-            mark = part.watermark()
-            if mark is None:
-                continue
-            try:
-                _, high = self.consumer.get_watermark_offsets(
-                    TopicPartition(topic, partition), cached=True
-                )
-            except KafkaException:
-                continue
-            if high >= 0:
-                self.metrics.consumer_lag.labels(self.name, topic, str(partition)).set(
-                    max(0, high - mark)
-                )
 
     # ---------------------------------------------------------------- rebalances
     # Called on the consumer thread inside consume()/close(); the work runs on the loop.
@@ -583,7 +615,7 @@ class Runner:
         while busy and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
             busy = any(p.in_progress > 0 for p in parts)
-        offsets = self._committable(parts) if drain else []
+        offsets = self._committable(parts, force=True) if drain else []
         for part in parts:
             tp = (part.topic, part.partition)
             del self.partitions[tp]

@@ -51,7 +51,14 @@ def message(conversation: str, text: str) -> Event:
 def produce(bootstrap: str, topic: str, records: Iterable[tuple[str, bytes]]) -> int:
     """Produce (key, value) pairs with the runtime's partitioner; returns how many."""
     producer = Producer(
-        {"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "linger.ms": 5}
+        # Idempotence keeps each partition in produce order even when a batch is retried
+        # (a topic created a moment ago answers "leader not available" at first).
+        {
+            "bootstrap.servers": bootstrap,
+            "partitioner": "murmur2_random",
+            "linger.ms": 5,
+            "enable.idempotence": True,
+        }
     )
     count = 0
     for key, value in records:
