@@ -177,3 +177,24 @@ def tail(
             printed += 1
     finally:
         consumer.close()
+
+
+@main.command()
+@click.argument("conversation")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per event.")
+def timeline(conversation: str, as_json: bool) -> None:
+    """Show CONVERSATION's events across every conversation topic, in order."""
+    from pipeline.events.catalog import SchemaCatalog
+    from pipeline.events.serde import SingleObjectSerde
+    from pipeline.timeline import conversation_timeline, render
+
+    settings = _settings()
+    serde = SingleObjectSerde(SchemaCatalog.load(settings.resource_dir("schemas")))
+    try:
+        entries = conversation_timeline(settings, serde, conversation)
+    except PipelineError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if not entries:
+        click.echo(f"no events for conversation {conversation!r}", err=True)
+        sys.exit(1)
+    click.echo(render(entries, as_json))

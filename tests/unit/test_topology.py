@@ -69,6 +69,7 @@ def test_bundled_definitions_load_with_their_schemas() -> None:
     assert set(topology.names) == CONVERSATION_TOPICS | {
         "dead_letters",
         "agent_state_changelog",
+        "delivery_sent",
         "scheduler_timers",
     }
     assert topology.co_partition_count == 12

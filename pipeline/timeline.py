@@ -1,0 +1,129 @@
+"""One conversation's whole story across topics: what came in, what each service did,
+what went out. Reads only the conversation's partition of each topic (murmur2)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Consumer, TopicPartition
+
+from pipeline.config import Settings
+from pipeline.errors import PipelineError
+from pipeline.events.jsonable import jsonable
+from pipeline.events.model import Event
+from pipeline.events.serde import SingleObjectSerde
+from pipeline.partitioner import partition_for
+from pipeline.topology import load_settings_topology
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    topic: str
+    partition: int
+    offset: int
+    event: Event
+
+    def summary(self) -> str:
+        """The fields a reader wants first, per event type."""
+        data = self.event.data
+        for field in ("text", "proactive_message", "state", "tool", "event_name"):
+            if data.get(field):
+                detail = str(data[field])
+                break
+        else:
+            detail = ""
+        if self.event.type == "tool_result":
+            detail = f"{data.get('tool')} {data.get('status')}: {data.get('result_json') or ''}"
+            detail += data.get("error") or ""
+        if self.event.type == "timer_requested":
+            detail = f"{data.get('action')} {data.get('timer_id')} due {data.get('due_at')}"
+        return " ".join(detail.split())[:120]
+
+    def line(self) -> str:
+        meta = self.event.metadata
+        cause = str(meta.causation_id)[:8] if meta.causation_id else "-"
+        when = meta.occurred_at.strftime("%H:%M:%S.%f")[:-3]
+        return (
+            f"{when}  {meta.event_type:<17} {str(meta.event_id)[:8]} <- {cause:<8} "
+            f"{meta.producer:<10} {self.summary()}"
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "topic": self.topic,
+            "partition": self.partition,
+            "offset": self.offset,
+            "event": jsonable(self.event.to_record()),
+        }
+
+
+def conversation_timeline(
+    settings: Settings, serde: SingleObjectSerde, conversation_id: str, timeout: float = 10.0
+) -> list[Entry]:
+    """Every event of the conversation in the conversation topics, by occurred-at."""
+    topology = load_settings_topology(settings)
+    topics = [t for t in topology if t.kind == "conversation"]
+    consumer = Consumer(
+        {
+            **settings.consumer_config(),
+            "group.id": f"pipeline-timeline-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+    )
+    entries: list[Entry] = []
+    try:
+        for topic in topics:
+            physical = settings.topic(topic.name)
+            meta = consumer.list_topics(physical, timeout=timeout).topics.get(physical)
+            if meta is None or meta.error is not None or not meta.partitions:
+                continue
+            partition = partition_for(conversation_id, len(meta.partitions))
+            entries.extend(_read(consumer, serde, physical, partition, conversation_id, timeout))
+    finally:
+        consumer.close()
+    return sorted(entries, key=lambda e: (e.event.metadata.occurred_at, e.topic, e.offset))
+
+
+def _read(
+    consumer: Consumer,
+    serde: SingleObjectSerde,
+    topic: str,
+    partition: int,
+    conversation_id: str,
+    timeout: float,
+) -> Iterable[Entry]:
+    low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+    if high <= low:
+        return []
+    consumer.assign([TopicPartition(topic, partition, low)])
+    found: list[Entry] = []
+    position = low
+    while position < high:
+        batch = consumer.consume(500, timeout)
+        if not batch:
+            break
+        for msg in batch:
+            if msg.error() is not None:
+                continue
+            position = (msg.offset() or 0) + 1
+            key = msg.key()
+            if (key.decode() if isinstance(key, bytes) else key) != conversation_id:
+                continue
+            try:
+                event = serde.decode(msg.value() or b"")
+            except PipelineError:
+                continue
+            found.append(Entry(topic, partition, msg.offset() or 0, event))
+    consumer.unassign()
+    return found
+
+
+def render(entries: list[Entry], as_json: bool = False) -> str:
+    if as_json:
+        return "\n".join(json.dumps(e.as_json()) for e in entries)
+    return "\n".join(e.line() for e in entries)
