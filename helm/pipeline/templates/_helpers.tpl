@@ -118,3 +118,7 @@ Call with (dict "base" .Values.serviceDefaults "over" $entry); returns YAML.
 {{- define "pipeline.webhookRulesPath" -}}
 /etc/pipeline/webhooks/rules.yaml
 {{- end }}
+
+{{- define "pipeline.knowledgePath" -}}
+/etc/pipeline/knowledge/knowledge.yaml
+{{- end }}
