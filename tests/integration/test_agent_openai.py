@@ -1,0 +1,125 @@
+"""The agent with the OpenAI-compatible provider, against a local chat-completions server:
+the model asks for the calculator, the tool answers, the model's answer is delivered."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import uvicorn
+from fastapi import FastAPI, Request
+from prometheus_client import CollectorRegistry
+from runtime_support import read_all_async, running, settings_for
+from test_agent_pipeline import TOPICS, calculator_standin, events_of, message, produce_in_order
+
+from pipeline.services.agent import build
+
+
+def model_app(requests: list[dict[str, Any]]) -> FastAPI:
+    """A model that calls the calculator for a question and answers from its result."""
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def completions(request: Request) -> dict[str, Any]:
+        body = await request.json()
+        requests.append(body)
+        last = body["messages"][-1]
+        if last["role"] == "tool":
+            value = json.loads(last["content"])["value"]
+            message: dict[str, Any] = {"role": "assistant", "content": f"It is {value}."}
+        else:
+            message = {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": f"call_{len(requests)}",
+                        "type": "function",
+                        "function": {
+                            "name": "calculator",
+                            "arguments": json.dumps({"expression": "12*7"}),
+                        },
+                    }
+                ],
+            }
+        return {
+            "id": "chatcmpl-x",
+            "object": "chat.completion",
+            "model": body["model"],
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 20, "completion_tokens": 5, "total_tokens": 25},
+        }
+
+    return app
+
+
+@pytest.fixture
+def model() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    requests: list[dict[str, Any]] = []
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(
+            model_app(requests),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="off",
+            ws="none",
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "model server did not start"
+        time.sleep(0.01)
+    yield f"http://127.0.0.1:{port}/v1", requests
+    server.should_exit = True
+    thread.join(10)
+
+
+async def test_an_openai_compatible_model_drives_a_tool_call_turn(
+    kafka_bootstrap: str,
+    topic_prefix: str,
+    make_topics: Callable[..., list[str]],
+    model: tuple[str, list[dict[str, Any]]],
+) -> None:
+    base_url, requests = model
+    make_topics(*TOPICS, partitions=2)
+    settings = settings_for(
+        kafka_bootstrap,
+        topic_prefix,
+        llm={"provider": "openai", "base_url": base_url, "model": "local", "api_key": "k"},
+    )
+    registry = CollectorRegistry()
+    question = message("conv-openai", "what is twelve times seven?", external_id="x1")
+    async with running(build(settings, registry=registry)), running(calculator_standin(settings)):
+        produce_in_order(kafka_bootstrap, topic_prefix + "message_received", [question])
+        (answer,) = events_of(
+            await read_all_async(
+                kafka_bootstrap, topic_prefix + "response_ready", lambda r: len(r) >= 1, 60
+            )
+        )
+    assert answer["text"] == "It is 84."
+    assert answer.metadata.correlation_id == question.id
+    first, second = requests
+    assert first["messages"][-1] == {"role": "user", "content": "what is twelve times seven?"}
+    assert {t["function"]["name"] for t in first["tools"]} >= {"calculator"}
+    assert second["messages"][-2]["tool_calls"][0]["id"] == "call_1"
+    assert second["messages"][-1] == {
+        "role": "tool",
+        "tool_call_id": "call_1",
+        "content": '{"value": 84}',
+    }
+    labels = {"service": "agent", "provider": "openai", "model": "local"}
+    prompt = registry.get_sample_value("pipeline_llm_tokens_total", {**labels, "kind": "prompt"})
+    assert prompt == 40
+    count = registry.get_sample_value("pipeline_llm_request_duration_seconds_count", labels)
+    assert count == 2
