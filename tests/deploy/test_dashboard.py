@@ -52,6 +52,13 @@ def test_dashboard_covers_the_issue_list() -> None:
         "errors",
         "dead letters",
         "in flight",
+        "end-to-end turn latency",
+        "llm tokens",
+        "llm request latency",
+        "tool latency",
+        "tool errors",
+        "deliveries / s by state",
+        "gateway requests",
     ):
         assert word in titles, word
 

@@ -7,7 +7,13 @@ from pathlib import Path
 import yaml
 from deploy_support import REPO, RULE_TESTS, RULES, dashboard_exprs, metric_names, rule_exprs, run
 
-# What the runtime exports today (pipeline/observability/metrics.py), as series names.
+
+def _histogram(name: str) -> set[str]:
+    return {f"{name}_bucket", f"{name}_sum", f"{name}_count"}
+
+
+# What the code exports, as series names: the runtime (pipeline/observability/metrics.py)
+# and the services' own metrics. test_prometheus_scrape.py checks them on running services.
 EXPORTED = {
     "up",
     "pipeline_events_consumed_total",
@@ -26,6 +32,24 @@ EXPORTED = {
     "pipeline_partitions_paused",
     "pipeline_offset_commits_total",
     "pipeline_rebalances_total",
+    # agent (pipeline/llm/metrics.py)
+    "pipeline_llm_tokens_total",
+    "pipeline_llm_requests_total",
+    *_histogram("pipeline_llm_request_duration_seconds"),
+    # tools (pipeline/services/tools.py)
+    "pipeline_tool_calls_total",
+    *_histogram("pipeline_tool_duration_seconds"),
+    # delivery (pipeline/services/delivery/metrics.py)
+    "pipeline_deliveries_total",
+    *_histogram("pipeline_delivery_duration_seconds"),
+    *_histogram("pipeline_turn_latency_seconds"),
+    # scheduler (pipeline/services/scheduler.py)
+    "pipeline_timers_fired_total",
+    "pipeline_timers_pending",
+    *_histogram("pipeline_timer_fire_delay_seconds"),
+    # gateway (pipeline/services/gateway/metrics.py)
+    "pipeline_gateway_requests_total",
+    *_histogram("pipeline_gateway_request_duration_seconds"),
 }
 
 
