@@ -4,8 +4,8 @@ what went out. Reads only the conversation's partition of each topic (murmur2)."
 from __future__ import annotations
 
 import json
+import time
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,40 +77,31 @@ def conversation_timeline(
     )
     entries: list[Entry] = []
     try:
+        ends: dict[tuple[str, int], int] = {}
+        starts = []
         for topic in topics:
             physical = settings.topic(topic.name)
             meta = consumer.list_topics(physical, timeout=timeout).topics.get(physical)
             if meta is None or meta.error is not None or not meta.partitions:
                 continue
             partition = partition_for(conversation_id, len(meta.partitions))
-            entries.extend(_read(consumer, serde, physical, partition, conversation_id, timeout))
-    finally:
-        consumer.close()
-    return sorted(entries, key=lambda e: (e.event.metadata.occurred_at, e.topic, e.offset))
-
-
-def _read(
-    consumer: Consumer,
-    serde: SingleObjectSerde,
-    topic: str,
-    partition: int,
-    conversation_id: str,
-    timeout: float,
-) -> Iterable[Entry]:
-    low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
-    if high <= low:
-        return []
-    consumer.assign([TopicPartition(topic, partition, low)])
-    found: list[Entry] = []
-    position = low
-    while position < high:
-        batch = consumer.consume(500, timeout)
-        if not batch:
-            break
-        for msg in batch:
-            if msg.error() is not None:
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(physical, partition), timeout=timeout
+            )
+            if high > low:
+                ends[(physical, partition)] = high
+                starts.append(TopicPartition(physical, partition, low))
+        consumer.assign(starts)
+        deadline = time.monotonic() + timeout
+        # poll, not consume: consume waits for a full batch or the whole timeout.
+        while ends and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error() is not None:
                 continue
-            position = (msg.offset() or 0) + 1
+            where = (msg.topic() or "", msg.partition() or 0)
+            offset = msg.offset() or 0
+            if offset + 1 >= ends.get(where, 0):
+                ends.pop(where, None)
             key = msg.key()
             if (key.decode() if isinstance(key, bytes) else key) != conversation_id:
                 continue
@@ -118,9 +109,10 @@ def _read(
                 event = serde.decode(msg.value() or b"")
             except PipelineError:
                 continue
-            found.append(Entry(topic, partition, msg.offset() or 0, event))
-    consumer.unassign()
-    return found
+            entries.append(Entry(where[0], where[1], offset, event))
+    finally:
+        consumer.close()
+    return sorted(entries, key=lambda e: (e.event.metadata.occurred_at, e.topic, e.offset))
 
 
 def render(entries: list[Entry], as_json: bool = False) -> str:

@@ -6,6 +6,7 @@ import json
 import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import click
@@ -198,3 +199,90 @@ def timeline(conversation: str, as_json: bool) -> None:
         click.echo(f"no events for conversation {conversation!r}", err=True)
         sys.exit(1)
     click.echo(render(entries, as_json))
+
+
+@main.command()
+@click.option(
+    "--kafka-port",
+    default=9092,
+    show_default=True,
+    help="Port of the local Kafka started when PIPELINE_BOOTSTRAP_SERVERS is unset.",
+)
+@click.option(
+    "--metrics-base-port",
+    default=9101,
+    show_default=True,
+    help="Service N serves /metrics, /healthz, /readyz on this port + N.",
+)
+@click.option(
+    "--log-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".cache/logs"),
+    show_default=True,
+    help="One log file per service.",
+)
+@click.option("--only", multiple=True, help="Run only these services (repeatable).")
+def up(kafka_port: int, metrics_base_port: int, log_dir: Path, only: tuple[str, ...]) -> None:
+    """Run every service on this machine, supervised, until Ctrl-C or SIGTERM.
+
+    Starts a local Kafka when PIPELINE_BOOTSTRAP_SERVERS is unset, and applies topics/.
+    """
+    import signal
+
+    from pipeline.stack.local import LocalStack
+    from pipeline.stack.supervisor import SERVICES
+
+    services = list(only) or list(SERVICES)
+    stack = LocalStack(
+        services=services,
+        kafka_port=kafka_port,
+        metrics_base_port=metrics_base_port,
+        log_dir=log_dir,
+    )
+    try:
+        stack.start()
+    except PipelineError as exc:
+        stack.stop()
+        raise click.ClickException(str(exc)) from exc
+    assert stack.supervisor is not None
+    supervisor = stack.supervisor
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: supervisor.stopping.set())
+    gateway = stack.env.get("PIPELINE_GATEWAY__PORT", "8080")
+    click.echo(
+        f"up: {', '.join(services)} on {stack.env['PIPELINE_BOOTSTRAP_SERVERS']}; "
+        f"gateway on http://127.0.0.1:{gateway}; logs in {log_dir}; Ctrl-C stops"
+    )
+    supervisor.watch()
+    codes = stack.stop()
+    click.echo(f"stopped: {codes}")
+    if supervisor.failure:
+        raise click.ClickException(supervisor.failure)
+
+
+@main.command()
+@click.option(
+    "--kafka-port",
+    default=9092,
+    show_default=True,
+    help="Port of the local Kafka started when PIPELINE_BOOTSTRAP_SERVERS is unset.",
+)
+@click.option("--gateway-port", default=8080, show_default=True)
+@click.option(
+    "--log-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".cache/demo-logs"),
+    show_default=True,
+)
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for replies.")
+def demo(kafka_port: int, gateway_port: int, log_dir: Path, timeout: float) -> None:
+    """Send scripted conversations through the live pipeline and show what happened.
+
+    Runs every service with local stand-ins for Slack, WhatsApp, web callbacks and SMTP;
+    exits non-zero if any expected reply did not arrive.
+    """
+    from pipeline.stack.demo import run_demo
+
+    sys.exit(
+        run_demo(kafka_port=kafka_port, gateway_port=gateway_port, log_dir=log_dir, timeout=timeout)
+    )

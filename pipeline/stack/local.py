@@ -1,0 +1,132 @@
+"""Every service on this machine, supervised, with a local Kafka when none is configured."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+from pipeline.config import Settings
+from pipeline.devkafka import DevKafka, port_in_use
+from pipeline.errors import PipelineError
+from pipeline.stack.supervisor import SERVICES, Supervisor
+from pipeline.topology import admin_client, apply, load_settings_topology
+
+log = logging.getLogger(__name__)
+
+
+class StackError(PipelineError):
+    """The local stack could not be started."""
+
+
+class LocalStack:
+    """Start Kafka if needed, apply the topics, run the services; stop it all on exit.
+
+    ``env`` holds the PIPELINE_* settings every service gets (on top of this process's
+    environment). Service N serves /metrics, /healthz and /readyz on
+    ``metrics_base_port + N``; the gateway listens on its configured port.
+    """
+
+    def __init__(
+        self,
+        env: Mapping[str, str] | None = None,
+        *,
+        services: Sequence[str] = SERVICES,
+        kafka_port: int = 9092,
+        metrics_base_port: int = 9101,
+        log_dir: Path | None = None,
+        ready_timeout: float = 120.0,
+    ) -> None:
+        self.env = {k: v for k, v in os.environ.items() if k.startswith("PIPELINE_")}
+        self.env.update(env or {})
+        self.services = list(services)
+        self.kafka_port = kafka_port
+        self.metrics_base_port = metrics_base_port
+        self.log_dir = log_dir
+        self.ready_timeout = ready_timeout
+        self.broker: DevKafka | None = None
+        self.supervisor: Supervisor | None = None
+
+    def metrics_port(self, service: str) -> int:
+        return self.metrics_base_port + self.services.index(service)
+
+    def start(self) -> None:
+        if "PIPELINE_BOOTSTRAP_SERVERS" not in self.env:
+            if port_in_use(self.kafka_port):
+                raise StackError(
+                    f"port {self.kafka_port} is taken and PIPELINE_BOOTSTRAP_SERVERS is not "
+                    "set: point it at your Kafka, or pick a free --kafka-port"
+                )
+            self.broker = DevKafka(self.kafka_port)
+            self.broker.start()
+            self.env["PIPELINE_BOOTSTRAP_SERVERS"] = self.broker.bootstrap_servers
+            self.env.setdefault("PIPELINE_TOPIC_REPLICATION_FACTOR", "1")
+        settings = self.settings()
+        changes = apply(admin_client(settings), load_settings_topology(settings), settings)
+        log.info("topics: %d changes", len(changes))
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+        processes = {}
+        for service in self.services:
+            env = {**os.environ, **self.env}
+            env["PIPELINE_METRICS_PORT"] = str(self.metrics_port(service))
+            processes[service] = env
+        self.supervisor = Supervisor(processes, log_dir=self.log_dir)
+        self.supervisor.start()
+        self.wait_until_ready()
+
+    def settings(self) -> Settings:
+        saved = dict(os.environ)
+        os.environ.update(self.env)
+        try:
+            return Settings()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+    def wait_until_ready(self) -> None:
+        """Poll every service's /readyz until all answer 200."""
+        deadline = time.monotonic() + self.ready_timeout
+        waiting = set(self.services)
+        with httpx.Client(timeout=2.0) as client:
+            while waiting and time.monotonic() < deadline:
+                for service in sorted(waiting):
+                    url = f"http://127.0.0.1:{self.metrics_port(service)}/readyz"
+                    try:
+                        if client.get(url).status_code == 200:
+                            waiting.discard(service)
+                    except httpx.HTTPError:
+                        pass
+                if waiting:
+                    time.sleep(0.5)
+        if waiting:
+            raise StackError(f"not ready after {self.ready_timeout:.0f}s: {sorted(waiting)}")
+
+    def stop(self) -> dict[str, int | None]:
+        codes: dict[str, int | None] = {}
+        if self.supervisor is not None:
+            codes = self.supervisor.stop()
+        if self.broker is not None:
+            self.broker.stop()
+        return codes
+
+    def __enter__(self) -> LocalStack:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
