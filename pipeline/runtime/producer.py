@@ -46,16 +46,20 @@ class AsyncProducer:
 
     ``produce`` takes a callback run on the loop with the delivery error (None when the
     broker acknowledged); ``send`` wraps it in a future for code that prefers to await.
+    Delivery reports are served by a task on the loop itself (``poll(0)``), so no other
+    Python thread competes for the GIL once per record.
     """
+
+    BUSY_POLL_SECONDS = 0.001
+    IDLE_POLL_SECONDS = 0.05
 
     def __init__(self, config: dict[str, Any], loop: asyncio.AbstractEventLoop) -> None:
         self._producer = Producer(config)
         self._loop = loop
-        self._closing = threading.Event()
+        self._loop_thread = threading.get_ident()
         self._reports: list[tuple[AckCallback, KafkaError | None]] = []
         self._reports_lock = threading.Lock()
-        self._thread = threading.Thread(target=self._serve_reports, name="producer", daemon=True)
-        self._thread.start()
+        self._pump = loop.create_task(self._serve_reports())
 
     async def produce(
         self,
@@ -68,7 +72,10 @@ class AsyncProducer:
         """Queue one record; waits only while librdkafka's local queue is full."""
 
         def report(err: KafkaError | None, _msg: Message) -> None:
-            with self._reports_lock:
+            if threading.get_ident() == self._loop_thread:
+                on_ack(err)
+                return
+            with self._reports_lock:  # a flush on another thread
                 self._reports.append((on_ack, err))
 
         while True:
@@ -78,7 +85,8 @@ class AsyncProducer:
                 )
                 return
             except BufferError:
-                # The local queue is full: wait for the reports thread to drain it.
+                # The local queue is full: let delivery reports drain it.
+                self._producer.poll(0)
                 await asyncio.sleep(0.005)
 
     async def send(
@@ -102,10 +110,15 @@ class AsyncProducer:
         await self.produce(topic, value, key, headers, settle)
         return future
 
-    def _serve_reports(self) -> None:
-        while not self._closing.is_set():
-            self._producer.poll(0.05)
-            self._hand_over()
+    async def _serve_reports(self) -> None:
+        while True:
+            served = self._producer.poll(0)
+            if served:
+                await asyncio.sleep(0)
+            elif len(self._producer):
+                await asyncio.sleep(self.BUSY_POLL_SECONDS)
+            else:
+                await asyncio.sleep(self.IDLE_POLL_SECONDS)
 
     def _hand_over(self) -> None:
         with self._reports_lock:
@@ -117,16 +130,21 @@ class AsyncProducer:
             self._loop.call_soon_threadsafe(_settle, batch)
 
     def flush(self, timeout: float) -> int:
-        """Block until queued records are delivered or ``timeout``; returns how many remain."""
+        """Block until queued records are delivered or ``timeout``; returns how many remain.
+
+        Call it off the loop (in an executor): it blocks.
+        """
         remaining = self._producer.flush(timeout)
         self._hand_over()
         return int(remaining)
 
-    def close(self, timeout: float) -> int:
-        remaining = self.flush(timeout)
-        self._closing.set()
-        self._thread.join()
-        self._hand_over()
+    async def aclose(self, flush_seconds: float) -> int:
+        """Stop serving reports on the loop, flush what is queued, settle every report."""
+        self._pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._pump
+        remaining = await self._loop.run_in_executor(None, self.flush, flush_seconds)
+        await asyncio.sleep(0)  # run the settles handed over by the flush
         return remaining
 
 

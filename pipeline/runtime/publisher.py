@@ -140,5 +140,4 @@ class Publisher:
 
     async def close(self, flush_seconds: float = 10.0) -> None:
         if self._owns_producer:
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(None, self._producer.close, flush_seconds)
+            await self._producer.aclose(flush_seconds)

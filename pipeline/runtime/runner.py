@@ -214,7 +214,7 @@ class Runner:
             await self.loop.run_in_executor(self.poller, self._commit_sync, offsets)
         await self.loop.run_in_executor(self.poller, self.consumer.close)
         self.poller.shutdown(wait=True)
-        remaining = await self.loop.run_in_executor(None, self.producer.close, 5.0)
+        remaining = await self.producer.aclose(5.0)
         if remaining:
             log.error("%d produced records were not acknowledged at close", remaining)
         log.info("service %s stopped", self.name)
