@@ -12,14 +12,14 @@ the partition when the partition is assigned.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer
 
-from pipeline.errors import BrokerUnavailableError, ConfigError
+from pipeline.errors import ConfigError
+from pipeline.state.changelog import read_changelog as read_partitions
 
 FORMAT_VERSION = 1
 
@@ -93,54 +93,18 @@ def read_changelog(
 
     Blocking (run it in a thread). Refuses to guess: a missing changelog, or one whose
     partition count differs from ``source``'s, raises ConfigError; a read that does not
-    reach the end within ``timeout`` raises BrokerUnavailableError.
+    reach the end within ``timeout`` raises StateRestoreError.
     """
-    consumer = Consumer(
-        {
-            **config,
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "isolation.level": "read_committed",
-            "auto.offset.reset": "earliest",
-        }
-    )
+    consumer = Consumer({**config, "enable.auto.commit": False})
     try:
         _check_copartitioned(consumer, changelog, source, timeout)
-        values: dict[int, dict[str, bytes]] = {p: {} for p in partitions}
-        pending = set()
-        for partition in partitions:
-            low, high = consumer.get_watermark_offsets(
-                TopicPartition(changelog, partition), timeout=timeout
-            )
-            if high > low:
-                pending.add(partition)
-        if not pending:
-            return values
-        consumer.assign([TopicPartition(changelog, p, OFFSET_BEGINNING) for p in pending])
-        deadline = time.monotonic() + timeout
-        while pending:
-            if time.monotonic() > deadline:
-                raise BrokerUnavailableError(
-                    f"restoring {changelog} partitions {sorted(pending)} took over {timeout:g}s"
-                )
-            for msg in consumer.consume(1000, 0.2):
-                err = msg.error()
-                partition = msg.partition() or 0
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        pending.discard(partition)
-                        continue
-                    raise KafkaException(err)
-                raw_key = msg.key()
-                key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
-                value = msg.value()
-                if value is None:
-                    values[partition].pop(key, None)
-                else:
-                    values[partition][key] = value
-        return values
     finally:
         consumer.close()
+    restored = read_partitions(config, changelog, dict.fromkeys(partitions), bytes, timeout=timeout)
+    return {
+        p: {key: value for key, value in r.values.items() if value is not None}
+        for p, r in restored.items()
+    }
 
 
 def _check_copartitioned(consumer: Consumer, changelog: str, source: str, timeout: float) -> None:
