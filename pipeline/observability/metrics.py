@@ -15,6 +15,16 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 
+def produced_counter(registry: CollectorRegistry) -> Counter:
+    """``pipeline_events_produced_total``: every service that produces exports this one."""
+    return Counter(
+        "pipeline_events_produced_total",
+        "Records acknowledged by the broker, by destination topic and event type.",
+        ["service", "topic", "event_type"],
+        registry=registry,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class HandlerMetrics:
     """One handler's metric children, bound once so the hot path skips label lookups."""
@@ -38,12 +48,7 @@ class RuntimeMetrics:
             ["service", "topic", "event_type"],
             registry=registry,
         )
-        self.produced = Counter(
-            "pipeline_events_produced_total",
-            "Records acknowledged by the broker, by destination topic and event type.",
-            ["service", "topic", "event_type"],
-            registry=registry,
-        )
+        self.produced = produced_counter(registry)
         self.skipped = Counter(
             "pipeline_events_skipped_total",
             "Records skipped because an earlier owner of the partition finished them.",

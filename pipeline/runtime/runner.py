@@ -22,6 +22,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from pipeline.errors import RejectEvent, SerdeError
 from pipeline.events.catalog import SchemaCatalog
+from pipeline.events.model import Event
 from pipeline.events.serde import SingleObjectSerde
 from pipeline.observability.health import HealthServer
 from pipeline.observability.metrics import HandlerMetrics, RuntimeMetrics
@@ -326,16 +327,9 @@ class Runner:
                 )
                 for o in ctx.outgoing:
                     await self.producer.produce(o.topic, o.value, o.key, o.headers, self._acked)
-                failure = Failure(
-                    exc.stage,
-                    exc,
-                    attempt,
-                    self.name,
-                    handler.name,
-                    event.type,
-                    event.conversation_id,
+                return await self._dead_letter(
+                    work, self._failure(exc.stage, exc, attempt, work, event)
                 )
-                return await self._dead_letter(work, failure)
             except Exception as exc:
                 metrics.duration.observe(time.perf_counter() - started)
                 metrics.errors.inc()
@@ -349,15 +343,7 @@ class Runner:
                         msg.offset(),
                         exc,
                     )
-                    failure = Failure(
-                        "handler",
-                        exc,
-                        attempt,
-                        self.name,
-                        handler.name,
-                        event.type,
-                        event.conversation_id,
-                    )
+                    failure = self._failure("handler", exc, attempt, work, event)
                     return await self._dead_letter(work, failure)
                 delay = backoff_seconds(
                     attempt,
@@ -413,6 +399,12 @@ class Runner:
             child = self.metrics.produced.labels(self.name, topic, event_type)
             self._produced_children[(topic, event_type)] = child
         return child
+
+    def _failure(
+        self, stage: str, exc: BaseException, attempts: int, work: Work, event: Event
+    ) -> Failure:
+        handler = work.route.handler.name
+        return Failure(stage, exc, attempts, self.name, handler, event.type, event.conversation_id)
 
     async def _dead_letter(self, work: Work, failure: Failure) -> bool:
         value, headers = dead_letter_record(self.serde, work.msg, failure)

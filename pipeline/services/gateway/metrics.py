@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from pipeline.observability.metrics import produced_counter
+
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
@@ -30,12 +32,7 @@ class GatewayMetrics:
             buckets=REQUEST_BUCKETS,
             registry=registry,
         )
-        self.produced = Counter(
-            "pipeline_events_produced_total",
-            "Records acknowledged by the broker, by destination topic and event type.",
-            ["service", "topic", "event_type"],
-            registry=registry,
-        )
+        self.produced = produced_counter(registry)
         self.duplicates = Counter(
             "pipeline_gateway_duplicates_total",
             "Provider retries recognised and answered without producing again, by channel.",
