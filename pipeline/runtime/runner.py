@@ -260,7 +260,13 @@ class Runner:
         self.lanes[lane_key] = deque((work,))
         task = asyncio.create_task(self._run_lane(lane_key))
         self.lane_tasks.add(task)
-        task.add_done_callback(self.lane_tasks.discard)
+        task.add_done_callback(self._lane_done)
+
+    def _lane_done(self, task: asyncio.Task[None]) -> None:
+        self.lane_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # A bug in the runtime itself: stop rather than leave an offset stuck forever.
+            self._fail(task.exception() or RuntimeError("lane failed"))
 
     async def _run_lane(self, lane_key: bytes) -> None:
         """Handle one conversation's queued events strictly one after another."""
@@ -603,10 +609,10 @@ class Runner:
         for part in parts:
             part.revoked = True
         deadline = time.monotonic() + self.settings.drain_timeout_seconds
-        busy = drain and any(p.in_progress > 0 for p in parts)
+        busy = drain and self.fatal is None and any(p.in_progress > 0 for p in parts)
         while busy and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
-            busy = any(p.in_progress > 0 for p in parts)
+            busy = self.fatal is None and any(p.in_progress > 0 for p in parts)
         offsets = self._committable(parts, force=True) if drain else []
         for part in parts:
             tp = (part.topic, part.partition)

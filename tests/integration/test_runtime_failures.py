@@ -217,3 +217,26 @@ async def test_poison_events_are_dead_lettered_and_others_flow(
     at = {(r.partition, r.offset): r.value for r in originals}
     for letter in (rec for _, rec in decoded):
         assert at[(letter["source_partition"], letter["source_offset"])] == letter["value"]
+
+
+class Escaped(BaseException):
+    """Not an Exception: nothing in a handler's retry path may swallow it."""
+
+
+async def test_an_error_escaping_the_runtime_stops_the_service(
+    kafka_bootstrap: str, topic_prefix: str, make_topics: Callable[..., list[str]]
+) -> None:
+    inputs, _, _ = make_topics("message_received", "response_ready", "dead_letters")
+    service = Service("escaping", settings=settings_for(kafka_bootstrap, topic_prefix))
+
+    @service.handler("message_received")
+    async def handle(event: Event, ctx: Context) -> None:
+        raise Escaped("the handler broke out")
+
+    produce_events(kafka_bootstrap, inputs, [message("c1", "x")])
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop))
+    done, _ = await asyncio.wait({task}, timeout=60)
+    stop.set()
+    assert task in done, "the service kept running with an offset it can never commit"
+    assert isinstance(task.exception(), Escaped)
