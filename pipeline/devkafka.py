@@ -442,6 +442,13 @@ class DevKafka:
     def is_running(self) -> bool:
         return self.pid() is not None
 
+    def _alive(self) -> bool:
+        # The process handle, when this object started the broker: /proc/<pid>/cmdline can
+        # read empty or stale for a moment while the JVM launcher starts up.
+        if self._proc is not None:
+            return self._proc.poll() is None
+        return self.is_running()
+
     def answers(self, timeout: float = 2.0) -> bool:
         """True when a Kafka metadata request to the broker succeeds within ``timeout``."""
         try:
@@ -517,8 +524,11 @@ class DevKafka:
         """Block until the broker answers a metadata request; raise with its log on failure."""
         deadline = time.monotonic() + (self.start_timeout if timeout is None else timeout)
         while time.monotonic() < deadline:
-            if not self.is_running():
-                raise DevKafkaError(f"the broker exited during start-up.\n{self._logs()}")
+            if not self._alive():
+                code = self._proc.poll() if self._proc is not None else None
+                raise DevKafkaError(
+                    f"the broker exited during start-up (exit code {code}).\n{self._logs()}"
+                )
             if self.answers(timeout=min(2.0, max(0.1, deadline - time.monotonic()))):
                 return
             time.sleep(0.2)
