@@ -484,13 +484,13 @@ class Runner:
         while True:
             await asyncio.sleep(self.settings.commit_interval_seconds)
             try:
-                offsets = self._committable(self.partitions.values())
+                pending = self._committable_by_part(self.partitions.values())
                 marks = [
                     (part.topic, part.partition, mark)
                     for part in self.partitions.values()
                     if (mark := part.watermark()) is not None
                 ]
-                lag = await self._on_consumer_thread(self._commit_and_measure, offsets, marks)
+                lag = await self._on_consumer_thread(self._commit_and_measure, pending, marks)
                 for topic, partition, value in lag:
                     if (topic, partition) in self.partitions:
                         self.metrics.consumer_lag.labels(self.name, topic, str(partition)).set(
@@ -501,9 +501,17 @@ class Runner:
                 return
 
     def _commit_and_measure(
-        self, offsets: list[TopicPartition], marks: list[tuple[str, int, int]]
+        self,
+        pending: list[tuple[PartitionOffsets, TopicPartition]],
+        marks: list[tuple[str, int, int]],
     ) -> list[tuple[str, int, int]]:
-        """Commit asynchronously, then the lag of each partition from cached watermarks."""
+        """Commit asynchronously, then the lag of each partition from cached watermarks.
+
+        Runs after any rebalance callback that came first on the consumer thread: a
+        partition revoked meanwhile was committed by its revoke, and committing its older
+        position now would move the next owner back.
+        """
+        offsets = [tp for part, tp in pending if not part.revoked]
         if offsets:
             try:
                 self.consumer.commit(offsets=offsets, asynchronous=True)
@@ -527,14 +535,20 @@ class Runner:
     ) -> list[TopicPartition]:
         """Positions that changed since the last commit; with ``force``, every position
         (so a synchronous commit also covers an asynchronous one still in flight)."""
-        offsets = []
+        return [tp for _, tp in self._committable_by_part(parts, force=force)]
+
+    def _committable_by_part(
+        self, parts: Iterable[PartitionOffsets], *, force: bool = False
+    ) -> list[tuple[PartitionOffsets, TopicPartition]]:
+        pending = []
         for part in parts:
             position = part.to_commit(force=force)
             if position is not None:
                 mark, metadata = position
-                offsets.append(TopicPartition(part.topic, part.partition, mark, metadata or ""))
+                tp = TopicPartition(part.topic, part.partition, mark, metadata or "")
+                pending.append((part, tp))
                 part.committed = position
-        return offsets
+        return pending
 
     def _commit_sync(self, offsets: list[TopicPartition]) -> None:
         try:
@@ -550,7 +564,12 @@ class Runner:
             self.metrics.commits.labels(self.name, "success").inc()
         else:
             self.metrics.commits.labels(self.name, "failure").inc()
-            log.warning("offset commit failed: %s", err)
+            log.warning("offset commit failed, will commit again: %s", err)
+            # Runs on the consumer thread, where revokes also run: the parts are stable here.
+            for tp in partitions:
+                part = self.partitions.get((tp.topic, tp.partition))
+                if part is not None:
+                    part.committed = None
 
     # ---------------------------------------------------------------- rebalances
     # Called on the consumer thread inside consume()/close(); the work runs on the loop.
