@@ -11,6 +11,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 from pipeline.config import Settings
 from pipeline.errors import BrokerUnavailableError
 from pipeline.scheduler.timers import Ended, Timer
+from pipeline.state.changelog import watermarks
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +48,7 @@ def read_timers(settings: Settings, timeout: float) -> list[Timer | Ended]:
             )
         remaining: dict[int, int] = {}
         for partition in found.partitions:
-            low, high = consumer.get_watermark_offsets(
-                TopicPartition(topic, partition), timeout=min(10.0, timeout)
-            )
+            low, high = watermarks(consumer, topic, partition, deadline)
             if high > low:
                 remaining[partition] = high
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(remaining)])

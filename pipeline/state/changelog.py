@@ -90,14 +90,7 @@ def _read(
     pending: dict[int, Restored] = {}
     assign: list[TopicPartition] = []
     for partition, start in sorted(starts.items()):
-        try:
-            low, high = consumer.get_watermark_offsets(
-                TopicPartition(topic, partition), timeout=METADATA_TIMEOUT_SECONDS
-            )
-        except KafkaException as exc:
-            raise StateRestoreError(
-                f"cannot read the offsets of {topic}[{partition}]: {exc}"
-            ) from exc
+        low, high = watermarks(consumer, topic, partition, deadline)
         full = start is None or start < low
         begin = low if full or start is None else start
         restored[partition] = state = Restored(partition, begin, high, full)
@@ -142,6 +135,35 @@ def _read(
             if offset + 1 >= reading.end:
                 del pending[partition]
     return restored
+
+
+def watermarks(consumer: Consumer, topic: str, partition: int, deadline: float) -> tuple[int, int]:
+    """Low and high watermark, retrying what a fresh or moving partition answers at first
+    (no leader yet, leader moved) until ``deadline``."""
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=METADATA_TIMEOUT_SECONDS
+            )
+            return int(low), int(high)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            retriable = isinstance(error, KafkaError) and (
+                error.retriable()
+                or error.code()
+                in (
+                    KafkaError.NOT_LEADER_FOR_PARTITION,
+                    KafkaError.LEADER_NOT_AVAILABLE,
+                    KafkaError.UNKNOWN_TOPIC_OR_PART,
+                    KafkaError._TIMED_OUT,
+                )
+            )
+            if not retriable or time.monotonic() > deadline:
+                raise StateRestoreError(
+                    f"cannot read the offsets of {topic}[{partition}]: {exc}"
+                ) from exc
+            log.info("offsets of %s[%d] not available yet (%s); retrying", topic, partition, exc)
+            time.sleep(0.2)
 
 
 def partition_counts(consumer_config: Mapping[str, Any], topics: list[str]) -> dict[str, int]:
