@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from pipeline.devkafka import free_port
+from pipeline.devkafka import port_in_use
 from pipeline.stack.supervisor import SERVICES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -20,15 +21,17 @@ REPO = Path(__file__).resolve().parents[2]
 def test_up_starts_every_service_restarts_a_killed_one_and_stops_on_sigterm(
     kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:
-    base = free_port()
-    while any(_taken(base + i) for i in range(len(SERVICES))):
-        base = free_port()
+    # Below Linux's ephemeral range, so no outgoing connection takes one meanwhile.
+    base = random.randrange(20000, 30000, 10)
+    while any(port_in_use(base + i) for i in range(len(SERVICES) + 1)):
+        base = random.randrange(20000, 30000, 10)
+    gateway = base + len(SERVICES)
     env = {
         **os.environ,
         "PIPELINE_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "PIPELINE_TOPIC_PREFIX": topic_prefix,
         "PIPELINE_TOPIC_REPLICATION_FACTOR": "1",
-        "PIPELINE_GATEWAY__PORT": str(free_port()),
+        "PIPELINE_GATEWAY__PORT": str(gateway),
     }
     up = subprocess.Popen(
         [
@@ -49,7 +52,7 @@ def test_up_starts_every_service_restarts_a_killed_one_and_stops_on_sigterm(
     )
     try:
         ports = {name: base + i for i, name in enumerate(SERVICES)}
-        assert _all_ready(ports, 120), "not every service became ready"
+        assert _all_ready(ports, 120), f"not every service became ready: {_logs(tmp_path)}"
         # Kill one service behind the supervisor's back: it comes back.
         tools_pid = _child(up.pid, "tools")
         os.kill(tools_pid, signal.SIGKILL)
@@ -62,14 +65,6 @@ def test_up_starts_every_service_restarts_a_killed_one_and_stops_on_sigterm(
     assert up.returncode == 0, output
     assert "stopped:" in output
     assert {name: 0 for name in SERVICES}.items() <= _codes(output).items(), output
-
-
-def _taken(port: int) -> bool:
-    try:
-        httpx.get(f"http://127.0.0.1:{port}/", timeout=0.2)
-    except httpx.HTTPError:
-        return False
-    return True
 
 
 def _all_ready(ports: dict[str, int], seconds: float) -> bool:
@@ -110,3 +105,7 @@ def _codes(output: str) -> dict[str, int]:
         name, _, code = pair.partition(":")
         codes[name.strip().strip("'")] = int(code) if code.strip() != "None" else -1
     return codes
+
+
+def _logs(folder: Path) -> str:
+    return "\n".join(f"--- {p.name}\n{p.read_text()[-1500:]}" for p in sorted(folder.glob("*.log")))
