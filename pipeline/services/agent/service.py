@@ -157,6 +157,7 @@ class Agent:
             follow_up is None
             or follow_up["timer_id"] != event["timer_id"]
             or to_millis(event["due_at"]) < follow_up["due_at"]
+            or not _fired_by(event, follow_up.get("request_id"))
         ):
             self.metrics.ignored["stale_timer"].inc()
             log.info("follow-up %s is no longer wanted", event["timer_id"])
@@ -263,7 +264,7 @@ class Agent:
         if self.config.follow_up_seconds is not None and not conversation.turns:
             due_at = now + timedelta(seconds=self.config.follow_up_seconds)
             timer_id = f"{FOLLOW_UP}:{ctx.event.conversation_id}"
-            ctx.emit(
+            request = ctx.emit(
                 "timer_requested",
                 {
                     "timer_id": timer_id,
@@ -273,7 +274,11 @@ class Agent:
                     "payload_json": None,
                 },
             )
-            conversation.follow_up = {"timer_id": timer_id, "due_at": to_millis(due_at)}
+            conversation.follow_up = {
+                "timer_id": timer_id,
+                "due_at": to_millis(due_at),
+                "request_id": str(request.id),
+            }
 
     def _proactive(self, conversation: Conversation, text: str, event: Event, ctx: Context) -> None:
         if conversation.reply_to is None:
@@ -363,3 +368,12 @@ def assemble(
     service.handler("timer_fired", name="on_timer_fired")(agent.on_timer_fired)
     service.handler("context_updated", name="on_context_updated")(agent.on_context_updated)
     return service, agent
+
+
+def _fired_by(event: Event, request_id: str | None) -> bool:
+    """Whether a timer_fired came from the schedule request the state remembers.
+
+    Two schedules can share a due time to the millisecond; the request id cannot.
+    """
+    causation = event.metadata.causation_id
+    return request_id is None or causation is None or str(causation) == request_id
