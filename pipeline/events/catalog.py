@@ -6,6 +6,7 @@ so that references between them resolve. Each file is parsed once, when the cata
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -48,6 +49,9 @@ class KnownSchema:
     event_type: str
     fingerprint: bytes
     parsed: Any
+    # The same schema with the metadata's logical types left out: the event model keeps
+    # ids as text and times as millis until they are asked for (see events.model).
+    lean: Any
 
 
 class SchemaCatalog:
@@ -114,7 +118,8 @@ class SchemaCatalog:
         if not isinstance(parsed, dict):
             raise SchemaError(f"{plain.get('name')!r} must be a named record, enum or fixed")
         full_name = str(parsed["name"])
-        return KnownSchema(full_name, event_type_of(full_name), fingerprint(parsed), parsed)
+        lean = fastavro.parse_schema(_lean_metadata(plain), named_schemas={})
+        return KnownSchema(full_name, event_type_of(full_name), fingerprint(parsed), parsed, lean)
 
 
 def _load_file(path: Path) -> dict[str, Any]:
@@ -133,6 +138,24 @@ def _is_event(schema: Mapping[str, Any]) -> bool:
     if schema.get("type") != "record":
         return False
     return any(f.get("name") == METADATA_FIELD for f in schema.get("fields", []))
+
+
+def _lean_metadata(schema: dict[str, Any]) -> dict[str, Any]:
+    """A copy whose inline ``metadata`` record has plain types instead of logical ones."""
+    lean = copy.deepcopy(schema)
+    for field in lean.get("fields", []):
+        if field.get("name") == METADATA_FIELD and isinstance(field.get("type"), dict):
+            for inner in field["type"].get("fields", []):
+                inner["type"] = _without_logical_type(inner["type"])
+    return lean
+
+
+def _without_logical_type(schema: Any) -> Any:
+    if isinstance(schema, list):
+        return [_without_logical_type(branch) for branch in schema]
+    if isinstance(schema, dict) and "logicalType" in schema:
+        return schema["type"]  # the metadata's are uuid (string) and timestamp-millis (long)
+    return schema
 
 
 def _plain(schema: Mapping[str, Any]) -> dict[str, Any]:

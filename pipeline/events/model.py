@@ -2,31 +2,214 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 
 def utc_now() -> datetime:
     """Now, truncated to milliseconds as Avro's timestamp-millis stores it."""
-    now = datetime.now(UTC)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+    return from_millis(now_millis())
 
 
-@dataclass(frozen=True, slots=True)
+def now_millis() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def to_millis(moment: datetime) -> int:
+    """Epoch milliseconds, as Avro's timestamp-millis writes them (a naive time is UTC)."""
+    delta = moment - (_EPOCH if moment.tzinfo is not None else _NAIVE_EPOCH)
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+def from_millis(millis: int) -> datetime:
+    return _EPOCH + timedelta(milliseconds=millis)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+
+
+def derived_id(namespace: str, name: str) -> str:
+    """``str(uuid.uuid5(UUID(namespace), name))``, from and to the canonical text form."""
+    digest = bytearray(
+        hashlib.sha1(
+            bytes.fromhex(namespace.replace("-", "")) + name.encode(), usedforsecurity=False
+        ).digest()[:16]
+    )
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 class Metadata:
-    """What every event says about itself (schema ``pipeline.events.Metadata``)."""
+    """What every event says about itself (schema ``pipeline.events.Metadata``).
 
-    event_id: uuid.UUID
+    Immutable. Ids read as ``uuid.UUID`` and ``occurred_at`` as a UTC datetime, but they
+    are kept in the form the wire carries (canonical text, epoch milliseconds) and
+    converted on first access, so chaining one event to the next converts nothing.
+    """
+
+    __slots__ = (
+        "_causation",
+        "_correlation",
+        "_event",
+        "_millis",
+        "_objects",
+        "conversation_id",
+        "event_type",
+        "producer",
+        "tenant_id",
+    )
+
+    _event: str
+    _correlation: str
+    _causation: str | None
+    _millis: int
+    _objects: dict[str, Any] | None
     event_type: str
     conversation_id: str
     tenant_id: str
-    correlation_id: uuid.UUID
-    causation_id: uuid.UUID | None
-    occurred_at: datetime
     producer: str
+
+    def __init__(
+        self,
+        event_id: uuid.UUID | str,
+        event_type: str,
+        conversation_id: str,
+        tenant_id: str,
+        correlation_id: uuid.UUID | str,
+        causation_id: uuid.UUID | str | None,
+        occurred_at: datetime | int,
+        producer: str,
+    ) -> None:
+        """Ids as UUIDs or their text; ``occurred_at`` as a datetime or epoch millis."""
+        objects = None
+        if isinstance(occurred_at, datetime):
+            objects = {"occurred_at": occurred_at}
+            occurred_at = to_millis(occurred_at)
+        self._set(
+            _text(event_id),
+            event_type,
+            conversation_id,
+            tenant_id,
+            _text(correlation_id),
+            None if causation_id is None else _text(causation_id),
+            occurred_at,
+            producer,
+            objects,
+        )
+
+    def _set(
+        self,
+        event_id: str,
+        event_type: str,
+        conversation_id: str,
+        tenant_id: str,
+        correlation_id: str,
+        causation_id: str | None,
+        millis: int,
+        producer: str,
+        objects: dict[str, Any] | None = None,
+    ) -> None:
+        setattr = object.__setattr__
+        setattr(self, "_event", event_id)
+        setattr(self, "event_type", event_type)
+        setattr(self, "conversation_id", conversation_id)
+        setattr(self, "tenant_id", tenant_id)
+        setattr(self, "_correlation", correlation_id)
+        setattr(self, "_causation", causation_id)
+        setattr(self, "_millis", millis)
+        setattr(self, "producer", producer)
+        setattr(self, "_objects", objects)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"Metadata is immutable; cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Metadata is immutable; cannot delete {name!r}")
+
+    def _object(self, name: str, make: Callable[[], Any]) -> Any:
+        objects = self._objects
+        if objects is None:
+            objects = {}
+            object.__setattr__(self, "_objects", objects)
+        value = objects.get(name)
+        if value is None:
+            value = objects[name] = make()
+        return value
+
+    @property
+    def event_id(self) -> uuid.UUID:
+        return self._object("event_id", lambda: uuid.UUID(self._event))  # type: ignore[no-any-return]
+
+    @property
+    def correlation_id(self) -> uuid.UUID:
+        return self._object("correlation_id", lambda: uuid.UUID(self._correlation))  # type: ignore[no-any-return]
+
+    @property
+    def causation_id(self) -> uuid.UUID | None:
+        if self._causation is None:
+            return None
+        return self._object("causation_id", lambda: uuid.UUID(self._causation))  # type: ignore[no-any-return]
+
+    @property
+    def occurred_at(self) -> datetime:
+        return self._object("occurred_at", lambda: from_millis(self._millis))  # type: ignore[no-any-return]
+
+    @property
+    def occurred_millis(self) -> int:
+        """``occurred_at`` as epoch milliseconds."""
+        return self._millis
+
+    def _key(self) -> tuple[Any, ...]:
+        return (
+            self.event_id,
+            self.event_type,
+            self.conversation_id,
+            self.tenant_id,
+            self.correlation_id,
+            self.causation_id,
+            self._millis,
+            self.producer,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Metadata):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (
+            f"Metadata(event_id={self._event!r}, event_type={self.event_type!r}, "
+            f"conversation_id={self.conversation_id!r}, tenant_id={self.tenant_id!r}, "
+            f"correlation_id={self._correlation!r}, causation_id={self._causation!r}, "
+            f"occurred_at={self.occurred_at.isoformat()!r}, producer={self.producer!r})"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            Metadata,
+            (
+                self._event,
+                self.event_type,
+                self.conversation_id,
+                self.tenant_id,
+                self._correlation,
+                self._causation,
+                self._millis,
+                self.producer,
+            ),
+        )
 
     @classmethod
     def new(
@@ -40,16 +223,16 @@ class Metadata:
         occurred_at: datetime | None = None,
     ) -> Metadata:
         """Metadata for a new event; with ``cause`` it continues that event's chain."""
-        event_id = uuid.uuid4()
+        event_id = str(uuid.uuid4())
         return cls(
-            event_id=event_id,
-            event_type=event_type,
-            conversation_id=conversation_id,
-            tenant_id=tenant_id,
-            correlation_id=cause.correlation_id if cause else event_id,
-            causation_id=cause.event_id if cause else None,
-            occurred_at=occurred_at or utc_now(),
-            producer=producer,
+            event_id,
+            event_type,
+            conversation_id,
+            tenant_id,
+            cause._correlation if cause else event_id,
+            cause._event if cause else None,
+            occurred_at or now_millis(),
+            producer,
         )
 
     def caused(
@@ -57,22 +240,59 @@ class Metadata:
         event_type: str,
         *,
         producer: str,
-        event_id: uuid.UUID | None = None,
+        event_id: uuid.UUID | str | None = None,
         conversation_id: str | None = None,
     ) -> Metadata:
         """Metadata of an event this one causes: same tenant and correlation id."""
-        return Metadata(
-            event_id=event_id or uuid.uuid4(),
-            event_type=event_type,
-            conversation_id=conversation_id or self.conversation_id,
-            tenant_id=self.tenant_id,
-            correlation_id=self.correlation_id,
-            causation_id=self.event_id,
-            occurred_at=utc_now(),
-            producer=producer,
+        caused = Metadata.__new__(Metadata)
+        caused._set(
+            str(uuid.uuid4()) if event_id is None else _text(event_id),
+            event_type,
+            conversation_id or self.conversation_id,
+            self.tenant_id,
+            self._correlation,
+            self._event,
+            now_millis(),
+            producer,
         )
+        return caused
+
+    def caused_derived(
+        self, event_type: str, name: str, *, producer: str, conversation_id: str | None = None
+    ) -> Metadata:
+        """``caused`` with the id ``derived_id(name)``: a repeat gets the same id."""
+        caused = Metadata.__new__(Metadata)
+        caused._set(
+            derived_id(self._event, name),
+            event_type,
+            conversation_id or self.conversation_id,
+            self.tenant_id,
+            self._correlation,
+            self._event,
+            now_millis(),
+            producer,
+        )
+        return caused
+
+    def derived_id(self, name: str) -> str:
+        """A deterministic id for an event this one causes: uuid5 of this id and ``name``."""
+        return derived_id(self._event, name)
 
     def to_record(self) -> dict[str, Any]:
+        """The Avro record as written: ids in canonical text, ``occurred_at`` in millis."""
+        return {
+            "event_id": self._event,
+            "event_type": self.event_type,
+            "conversation_id": self.conversation_id,
+            "tenant_id": self.tenant_id,
+            "correlation_id": self._correlation,
+            "causation_id": self._causation,
+            "occurred_at": self._millis,
+            "producer": self.producer,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as Python values: UUIDs and a datetime."""
         return {
             "event_id": self.event_id,
             "event_type": self.event_type,
@@ -86,16 +306,30 @@ class Metadata:
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> Metadata:
+        """From a decoded record, with or without Avro's logical types applied."""
         return cls(
-            event_id=_as_uuid(record["event_id"]),
-            event_type=record["event_type"],
-            conversation_id=record["conversation_id"],
-            tenant_id=record["tenant_id"],
-            correlation_id=_as_uuid(record["correlation_id"]),
-            causation_id=_as_uuid(record["causation_id"]) if record["causation_id"] else None,
-            occurred_at=record["occurred_at"],
-            producer=record["producer"],
+            record["event_id"],
+            record["event_type"],
+            record["conversation_id"],
+            record["tenant_id"],
+            record["correlation_id"],
+            record["causation_id"],
+            record["occurred_at"],
+            record["producer"],
         )
+
+
+_UUID_TEXT = re.compile(r"[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}", re.IGNORECASE)
+
+
+def _text(value: uuid.UUID | str) -> str:
+    if isinstance(value, str):
+        if _UUID_TEXT.fullmatch(value) is None:
+            raise ValueError(f"{value!r} is not a UUID in its canonical text form")
+        return value
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"expected a UUID or its text, got {type(value).__name__}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,14 +361,14 @@ class Event:
         return self.data.get(name, default)
 
     def to_record(self) -> dict[str, Any]:
-        """The Avro record: ``metadata`` plus the type's fields."""
-        return {"metadata": self.metadata.to_record(), **self.data}
+        """The Avro record: ``metadata`` (as written, see Metadata.to_record) plus the fields."""
+        return {**self.data, "metadata": self.metadata.to_record()}
+
+    def to_dict(self) -> dict[str, Any]:
+        """``metadata`` as Python values (see Metadata.to_dict) plus the type's fields."""
+        return {"metadata": self.metadata.to_dict(), **self.data}
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> Event:
-        data = {k: v for k, v in record.items() if k != "metadata"}
-        return cls(Metadata.from_record(record["metadata"]), data)
-
-
-def _as_uuid(value: Any) -> uuid.UUID:
-    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+        data = dict(record)
+        return cls(Metadata.from_record(data.pop("metadata")), data)

@@ -48,6 +48,16 @@ class SingleObjectSerde:
 
     def decode_record(self, data: bytes) -> tuple[str, dict[str, Any]]:
         """Bytes -> (event type, record projected onto this reader's schema)."""
+        return self._read(data, lean=False)
+
+    def decode(self, data: bytes) -> Event:
+        event_type, record = self._read(data, lean=True)
+        try:
+            return Event.from_record(record)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CorruptEventError(f"{event_type} has no valid metadata: {exc}") from exc
+
+    def _read(self, data: bytes, *, lean: bool) -> tuple[str, dict[str, Any]]:
         if len(data) < HEADER_SIZE or data[:2] != MAGIC:
             raise CorruptEventError(
                 f"not Avro single-object encoded (expected marker C3 01, got {data[:2].hex()!r}, "
@@ -63,11 +73,13 @@ class SingleObjectSerde:
         reader = self.catalog.reader(writer.event_type)
         stream = io.BytesIO(data)
         stream.seek(HEADER_SIZE)
+        writer_schema = writer.lean if lean else writer.parsed
         try:
             if reader.fingerprint == writer.fingerprint:
-                record = fastavro.schemaless_reader(stream, writer.parsed, None)
+                record = fastavro.schemaless_reader(stream, writer_schema, None)
             else:
-                record = fastavro.schemaless_reader(stream, writer.parsed, reader.parsed)
+                reader_schema = reader.lean if lean else reader.parsed
+                record = fastavro.schemaless_reader(stream, writer_schema, reader_schema)
         except Exception as exc:
             raise CorruptEventError(f"{writer.full_name} body is corrupt: {exc}") from exc
         if stream.tell() != len(data):
@@ -77,13 +89,6 @@ class SingleObjectSerde:
         if not isinstance(record, dict):
             raise CorruptEventError(f"{writer.full_name} body did not decode to a record")
         return writer.event_type, record
-
-    def decode(self, data: bytes) -> Event:
-        event_type, record = self.decode_record(data)
-        try:
-            return Event.from_record(record)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CorruptEventError(f"{event_type} has no valid metadata: {exc}") from exc
 
 
 def encode_with(schema: KnownSchema, record: Mapping[str, Any]) -> bytes:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pipeline.events.model import Event
+from pipeline.events.serde import CONTENT_TYPE as AVRO_SINGLE_OBJECT
 from pipeline.events.serde import SingleObjectSerde
-from pipeline.runtime.headers import Header, event_headers
+from pipeline.observability.tracing import child_traceparent
+from pipeline.runtime.headers import CONTENT_TYPE, EVENT_ID, EVENT_TYPE, TRACEPARENT, Header
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,7 @@ class Context:
         self._serde = serde
         self._topic_for = topic_for
         self._outgoing: list[Outgoing] = []
+        self._span: str | None = None
 
     def emit(
         self,
@@ -67,19 +69,36 @@ class Context:
         conversation_id: str | None = None,
     ) -> Event:
         """Queue a new event caused by the current one; returns it with its metadata."""
-        cause = self.event.metadata
-        event_id = uuid.uuid5(cause.event_id, f"{self.service}/{len(self._outgoing)}")
-        metadata = cause.caused(
-            event_type, producer=self.service, event_id=event_id, conversation_id=conversation_id
+        metadata = self.event.metadata.caused_derived(
+            event_type,
+            f"{self.service}/{len(self._outgoing)}",
+            producer=self.service,
+            conversation_id=conversation_id,
         )
         event = Event(metadata, dict(data))
-        value = self._serde.encode(event)
-        headers = event_headers(event_type, event_id, self.traceparent)
+        record = {**event.data, "metadata": metadata.to_record()}
+        value = self._serde.encode_record(event_type, record)
+        headers = (
+            (EVENT_TYPE, event_type),
+            (EVENT_ID, record["metadata"]["event_id"]),
+            (CONTENT_TYPE, AVRO_SINGLE_OBJECT),
+            (TRACEPARENT, self.span),
+        )
         topic = self._topic_for(event_type)
         self._outgoing.append(
             Outgoing(event_type, topic, metadata.conversation_id, value, headers, event)
         )
         return event
+
+    @property
+    def span(self) -> str:
+        """The traceparent of this handling: a child span of the incoming event's trace.
+
+        Every event the handler emits carries it, so they share one parent span.
+        """
+        if self._span is None:
+            self._span = child_traceparent(self.traceparent)
+        return self._span
 
     def emit_record(
         self,
@@ -99,3 +118,7 @@ class Context:
     @property
     def outgoing(self) -> list[Outgoing]:
         return list(self._outgoing)
+
+    def take_outgoing(self) -> list[Outgoing]:
+        """The queued records, handed over to the runtime (no copy)."""
+        return self._outgoing

@@ -61,6 +61,29 @@ class AsyncProducer:
         self._reports_lock = threading.Lock()
         self._pump = loop.create_task(self._serve_reports())
 
+    def produce_nowait(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | str | None,
+        headers: Headers,
+        on_ack: AckCallback,
+    ) -> bool:
+        """Queue one record; False (nothing queued) while librdkafka's local queue is full."""
+
+        def report(err: KafkaError | None, _msg: Message) -> None:
+            if threading.get_ident() == self._loop_thread:
+                on_ack(err)
+                return
+            with self._reports_lock:  # a flush on another thread
+                self._reports.append((on_ack, err))
+
+        try:
+            self._producer.produce(topic, value, key, headers=list(headers), on_delivery=report)
+        except BufferError:
+            return False
+        return True
+
     async def produce(
         self,
         topic: str,
@@ -70,24 +93,10 @@ class AsyncProducer:
         on_ack: AckCallback,
     ) -> None:
         """Queue one record; waits only while librdkafka's local queue is full."""
-
-        def report(err: KafkaError | None, _msg: Message) -> None:
-            if threading.get_ident() == self._loop_thread:
-                on_ack(err)
-                return
-            with self._reports_lock:  # a flush on another thread
-                self._reports.append((on_ack, err))
-
-        while True:
-            try:
-                self._producer.produce(
-                    topic, value=value, key=key, headers=list(headers), on_delivery=report
-                )
-                return
-            except BufferError:
-                # The local queue is full: let delivery reports drain it.
-                self._producer.poll(0)
-                await asyncio.sleep(0.005)
+        while not self.produce_nowait(topic, value, key, headers, on_ack):
+            # The local queue is full: let delivery reports drain it.
+            self._producer.poll(0)
+            await asyncio.sleep(0.005)
 
     async def send(
         self,

@@ -1,9 +1,14 @@
 """The consumer loop: keyed concurrency, watermark commits, retries, dead letters, drain.
 
-Threads: one thread runs ``Consumer.consume`` (and the rebalance callbacks it calls), one
-serves producer delivery reports; everything else, handlers and all bookkeeping, runs
-on the asyncio loop. Rebalance callbacks hand their work to the loop and wait for it, so
-state is only ever touched from the loop.
+Threads: one thread runs every ``Consumer`` call (``consume``, commits, pause/resume, and
+the rebalance callbacks ``consume`` calls); everything else, handlers and all bookkeeping,
+runs on the asyncio loop. Rebalance callbacks hand their work to the loop and wait for
+it, so state is only ever touched from the loop.
+
+Fetched records queue in one lane per key (conversation). A fixed pool of
+``max_in_flight`` worker tasks takes lanes that have work and no worker, and handles a
+lane's records one after another: one conversation strictly in order, up to
+``max_in_flight`` conversations at once, and no task created per record.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from pipeline.observability.health import HealthServer
 from pipeline.observability.metrics import HandlerMetrics, RuntimeMetrics
 from pipeline.runtime.context import Context
 from pipeline.runtime.dead_letter import Failure, dead_letter_record
-from pipeline.runtime.headers import TRACEPARENT, header
+from pipeline.runtime.headers import TRACEPARENT
 from pipeline.runtime.offset_tracker import PartitionOffsets, decode_finished
 from pipeline.runtime.producer import AsyncProducer, producer_config
 from pipeline.runtime.publisher import Publisher
@@ -43,6 +48,7 @@ TP = tuple[str, int]
 POLL_BATCH = 500
 POLL_TIMEOUT_SECONDS = 0.1
 STALE_LOOP_SECONDS = 60.0
+WORKER_STREAK = 64  # records a worker handles before it lets other tasks run
 
 
 @dataclass(slots=True)
@@ -84,8 +90,10 @@ class Runner:
 
         self.partitions: dict[TP, PartitionOffsets] = {}
         self.paused: set[TP] = set()
-        self.lanes: dict[bytes, deque[Work]] = {}
-        self.lane_tasks: set[asyncio.Task[None]] = set()
+        self.lanes: dict[bytes, deque[Work]] = {}  # every key with queued or running work
+        self.ready_lanes: deque[bytes] = deque()  # lanes with queued work and no worker
+        self.idle: deque[asyncio.Future[None]] = deque()  # workers waiting for a lane
+        self.busy = 0  # records being handled now
         self._produced_children: dict[tuple[str, str], Any] = {}
         self.unacked = 0  # records produced for handled events, not yet acknowledged
         self.fatal: BaseException | None = None
@@ -97,7 +105,13 @@ class Runner:
     async def run(self, stop: asyncio.Event) -> None:
         self.loop = asyncio.get_running_loop()
         self.closing = asyncio.Event()
-        self.slots = asyncio.Semaphore(self.settings.max_in_flight)
+        self.metrics.in_flight.set_function(lambda: self.busy)
+        self.workers = [
+            asyncio.create_task(self._work(), name=f"{self.name}-worker-{i}")
+            for i in range(self.settings.max_in_flight)
+        ]
+        for worker in self.workers:
+            worker.add_done_callback(self._worker_done)
         self.producer = AsyncProducer(
             producer_config(self.settings, f"{self.name}-producer"), self.loop
         )
@@ -195,17 +209,18 @@ class Runner:
         """Stop fetching, hand back unstarted work, drain started work, commit, close."""
         self.closing.set()
         deadline = time.monotonic() + self.settings.drain_timeout_seconds
-        if self.lane_tasks:
-            _, late = await asyncio.wait(set(self.lane_tasks), timeout=_left(deadline))
-            for task in late:
-                task.cancel()
-            if late:
-                log.warning(
-                    "%d conversations still busy at the drain deadline; their "
-                    "events will be handled again after restart",
-                    len(late),
-                )
-                await asyncio.wait(late)
+        # Workers skip queued records once closing is set and finish the ones they hold.
+        while self.lanes and self.fatal is None and _left(deadline):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        if self.lanes:
+            log.warning(
+                "%d conversations still busy at the drain deadline; their "
+                "events will be handled again after restart",
+                len(self.lanes),
+            )
+        for worker in self.workers:
+            worker.cancel()
+        await asyncio.gather(*self.workers, return_exceptions=True)
         await self.loop.run_in_executor(None, self.producer.flush, _left(deadline))
         # Acknowledgements reach the loop in batches; polling beats an event set per record.
         while self.unacked and self.fatal is None and _left(deadline):  # noqa: ASYNC110
@@ -252,44 +267,55 @@ class Runner:
         route.metrics.consumed.inc()
         key = msg.key()
         lane_key = key if isinstance(key, bytes) else f"\0{topic}\0{partition}".encode()
-        work = Work(msg, part, route)
         lane = self.lanes.get(lane_key)
         if lane is not None:
-            lane.append(work)
+            lane.append(Work(msg, part, route))
             return
-        self.lanes[lane_key] = deque((work,))
-        task = asyncio.create_task(self._run_lane(lane_key))
-        self.lane_tasks.add(task)
-        task.add_done_callback(self._lane_done)
+        self.lanes[lane_key] = deque((Work(msg, part, route),))
+        self.ready_lanes.append(lane_key)
+        while self.idle:
+            waiter = self.idle.popleft()
+            if not waiter.done():  # a worker cancelled while waiting leaves a done one
+                waiter.set_result(None)
+                break
 
-    def _lane_done(self, task: asyncio.Task[None]) -> None:
-        self.lane_tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            # A bug in the runtime itself: stop rather than leave an offset stuck forever.
-            self._fail(task.exception() or RuntimeError("lane failed"))
-
-    async def _run_lane(self, lane_key: bytes) -> None:
-        """Handle one conversation's queued events strictly one after another."""
-        lane = self.lanes[lane_key]
-        try:
-            while lane:
-                work = lane.popleft()
-                if work.part.revoked or self.closing.is_set():
-                    continue  # handed back: the next owner reads it from the commit
-                async with self.slots:
+    async def _work(self) -> None:
+        """One worker: take a lane with work, handle its records in order, repeat."""
+        ready, lanes = self.ready_lanes, self.lanes
+        streak = 0
+        while True:
+            if not ready:
+                waiter = self.loop.create_future()
+                self.idle.append(waiter)
+                await waiter
+                continue
+            lane_key = ready.popleft()
+            lane = lanes[lane_key]
+            try:
+                while lane:
+                    work = lane.popleft()
                     if work.part.revoked or self.closing.is_set():
-                        continue
+                        continue  # handed back: the next owner reads it from the commit
                     work.part.in_progress += 1
-                    self.metrics.in_flight.inc()
+                    self.busy += 1
                     try:
                         finished = await self._process(work)
                     finally:
-                        self.metrics.in_flight.dec()
+                        self.busy -= 1
                     if not finished:
                         work.part.in_progress -= 1
-        finally:
-            if self.lanes.get(lane_key) is lane:
-                del self.lanes[lane_key]
+                    streak += 1
+                    if streak >= WORKER_STREAK:
+                        # Handlers that never wait would otherwise hold the loop.
+                        streak = 0
+                        await asyncio.sleep(0)
+            finally:
+                del lanes[lane_key]
+
+    def _worker_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            # A bug in the runtime itself: stop rather than leave an offset stuck forever.
+            self._fail(task.exception() or RuntimeError("worker failed"))
 
     async def _process(self, work: Work) -> bool:
         """Decode, handle with retries, produce outputs; False if abandoned on shutdown."""
@@ -302,7 +328,7 @@ class Runner:
             )
             return await self._dead_letter(work, failure)
 
-        traceparent = header(msg, TRACEPARENT)
+        traceparent = _traceparent(msg)
         attempt = 0
         while True:
             attempt += 1
@@ -370,8 +396,8 @@ class Runner:
             break
 
         metrics.succeeded.inc()
-        metrics.latency.observe(max(0.0, time.time() - event.metadata.occurred_at.timestamp()))
-        outgoing = ctx.outgoing
+        metrics.latency.observe(max(0.0, time.time() - event.metadata.occurred_millis / 1000))
+        outgoing = ctx.take_outgoing()
         if not outgoing:
             self._finished(work)
             return True
@@ -390,8 +416,10 @@ class Runner:
                     self._produced(o.topic, o.event_type).inc()
                 self._finished(work)
 
+        produce = self.producer.produce_nowait
         for o in outgoing:
-            await self.producer.produce(o.topic, o.value, o.key, o.headers, acknowledged)
+            if not produce(o.topic, o.value, o.key, o.headers, acknowledged):
+                await self.producer.produce(o.topic, o.value, o.key, o.headers, acknowledged)
         return True
 
     def _acked(self, err: KafkaError | None) -> None:
@@ -648,6 +676,18 @@ class Runner:
 
 def _left(deadline: float) -> float:
     return max(0.0, deadline - time.monotonic())
+
+
+def _traceparent(msg: Message) -> str | bytes | None:
+    headers = msg.headers()
+    if not headers:
+        return None
+    if isinstance(headers, dict):
+        return headers.get(TRACEPARENT)
+    for name, value in headers:
+        if name == TRACEPARENT:
+            return value
+    return None
 
 
 def _key_text(msg: Message) -> str | None:

@@ -321,3 +321,33 @@ def test_decode_rejects_a_record_without_valid_metadata(serde: SingleObjectSerde
     data = serde.encode_record(DEAD_LETTER, DEAD_LETTER_RECORD)
     with pytest.raises(CorruptEventError, match="dead_letter has no valid metadata"):
         serde.decode(data)
+
+
+def test_decode_keeps_metadata_in_wire_form_and_converts_on_access(
+    serde: SingleObjectSerde,
+) -> None:
+    record = event_record("message_received")
+    decoded = serde.decode(serde.encode_record("message_received", record))
+    assert decoded.metadata.to_record()["event_id"] == str(record["metadata"]["event_id"])
+    assert decoded.metadata.occurred_millis == 1715938212345
+    assert decoded.metadata.event_id == record["metadata"]["event_id"]
+    assert decoded.metadata.causation_id == record["metadata"]["causation_id"]
+    assert decoded.metadata.occurred_at == OCCURRED
+    assert decoded.metadata == Metadata.from_record(record["metadata"])
+
+
+def test_decode_record_still_applies_the_logical_types(serde: SingleObjectSerde) -> None:
+    record = event_record("message_received")
+    _, decoded = serde.decode_record(serde.encode_record("message_received", record))
+    assert isinstance(decoded["metadata"]["event_id"], uuid.UUID)
+    assert decoded["metadata"]["occurred_at"] == OCCURRED
+
+
+@pytest.mark.parametrize("field", ["event_id", "correlation_id", "causation_id"])
+def test_an_id_that_is_not_a_uuid_is_corrupt(serde: SingleObjectSerde, field: str) -> None:
+    # A producer that does not validate can write any string where the schema says uuid.
+    record = event_record("message_received")
+    record["metadata"] = {**metadata("message_received"), field: "order-1234"}
+    data = serde.encode_record("message_received", record)
+    with pytest.raises(CorruptEventError, match="order-1234"):
+        serde.decode(data)
