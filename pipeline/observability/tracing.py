@@ -17,7 +17,7 @@ def child_traceparent(parent: str | bytes | None) -> str:
         # All-zero ids make the header invalid (W3C Trace Context §3.2.2).
         if match is not None and match[1] != _ZERO_TRACE and match[2] != _ZERO_SPAN:
             return f"00-{match[1]}-{_span_id()}-{match[3]}"
-    return f"00-{_random_hex(128)}-{_span_id()}-01"
+    return f"00-{_trace_id()}-{_span_id()}-01"
 
 
 _ZERO_TRACE = "0" * 32
@@ -30,11 +30,8 @@ def _span_id() -> str:
     return f"{random.getrandbits(64) or 1:016x}"
 
 
-def _random_hex(bits: int) -> str:
-    value = 0
-    while value == 0:  # all-zero ids are invalid
-        value = random.getrandbits(bits)
-    return f"{value:0{bits // 4}x}"
+def _trace_id() -> str:
+    return f"{random.getrandbits(128) or 1:032x}"
 
 
 def trace_id(traceparent: str | bytes | None) -> str | None:

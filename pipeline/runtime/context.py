@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from pipeline.events.model import Event
 from pipeline.events.serde import CONTENT_TYPE as AVRO_SINGLE_OBJECT
@@ -14,8 +13,7 @@ from pipeline.observability.tracing import child_traceparent
 from pipeline.runtime.headers import CONTENT_TYPE, EVENT_ID, EVENT_TYPE, TRACEPARENT, Header
 
 
-@dataclass(frozen=True, slots=True)
-class Outgoing:
+class Outgoing(NamedTuple):
     """An encoded record waiting to be produced once its handler succeeded."""
 
     event_type: str

@@ -1,15 +1,15 @@
 """An asyncio face for confluent-kafka's Producer.
 
-A dedicated thread serves delivery reports (``poll``) and hands them to the event loop in
-batches, so every produced record resolves a future once the broker acknowledged it, and
-nothing queued is forgotten: ``close`` flushes before it returns.
+Delivery reports are served on the event loop, so every produced record's callback runs
+there once the broker acknowledged it, and nothing queued is forgotten: ``aclose``
+flushes before it returns.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -38,15 +38,16 @@ def producer_config(settings: Settings, client_id: str) -> dict[str, Any]:
     }
 
 
-AckCallback = Callable[[KafkaError | None], None]
+AckCallback = Callable[[KafkaError | None, Message], None]
 
 
 class AsyncProducer:
     """Produce from asyncio; each record's acknowledgement comes back on the event loop.
 
-    ``produce`` takes a callback run on the loop with the delivery error (None when the
-    broker acknowledged); ``send`` wraps it in a future for code that prefers to await.
-    Delivery reports are served by a task on the loop itself (``poll(0)``), so no other
+    ``produce_nowait`` takes a callback, run on the loop with the delivery error (None
+    when the broker acknowledged) and the record; ``send`` wraps it in a future for code
+    that prefers to await. Delivery reports are only ever served on the loop, by a task
+    that polls (``poll(0)``) and by ``flush``, so callbacks need no locks and no other
     Python thread competes for the GIL once per record.
     """
 
@@ -56,9 +57,6 @@ class AsyncProducer:
     def __init__(self, config: dict[str, Any], loop: asyncio.AbstractEventLoop) -> None:
         self._producer = Producer(config)
         self._loop = loop
-        self._loop_thread = threading.get_ident()
-        self._reports: list[tuple[AckCallback, KafkaError | None]] = []
-        self._reports_lock = threading.Lock()
         self._pump = loop.create_task(self._serve_reports())
 
     def produce_nowait(
@@ -70,16 +68,8 @@ class AsyncProducer:
         on_ack: AckCallback,
     ) -> bool:
         """Queue one record; False (nothing queued) while librdkafka's local queue is full."""
-
-        def report(err: KafkaError | None, _msg: Message) -> None:
-            if threading.get_ident() == self._loop_thread:
-                on_ack(err)
-                return
-            with self._reports_lock:  # a flush on another thread
-                self._reports.append((on_ack, err))
-
         try:
-            self._producer.produce(topic, value, key, headers=list(headers), on_delivery=report)
+            self._producer.produce(topic, value, key, headers=list(headers), on_delivery=on_ack)
         except BufferError:
             return False
         return True
@@ -108,7 +98,7 @@ class AsyncProducer:
         """Queue one record; the returned future resolves once the broker acknowledged it."""
         future: asyncio.Future[None] = self._loop.create_future()
 
-        def settle(err: KafkaError | None) -> None:
+        def settle(err: KafkaError | None, _msg: Message) -> None:
             if future.done():
                 return
             if err is None:
@@ -129,34 +119,20 @@ class AsyncProducer:
             else:
                 await asyncio.sleep(self.IDLE_POLL_SECONDS)
 
-    def _hand_over(self) -> None:
-        with self._reports_lock:
-            if not self._reports:
-                return
-            batch, self._reports = self._reports, []
-        # A closed loop means nobody waits for these acknowledgements any more.
-        with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(_settle, batch)
-
-    def flush(self, timeout: float) -> int:
-        """Block until queued records are delivered or ``timeout``; returns how many remain.
-
-        Call it off the loop (in an executor): it blocks.
+    async def flush(self, seconds: float) -> int:
+        """Wait until queued records are delivered, at most ``seconds``; returns how many
+        remain. Their delivery callbacks run here, on the loop.
         """
-        remaining = self._producer.flush(timeout)
-        self._hand_over()
-        return int(remaining)
+        deadline = time.monotonic() + seconds
+        while len(self._producer) and time.monotonic() < deadline:
+            served = self._producer.poll(0)
+            await asyncio.sleep(0 if served else self.BUSY_POLL_SECONDS)
+        self._producer.poll(0)
+        return len(self._producer)
 
     async def aclose(self, flush_seconds: float) -> int:
-        """Stop serving reports on the loop, flush what is queued, settle every report."""
+        """Stop the report task, flush what is queued; returns how many were not delivered."""
         self._pump.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._pump
-        remaining = await self._loop.run_in_executor(None, self.flush, flush_seconds)
-        await asyncio.sleep(0)  # run the settles handed over by the flush
-        return remaining
-
-
-def _settle(batch: list[tuple[AckCallback, KafkaError | None]]) -> None:
-    for on_ack, err in batch:
-        on_ack(err)
+        return await self.flush(flush_seconds)

@@ -57,6 +57,9 @@ class Route:
 
     handler: HandlerSpec
     metrics: HandlerMetrics
+    # Counted here per record and added to the metrics in bulk (see Runner._flush_counts).
+    consumed: int = 0
+    succeeded: int = 0
 
 
 @dataclass(slots=True)
@@ -94,7 +97,9 @@ class Runner:
         self.ready_lanes: deque[bytes] = deque()  # lanes with queued work and no worker
         self.idle: deque[asyncio.Future[None]] = deque()  # workers waiting for a lane
         self.busy = 0  # records being handled now
+        self.waking = 0  # workers woken that have not run yet
         self._produced_children: dict[tuple[str, str], Any] = {}
+        self.produced_counts: dict[tuple[str, str], int] = {}
         self.unacked = 0  # records produced for handled events, not yet acknowledged
         self.fatal: BaseException | None = None
         self.ready = False
@@ -139,6 +144,7 @@ class Runner:
                 self.ready = True
                 for msg in batch:
                     self._dispatch(msg)
+                self._flush_counts()
                 await self._apply_backpressure()
         finally:
             self.ready = False
@@ -221,7 +227,7 @@ class Runner:
         for worker in self.workers:
             worker.cancel()
         await asyncio.gather(*self.workers, return_exceptions=True)
-        await self.loop.run_in_executor(None, self.producer.flush, _left(deadline))
+        await self.producer.flush(_left(deadline))
         # Acknowledgements reach the loop in batches; polling beats an event set per record.
         while self.unacked and self.fatal is None and _left(deadline):  # noqa: ASYNC110
             await asyncio.sleep(0.01)
@@ -233,6 +239,7 @@ class Runner:
         remaining = await self.producer.aclose(5.0)
         if remaining:
             log.error("%d produced records were not acknowledged at close", remaining)
+        self._flush_counts()
         log.info("service %s stopped", self.name)
 
     def _fail(self, exc: BaseException) -> None:
@@ -264,7 +271,7 @@ class Runner:
             self.metrics.skipped.labels(self.name, topic).inc()
             return
         route = self.routes[topic]
-        route.metrics.consumed.inc()
+        route.consumed += 1
         key = msg.key()
         lane_key = key if isinstance(key, bytes) else f"\0{topic}\0{partition}".encode()
         lane = self.lanes.get(lane_key)
@@ -273,11 +280,22 @@ class Runner:
             return
         self.lanes[lane_key] = deque((Work(msg, part, route),))
         self.ready_lanes.append(lane_key)
+        if not self.waking:
+            self._wake_one()
+
+    def _wake_one(self) -> None:
+        """Wake an idle worker, unless all are busy.
+
+        One worker is woken at a time: it wakes the next when it takes a lane and others
+        are still waiting, so handlers that never wait are run by one worker in one go,
+        and handlers that do wait get a worker per lane, one after another.
+        """
         while self.idle:
             waiter = self.idle.popleft()
             if not waiter.done():  # a worker cancelled while waiting leaves a done one
                 waiter.set_result(None)
-                break
+                self.waking += 1
+                return
 
     async def _work(self) -> None:
         """One worker: take a lane with work, handle its records in order, repeat."""
@@ -287,10 +305,16 @@ class Runner:
             if not ready:
                 waiter = self.loop.create_future()
                 self.idle.append(waiter)
-                await waiter
+                try:
+                    await waiter
+                finally:
+                    if waiter.done() and not waiter.cancelled():
+                        self.waking -= 1
                 continue
             lane_key = ready.popleft()
             lane = lanes[lane_key]
+            if ready and not self.waking:
+                self._wake_one()
             try:
                 while lane:
                     work = lane.popleft()
@@ -395,7 +419,7 @@ class Runner:
             metrics.duration.observe(time.perf_counter() - started)
             break
 
-        metrics.succeeded.inc()
+        work.route.succeeded += 1
         metrics.latency.observe(max(0.0, time.time() - event.metadata.occurred_millis / 1000))
         outgoing = ctx.take_outgoing()
         if not outgoing:
@@ -404,7 +428,7 @@ class Runner:
         waiting = len(outgoing)
         self.unacked += waiting
 
-        def acknowledged(err: KafkaError | None) -> None:
+        def acknowledged(err: KafkaError | None, _msg: Message) -> None:
             nonlocal waiting
             self.unacked -= 1
             if err is not None:
@@ -412,8 +436,10 @@ class Runner:
                 return
             waiting -= 1
             if waiting == 0:
+                counts = self.produced_counts
                 for o in outgoing:
-                    self._produced(o.topic, o.event_type).inc()
+                    kind = (o.topic, o.event_type)
+                    counts[kind] = counts.get(kind, 0) + 1
                 self._finished(work)
 
         produce = self.producer.produce_nowait
@@ -422,17 +448,29 @@ class Runner:
                 await self.producer.produce(o.topic, o.value, o.key, o.headers, acknowledged)
         return True
 
-    def _acked(self, err: KafkaError | None) -> None:
+    def _acked(self, err: KafkaError | None, _msg: Message) -> None:
         # Outputs of a rejected event: the dead letter's acknowledgement gates its commit.
         if err is not None:
             self._fail(KafkaException(err))
 
-    def _produced(self, topic: str, event_type: str) -> Any:
-        child = self._produced_children.get((topic, event_type))
-        if child is None:
-            child = self.metrics.produced.labels(self.name, topic, event_type)
-            self._produced_children[(topic, event_type)] = child
-        return child
+    def _flush_counts(self) -> None:
+        """Add the per-record counts to their metrics: after each fetched batch, on each
+        commit tick and at shutdown, so the hot path never takes a metric's lock."""
+        for route in self.routes.values():
+            if route.consumed:
+                route.metrics.consumed.inc(route.consumed)
+                route.consumed = 0
+            if route.succeeded:
+                route.metrics.succeeded.inc(route.succeeded)
+                route.succeeded = 0
+        if self.produced_counts:
+            counts, self.produced_counts = self.produced_counts, {}
+            for (topic, event_type), count in counts.items():
+                child = self._produced_children.get((topic, event_type))
+                if child is None:
+                    child = self.metrics.produced.labels(self.name, topic, event_type)
+                    self._produced_children[(topic, event_type)] = child
+                child.inc(count)
 
     def _failure(
         self, stage: str, exc: BaseException, attempts: int, work: Work, event: Event
@@ -511,6 +549,7 @@ class Runner:
     async def _commit_periodically(self) -> None:
         while True:
             await asyncio.sleep(self.settings.commit_interval_seconds)
+            self._flush_counts()
             try:
                 pending = self._committable_by_part(self.partitions.values())
                 marks = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -23,6 +24,23 @@ PartitionsHook = Callable[[list[tuple[str, int]]], Awaitable[None]]
 Background = Callable[["Publisher"], Awaitable[None]]
 
 log = logging.getLogger(__name__)
+
+GC_YOUNG_THRESHOLD = 10_000
+
+
+def tune_gc() -> None:
+    """Garbage-collector settings for a process that runs one service.
+
+    Records in flight keep thousands of short-lived objects alive for a few milliseconds.
+    At the default young-generation threshold (700) they set off collections that free
+    nothing and promote them, until full collections walk the whole heap; a higher
+    threshold lets them die first. Freezing what start-up allocated (modules, schemas,
+    settings) keeps it out of every later collection.
+    """
+    gc.collect()
+    gc.freeze()
+    young, middle, old = gc.get_threshold()
+    gc.set_threshold(max(young, GC_YOUNG_THRESHOLD), middle, old)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +133,7 @@ class Service:
             level=self.settings.log_level.upper(),
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
+        tune_gc()
 
         async def main() -> None:
             stop = asyncio.Event()

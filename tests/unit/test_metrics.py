@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from prometheus_client import CollectorRegistry, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.metrics_core import Metric
 
-from pipeline.observability.metrics import LATENCY_BUCKETS, RuntimeMetrics
+from pipeline.observability.metrics import LATENCY_BUCKETS, LoopHistogram, RuntimeMetrics
 
 FORBIDDEN_LABELS = {"conversation", "conversation_id", "event_id", "tenant_id", "key"}
 
@@ -16,13 +16,18 @@ def families(registry: CollectorRegistry) -> list[Metric]:
     return [f for f in registry.collect() if f.name.startswith("pipeline_")]
 
 
-def metric_objects(metrics: RuntimeMetrics) -> list[MetricWrapperBase]:
-    return [v for v in vars(metrics).values() if isinstance(v, MetricWrapperBase)]
+def metric_objects(metrics: RuntimeMetrics) -> list[MetricWrapperBase | LoopHistogram]:
+    kinds = (MetricWrapperBase, LoopHistogram)
+    return [v for v in vars(metrics).values() if isinstance(v, kinds)]
 
 
 def touch(metrics: RuntimeMetrics) -> None:
     """Give every labelled metric a child so that its samples show in the registry."""
     for metric in metric_objects(metrics):
+        if isinstance(metric, LoopHistogram):
+            values = [metrics.service if n == "service" else "x" for n in metric.labelnames]
+            metric.labels(*values).observe(0.02)
+            continue
         names = metric._labelnames
         if metric._labelvalues:  # already bound to the service
             child = metric
@@ -148,3 +153,30 @@ def test_two_instances_on_fresh_registries_do_not_collide() -> None:
 def test_the_same_registry_cannot_hold_two(registry: CollectorRegistry) -> None:
     with pytest.raises(ValueError, match="Duplicated timeseries"):
         RuntimeMetrics(registry, "echo")
+
+
+def test_loop_histogram_exports_what_the_client_histogram_does() -> None:
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    fast = LoopHistogram("t_seconds", "doc", ["service"], buckets=LATENCY_BUCKETS, registry=ours)
+    reference = Histogram("t_seconds", "doc", ["service"], buckets=LATENCY_BUCKETS, registry=theirs)
+    # On a bound, just above it, zero, below the first bound and beyond the last.
+    values = [0.0, 0.001, 0.005, 0.0051, 0.01, 1, 1.5, 300, 301, 1e9]
+    for value in values:
+        fast.labels("echo").observe(value)
+        reference.labels("echo").observe(value)
+
+    def lines(registry: CollectorRegistry) -> list[str]:
+        text = generate_latest(registry).decode()
+        return [line for line in text.splitlines() if "_created" not in line]
+
+    assert lines(ours) == lines(theirs)
+    assert ours.get_sample_value("t_seconds_count", {"service": "echo"}) == len(values)
+    assert ours.get_sample_value("t_seconds_bucket", {"service": "echo", "le": "0.005"}) == 3
+
+
+def test_loop_histogram_refuses_a_wrong_label_count() -> None:
+    histogram = LoopHistogram(
+        "u_seconds", "doc", ["service", "handler"], buckets=(1,), registry=CollectorRegistry()
+    )
+    with pytest.raises(ValueError, match="labels"):
+        histogram.labels("only-one")
