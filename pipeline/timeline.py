@@ -57,7 +57,7 @@ class Entry:
             "topic": self.topic,
             "partition": self.partition,
             "offset": self.offset,
-            "event": jsonable(self.event.to_record()),
+            "event": jsonable(self.event.to_dict()),
         }
 
 

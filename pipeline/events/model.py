@@ -37,15 +37,14 @@ _NAIVE_EPOCH = datetime(1970, 1, 1)
 
 def derived_id(namespace: str, name: str) -> str:
     """``str(uuid.uuid5(UUID(namespace), name))``, from and to the canonical text form."""
-    digest = bytearray(
-        hashlib.sha1(
-            bytes.fromhex(namespace.replace("-", "")) + name.encode(), usedforsecurity=False
-        ).digest()[:16]
-    )
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    h = hashlib.sha1(
+        bytes.fromhex(namespace.replace("-", "")) + name.encode(), usedforsecurity=False
+    ).hexdigest()
+    # Version 5 in the 13th digit, the RFC 4122 variant (10xx) in the 17th.
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+
+
+_VARIANT = {digit: "89ab"[int(digit, 16) & 0b11] for digit in "0123456789abcdef"}
 
 
 class Metadata:

@@ -102,6 +102,8 @@ class Runner:
         self.produced_counts: dict[tuple[str, str], int] = {}
         self.unacked = 0  # records produced for handled events, not yet acknowledged
         self.fatal: BaseException | None = None
+        self.closing_flag = False  # closing.is_set(), read once per record
+        self.topic_for = settings.topic
         self.ready = False
         self.heartbeat = time.monotonic()
 
@@ -214,6 +216,7 @@ class Runner:
     async def _shutdown(self) -> None:
         """Stop fetching, hand back unstarted work, drain started work, commit, close."""
         self.closing.set()
+        self.closing_flag = True
         deadline = time.monotonic() + self.settings.drain_timeout_seconds
         # Workers skip queued records once closing is set and finish the ones they hold.
         while self.lanes and self.fatal is None and _left(deadline):  # noqa: ASYNC110
@@ -318,7 +321,7 @@ class Runner:
             try:
                 while lane:
                     work = lane.popleft()
-                    if work.part.revoked or self.closing.is_set():
+                    if work.part.revoked or self.closing_flag:
                         continue  # handed back: the next owner reads it from the commit
                     work.part.in_progress += 1
                     self.busy += 1
@@ -361,11 +364,11 @@ class Runner:
                 service=self.name,
                 attempt=attempt,
                 serde=self.serde,
-                topic_for=self.settings.topic,
+                topic_for=self.topic_for,
                 traceparent=traceparent,
                 logger=log,
-                topic=msg.topic() or "",
-                partition=msg.partition() or 0,
+                topic=work.part.topic,
+                partition=work.part.partition,
             )
             started = time.perf_counter()
             try:
@@ -441,6 +444,8 @@ class Runner:
                     kind = (o.topic, o.event_type)
                     counts[kind] = counts.get(kind, 0) + 1
                 self._finished(work)
+                if not self.unacked:  # a burst is over: show it in the metrics now
+                    self._flush_counts()
 
         produce = self.producer.produce_nowait
         for o in outgoing:
@@ -454,8 +459,9 @@ class Runner:
             self._fail(KafkaException(err))
 
     def _flush_counts(self) -> None:
-        """Add the per-record counts to their metrics: after each fetched batch, on each
-        commit tick and at shutdown, so the hot path never takes a metric's lock."""
+        """Add the per-record counts to their metrics: after each fetched batch, when the
+        last output in flight is acknowledged, on each commit tick and at shutdown, so the
+        hot path never takes a metric's lock."""
         for route in self.routes.values():
             if route.consumed:
                 route.metrics.consumed.inc(route.consumed)
