@@ -1,11 +1,16 @@
-"""Helpers for runtime integration tests: make events, produce them, read outputs."""
+"""Helpers for runtime integration tests: make events, produce them, read outputs, run
+services in subprocesses."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
+import subprocess
+import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +25,12 @@ from pipeline.runtime.service import Service
 
 SERDE = SingleObjectSerde(SchemaCatalog.load(bundled_dir("schemas")))
 APPS_DIR = Path(__file__).parent
+REPO = Path(__file__).resolve().parents[2]
+# A killed member's partitions move after the session timeout: keep it short.
+SHORT_SESSION = {
+    "PIPELINE_CONSUMER__SESSION_TIMEOUT_MS": "6000",
+    "PIPELINE_CONSUMER__HEARTBEAT_INTERVAL_MS": "500",
+}
 
 
 def settings_for(bootstrap: str, prefix: str, **overrides: Any) -> Settings:
@@ -164,3 +175,37 @@ async def running(service: Service) -> AsyncIterator[asyncio.Task[None]]:
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=60)
+
+
+def start_service(
+    app: str, *, bootstrap: str, prefix: str, log: Path, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``python -m pipeline run <app>`` from the repository, its output appended to ``log``.
+
+    It gets this environment plus its bootstrap servers and topic prefix, no metrics endpoint
+    and a 0.2 s commit interval; ``env`` adds to or overrides those.
+    """
+    environment = {
+        **os.environ,
+        "PIPELINE_BOOTSTRAP_SERVERS": bootstrap,
+        "PIPELINE_TOPIC_PREFIX": prefix,
+        "PIPELINE_METRICS_PORT": "0",
+        "PIPELINE_COMMIT_INTERVAL_SECONDS": "0.2",
+        **(env or {}),
+    }
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "pipeline", "run", app],
+            env=environment,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
+
+
+def stop_service(
+    process: subprocess.Popen[bytes], signum: int = signal.SIGTERM, timeout: float = 60.0
+) -> int:
+    """Send ``signum`` unless the process has exited; wait up to ``timeout``; its return code."""
+    process.send_signal(signum)
+    return process.wait(timeout)

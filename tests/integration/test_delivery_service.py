@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -27,7 +25,17 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from confluent_kafka import Consumer, TopicPartition
-from runtime_support import SERDE, Record, produce_events, read_all, read_all_async, running
+from runtime_support import (
+    SERDE,
+    SHORT_SESSION,
+    Record,
+    produce_events,
+    read_all,
+    read_all_async,
+    running,
+    start_service,
+    stop_service,
+)
 from runtime_support import settings_for as base_settings
 
 from pipeline.devkafka import free_port
@@ -35,7 +43,6 @@ from pipeline.errors import ConfigError
 from pipeline.events.model import Event, Metadata
 from pipeline.services.delivery import build
 
-REPO = Path(__file__).resolve().parents[2]
 TOPICS = ("response_ready", "delivery_status", "delivery_sent", "dead_letters")
 
 Answer = tuple[int, dict[str, str], bytes]
@@ -389,32 +396,14 @@ async def test_every_channel_is_delivered_through_the_service(
 
 
 def start_delivery(bootstrap: str, prefix: str, log: Path, **env: str) -> subprocess.Popen[bytes]:
-    environment = {
-        **os.environ,
-        "PIPELINE_BOOTSTRAP_SERVERS": bootstrap,
-        "PIPELINE_TOPIC_PREFIX": prefix,
-        "PIPELINE_METRICS_PORT": "0",
-        "PIPELINE_COMMIT_INTERVAL_SECONDS": "0.2",
-        "PIPELINE_DELIVERY__BACKOFF_INITIAL_SECONDS": "0.05",
-        # A killed member's partitions move after the session timeout: keep it short.
-        "PIPELINE_CONSUMER__SESSION_TIMEOUT_MS": "6000",
-        "PIPELINE_CONSUMER__HEARTBEAT_INTERVAL_MS": "500",
-        **env,
-    }
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "pipeline", "run", "delivery"],
-            env=environment,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-        )
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        process.wait(60)
+    """Start the delivery service in a subprocess, retrying quickly."""
+    return start_service(
+        "delivery",
+        bootstrap=bootstrap,
+        prefix=prefix,
+        log=log,
+        env={"PIPELINE_DELIVERY__BACKOFF_INITIAL_SECONDS": "0.05", **SHORT_SESSION, **env},
+    )
 
 
 def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> list[int]:
@@ -458,7 +447,7 @@ def test_sigkill_right_after_the_receiver_answered_does_not_deliver_twice(
         records = read_all(kafka_bootstrap, status_topic, has_state(second.id, "sent"), 90)
     finally:
         for process in processes:
-            stop(process)
+            stop_service(process)
 
     requests = Counter(s.key for s in receiver.seen)
     processed = Counter(s.key for s in receiver.processed)
@@ -495,8 +484,7 @@ def test_sigkill_after_the_send_was_recorded_but_not_committed_does_not_send_aga
         )
         read_all(kafka_bootstrap, sent_topic, lambda r: len(r) >= 1, 60)
         before = read_all(kafka_bootstrap, status_topic, has_state(first.id, "sent"), 30)
-        first_run.send_signal(signal.SIGKILL)
-        assert first_run.wait(30) == -signal.SIGKILL
+        assert stop_service(first_run, signal.SIGKILL, timeout=30) == -signal.SIGKILL
         offsets = committed_offsets(kafka_bootstrap, f"{topic_prefix}delivery", source, 3)
         assert all(o < 0 for o in offsets), f"an offset was committed: {offsets}"
 
@@ -509,7 +497,7 @@ def test_sigkill_after_the_send_was_recorded_but_not_committed_does_not_send_aga
         records = read_all(kafka_bootstrap, status_topic, has_state(second.id, "sent"), 90)
     finally:
         for process in processes:
-            stop(process)
+            stop_service(process)
 
     requests = Counter(s.key for s in receiver.seen)
     assert requests == {str(first.id): 1, str(second.id): 1}, log.read_text()[-3000:]

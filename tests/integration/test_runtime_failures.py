@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from pathlib import Path
 from runtime_support import (
     APPS_DIR,
     SERDE,
+    SHORT_SESSION,
     Causes,
     message,
     produce,
@@ -23,36 +23,25 @@ from runtime_support import (
     read_all_async,
     running,
     settings_for,
+    start_service,
+    stop_service,
 )
 
 from pipeline.events.model import Event
 from pipeline.runtime.context import Context
 from pipeline.runtime.service import Service
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def start_relay(bootstrap: str, prefix: str, log: Path, **env: str) -> subprocess.Popen[bytes]:
-    environment = {
-        **os.environ,
-        "PYTHONPATH": f"{APPS_DIR}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-        "PIPELINE_BOOTSTRAP_SERVERS": bootstrap,
-        "PIPELINE_TOPIC_PREFIX": prefix,
-        "PIPELINE_METRICS_PORT": "0",
-        "PIPELINE_COMMIT_INTERVAL_SECONDS": "0.2",
-        # A killed member's partitions move after the session timeout: keep it short.
-        "PIPELINE_CONSUMER__SESSION_TIMEOUT_MS": "6000",
-        "PIPELINE_CONSUMER__HEARTBEAT_INTERVAL_MS": "500",
-        **env,
-    }
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "pipeline", "run", "service_apps:build_relay"],
-            env=environment,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-        )
+    """Start the relay app from ``service_apps`` in a subprocess."""
+    pythonpath = f"{APPS_DIR}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
+    return start_service(
+        "service_apps:build_relay",
+        bootstrap=bootstrap,
+        prefix=prefix,
+        log=log,
+        env={"PYTHONPATH": pythonpath, **SHORT_SESSION, **env},
+    )
 
 
 def outputs_by_cause(records: list) -> dict[str, list[str]]:
@@ -84,8 +73,7 @@ def test_sigkill_mid_run_then_restart_loses_nothing(
     try:
         wait_for_outputs(kafka_bootstrap, outputs, 1500, timeout=60)
     finally:
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
+        stop_service(first, signal.SIGKILL, timeout=10)
     assert first.returncode == -signal.SIGKILL
     partial = read_all(kafka_bootstrap, outputs, lambda r: False, timeout=2)
     assert len(partial) < len(events), "the kill came too late to test anything"
@@ -95,8 +83,7 @@ def test_sigkill_mid_run_then_restart_loses_nothing(
         wanted = {str(e.id) for e in events}
         records = read_all(kafka_bootstrap, outputs, Causes(wanted), timeout=180)
     finally:
-        second.send_signal(signal.SIGTERM)
-        second.wait(60)
+        stop_service(second)
 
     caused = outputs_by_cause(records)
     missing = wanted - set(caused)
@@ -126,9 +113,8 @@ def test_sigterm_mid_run_drains_commits_and_restarts_without_loss(
     log = tmp_path / "relay.log"
     first = start_relay(kafka_bootstrap, topic_prefix, log, RELAY_MAX_SLEEP_SECONDS="0.02")
     wait_for_outputs(kafka_bootstrap, outputs, 800, timeout=60)
-    first.send_signal(signal.SIGTERM)
     started = time.monotonic()
-    assert first.wait(60) == 0, log.read_text()[-3000:]
+    assert stop_service(first) == 0, log.read_text()[-3000:]
     print(f"\nSIGTERM to exit: {time.monotonic() - started:.2f}s")
     partial = read_all(kafka_bootstrap, outputs, lambda r: False, timeout=2)
     assert len(partial) < len(events), "the SIGTERM came too late to test anything"
@@ -140,8 +126,7 @@ def test_sigterm_mid_run_drains_commits_and_restarts_without_loss(
         wanted = {str(e.id) for e in events}
         records = read_all(kafka_bootstrap, outputs, Causes(wanted), timeout=120)
     finally:
-        second.send_signal(signal.SIGTERM)
-        assert second.wait(60) == 0
+        assert stop_service(second) == 0
     caused = outputs_by_cause(records)
     assert set(caused) == wanted, f"{len(wanted - set(caused))} inputs lost"
     repeats = sum(len(ids) - 1 for ids in caused.values())

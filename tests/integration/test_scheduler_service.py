@@ -3,10 +3,8 @@ partition, survive a SIGKILL and restart, and a cancelled timer never fires."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -19,6 +17,8 @@ from runtime_support import (
     read_all_async,
     running,
     settings_for,
+    start_service,
+    stop_service,
 )
 
 from pipeline.events.model import Event, Metadata
@@ -26,7 +26,6 @@ from pipeline.runtime.service import Service
 from pipeline.scheduler.timers import HEADER_ENDED, fired_event_id, to_millis
 from pipeline.services import scheduler
 
-REPO = Path(__file__).resolve().parents[2]
 TOPICS = ("timer_requested", "timer_fired", "scheduler_timers", "dead_letters")
 
 
@@ -97,25 +96,19 @@ async def test_timer_fires_on_time_on_its_partition_and_a_cancelled_one_never(
 
 
 def start_scheduler(bootstrap: str, prefix: str, log: Path) -> subprocess.Popen[bytes]:
-    environment = {
-        **os.environ,
-        "PIPELINE_BOOTSTRAP_SERVERS": bootstrap,
-        "PIPELINE_TOPIC_PREFIX": prefix,
-        "PIPELINE_METRICS_PORT": "0",
-        "PIPELINE_COMMIT_INTERVAL_SECONDS": "0.2",
-        # Static membership: a restarted instance takes its partitions back at once
-        # instead of waiting for the killed one's session to time out.
-        "PIPELINE_CONSUMER__GROUP_INSTANCE_ID": "scheduler-0",
-        "PIPELINE_CONSUMER__SESSION_TIMEOUT_MS": "10000",
-    }
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "pipeline", "run", "scheduler"],
-            env=environment,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-        )
+    """Start the scheduler service in a subprocess with a static group membership."""
+    return start_service(
+        "scheduler",
+        bootstrap=bootstrap,
+        prefix=prefix,
+        log=log,
+        env={
+            # Static membership: a restarted instance takes its partitions back at once
+            # instead of waiting for the killed one's session to time out.
+            "PIPELINE_CONSUMER__GROUP_INSTANCE_ID": "scheduler-0",
+            "PIPELINE_CONSUMER__SESSION_TIMEOUT_MS": "10000",
+        },
+    )
 
 
 def wait_for_line(log: Path, text: str, timeout: float = 60.0) -> float:
@@ -143,8 +136,7 @@ def test_timer_fires_once_although_the_scheduler_was_killed_and_restarted(
         stored = read_all(kafka_bootstrap, timers, lambda r: len(r) >= 3, 30)
         assert len(stored) == 3, "the timers were not stored before the kill"
     finally:
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
+        stop_service(first, signal.SIGKILL, timeout=10)
     killed_at = time.time()
     assert (follow_up["due_at"].timestamp() - killed_at) > 0.5, "killed too late to test"
 
@@ -157,8 +149,7 @@ def test_timer_fires_once_although_the_scheduler_was_killed_and_restarted(
         wait = doomed["due_at"].timestamp() - time.time() + 2.0
         records = read_all(kafka_bootstrap, fired, lambda r: False, max(wait, 2.0))
     finally:
-        second.send_signal(signal.SIGTERM)
-        assert second.wait(60) == 0, second_log.read_text()[-3000:]
+        assert stop_service(second) == 0, second_log.read_text()[-3000:]
 
     assert fired_of(records, "follow_up:conv-b") == [], "a cancelled timer fired"
     assert len(fired_of(records, "follow_up:conv-a")) == 1, "the timer fired more than once"
