@@ -163,6 +163,11 @@ class Metadata:
         return self._object("occurred_at", lambda: from_millis(self._millis))  # type: ignore[no-any-return]
 
     @property
+    def event_id_text(self) -> str:
+        """``event_id`` in its canonical text form, as the wire and headers carry it."""
+        return self._event
+
+    @property
     def occurred_millis(self) -> int:
         """``occurred_at`` as epoch milliseconds."""
         return self._millis

@@ -36,7 +36,9 @@ class SingleObjectSerde:
         return encode_with(schema, record)
 
     def encode(self, event: Event) -> bytes:
-        return self.encode_record(event.type, event.to_record())
+        # Metadata.to_record gives the wire form (id text, millis): the metadata needs no
+        # logical-type conversion on the way out.
+        return encode_with(self.catalog.reader(event.type), event.to_record(), lean=True)
 
     def validate(self, event_type: str, record: Mapping[str, Any]) -> None:
         """Raise EventValidationError, naming the bad field, when the record doesn't fit."""
@@ -92,13 +94,17 @@ class SingleObjectSerde:
         return writer.event_type, record
 
 
-def encode_with(schema: KnownSchema, record: Mapping[str, Any]) -> bytes:
-    """Single-object encode ``record`` with one specific schema version."""
+def encode_with(schema: KnownSchema, record: Mapping[str, Any], *, lean: bool = False) -> bytes:
+    """Single-object encode ``record`` with one specific schema version.
+
+    ``lean`` when the record's metadata is in wire form already (``Metadata.to_record``);
+    the bytes are the same, the writer skips the metadata's logical types.
+    """
     out = io.BytesIO()
     out.write(MAGIC)
     out.write(schema.fingerprint)
     try:
-        fastavro.schemaless_writer(out, schema.parsed, record)
+        fastavro.schemaless_writer(out, schema.lean if lean else schema.parsed, record)
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise EventValidationError(f"{schema.event_type}: {exc}") from exc
     return out.getvalue()

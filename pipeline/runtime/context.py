@@ -74,11 +74,10 @@ class Context:
             conversation_id=conversation_id,
         )
         event = Event(metadata, dict(data))
-        record = {**event.data, "metadata": metadata.to_record()}
-        value = self._serde.encode_record(event_type, record)
+        value = self._serde.encode(event)
         headers = (
             (EVENT_TYPE, event_type),
-            (EVENT_ID, record["metadata"]["event_id"]),
+            (EVENT_ID, metadata.event_id_text),
             (CONTENT_TYPE, AVRO_SINGLE_OBJECT),
             (TRACEPARENT, self.span),
         )
