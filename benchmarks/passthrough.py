@@ -9,8 +9,10 @@ All read the same N Avro events from one topic and write N events to another:
   the runtime's per-conversation ordering, watermark commits and delivery tracking.
 
 Each is timed from its first record consumed to its last output acknowledged, so group
-joins do not count. The ratio pipeline / raw-avro is the cost of the runtime; it is taken
-per round (the sides of a round run back to back) and the median is reported.
+joins do not count; the process CPU time over the same span is reported per event too
+(steadier than throughput when the broker shares the machine). The ratio pipeline /
+raw-avro is the cost of the runtime; it is taken per round (the sides of a round run
+back to back) and the median is reported.
 
     python benchmarks/passthrough.py [--events 50000] [--partitions 6] [--rounds 5]
 
@@ -30,6 +32,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import fastavro
 from confluent_kafka import Consumer, Producer
@@ -94,7 +97,10 @@ def fill(bootstrap: str, topic: str, events: int, conversations: int) -> None:
     assert producer.flush(60) == 0
 
 
-def raw_loop(bootstrap: str, source: str, sink: str, events: int, *, avro: bool) -> float:
+Measurement = tuple[float, float]  # events/s, process CPU µs per event (all threads)
+
+
+def raw_loop(bootstrap: str, source: str, sink: str, events: int, *, avro: bool) -> Measurement:
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -116,13 +122,13 @@ def raw_loop(bootstrap: str, source: str, sink: str, events: int, *, avro: bool)
     reader = SERDE.catalog.reader("message_received")
     writer = SERDE.catalog.reader("response_ready")
     consumer.subscribe([source])
-    seen, started = 0, 0.0
+    seen, started, cpu = 0, 0.0, 0.0
     while seen < events:
         for msg in consumer.consume(500, 0.1):
             if msg.error():
                 continue
             if not seen:
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.process_time()
             seen += 1
             value = msg.value() or b""
             if avro:
@@ -135,12 +141,12 @@ def raw_loop(bootstrap: str, source: str, sink: str, events: int, *, avro: bool)
                     producer.poll(0.01)
         producer.poll(0)
     assert producer.flush(60) == 0
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     consumer.close()
-    return events / elapsed
+    return events / elapsed, cpu / events * 1e6
 
 
-def _avro_passthrough(value: bytes, reader: object, writer: KnownSchema) -> bytes:
+def _avro_passthrough(value: bytes, reader: Any, writer: KnownSchema) -> bytes:
     """What a hand-written service does per record: decode, build an event, encode."""
     incoming = fastavro.schemaless_reader(io.BytesIO(value[HEADER_SIZE:]), reader, None)
     assert isinstance(incoming, dict)
@@ -167,16 +173,16 @@ def _avro_passthrough(value: bytes, reader: object, writer: KnownSchema) -> byte
     return out.getvalue()
 
 
-async def pipeline_service(bootstrap: str, prefix: str, events: int) -> float:
+async def pipeline_service(bootstrap: str, prefix: str, events: int) -> Measurement:
     registry = CollectorRegistry()
     settings = Settings(bootstrap_servers=bootstrap, topic_prefix=prefix, metrics_port=0)
     service = Service("bench", settings=settings, registry=registry)
-    first: list[float] = []
+    first: list[tuple[float, float]] = []
 
     @service.handler("message_received")
     async def passthrough(event: Event, ctx: Context) -> None:
         if not first:
-            first.append(time.perf_counter())
+            first.append((time.perf_counter(), time.process_time()))
         ctx.emit("response_ready", {"reply_to": event["reply_to"], "text": event["text"]})
 
     labels = {
@@ -190,10 +196,10 @@ async def pipeline_service(bootstrap: str, prefix: str, events: int) -> float:
         if task.done():
             task.result()
         await asyncio.sleep(0.002)
-    elapsed = time.perf_counter() - first[0]
+    elapsed, cpu = time.perf_counter() - first[0][0], time.process_time() - first[0][1]
     stop.set()
     await task
-    return events / elapsed
+    return events / elapsed, cpu / events * 1e6
 
 
 def main() -> None:
@@ -205,6 +211,7 @@ def main() -> None:
     args = parser.parse_args()
     tune_gc()  # as `pipeline run` does; the same process settings for every side
     results: dict[str, list[float]] = {"raw-avro": [], "raw-copy": [], "pipeline": []}
+    cpu: dict[str, list[float]] = {side: [] for side in results}
     with broker() as bootstrap:
         for round_ in range(args.rounds):
             prefix = f"bench-{uuid.uuid4().hex[:6]}."
@@ -217,12 +224,18 @@ def main() -> None:
             for side in order:
                 source = f"{prefix}message_received"
                 if side == "pipeline":
-                    rate = asyncio.run(pipeline_service(bootstrap, prefix, args.events))
+                    rate, micros = asyncio.run(pipeline_service(bootstrap, prefix, args.events))
                 else:
                     sink = f"{prefix}{side.replace('-', '_')}"
-                    rate = raw_loop(bootstrap, source, sink, args.events, avro=side == "raw-avro")
+                    avro = side == "raw-avro"
+                    rate, micros = raw_loop(bootstrap, source, sink, args.events, avro=avro)
                 results[side].append(rate)
-                print(f"round {round_ + 1} {side:>8}: {rate:>9,.0f} events/s", flush=True)
+                cpu[side].append(micros)
+                print(
+                    f"round {round_ + 1} {side:>8}: {rate:>9,.0f} events/s, "
+                    f"{micros:6.1f} µs CPU per event",
+                    flush=True,
+                )
     median = {side: statistics.median(rates) for side, rates in results.items()}
     # Each round runs every side back to back on the same topic, so a round's ratio is
     # paired: the machine's drift between rounds cancels out of it.
@@ -238,6 +251,15 @@ def main() -> None:
         "ratio_to_raw_avro": round(statistics.median(paired["raw-avro"]), 3),
         "ratio_to_raw_copy": round(statistics.median(paired["raw-copy"]), 3),
         "ratio_to_raw_avro_by_round": [round(r, 3) for r in paired["raw-avro"]],
+        # Client CPU per event (all the process's threads, not the broker's): steadier
+        # than throughput on a shared machine.
+        **{f"{side}_cpu_us_per_event": round(statistics.median(v), 1) for side, v in cpu.items()},
+        "cpu_ratio_raw_avro_to_pipeline": round(
+            statistics.median(
+                [r / p for r, p in zip(cpu["raw-avro"], cpu["pipeline"], strict=True)]
+            ),
+            3,
+        ),
     }
     print(json.dumps(summary))
 

@@ -47,6 +47,19 @@ def derived_id(namespace: str, name: str) -> str:
 _VARIANT = {digit: "89ab"[int(digit, 16) & 0b11] for digit in "0123456789abcdef"}
 
 
+_FIELDS = (
+    "event_id",
+    "event_type",
+    "conversation_id",
+    "tenant_id",
+    "correlation_id",
+    "causation_id",
+    "occurred_at",
+    "producer",
+)
+_Wire = tuple[str, str, str, str, str, str | None, int, str]  # the fields as written
+
+
 class Metadata:
     """What every event says about itself (schema ``pipeline.events.Metadata``).
 
@@ -55,27 +68,10 @@ class Metadata:
     converted on first access, so chaining one event to the next converts nothing.
     """
 
-    __slots__ = (
-        "_causation",
-        "_correlation",
-        "_event",
-        "_millis",
-        "_objects",
-        "conversation_id",
-        "event_type",
-        "producer",
-        "tenant_id",
-    )
+    __slots__ = ("_objects", "_wire")
 
-    _event: str
-    _correlation: str
-    _causation: str | None
-    _millis: int
+    _wire: _Wire
     _objects: dict[str, Any] | None
-    event_type: str
-    conversation_id: str
-    tenant_id: str
-    producer: str
 
     def __init__(
         self,
@@ -93,40 +89,27 @@ class Metadata:
         if isinstance(occurred_at, datetime):
             objects = {"occurred_at": occurred_at}
             occurred_at = to_millis(occurred_at)
-        self._set(
-            _text(event_id),
-            event_type,
-            conversation_id,
-            tenant_id,
-            _text(correlation_id),
-            None if causation_id is None else _text(causation_id),
-            occurred_at,
-            producer,
+        _init(
+            self,
+            (
+                _text(event_id),
+                event_type,
+                conversation_id,
+                tenant_id,
+                _text(correlation_id),
+                None if causation_id is None else _text(causation_id),
+                occurred_at,
+                producer,
+            ),
             objects,
         )
 
-    def _set(
-        self,
-        event_id: str,
-        event_type: str,
-        conversation_id: str,
-        tenant_id: str,
-        correlation_id: str,
-        causation_id: str | None,
-        millis: int,
-        producer: str,
-        objects: dict[str, Any] | None = None,
-    ) -> None:
-        setattr = object.__setattr__
-        setattr(self, "_event", event_id)
-        setattr(self, "event_type", event_type)
-        setattr(self, "conversation_id", conversation_id)
-        setattr(self, "tenant_id", tenant_id)
-        setattr(self, "_correlation", correlation_id)
-        setattr(self, "_causation", causation_id)
-        setattr(self, "_millis", millis)
-        setattr(self, "producer", producer)
-        setattr(self, "_objects", objects)
+    @classmethod
+    def _of(cls, wire: _Wire) -> Metadata:
+        """From fields already in wire form and checked."""
+        metadata = cls.__new__(cls)
+        _init(metadata, wire, None)
+        return metadata
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"Metadata is immutable; cannot set {name!r}")
@@ -138,7 +121,7 @@ class Metadata:
         objects = self._objects
         if objects is None:
             objects = {}
-            object.__setattr__(self, "_objects", objects)
+            _set(self, "_objects", objects)
         value = objects.get(name)
         if value is None:
             value = objects[name] = make()
@@ -146,74 +129,72 @@ class Metadata:
 
     @property
     def event_id(self) -> uuid.UUID:
-        return self._object("event_id", lambda: uuid.UUID(self._event))  # type: ignore[no-any-return]
+        return self._object("event_id", lambda: uuid.UUID(self._wire[0]))  # type: ignore[no-any-return]
+
+    @property
+    def event_type(self) -> str:
+        return self._wire[1]
+
+    @property
+    def conversation_id(self) -> str:
+        return self._wire[2]
+
+    @property
+    def tenant_id(self) -> str:
+        return self._wire[3]
 
     @property
     def correlation_id(self) -> uuid.UUID:
-        return self._object("correlation_id", lambda: uuid.UUID(self._correlation))  # type: ignore[no-any-return]
+        return self._object("correlation_id", lambda: uuid.UUID(self._wire[4]))  # type: ignore[no-any-return]
 
     @property
     def causation_id(self) -> uuid.UUID | None:
-        if self._causation is None:
+        causation = self._wire[5]
+        if causation is None:
             return None
-        return self._object("causation_id", lambda: uuid.UUID(self._causation))  # type: ignore[no-any-return]
+        return self._object("causation_id", lambda: uuid.UUID(causation))  # type: ignore[no-any-return]
 
     @property
     def occurred_at(self) -> datetime:
-        return self._object("occurred_at", lambda: from_millis(self._millis))  # type: ignore[no-any-return]
+        return self._object("occurred_at", lambda: from_millis(self._wire[6]))  # type: ignore[no-any-return]
+
+    @property
+    def producer(self) -> str:
+        return self._wire[7]
 
     @property
     def event_id_text(self) -> str:
         """``event_id`` in its canonical text form, as the wire and headers carry it."""
-        return self._event
+        return self._wire[0]
 
     @property
     def occurred_millis(self) -> int:
         """``occurred_at`` as epoch milliseconds."""
-        return self._millis
+        return self._wire[6]
 
     def _key(self) -> tuple[Any, ...]:
-        return (
-            self.event_id,
-            self.event_type,
-            self.conversation_id,
-            self.tenant_id,
-            self.correlation_id,
-            self.causation_id,
-            self._millis,
-            self.producer,
-        )
+        wire = self._wire
+        return (self.event_id, *wire[1:4], self.correlation_id, self.causation_id, *wire[6:])
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Metadata):
             return NotImplemented
-        return self._key() == other._key()
+        return self._wire == other._wire or self._key() == other._key()
 
     def __hash__(self) -> int:
         return hash(self._key())
 
     def __repr__(self) -> str:
+        wire = self._wire
         return (
-            f"Metadata(event_id={self._event!r}, event_type={self.event_type!r}, "
-            f"conversation_id={self.conversation_id!r}, tenant_id={self.tenant_id!r}, "
-            f"correlation_id={self._correlation!r}, causation_id={self._causation!r}, "
-            f"occurred_at={self.occurred_at.isoformat()!r}, producer={self.producer!r})"
+            f"Metadata(event_id={wire[0]!r}, event_type={wire[1]!r}, "
+            f"conversation_id={wire[2]!r}, tenant_id={wire[3]!r}, "
+            f"correlation_id={wire[4]!r}, causation_id={wire[5]!r}, "
+            f"occurred_at={self.occurred_at.isoformat()!r}, producer={wire[7]!r})"
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (
-            Metadata,
-            (
-                self._event,
-                self.event_type,
-                self.conversation_id,
-                self.tenant_id,
-                self._correlation,
-                self._causation,
-                self._millis,
-                self.producer,
-            ),
-        )
+        return (Metadata, self._wire)
 
     @classmethod
     def new(
@@ -233,8 +214,8 @@ class Metadata:
             event_type,
             conversation_id,
             tenant_id,
-            cause._correlation if cause else event_id,
-            cause._event if cause else None,
+            cause._wire[4] if cause else event_id,
+            cause._wire[0] if cause else None,
             occurred_at or now_millis(),
             producer,
         )
@@ -248,52 +229,45 @@ class Metadata:
         conversation_id: str | None = None,
     ) -> Metadata:
         """Metadata of an event this one causes: same tenant and correlation id."""
-        caused = Metadata.__new__(Metadata)
-        caused._set(
-            str(uuid.uuid4()) if event_id is None else _text(event_id),
-            event_type,
-            conversation_id or self.conversation_id,
-            self.tenant_id,
-            self._correlation,
-            self._event,
-            now_millis(),
-            producer,
+        wire = self._wire
+        return Metadata._of(
+            (
+                str(uuid.uuid4()) if event_id is None else _text(event_id),
+                event_type,
+                conversation_id or wire[2],
+                wire[3],
+                wire[4],
+                wire[0],
+                now_millis(),
+                producer,
+            )
         )
-        return caused
 
     def caused_derived(
         self, event_type: str, name: str, *, producer: str, conversation_id: str | None = None
     ) -> Metadata:
         """``caused`` with the id ``derived_id(name)``: a repeat gets the same id."""
-        caused = Metadata.__new__(Metadata)
-        caused._set(
-            derived_id(self._event, name),
-            event_type,
-            conversation_id or self.conversation_id,
-            self.tenant_id,
-            self._correlation,
-            self._event,
-            now_millis(),
-            producer,
+        wire = self._wire
+        return Metadata._of(
+            (
+                derived_id(wire[0], name),
+                event_type,
+                conversation_id or wire[2],
+                wire[3],
+                wire[4],
+                wire[0],
+                now_millis(),
+                producer,
+            )
         )
-        return caused
 
     def derived_id(self, name: str) -> str:
         """A deterministic id for an event this one causes: uuid5 of this id and ``name``."""
-        return derived_id(self._event, name)
+        return derived_id(self._wire[0], name)
 
     def to_record(self) -> dict[str, Any]:
         """The Avro record as written: ids in canonical text, ``occurred_at`` in millis."""
-        return {
-            "event_id": self._event,
-            "event_type": self.event_type,
-            "conversation_id": self.conversation_id,
-            "tenant_id": self.tenant_id,
-            "correlation_id": self._correlation,
-            "causation_id": self._causation,
-            "occurred_at": self._millis,
-            "producer": self.producer,
-        }
+        return dict(zip(_FIELDS, self._wire, strict=True))
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as Python values: UUIDs and a datetime."""
@@ -321,6 +295,40 @@ class Metadata:
             record["occurred_at"],
             record["producer"],
         )
+
+
+_set = object.__setattr__
+
+
+def metadata_from_wire(record: Mapping[str, Any]) -> Metadata:
+    """Metadata from a record decoded without logical types (ids as text, time as millis),
+    as the runtime reads it; raises ValueError for an id that is not a UUID."""
+    event_id, correlation, causation = (
+        record["event_id"],
+        record["correlation_id"],
+        record["causation_id"],
+    )
+    ids = (event_id, correlation) if causation is None else (event_id, correlation, causation)
+    for value in ids:
+        if _UUID_TEXT.fullmatch(value) is None:
+            raise ValueError(f"{value!r} is not a UUID in its canonical text form")
+    return Metadata._of(
+        (
+            event_id,
+            record["event_type"],
+            record["conversation_id"],
+            record["tenant_id"],
+            correlation,
+            causation,
+            record["occurred_at"],
+            record["producer"],
+        )
+    )
+
+
+def _init(metadata: Metadata, wire: _Wire, objects: dict[str, Any] | None) -> None:
+    _set(metadata, "_wire", wire)
+    _set(metadata, "_objects", objects)
 
 
 _UUID_TEXT = re.compile(r"[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}", re.IGNORECASE)

@@ -18,7 +18,7 @@ from fastavro.validation import validate
 
 from pipeline.errors import CorruptEventError, EventValidationError, UnknownSchemaError
 from pipeline.events.catalog import KnownSchema, SchemaCatalog
-from pipeline.events.model import Event, Metadata
+from pipeline.events.model import Event, metadata_from_wire
 
 MAGIC = b"\xc3\x01"
 HEADER_SIZE = len(MAGIC) + 8
@@ -56,7 +56,7 @@ class SingleObjectSerde:
         event_type, record = self._read(data, lean=True)
         try:
             # The record is fresh from the reader: its fields become the event's data.
-            return Event(Metadata.from_record(record.pop("metadata")), record)
+            return Event(metadata_from_wire(record.pop("metadata")), record)
         except (KeyError, TypeError, ValueError) as exc:
             raise CorruptEventError(f"{event_type} has no valid metadata: {exc}") from exc
 

@@ -12,6 +12,7 @@ from pipeline.events.model import (
     Metadata,
     derived_id,
     from_millis,
+    metadata_from_wire,
     now_millis,
     to_millis,
     utc_now,
@@ -154,3 +155,16 @@ def test_utc_now_is_whole_milliseconds() -> None:
     assert now.microsecond % 1000 == 0
     assert now.tzinfo is UTC
     assert abs(now - datetime.now(UTC)) < timedelta(seconds=5)
+
+
+def test_metadata_from_wire_reads_the_lean_record() -> None:
+    m = meta(causation_id=CORRELATION)
+    assert metadata_from_wire(m.to_record()) == m
+    assert metadata_from_wire({**m.to_record(), "causation_id": None}).causation_id is None
+
+
+@pytest.mark.parametrize("field", ["event_id", "correlation_id", "causation_id"])
+def test_metadata_from_wire_refuses_an_id_that_is_not_a_uuid(field: str) -> None:
+    record = {**meta(causation_id=CORRELATION).to_record(), field: "order-1234"}
+    with pytest.raises(ValueError, match="order-1234"):
+        metadata_from_wire(record)
