@@ -168,6 +168,10 @@ class Metadata:
         return self._wire[0]
 
     @property
+    def correlation_id_text(self) -> str:
+        return self._wire[4]
+
+    @property
     def occurred_millis(self) -> int:
         """``occurred_at`` as epoch milliseconds."""
         return self._wire[6]

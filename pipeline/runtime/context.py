@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 from pipeline.events.model import Event
 from pipeline.events.serde import CONTENT_TYPE as AVRO_SINGLE_OBJECT
 from pipeline.events.serde import SingleObjectSerde
-from pipeline.observability.tracing import child_traceparent
+from pipeline.observability.tracing import event_traceparent, parent_trace, trace_from_id
 from pipeline.runtime.headers import CONTENT_TYPE, EVENT_ID, EVENT_TYPE, TRACEPARENT, Header
 
 
@@ -57,7 +57,7 @@ class Context:
         self._serde = serde
         self._topic_for = topic_for
         self._outgoing: list[Outgoing] = []
-        self._span: str | None = None
+        self._trace: tuple[str, str] | None = None
 
     def emit(
         self,
@@ -79,7 +79,7 @@ class Context:
             (EVENT_TYPE, event_type),
             (EVENT_ID, metadata.event_id_text),
             (CONTENT_TYPE, AVRO_SINGLE_OBJECT),
-            (TRACEPARENT, self.span),
+            (TRACEPARENT, event_traceparent(self.trace, metadata.event_id_text)),
         )
         topic = self._topic_for(event_type)
         self._outgoing.append(
@@ -88,14 +88,14 @@ class Context:
         return event
 
     @property
-    def span(self) -> str:
-        """The traceparent of this handling: a child span of the incoming event's trace.
-
-        Every event the handler emits carries it, so they share one parent span.
-        """
-        if self._span is None:
-            self._span = child_traceparent(self.traceparent)
-        return self._span
+    def trace(self) -> tuple[str, str]:
+        """(trace id, flags) the emitted events belong to: the incoming event's trace, or,
+        when it came without one, a trace named after its correlation id."""
+        if self._trace is None:
+            self._trace = parent_trace(self.traceparent) or trace_from_id(
+                self.event.metadata.correlation_id_text
+            )
+        return self._trace
 
     def emit_record(
         self,

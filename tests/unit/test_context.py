@@ -201,3 +201,25 @@ def test_outgoing_is_a_copy(serde: SingleObjectSerde) -> None:
     ctx.emit("response_ready", response(ctx.event))
     ctx.outgoing.clear()
     assert len(ctx.outgoing) == 1
+
+
+def test_events_without_incoming_trace_join_their_correlation_trace(
+    serde: SingleObjectSerde,
+) -> None:
+    ctx = context(serde, traceparent=None)
+    first = ctx.emit("response_ready", response(ctx.event, "a"))
+    second = ctx.emit("response_ready", response(ctx.event, "b"))
+    traces = [dict(o.headers)["traceparent"] for o in ctx.outgoing]
+    assert {trace_id(t) for t in traces} == {ctx.event.metadata.correlation_id.hex}
+    spans = [str(t).split("-")[2] for t in traces]
+    assert spans == [first.id.hex[16:], second.id.hex[16:]]
+
+
+def test_a_repeated_attempt_repeats_the_traceparent(serde: SingleObjectSerde) -> None:
+    first, again = context(serde), context(serde)
+    first.emit("response_ready", response(first.event))
+    again.emit("response_ready", response(again.event))
+    assert (
+        dict(first.outgoing[0].headers)["traceparent"]
+        == dict(again.outgoing[0].headers)["traceparent"]
+    )

@@ -6,7 +6,13 @@ import re
 
 import pytest
 
-from pipeline.observability.tracing import child_traceparent, trace_id
+from pipeline.observability.tracing import (
+    child_traceparent,
+    event_traceparent,
+    parent_trace,
+    trace_from_id,
+    trace_id,
+)
 
 FORMAT = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -72,3 +78,29 @@ def test_trace_id_reads_the_trace() -> None:
 @pytest.mark.parametrize("value", [None, "", "nonsense", b"00-zz"])
 def test_trace_id_of_invalid_is_none(value: str | bytes | None) -> None:
     assert trace_id(value) is None
+
+
+def test_parent_trace_reads_trace_and_flags() -> None:
+    assert parent_trace(PARENT) == ("4bf92f3577b34da6a3ce929d0e0e4736", "01")
+    assert parent_trace(PARENT.encode()) == ("4bf92f3577b34da6a3ce929d0e0e4736", "01")
+    assert parent_trace(PARENT[:-2] + "00") == ("4bf92f3577b34da6a3ce929d0e0e4736", "00")
+    assert parent_trace("00-00000000000000000000000000000000-00f067aa0ba902b7-01") is None
+    assert parent_trace("garbage") is None
+    assert parent_trace(None) is None
+
+
+def test_event_traceparent_takes_its_span_id_from_the_event_id() -> None:
+    event_id = "3f2a5a52-8c1e-4d5e-9f1a-0c4b5d6e7f80"
+    traceparent = event_traceparent(("4bf92f3577b34da6a3ce929d0e0e4736", "00"), event_id)
+    assert parts(traceparent) == [
+        "00",
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+        "9f1a0c4b5d6e7f80",
+        "00",
+    ]
+
+
+def test_trace_from_id_is_the_uuid_hex() -> None:
+    trace = trace_from_id("11111111-2222-4333-8444-55555555555A")
+    assert trace == ("11111111222243338444" + "55555555555a", "01")
+    assert parts(event_traceparent(trace, "3f2a5a52-8c1e-4d5e-9f1a-0c4b5d6e7f80"))[1] == trace[0]
