@@ -36,6 +36,7 @@ from typing import Any
 
 import fastavro
 from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry
 
 from pipeline.config import Settings, bundled_dir
@@ -56,6 +57,12 @@ def broker() -> Iterator[str]:
         return
     with DevKafka(free_port(), controller_port=free_port()) as kafka:
         yield kafka.bootstrap_servers
+
+
+def delete_topics(bootstrap: str, topics: list[str]) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.delete_topics(topics, operation_timeout=30).values():
+        future.result(timeout=60)
 
 
 def fill(bootstrap: str, topic: str, events: int, conversations: int) -> None:
@@ -216,7 +223,8 @@ def main() -> None:
         for round_ in range(args.rounds):
             prefix = f"bench-{uuid.uuid4().hex[:6]}."
             names = ("message_received", "response_ready", "raw_avro", "raw_copy", "dead_letters")
-            create_topics(bootstrap, [f"{prefix}{t}" for t in names], args.partitions)
+            topics = [f"{prefix}{t}" for t in names]
+            create_topics(bootstrap, topics, args.partitions)
             fill(bootstrap, f"{prefix}message_received", args.events, args.conversations)
             # Rotate the order so no side always runs on the warmest broker.
             order = ["raw-avro", "pipeline", "raw-copy"]
@@ -236,6 +244,8 @@ def main() -> None:
                     f"{micros:6.1f} µs CPU per event",
                     flush=True,
                 )
+            # Later rounds should not run on a broker that holds every earlier round.
+            delete_topics(bootstrap, topics)
     median = {side: statistics.median(rates) for side, rates in results.items()}
     # Each round runs every side back to back on the same topic, so a round's ratio is
     # paired: the machine's drift between rounds cancels out of it.

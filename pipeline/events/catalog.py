@@ -20,6 +20,7 @@ import fastavro.schema
 from pipeline.errors import SchemaError
 
 NAMESPACE = "pipeline.events"
+SINGLE_OBJECT_MARKER = b"\xc3\x01"
 METADATA_FIELD = "metadata"
 DEAD_LETTER = "dead_letter"
 
@@ -52,6 +53,7 @@ class KnownSchema:
     # The same schema with the metadata's logical types left out: the event model keeps
     # ids as text and times as millis until they are asked for (see events.model).
     lean: Any
+    header: bytes  # what precedes a body in single-object encoding: C3 01, fingerprint
 
 
 class SchemaCatalog:
@@ -119,7 +121,10 @@ class SchemaCatalog:
             raise SchemaError(f"{plain.get('name')!r} must be a named record, enum or fixed")
         full_name = str(parsed["name"])
         lean = fastavro.parse_schema(_lean_metadata(plain), named_schemas={})
-        return KnownSchema(full_name, event_type_of(full_name), fingerprint(parsed), parsed, lean)
+        fp = fingerprint(parsed)
+        return KnownSchema(
+            full_name, event_type_of(full_name), fp, parsed, lean, SINGLE_OBJECT_MARKER + fp
+        )
 
 
 def _load_file(path: Path) -> dict[str, Any]:

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import fastavro
 from fastavro.validation import validate
 
 from pipeline.errors import CorruptEventError, EventValidationError, UnknownSchemaError
-from pipeline.events.catalog import KnownSchema, SchemaCatalog
+from pipeline.events.catalog import SINGLE_OBJECT_MARKER, KnownSchema, SchemaCatalog
 from pipeline.events.model import Event, metadata_from_wire
 
-MAGIC = b"\xc3\x01"
+MAGIC = SINGLE_OBJECT_MARKER
 HEADER_SIZE = len(MAGIC) + 8
 CONTENT_TYPE = "application/vnd.apache.avro+binary; encoding=single-object"
 
@@ -30,6 +30,7 @@ class SingleObjectSerde:
 
     def __init__(self, catalog: SchemaCatalog) -> None:
         self.catalog = catalog
+        self._plans: dict[bytes, _Plan] = {}  # by writer fingerprint, made on first sight
 
     def encode_record(self, event_type: str, record: Mapping[str, Any]) -> bytes:
         schema = self.catalog.reader(event_type)
@@ -61,12 +62,31 @@ class SingleObjectSerde:
             raise CorruptEventError(f"{event_type} has no valid metadata: {exc}") from exc
 
     def _read(self, data: bytes, *, lean: bool) -> tuple[str, dict[str, Any]]:
-        if len(data) < HEADER_SIZE or data[:2] != MAGIC:
+        if data[:2] != MAGIC or len(data) < HEADER_SIZE:
             raise CorruptEventError(
                 f"not Avro single-object encoded (expected marker C3 01, got {data[:2].hex()!r}, "
                 f"{len(data)} bytes)"
             )
         fp = data[2:HEADER_SIZE]
+        plan = self._plans.get(fp) or self._plan(fp)
+        stream = io.BytesIO(data)
+        stream.seek(HEADER_SIZE)
+        try:
+            if lean:
+                record = fastavro.schemaless_reader(stream, plan.writer_lean, plan.reader_lean)
+            else:
+                record = fastavro.schemaless_reader(stream, plan.writer, plan.reader)
+        except Exception as exc:
+            raise CorruptEventError(f"{plan.full_name} body is corrupt: {exc}") from exc
+        if stream.tell() != len(data):
+            raise CorruptEventError(
+                f"{plan.full_name} body has {len(data) - stream.tell()} trailing bytes"
+            )
+        if not isinstance(record, dict):
+            raise CorruptEventError(f"{plan.full_name} body did not decode to a record")
+        return plan.event_type, record
+
+    def _plan(self, fp: bytes) -> _Plan:
         writer = self.catalog.writer(fp)
         if writer is None:
             raise UnknownSchemaError(
@@ -74,24 +94,27 @@ class SingleObjectSerde:
                 "deploy the newer schema files before producers use them"
             )
         reader = self.catalog.reader(writer.event_type)
-        stream = io.BytesIO(data)
-        stream.seek(HEADER_SIZE)
-        writer_schema = writer.lean if lean else writer.parsed
-        try:
-            if reader.fingerprint == writer.fingerprint:
-                record = fastavro.schemaless_reader(stream, writer_schema, None)
-            else:
-                reader_schema = reader.lean if lean else reader.parsed
-                record = fastavro.schemaless_reader(stream, writer_schema, reader_schema)
-        except Exception as exc:
-            raise CorruptEventError(f"{writer.full_name} body is corrupt: {exc}") from exc
-        if stream.tell() != len(data):
-            raise CorruptEventError(
-                f"{writer.full_name} body has {len(data) - stream.tell()} trailing bytes"
-            )
-        if not isinstance(record, dict):
-            raise CorruptEventError(f"{writer.full_name} body did not decode to a record")
-        return writer.event_type, record
+        same = reader.fingerprint == writer.fingerprint  # then no resolution is needed
+        plan = self._plans[fp] = _Plan(
+            writer.event_type,
+            writer.full_name,
+            writer.parsed,
+            writer.lean,
+            None if same else reader.parsed,
+            None if same else reader.lean,
+        )
+        return plan
+
+
+class _Plan(NamedTuple):
+    """How to read the records of one writer schema version."""
+
+    event_type: str
+    full_name: str
+    writer: Any
+    writer_lean: Any
+    reader: Any  # None when the writer is the reader's own version
+    reader_lean: Any
 
 
 def encode_with(schema: KnownSchema, record: Mapping[str, Any], *, lean: bool = False) -> bytes:
@@ -101,8 +124,7 @@ def encode_with(schema: KnownSchema, record: Mapping[str, Any], *, lean: bool = 
     the bytes are the same, the writer skips the metadata's logical types.
     """
     out = io.BytesIO()
-    out.write(MAGIC)
-    out.write(schema.fingerprint)
+    out.write(schema.header)
     try:
         fastavro.schemaless_writer(out, schema.lean if lean else schema.parsed, record)
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
