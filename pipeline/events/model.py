@@ -271,7 +271,7 @@ class Metadata:
 
     def to_record(self) -> dict[str, Any]:
         """The Avro record as written: ids in canonical text, ``occurred_at`` in millis."""
-        return dict(zip(_FIELDS, self._wire, strict=True))
+        return dict(zip(_FIELDS, self._wire))  # noqa: B905 (both hold the eight fields)
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as Python values: UUIDs and a datetime."""
@@ -335,7 +335,9 @@ def _init(metadata: Metadata, wire: _Wire, objects: dict[str, Any] | None) -> No
     _set(metadata, "_objects", objects)
 
 
-_UUID_TEXT = re.compile(r"[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}", re.IGNORECASE)
+# Spelled out: a case-insensitive pattern matches at half the speed.
+_HEX = "[0-9a-fA-F]"
+_UUID_TEXT = re.compile(f"{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}")
 
 
 def _text(value: uuid.UUID | str) -> str:

@@ -430,6 +430,7 @@ class Runner:
             return True
         waiting = len(outgoing)
         self.unacked += waiting
+        offset = msg.offset() or 0
 
         def acknowledged(err: KafkaError | None, _msg: Message) -> None:
             nonlocal waiting
@@ -443,7 +444,9 @@ class Runner:
                 for o in outgoing:
                     kind = (o.topic, o.event_type)
                     counts[kind] = counts.get(kind, 0) + 1
-                self._finished(work)
+                part = work.part
+                part.in_progress -= 1
+                part.finished(offset)
                 if not self.unacked:  # a burst is over: show it in the metrics now
                     self._flush_counts()
 
