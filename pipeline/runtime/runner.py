@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import deque
@@ -103,7 +104,7 @@ class Runner:
         self.unacked = 0  # records produced for handled events, not yet acknowledged
         self.fatal: BaseException | None = None
         self.closing_flag = False  # closing.is_set(), read once per record
-        self.topic_for = settings.topic
+        self.topic_for = functools.cache(settings.topic)  # a few event types, asked per emit
         self.ready = False
         self.heartbeat = time.monotonic()
 

@@ -8,6 +8,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 
+import anyio
 from prometheus_client import CollectorRegistry
 from runtime_support import message, produce_events, read_all_async, running, settings_for
 from service_apps import relay
@@ -102,3 +103,39 @@ async def test_concurrency_within_partitions_beats_one_at_a_time_tenfold(
         f"{per_partition:.1f}s: {speedup:.1f}x faster"
     )
     assert speedup >= 10
+
+
+async def test_handlers_run_in_worker_tasks_where_timeouts_and_cancel_scopes_work(
+    kafka_bootstrap: str, topic_prefix: str, make_topics: Callable[..., list[str]]
+) -> None:
+    inputs, outputs, dead = make_topics(
+        "message_received", "response_ready", "dead_letters", partitions=2
+    )
+    produce_events(kafka_bootstrap, inputs, (message(f"conv-{c}", str(c)) for c in range(200)))
+    settings = settings_for(kafka_bootstrap, topic_prefix, max_in_flight=8, max_retries=0)
+    service = Service("scoped", settings=settings)
+    tasks: set[asyncio.Task[object]] = set()
+
+    @service.handler("message_received")
+    async def scoped(event: Event, ctx: Context) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        tasks.add(task)
+        # Both scope kinds belong to the task they were entered in: the handler must
+        # start and finish in one task, across its awaits.
+        with anyio.CancelScope():
+            async with asyncio.timeout(5):
+                await asyncio.sleep(0.001)
+        if event["text"] == "7":
+            async with asyncio.timeout(0.01):  # this one expires: a handler error
+                await asyncio.sleep(1)
+        ctx.emit("response_ready", {"reply_to": event["reply_to"], "text": event["text"]})
+
+    async with running(service) as run:
+        records = await read_all_async(kafka_bootstrap, outputs, lambda r: len(r) >= 199, 60)
+        letters = await read_all_async(kafka_bootstrap, dead, lambda r: len(r) >= 1, 60)
+        assert run not in tasks, "handlers must not run in the service's own task"
+
+    assert sorted(int(r.event()["text"]) for r in records) == [c for c in range(200) if c != 7]
+    assert len(letters) == 1
+    assert 1 < len(tasks) <= 8, f"{len(tasks)} tasks ran handlers; the pool has 8 workers"
