@@ -34,6 +34,20 @@ class Context:
     The event's offset is committed only after everything emitted was acknowledged.
     """
 
+    __slots__ = (
+        "_outgoing",
+        "_serde",
+        "_topic_for",
+        "_trace",
+        "attempt",
+        "event",
+        "log",
+        "partition",
+        "service",
+        "topic",
+        "traceparent",
+    )
+
     def __init__(
         self,
         event: Event,
