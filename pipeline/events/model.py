@@ -71,7 +71,7 @@ class Metadata:
     __slots__ = ("_objects", "_wire")
 
     _wire: _Wire
-    _objects: dict[str, Any] | None
+    _objects: dict[str, Any]  # conversions made so far; unset until the first
 
     def __init__(
         self,
@@ -108,7 +108,7 @@ class Metadata:
     def _of(cls, wire: _Wire) -> Metadata:
         """From fields already in wire form and checked."""
         metadata = cls.__new__(cls)
-        _init(metadata, wire, None)
+        _set(metadata, "_wire", wire)
         return metadata
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -118,7 +118,7 @@ class Metadata:
         raise AttributeError(f"Metadata is immutable; cannot delete {name!r}")
 
     def _object(self, name: str, make: Callable[[], Any]) -> Any:
-        objects = self._objects
+        objects = getattr(self, "_objects", None)  # unset until something is converted
         if objects is None:
             objects = {}
             _set(self, "_objects", objects)
@@ -332,7 +332,8 @@ def metadata_from_wire(record: Mapping[str, Any]) -> Metadata:
 
 def _init(metadata: Metadata, wire: _Wire, objects: dict[str, Any] | None) -> None:
     _set(metadata, "_wire", wire)
-    _set(metadata, "_objects", objects)
+    if objects is not None:
+        _set(metadata, "_objects", objects)
 
 
 # Spelled out: a case-insensitive pattern matches at half the speed.
