@@ -89,20 +89,19 @@ class Metadata:
         if isinstance(occurred_at, datetime):
             objects = {"occurred_at": occurred_at}
             occurred_at = to_millis(occurred_at)
-        _init(
-            self,
-            (
-                _text(event_id),
-                event_type,
-                conversation_id,
-                tenant_id,
-                _text(correlation_id),
-                None if causation_id is None else _text(causation_id),
-                occurred_at,
-                producer,
-            ),
-            objects,
+        wire = (
+            _text(event_id),
+            event_type,
+            conversation_id,
+            tenant_id,
+            _text(correlation_id),
+            None if causation_id is None else _text(causation_id),
+            occurred_at,
+            producer,
         )
+        _set(self, "_wire", wire)
+        if objects is not None:
+            _set(self, "_objects", objects)
 
     @classmethod
     def _of(cls, wire: _Wire) -> Metadata:
@@ -233,28 +232,23 @@ class Metadata:
         conversation_id: str | None = None,
     ) -> Metadata:
         """Metadata of an event this one causes: same tenant and correlation id."""
-        wire = self._wire
-        return Metadata._of(
-            (
-                str(uuid.uuid4()) if event_id is None else _text(event_id),
-                event_type,
-                conversation_id or wire[2],
-                wire[3],
-                wire[4],
-                wire[0],
-                now_millis(),
-                producer,
-            )
-        )
+        text = str(uuid.uuid4()) if event_id is None else _text(event_id)
+        return self._child(text, event_type, producer, conversation_id)
 
     def caused_derived(
         self, event_type: str, name: str, *, producer: str, conversation_id: str | None = None
     ) -> Metadata:
-        """``caused`` with the id ``derived_id(name)``: a repeat gets the same id."""
+        """``caused`` with the id ``derived_id`` of this id and ``name``: a repeat gets the
+        same id."""
+        return self._child(derived_id(self._wire[0], name), event_type, producer, conversation_id)
+
+    def _child(
+        self, event_id: str, event_type: str, producer: str, conversation_id: str | None
+    ) -> Metadata:
         wire = self._wire
         return Metadata._of(
             (
-                derived_id(wire[0], name),
+                event_id,
                 event_type,
                 conversation_id or wire[2],
                 wire[3],
@@ -264,10 +258,6 @@ class Metadata:
                 producer,
             )
         )
-
-    def derived_id(self, name: str) -> str:
-        """A deterministic id for an event this one causes: uuid5 of this id and ``name``."""
-        return derived_id(self._wire[0], name)
 
     def to_record(self) -> dict[str, Any]:
         """The Avro record as written: ids in canonical text, ``occurred_at`` in millis."""
@@ -312,10 +302,10 @@ def metadata_from_wire(record: Mapping[str, Any]) -> Metadata:
         record["correlation_id"],
         record["causation_id"],
     )
-    ids = (event_id, correlation) if causation is None else (event_id, correlation, causation)
-    for value in ids:
-        if _UUID_TEXT.fullmatch(value) is None:
-            raise ValueError(f"{value!r} is not a UUID in its canonical text form")
+    _checked(event_id)
+    _checked(correlation)
+    if causation is not None:
+        _checked(causation)
     return Metadata._of(
         (
             event_id,
@@ -330,22 +320,20 @@ def metadata_from_wire(record: Mapping[str, Any]) -> Metadata:
     )
 
 
-def _init(metadata: Metadata, wire: _Wire, objects: dict[str, Any] | None) -> None:
-    _set(metadata, "_wire", wire)
-    if objects is not None:
-        _set(metadata, "_objects", objects)
-
-
 # Spelled out: a case-insensitive pattern matches at half the speed.
 _HEX = "[0-9a-fA-F]"
 _UUID_TEXT = re.compile(f"{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}")
 
 
+def _checked(text: str) -> str:
+    if _UUID_TEXT.fullmatch(text) is None:
+        raise ValueError(f"{text!r} is not a UUID in its canonical text form")
+    return text
+
+
 def _text(value: uuid.UUID | str) -> str:
     if isinstance(value, str):
-        if _UUID_TEXT.fullmatch(value) is None:
-            raise ValueError(f"{value!r} is not a UUID in its canonical text form")
-        return value
+        return _checked(value)
     if isinstance(value, uuid.UUID):
         return str(value)
     raise TypeError(f"expected a UUID or its text, got {type(value).__name__}")

@@ -7,10 +7,9 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from pipeline.events.model import Event
-from pipeline.events.serde import CONTENT_TYPE as AVRO_SINGLE_OBJECT
 from pipeline.events.serde import SingleObjectSerde
 from pipeline.observability.tracing import event_traceparent, parent_trace, trace_from_id
-from pipeline.runtime.headers import CONTENT_TYPE, EVENT_ID, EVENT_TYPE, TRACEPARENT, Header
+from pipeline.runtime.headers import Header, event_headers
 
 
 class Outgoing(NamedTuple):
@@ -89,12 +88,8 @@ class Context:
         )
         event = Event(metadata, dict(data))
         value = self._serde.encode(event)
-        headers = (
-            (EVENT_TYPE, event_type),
-            (EVENT_ID, metadata.event_id_text),
-            (CONTENT_TYPE, AVRO_SINGLE_OBJECT),
-            (TRACEPARENT, event_traceparent(self.trace, metadata.event_id_text)),
-        )
+        event_id = metadata.event_id_text
+        headers = event_headers(event_type, event_id, event_traceparent(self.trace, event_id))
         topic = self._topic_for(event_type)
         self._outgoing.append(
             Outgoing(event_type, topic, metadata.conversation_id, value, headers, event)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from confluent_kafka import Message
 
 from pipeline.events.serde import CONTENT_TYPE as AVRO_SINGLE_OBJECT
-from pipeline.observability.tracing import child_traceparent
 
 EVENT_TYPE = "event-type"
 EVENT_ID = "event-id"
@@ -23,20 +22,21 @@ def headers_of(msg: Message) -> list[tuple[str, bytes | None]]:
 
 
 def header(msg: Message, name: str) -> bytes | None:
-    """The first value of one header, or None."""
-    for key, value in headers_of(msg):
+    """The first value of one header, or None (read once per record: no list is built)."""
+    raw = msg.headers()
+    if not raw:
+        return None
+    for key, value in raw.items() if isinstance(raw, dict) else raw:
         if key == name:
-            return value
+            return value.encode() if isinstance(value, str) else value
     return None
 
 
-def event_headers(
-    event_type: str, event_id: object, parent_traceparent: str | bytes | None
-) -> tuple[Header, ...]:
-    """Headers of a produced event; its span is a child of the cause's, if any."""
+def event_headers(event_type: str, event_id: str, traceparent: str) -> tuple[Header, ...]:
+    """Headers of a produced event (``event_id`` in its text form)."""
     return (
         (EVENT_TYPE, event_type),
-        (EVENT_ID, str(event_id)),
+        (EVENT_ID, event_id),
         (CONTENT_TYPE, AVRO_SINGLE_OBJECT),
-        (TRACEPARENT, child_traceparent(parent_traceparent)),
+        (TRACEPARENT, traceparent),
     )

@@ -18,6 +18,7 @@ from pipeline.errors import BrokerUnavailableError
 from pipeline.events.catalog import SchemaCatalog
 from pipeline.events.model import Event, Metadata
 from pipeline.events.serde import SingleObjectSerde
+from pipeline.observability.tracing import child_traceparent
 from pipeline.runtime.headers import Header, event_headers
 from pipeline.runtime.producer import AsyncProducer, producer_config
 
@@ -112,7 +113,9 @@ class Publisher:
         self, event: Event, *, traceparent: str | bytes | None = None, ack_timeout: float = 10.0
     ) -> None:
         value = self.serde.encode(event)
-        headers = event_headers(event.type, event.id, traceparent)
+        headers = event_headers(
+            event.type, event.metadata.event_id_text, child_traceparent(traceparent)
+        )
         await self.publish_record(
             event.type, event.conversation_id, value, headers=headers, ack_timeout=ack_timeout
         )

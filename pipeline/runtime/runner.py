@@ -34,7 +34,7 @@ from pipeline.observability.health import HealthServer
 from pipeline.observability.metrics import HandlerMetrics, RuntimeMetrics
 from pipeline.runtime.context import Context
 from pipeline.runtime.dead_letter import Failure, dead_letter_record
-from pipeline.runtime.headers import TRACEPARENT
+from pipeline.runtime.headers import TRACEPARENT, header
 from pipeline.runtime.offset_tracker import PartitionOffsets, decode_finished
 from pipeline.runtime.producer import AsyncProducer, producer_config
 from pipeline.runtime.publisher import Publisher
@@ -103,7 +103,6 @@ class Runner:
         self.produced_counts: dict[tuple[str, str], int] = {}
         self.unacked = 0  # records produced for handled events, not yet acknowledged
         self.fatal: BaseException | None = None
-        self.closing_flag = False  # closing.is_set(), read once per record
         self.topic_for = functools.cache(settings.topic)  # a few event types, asked per emit
         self.ready = False
         self.heartbeat = time.monotonic()
@@ -217,7 +216,6 @@ class Runner:
     async def _shutdown(self) -> None:
         """Stop fetching, hand back unstarted work, drain started work, commit, close."""
         self.closing.set()
-        self.closing_flag = True
         deadline = time.monotonic() + self.settings.drain_timeout_seconds
         # Workers skip queued records once closing is set and finish the ones they hold.
         while self.lanes and self.fatal is None and _left(deadline):  # noqa: ASYNC110
@@ -322,7 +320,7 @@ class Runner:
             try:
                 while lane:
                     work = lane.popleft()
-                    if work.part.revoked or self.closing_flag:
+                    if work.part.revoked or self.closing.is_set():
                         continue  # handed back: the next owner reads it from the commit
                     work.part.in_progress += 1
                     self.busy += 1
@@ -356,7 +354,7 @@ class Runner:
             )
             return await self._dead_letter(work, failure)
 
-        traceparent = _traceparent(msg)
+        traceparent = header(msg, TRACEPARENT)
         attempt = 0
         while True:
             attempt += 1
@@ -431,7 +429,6 @@ class Runner:
             return True
         waiting = len(outgoing)
         self.unacked += waiting
-        offset = msg.offset() or 0
 
         def acknowledged(err: KafkaError | None, _msg: Message) -> None:
             nonlocal waiting
@@ -445,9 +442,7 @@ class Runner:
                 for o in outgoing:
                     kind = (o.topic, o.event_type)
                     counts[kind] = counts.get(kind, 0) + 1
-                part = work.part
-                part.in_progress -= 1
-                part.finished(offset)
+                self._finished(work)
                 if not self.unacked:  # a burst is over: show it in the metrics now
                     self._flush_counts()
 
@@ -725,18 +720,6 @@ class Runner:
 
 def _left(deadline: float) -> float:
     return max(0.0, deadline - time.monotonic())
-
-
-def _traceparent(msg: Message) -> str | bytes | None:
-    headers = msg.headers()
-    if not headers:
-        return None
-    if isinstance(headers, dict):
-        return headers.get(TRACEPARENT)
-    for name, value in headers:
-        if name == TRACEPARENT:
-            return value
-    return None
 
 
 def _key_text(msg: Message) -> str | None:
