@@ -46,7 +46,8 @@ def settings_for(bootstrap: str, prefix: str, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
-def message(conversation: str, text: str) -> Event:
+def message(conversation: str, text: str, external_id: str | None = None) -> Event:
+    """A web chat message_received from ``user-<conversation>``."""
     metadata = Metadata.new("message_received", conversation, tenant_id="t1", producer="test")
     return Event(
         metadata,
@@ -55,6 +56,7 @@ def message(conversation: str, text: str) -> Event:
             "sender_id": f"user-{conversation}",
             "text": text,
             "reply_to": {"channel": "web", "address": "http://127.0.0.1/cb", "thread_id": None},
+            "external_id": external_id,
         },
     )
 

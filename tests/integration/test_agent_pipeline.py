@@ -13,10 +13,18 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from confluent_kafka import Producer
-from runtime_support import SERDE, Causes, Record, read_all_async, running, settings_for
+from runtime_support import (
+    SERDE,
+    Causes,
+    Record,
+    message,
+    read_all_async,
+    running,
+    settings_for,
+)
 
 from pipeline.config import Settings
-from pipeline.events.model import Event, Metadata
+from pipeline.events.model import Event
 from pipeline.runtime.context import Context
 from pipeline.runtime.service import Service
 from pipeline.services.agent import assemble, build
@@ -39,20 +47,6 @@ _OPS: dict[type, Callable[[Any, Any], Any]] = {
     ast.Mult: operator.mul,
     ast.Div: operator.truediv,
 }
-
-
-def message(conversation: str, text: str, external_id: str | None = None) -> Event:
-    metadata = Metadata.new("message_received", conversation, tenant_id="t1", producer="test")
-    return Event(
-        metadata,
-        {
-            "channel": "web",
-            "sender_id": f"user-{conversation}",
-            "text": text,
-            "reply_to": ADDRESS,
-            "external_id": external_id,
-        },
-    )
 
 
 def produce_in_order(bootstrap: str, topic: str, events: Iterable[Event]) -> list[Event]:
