@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import time
@@ -37,26 +38,22 @@ _NAIVE_EPOCH = datetime(1970, 1, 1)
 
 def derived_id(namespace: str, name: str) -> str:
     """``str(uuid.uuid5(UUID(namespace), name))``, from and to the canonical text form."""
-    h = hashlib.sha1(
-        bytes.fromhex(namespace.replace("-", "")) + name.encode(), usedforsecurity=False
-    ).hexdigest()
+    h = _sha1(bytes.fromhex(namespace.replace("-", "")) + name.encode()).hexdigest()
     # Version 5 in the 13th digit, the RFC 4122 variant (10xx) in the 17th.
     return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
 _VARIANT = {digit: "89ab"[int(digit, 16) & 0b11] for digit in "0123456789abcdef"}
 
+# CPython's own SHA-1 costs about a third less than OpenSSL's for a 40-byte input, where
+# OpenSSL's per-call digest lookup and context set-up dominate. Not a security use: the
+# hash names an event (uuid5), it protects nothing.
+try:
+    from _sha1 import sha1 as _sha1  # type: ignore[import-not-found]
+except ImportError:  # a Python built without its own hashes
+    _sha1 = functools.partial(hashlib.sha1, usedforsecurity=False)
 
-_FIELDS = (
-    "event_id",
-    "event_type",
-    "conversation_id",
-    "tenant_id",
-    "correlation_id",
-    "causation_id",
-    "occurred_at",
-    "producer",
-)
+
 _Wire = tuple[str, str, str, str, str, str | None, int, str]  # the fields as written
 
 
@@ -261,7 +258,20 @@ class Metadata:
 
     def to_record(self) -> dict[str, Any]:
         """The Avro record as written: ids in canonical text, ``occurred_at`` in millis."""
-        return dict(zip(_FIELDS, self._wire))  # noqa: B905 (both hold the eight fields)
+        # A literal: twice as fast as dict(zip(...)), and this runs for every emitted event.
+        event_id, event_type, conversation, tenant, correlation, causation, occurred, producer = (
+            self._wire
+        )
+        return {
+            "event_id": event_id,
+            "event_type": event_type,
+            "conversation_id": conversation,
+            "tenant_id": tenant,
+            "correlation_id": correlation,
+            "causation_id": causation,
+            "occurred_at": occurred,
+            "producer": producer,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as Python values: UUIDs and a datetime."""
@@ -302,10 +312,17 @@ def metadata_from_wire(record: Mapping[str, Any]) -> Metadata:
         record["correlation_id"],
         record["causation_id"],
     )
-    _checked(event_id)
-    _checked(correlation)
-    if causation is not None:
-        _checked(causation)
+    # Both ids in one match (each is 36 characters when the pair is 72); the slow path
+    # names the id that is wrong.
+    if (
+        len(event_id) != 36
+        or _UUID_PAIR.fullmatch(event_id + correlation) is None
+        or (causation is not None and _UUID_TEXT.fullmatch(causation) is None)
+    ):
+        _checked(event_id)
+        _checked(correlation)
+        if causation is not None:
+            _checked(causation)
     return Metadata._of(
         (
             event_id,
@@ -322,7 +339,9 @@ def metadata_from_wire(record: Mapping[str, Any]) -> Metadata:
 
 # Spelled out: a case-insensitive pattern matches at half the speed.
 _HEX = "[0-9a-fA-F]"
-_UUID_TEXT = re.compile(f"{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}")
+_UUID_PATTERN = f"{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}"
+_UUID_TEXT = re.compile(_UUID_PATTERN)
+_UUID_PAIR = re.compile(_UUID_PATTERN * 2)
 
 
 def _checked(text: str) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pickle
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -42,6 +44,21 @@ def meta(**overrides: object) -> Metadata:
 def test_derived_id_is_uuid5(name: str) -> None:
     for namespace in (EVENT, CORRELATION, uuid.uuid4()):
         assert derived_id(str(namespace), name) == str(uuid.uuid5(namespace, name))
+
+
+def test_derived_id_without_the_builtin_sha1_uses_hashlib() -> None:
+    """A Python built without its own hash modules falls back to hashlib's SHA-1."""
+    script = (
+        "import sys, uuid; sys.modules['_sha1'] = None\n"
+        "from pipeline.events import model\n"
+        "ns = uuid.uuid4()\n"
+        "assert model.derived_id(str(ns), 'agent/0') == str(uuid.uuid5(ns, 'agent/0'))\n"
+        "print(type(model._sha1).__name__)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "partial"
 
 
 def test_derived_id_accepts_upper_case_text() -> None:
@@ -168,3 +185,26 @@ def test_metadata_from_wire_refuses_an_id_that_is_not_a_uuid(field: str) -> None
     record = {**meta(causation_id=CORRELATION).to_record(), field: "order-1234"}
     with pytest.raises(ValueError, match="order-1234"):
         metadata_from_wire(record)
+
+
+def test_metadata_from_wire_checks_each_id_not_only_their_concatenation() -> None:
+    """Two ids that are wrong on their own can join into 72 well-formed characters."""
+    event, correlation = str(EVENT), str(CORRELATION)
+    short, long = event[:-1], event[-1] + correlation  # 35 + 37 characters
+    record = {**meta().to_record(), "event_id": short, "correlation_id": long}
+    with pytest.raises(ValueError, match=repr(short)):
+        metadata_from_wire(record)
+
+
+def test_metadata_to_record_holds_every_schema_field() -> None:
+    m = meta(causation_id=CORRELATION)
+    assert m.to_record() == {
+        "event_id": str(EVENT),
+        "event_type": "message_received",
+        "conversation_id": "conv-1",
+        "tenant_id": "acme",
+        "correlation_id": str(CORRELATION),
+        "causation_id": str(CORRELATION),
+        "occurred_at": to_millis(OCCURRED),
+        "producer": "gateway",
+    }
