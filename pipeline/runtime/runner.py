@@ -112,7 +112,6 @@ class Runner:
     async def run(self, stop: asyncio.Event) -> None:
         self.loop = asyncio.get_running_loop()
         self.closing = asyncio.Event()
-        self.stopping = False  # closing.is_set(), read per record without a method call
         self.metrics.in_flight.set_function(lambda: self.busy)
         self.workers = [
             asyncio.create_task(self._work(), name=f"{self.name}-worker-{i}")
@@ -217,7 +216,6 @@ class Runner:
     async def _shutdown(self) -> None:
         """Stop fetching, hand back unstarted work, drain started work, commit, close."""
         self.closing.set()
-        self.stopping = True
         deadline = time.monotonic() + self.settings.drain_timeout_seconds
         # Workers skip queued records once closing is set and finish the ones they hold.
         while self.lanes and self.fatal is None and _left(deadline):  # noqa: ASYNC110
@@ -322,7 +320,7 @@ class Runner:
             try:
                 while lane:
                     work = lane.popleft()
-                    if work.part.revoked or self.stopping:
+                    if work.part.revoked or self.closing.is_set():
                         continue  # handed back: the next owner reads it from the commit
                     work.part.in_progress += 1
                     self.busy += 1

@@ -194,17 +194,3 @@ def test_metadata_from_wire_checks_each_id_not_only_their_concatenation() -> Non
     record = {**meta().to_record(), "event_id": short, "correlation_id": long}
     with pytest.raises(ValueError, match=repr(short)):
         metadata_from_wire(record)
-
-
-def test_metadata_to_record_holds_every_schema_field() -> None:
-    m = meta(causation_id=CORRELATION)
-    assert m.to_record() == {
-        "event_id": str(EVENT),
-        "event_type": "message_received",
-        "conversation_id": "conv-1",
-        "tenant_id": "acme",
-        "correlation_id": str(CORRELATION),
-        "causation_id": str(CORRELATION),
-        "occurred_at": to_millis(OCCURRED),
-        "producer": "gateway",
-    }
