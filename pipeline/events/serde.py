@@ -31,7 +31,6 @@ class SingleObjectSerde:
     def __init__(self, catalog: SchemaCatalog) -> None:
         self.catalog = catalog
         self._plans: dict[bytes, _Plan] = {}  # by writer fingerprint, made on first sight
-        self._schemas = {t: catalog.reader(t) for t in catalog.event_types}
 
     def encode_record(self, event_type: str, record: Mapping[str, Any]) -> bytes:
         schema = self.catalog.reader(event_type)
@@ -41,8 +40,7 @@ class SingleObjectSerde:
         # Metadata.to_record gives the wire form (id text, millis): the metadata needs no
         # logical-type conversion on the way out.
         metadata = event.metadata
-        event_type = metadata.event_type
-        schema = self._schemas.get(event_type) or self.catalog.reader(event_type)
+        schema = self.catalog.reader(metadata.event_type)
         return encode_with(schema, {**event.data, "metadata": metadata.to_record()}, lean=True)
 
     def validate(self, event_type: str, record: Mapping[str, Any]) -> None:
