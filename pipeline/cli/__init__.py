@@ -12,6 +12,7 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
+from pipeline.cli.asyncapi import asyncapi
 from pipeline.cli.kafka import kafka
 from pipeline.cli.topics import topics
 from pipeline.config import Settings
@@ -33,6 +34,7 @@ def main() -> None:
 
 main.add_command(topics)
 main.add_command(kafka)
+main.add_command(asyncapi)
 
 
 @main.command()
