@@ -63,7 +63,7 @@ def produce(event_type: str, body: str, conversation: str, tenant: str, timeout:
     """
     from confluent_kafka import Producer
 
-    from pipeline.events.catalog import SchemaCatalog
+    from pipeline.events.catalog import load_settings_catalog
     from pipeline.events.model import Event, Metadata
     from pipeline.events.serde import CONTENT_TYPE, SingleObjectSerde
     from pipeline.observability.tracing import child_traceparent
@@ -79,7 +79,7 @@ def produce(event_type: str, body: str, conversation: str, tenant: str, timeout:
     if not isinstance(data, dict):
         raise click.UsageError("BODY must be a JSON object of the event's fields")
     try:
-        serde = SingleObjectSerde(SchemaCatalog.load(settings.resource_dir("schemas")))
+        serde = SingleObjectSerde(load_settings_catalog(settings))
         serde.catalog.reader(event_type)
         metadata = Metadata.new(event_type, conversation, tenant_id=tenant, producer="cli")
         event = Event(metadata, data)
@@ -127,12 +127,12 @@ def tail(
     """Print TOPIC's events as JSON lines (TOPIC is a logical name: the prefix is added)."""
     from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
 
-    from pipeline.events.catalog import SchemaCatalog
+    from pipeline.events.catalog import load_settings_catalog
     from pipeline.events.jsonable import jsonable
     from pipeline.events.serde import SingleObjectSerde
 
     settings = _settings()
-    serde = SingleObjectSerde(SchemaCatalog.load(settings.resource_dir("schemas")))
+    serde = SingleObjectSerde(load_settings_catalog(settings))
     physical = settings.topic(topic)
     consumer = Consumer(
         {
@@ -185,12 +185,12 @@ def tail(
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event.")
 def timeline(conversation: str, as_json: bool) -> None:
     """Show CONVERSATION's events across every conversation topic, in order."""
-    from pipeline.events.catalog import SchemaCatalog
+    from pipeline.events.catalog import load_settings_catalog
     from pipeline.events.serde import SingleObjectSerde
     from pipeline.timeline import conversation_timeline, render
 
     settings = _settings()
-    serde = SingleObjectSerde(SchemaCatalog.load(settings.resource_dir("schemas")))
+    serde = SingleObjectSerde(load_settings_catalog(settings))
     try:
         entries = conversation_timeline(settings, serde, conversation)
     except PipelineError as exc:
