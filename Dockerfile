@@ -17,12 +17,17 @@ import tomllib
 print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))
 PY
 RUN pip install --requirement /tmp/requirements.txt
+# Everything pyproject.toml builds into the wheel: the package, and the folders it
+# force-includes as pipeline/_data (schemas, topics, the webhook rules, the knowledge base).
 COPY pipeline ./pipeline
 COPY schemas ./schemas
 COPY topics ./topics
+COPY deploy/webhooks ./deploy/webhooks
+COPY deploy/knowledge ./deploy/knowledge
 RUN pip install --no-deps . \
  && python -m compileall -q /opt/pipeline/lib \
- && pipeline --help > /dev/null
+ && pipeline --version \
+ && pipeline events > /dev/null
 
 # --- runtime: the virtual environment only; no compilers, no pip cache, no sources ---
 FROM ${PYTHON_IMAGE} AS runtime

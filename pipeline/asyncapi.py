@@ -16,7 +16,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from pipeline.config import Settings
-from pipeline.events.catalog import SchemaCatalog, event_type_of
+from pipeline.events.catalog import SchemaCatalog, event_type_of, load_settings_catalog
 from pipeline.events.serde import CONTENT_TYPE
 from pipeline.runtime import headers
 from pipeline.topology import TopicDefinition, Topology, load_settings_topology
@@ -160,7 +160,7 @@ def settings_document(settings: Settings) -> dict[str, Any]:
     """The document for the topics, schemas and services of ``settings``."""
     return document(
         load_settings_topology(settings),
-        SchemaCatalog.load(settings.resource_dir("schemas")),
+        load_settings_catalog(settings),
         builtin_roles(settings),
         bootstrap_servers=settings.bootstrap_servers,
         topic_prefix=settings.topic_prefix,

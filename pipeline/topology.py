@@ -140,33 +140,35 @@ def load_topology(
     *,
     schemas_dir: Path | str | None = None,
     replication_factor: int | None = None,
+    extra_folders: Iterable[Path | str] = (),
+    extra_schema_dirs: Iterable[Path | str] = (),
 ) -> Topology:
-    """Load and validate every ``*.yaml`` file of ``folder``.
+    """Load and validate every ``*.yaml`` file of ``folder`` and of ``extra_folders``.
 
-    With ``schemas_dir``, each ``value_schema`` must exist as ``<fullname>.avsc`` there.
+    ``extra_folders`` add a project's own topics next to ``folder``'s; a topic name defined
+    in two files is a TopologyError naming both. With ``schemas_dir``, each
+    ``value_schema`` must exist as ``<fullname>.avsc`` there or in ``extra_schema_dirs``.
     With ``replication_factor``, it replaces every definition's replication factor.
     Raises TopologyError naming the file and the problem.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise TopologyError(f"topic definitions folder {folder} does not exist")
-    files = sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yml"))
-    if not files:
-        raise TopologyError(f"no topic definitions (*.yaml) in {folder}")
+    folders = [Path(folder), *(Path(extra) for extra in extra_folders)]
+    schema_dirs = [] if schemas_dir is None else [Path(schemas_dir)]
+    schema_dirs += [Path(extra) for extra in extra_schema_dirs]
 
     topics: dict[str, TopicDefinition] = {}
-    for path in files:
-        topic = _load_file(path)
-        if topic.name in topics:
-            raise TopologyError(f"{path.name}: topic {topic.name!r} is defined twice")
-        topics[topic.name] = topic
-        if schemas_dir is not None and topic.value_schema is not None:
-            schema_file = Path(schemas_dir) / f"{topic.value_schema}.avsc"
-            if not schema_file.is_file():
+    sources: dict[str, Path] = {}
+    for where in folders:
+        for path in _definition_files(where):
+            topic = _load_file(path)
+            if topic.name in topics:
                 raise TopologyError(
-                    f"{path.name}: value_schema {topic.value_schema!r} not found "
-                    f"(expected {schema_file})"
+                    f"topic {topic.name!r} is defined twice: in {sources[topic.name]} and in "
+                    f"{path}; an extra folder adds topics, it cannot replace one"
                 )
+            topics[topic.name] = topic
+            sources[topic.name] = path
+            if schema_dirs and topic.value_schema is not None:
+                _check_value_schema(path, topic.value_schema, schema_dirs)
 
     topology = Topology(tuple(topics[name] for name in sorted(topics)))
     _check_co_partitioning(topology)
@@ -174,12 +176,32 @@ def load_topology(
 
 
 def load_settings_topology(settings: Settings) -> Topology:
-    """The topology of ``settings``' topics folder, checked against its schemas folder."""
+    """The topology of ``settings``' topic folders, checked against its schema folders."""
     return load_topology(
         settings.resource_dir("topics"),
         schemas_dir=settings.resource_dir("schemas"),
         replication_factor=settings.topic_replication_factor,
+        extra_folders=settings.extra_topic_dirs,
+        extra_schema_dirs=settings.extra_schema_dirs,
     )
+
+
+def _definition_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise TopologyError(f"topic definitions folder {folder} does not exist")
+    files = sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yml"))
+    if not files:
+        raise TopologyError(f"no topic definitions (*.yaml) in {folder}")
+    return files
+
+
+def _check_value_schema(path: Path, value_schema: str, schema_dirs: list[Path]) -> None:
+    candidates = [folder / f"{value_schema}.avsc" for folder in schema_dirs]
+    if not any(candidate.is_file() for candidate in candidates):
+        expected = " or ".join(str(c) for c in candidates)
+        raise TopologyError(
+            f"{path.name}: value_schema {value_schema!r} not found (expected {expected})"
+        )
 
 
 def _load_file(path: Path) -> TopicDefinition:

@@ -13,6 +13,7 @@ import click
 from pydantic import ValidationError
 
 from pipeline.cli.asyncapi import asyncapi
+from pipeline.cli.events import events
 from pipeline.cli.kafka import kafka
 from pipeline.cli.topics import topics
 from pipeline.config import Settings
@@ -35,14 +36,27 @@ def main() -> None:
 main.add_command(topics)
 main.add_command(kafka)
 main.add_command(asyncapi)
+main.add_command(events)
 
 
 @main.command()
 @click.argument("service")
-def run(service: str) -> None:
-    """Run SERVICE until SIGTERM: a built-in name (echo) or module.path:attribute."""
+@click.option(
+    "--app-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Folder put first on sys.path to import module.path:attribute from.",
+)
+def run(service: str, app_dir: Path) -> None:
+    """Run SERVICE until SIGTERM: a built-in name (echo) or module.path:attribute.
+
+    The current folder (or --app-dir) is put first on sys.path, as uvicorn and
+    `faststream run` do, so `pipeline run my_service:service` works from the module's folder.
+    """
     from pipeline.services import load_service
 
+    sys.path.insert(0, str(app_dir.resolve()))
     settings = _settings()
     try:
         svc = load_service(service, settings)
@@ -60,12 +74,14 @@ def run(service: str) -> None:
 def produce(event_type: str, body: str, conversation: str, tenant: str, timeout: float) -> None:
     """Produce one EVENT_TYPE event; BODY is its fields as JSON ('-' reads stdin).
 
-    The body is validated against the event's schema first; on a mismatch nothing is
-    produced and the command exits with status 2.
+    The body is checked against the event's schema first: every problem is reported at
+    once, naming the field, unknown fields included; then nothing is produced and the
+    command exits with status 2. `pipeline events show EVENT_TYPE` prints a valid body.
     """
     from confluent_kafka import Producer
 
-    from pipeline.events.catalog import SchemaCatalog
+    from pipeline.events.catalog import load_settings_catalog
+    from pipeline.events.json_body import body_problems, to_datum
     from pipeline.events.model import Event, Metadata
     from pipeline.events.serde import CONTENT_TYPE, SingleObjectSerde
     from pipeline.observability.tracing import child_traceparent
@@ -81,10 +97,19 @@ def produce(event_type: str, body: str, conversation: str, tenant: str, timeout:
     if not isinstance(data, dict):
         raise click.UsageError("BODY must be a JSON object of the event's fields")
     try:
-        serde = SingleObjectSerde(SchemaCatalog.load(settings.resource_dir("schemas")))
-        serde.catalog.reader(event_type)
+        serde = SingleObjectSerde(load_settings_catalog(settings))
+        schema = serde.catalog.reader(event_type).parsed
+        problems = body_problems(schema, data)
+        if problems:
+            lines = "\n".join(f"  {problem}" for problem in problems)
+            click.echo(
+                f"error: {event_type}: {len(problems)} problem(s) in BODY, nothing produced "
+                f"(`pipeline events show {event_type}` lists the fields):\n{lines}",
+                err=True,
+            )
+            sys.exit(2)
         metadata = Metadata.new(event_type, conversation, tenant_id=tenant, producer="cli")
-        event = Event(metadata, data)
+        event = Event(metadata, to_datum(schema, data))
         serde.validate(event_type, event.to_record())
         value = serde.encode(event)
     except PipelineError as exc:
@@ -129,12 +154,12 @@ def tail(
     """Print TOPIC's events as JSON lines (TOPIC is a logical name: the prefix is added)."""
     from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
 
-    from pipeline.events.catalog import SchemaCatalog
+    from pipeline.events.catalog import load_settings_catalog
     from pipeline.events.jsonable import jsonable
     from pipeline.events.serde import SingleObjectSerde
 
     settings = _settings()
-    serde = SingleObjectSerde(SchemaCatalog.load(settings.resource_dir("schemas")))
+    serde = SingleObjectSerde(load_settings_catalog(settings))
     physical = settings.topic(topic)
     consumer = Consumer(
         {
@@ -187,12 +212,12 @@ def tail(
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event.")
 def timeline(conversation: str, as_json: bool) -> None:
     """Show CONVERSATION's events across every conversation topic, in order."""
-    from pipeline.events.catalog import SchemaCatalog
+    from pipeline.events.catalog import load_settings_catalog
     from pipeline.events.serde import SingleObjectSerde
     from pipeline.timeline import conversation_timeline, render
 
     settings = _settings()
-    serde = SingleObjectSerde(SchemaCatalog.load(settings.resource_dir("schemas")))
+    serde = SingleObjectSerde(load_settings_catalog(settings))
     try:
         entries = conversation_timeline(settings, serde, conversation)
     except PipelineError as exc:

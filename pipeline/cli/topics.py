@@ -7,17 +7,14 @@ definitions are invalid, unsafe to apply, or the cluster could not be reached.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
-from pydantic import ValidationError
 
 from pipeline import topology
+from pipeline.cli.exits import errors_as_exit
 from pipeline.config import Settings
-from pipeline.errors import PipelineError
 
 _timeout_option = click.option(
     "--timeout",
@@ -45,7 +42,7 @@ def topics() -> None:
 def apply_command(topics_dir: Path | None, timeout: float) -> None:
     """Create missing topics, add partitions and align configs (never shrinks or
     changes cleanup.policy)."""
-    with _errors_as_exit():
+    with errors_as_exit():
         settings = _settings(topics_dir)
         definitions = topology.load_settings_topology(settings)
         admin = topology.admin_client(settings)
@@ -61,7 +58,7 @@ def apply_command(topics_dir: Path | None, timeout: float) -> None:
 @_timeout_option
 def check_command(topics_dir: Path | None, timeout: float) -> None:
     """Report every difference between the cluster and the definitions (exit 1 if any)."""
-    with _errors_as_exit():
+    with errors_as_exit():
         settings = _settings(topics_dir)
         definitions = topology.load_settings_topology(settings)
         admin = topology.admin_client(settings)
@@ -78,7 +75,7 @@ def check_command(topics_dir: Path | None, timeout: float) -> None:
 @_topics_dir_option
 def list_command(topics_dir: Path | None) -> None:
     """Print the topics as they would be applied (prefix and replication override included)."""
-    with _errors_as_exit():
+    with errors_as_exit():
         settings = _settings(topics_dir)
         definitions = topology.load_settings_topology(settings)
     for topic in definitions:
@@ -96,19 +93,3 @@ def _settings(topics_dir: Path | None) -> Settings:
     if topics_dir is not None:
         overrides["topics_dir"] = topics_dir
     return Settings(**overrides)
-
-
-@contextmanager
-def _errors_as_exit() -> Iterator[None]:
-    """Turn the package's errors into one line on stderr and exit code 2."""
-    try:
-        yield
-    except PipelineError as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise SystemExit(2) from None
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        click.echo(f"error: invalid settings: {problems}", err=True)
-        raise SystemExit(2) from None

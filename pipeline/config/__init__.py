@@ -7,11 +7,13 @@ and never appear when settings are printed or logged.
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pipeline.config.sections import (
     AgentSettings,
@@ -60,9 +62,21 @@ class Settings(BaseSettings):
     service_name: str | None = Field(
         None, description="Overrides the service's own name (consumer group, metric labels)."
     )
-    schemas_dir: Path | None = Field(None, description="Avro schemas folder (default: bundled).")
+    schemas_dir: Path | None = Field(
+        None, description="Replaces the bundled Avro schemas folder (default: bundled)."
+    )
     topics_dir: Path | None = Field(
-        None, description="Topic definitions folder (default: bundled)."
+        None, description="Replaces the bundled topic definitions folder (default: bundled)."
+    )
+    extra_schema_dirs: Annotated[tuple[Path, ...], NoDecode] = Field(
+        (),
+        description="Folders of your own Avro schemas, added to the bundled ones "
+        "(os.pathsep-separated, or a JSON list).",
+    )
+    extra_topic_dirs: Annotated[tuple[Path, ...], NoDecode] = Field(
+        (),
+        description="Folders of your own topic definitions, added to the bundled ones "
+        "(os.pathsep-separated, or a JSON list).",
     )
 
     max_in_flight: int = Field(256, ge=1, description="Events handled at once per process.")
@@ -107,10 +121,29 @@ class Settings(BaseSettings):
             )
         return normalised
 
+    @field_validator("extra_schema_dirs", "extra_topic_dirs", mode="before")
+    @classmethod
+    def _split_folder_list(cls, value: Any) -> Any:
+        """``a:b`` (like PATH) or a JSON list, as the environment gives it."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part for part in text.split(os.pathsep) if part.strip()]
+
     def resource_dir(self, name: str) -> Path:
         """The ``schemas`` or ``topics`` folder: configured, bundled, or the source tree's."""
         configured = {"schemas": self.schemas_dir, "topics": self.topics_dir}[name]
         return configured if configured is not None else bundled_dir(name)
+
+    def schema_dirs(self) -> tuple[Path, ...]:
+        """The schemas folder (bundled or replaced) followed by the extra ones."""
+        return (self.resource_dir("schemas"), *self.extra_schema_dirs)
+
+    def topic_dirs(self) -> tuple[Path, ...]:
+        """The topics folder (bundled or replaced) followed by the extra ones."""
+        return (self.resource_dir("topics"), *self.extra_topic_dirs)
 
     def topic(self, name: str) -> str:
         """The physical topic name for a logical topic or event type."""

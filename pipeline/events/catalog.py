@@ -1,7 +1,9 @@
 """The schemas a process knows: the reader schema of each type and every known writer version.
 
-Schema files live in one folder, one named type per file, named ``<namespace>.<Name>.avsc``
-so that references between them resolve. Each file is parsed once, when the catalog loads.
+Schema files live in folders, one named type per file, named ``<namespace>.<Name>.avsc``
+so that references between them resolve. The bundled folder comes first; extra folders
+add a project's own types, which may refer to the bundled ones (``pipeline.events.Metadata``).
+Each file is parsed once, when the catalog loads.
 """
 
 from __future__ import annotations
@@ -12,12 +14,16 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fastavro
 import fastavro.schema
+from fastavro.repository.base import AbstractSchemaRepository, SchemaRepositoryError
 
 from pipeline.errors import SchemaError
+
+if TYPE_CHECKING:
+    from pipeline.config import Settings
 
 NAMESPACE = "pipeline.events"
 SINGLE_OBJECT_MARKER = b"\xc3\x01"
@@ -62,28 +68,49 @@ class SchemaCatalog:
     def __init__(self, schemas: Iterable[Mapping[str, Any]]) -> None:
         self._readers: dict[str, KnownSchema] = {}
         self._writers: dict[bytes, KnownSchema] = {}
+        self._files: dict[str, Path] = {}
         for schema in schemas:
             known = self._parse(schema)
             self._readers[known.event_type] = known
             self._writers[known.fingerprint] = known
 
     @classmethod
-    def load(cls, folder: Path, extra_writers: Iterable[Path] = ()) -> SchemaCatalog:
+    def load(
+        cls,
+        folder: Path,
+        extra_writers: Iterable[Path] = (),
+        *,
+        extra_folders: Iterable[Path] = (),
+    ) -> SchemaCatalog:
         """Every record schema in ``folder`` that has a ``metadata`` field is an event type.
 
         ``extra_writers`` names further files (older or newer versions) that are known as
         writer schemas only, so records written with them can be read.
+
+        ``extra_folders`` add their own types next to ``folder``'s: every ``*.avsc`` file,
+        in any namespace, named after the type it defines, and free to refer to the named
+        types of every folder. A name defined twice, or two event types that map to the same
+        event type name (``acme.OrderPlaced`` and ``shop.OrderPlaced``), is a SchemaError
+        naming both files.
         """
-        if not folder.is_dir():
-            raise SchemaError(f"schema folder {folder} does not exist")
-        loaded = []
-        for path in sorted(folder.glob(f"{NAMESPACE}.*.avsc")):
-            schema = _load_file(path)
-            if _is_event(schema) or schema.get("name") == type_name(DEAD_LETTER):
-                loaded.append(schema)
+        files = _schema_files(folder, tuple(extra_folders))
+        repository = _FileRepository(files)
+        loaded: dict[str, tuple[Path, dict[str, Any]]] = {}
+        for full_name, path in files.items():
+            schema = _load_file(path, repository)
+            if not (_is_event(schema) or schema.get("name") == type_name(DEAD_LETTER)):
+                continue
+            event_type = event_type_of(full_name)
+            if event_type in loaded:
+                raise SchemaError(
+                    f"event type {event_type!r} is defined twice: by {loaded[event_type][0]} "
+                    f"and by {path}; rename one of the types"
+                )
+            loaded[event_type] = (path, schema)
         if not loaded:
             raise SchemaError(f"no event schemas in {folder}")
-        catalog = cls(loaded)
+        catalog = cls(schema for _, schema in loaded.values())
+        catalog._files = {event_type: path for event_type, (path, _) in loaded.items()}
         for path in extra_writers:
             catalog.add_writer(_load_file(path))
         return catalog
@@ -110,6 +137,11 @@ class SchemaCatalog:
     def event_types(self) -> list[str]:
         return sorted(t for t in self._readers if t != DEAD_LETTER)
 
+    def source(self, event_type: str) -> Path | None:
+        """The file an event type's reader schema was loaded from (None if built in memory)."""
+        self.reader(event_type)
+        return self._files.get(event_type)
+
     @staticmethod
     def _parse(schema: Mapping[str, Any]) -> KnownSchema:
         plain = _plain(schema)
@@ -127,15 +159,67 @@ class SchemaCatalog:
         )
 
 
-def _load_file(path: Path) -> dict[str, Any]:
+def load_settings_catalog(settings: Settings) -> SchemaCatalog:
+    """The catalog of ``settings``: its schemas folder plus ``extra_schema_dirs``."""
+    return SchemaCatalog.load(
+        settings.resource_dir("schemas"), extra_folders=settings.extra_schema_dirs
+    )
+
+
+def _schema_files(folder: Path, extra_folders: tuple[Path, ...]) -> dict[str, Path]:
+    """Full name -> file, over every folder; a name in two files is an error naming both."""
+    files: dict[str, Path] = {}
+    for where, pattern in [(folder, f"{NAMESPACE}.*.avsc")] + [
+        (f, "*.avsc") for f in extra_folders
+    ]:
+        if not where.is_dir():
+            raise SchemaError(f"schema folder {where} does not exist")
+        for path in sorted(where.glob(pattern)):
+            full_name = path.name.removesuffix(".avsc")
+            if full_name in files:
+                raise SchemaError(
+                    f"schema {full_name} is defined twice: in {files[full_name]} and in {path}; "
+                    "an extra folder adds types, it cannot replace a bundled one"
+                )
+            files[full_name] = path
+    return files
+
+
+class _FileRepository(AbstractSchemaRepository):
+    """fastavro's view of the schema files: a referenced name is looked up in every folder."""
+
+    def __init__(self, files: Mapping[str, Path]) -> None:
+        self._files = files
+
+    def load(self, name: str) -> dict[str, Any]:
+        path = self._files.get(name)
+        if path is None:
+            raise SchemaRepositoryError(f"no file {name}.avsc in the schema folders")
+        try:
+            loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise SchemaRepositoryError(f"cannot read {path}: {exc}") from exc
+        return loaded
+
+
+def _load_file(path: Path, repository: _FileRepository | None = None) -> dict[str, Any]:
     """A schema file with every referenced named type expanded inline."""
     try:
-        schema = fastavro.schema.load_schema(str(path), _write_hint=False)
+        if repository is None:
+            schema = fastavro.schema.load_schema(str(path), _write_hint=False)
+        else:
+            name = path.name.removesuffix(".avsc")
+            schema = fastavro.schema.load_schema(name, repo=repository, _write_hint=False)
     except Exception as exc:  # fastavro raises parse, lookup and repository errors
         cause = exc.__cause__ or exc
         raise SchemaError(f"cannot load {path.name}: {cause}") from exc
     if not isinstance(schema, dict):
         raise SchemaError(f"{path.name} must hold one named schema")
+    if repository is not None and schema.get("name") != path.name.removesuffix(".avsc"):
+        raise SchemaError(
+            f"{path} defines {schema.get('name')!r}: name the file after the type's full "
+            f"name ({schema.get('name')}.avsc) so that references to it resolve"
+        )
     return schema
 
 

@@ -15,7 +15,7 @@ from confluent_kafka import KafkaException
 
 from pipeline.config import Settings
 from pipeline.errors import BrokerUnavailableError
-from pipeline.events.catalog import SchemaCatalog
+from pipeline.events.catalog import load_settings_catalog
 from pipeline.events.model import Event, Metadata
 from pipeline.events.serde import SingleObjectSerde
 from pipeline.observability.tracing import child_traceparent
@@ -47,7 +47,7 @@ class Publisher:
         producer = AsyncProducer(
             producer_config(settings, f"{name}-publisher"), asyncio.get_running_loop()
         )
-        serde = SingleObjectSerde(SchemaCatalog.load(settings.resource_dir("schemas")))
+        serde = SingleObjectSerde(load_settings_catalog(settings))
         return cls(settings, producer, serde, name, owns_producer=True)
 
     def build(

@@ -21,7 +21,7 @@ import httpx
 
 from pipeline.config import bundled_dir
 from pipeline.devkafka import free_port
-from pipeline.events.catalog import SchemaCatalog
+from pipeline.events.catalog import load_settings_catalog
 from pipeline.events.serde import SingleObjectSerde
 from pipeline.stack.local import LocalStack
 from pipeline.stack.receiver import Delivered, Receivers
@@ -291,7 +291,7 @@ def run_demo(*, kafka_port: int, gateway_port: int, log_dir: Path, timeout: floa
 
 def _report(stack: LocalStack, script: Script, receivers: Receivers, *, ok: bool) -> int:
     settings = stack.settings()
-    serde = SingleObjectSerde(SchemaCatalog.load(settings.resource_dir("schemas")))
+    serde = SingleObjectSerde(load_settings_catalog(settings))
     for label, conversation in script.conversations.items():
         click.echo(f"\n=== {label}: conversation {conversation}")
         click.echo(render(conversation_timeline(settings, serde, conversation)))

@@ -71,6 +71,12 @@ def test_kafka_is_apache_kraft_with_a_health_check(project: dict[str, Any]) -> N
     assert "kafka-broker-api-versions.sh" in " ".join(kafka["healthcheck"]["test"])
 
 
+def test_kafka_keeps_its_data_on_the_volume(project: dict[str, Any]) -> None:
+    kafka = project["services"]["kafka"]
+    (data,) = [v for v in kafka["volumes"] if v["type"] == "volume"]
+    assert kafka["environment"]["KAFKA_LOG_DIRS"] == data["target"]
+
+
 def test_prometheus_loads_the_rules_and_scrapes_every_service(project: dict[str, Any]) -> None:
     prometheus = project["services"]["prometheus"]
     mounts = {v["target"]: v["source"] for v in prometheus["volumes"]}

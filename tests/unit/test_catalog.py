@@ -8,16 +8,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from user_events import EVENT_TYPE, FULL_NAME, ORDER_PLACED, order_body, write_user_events
 
-from pipeline.config import bundled_dir
+from pipeline.config import Settings, bundled_dir
 from pipeline.errors import SchemaError
 from pipeline.events.catalog import (
     DEAD_LETTER,
     SchemaCatalog,
     event_type_of,
     fingerprint,
+    load_settings_catalog,
     type_name,
 )
+from pipeline.events.model import Event, Metadata
+from pipeline.events.serde import SingleObjectSerde
 
 SCHEMAS = bundled_dir("schemas")
 
@@ -154,3 +158,67 @@ def test_fingerprint_changes_with_a_field_type() -> None:
     changed = json.loads(json.dumps(schema))
     changed["fields"][-1]["type"] = "long"
     assert fingerprint(schema) != fingerprint(changed)
+
+
+def test_extra_folder_adds_an_event_type_next_to_the_bundled_ones(tmp_path: Path) -> None:
+    schemas, _ = write_user_events(tmp_path)
+    catalog = SchemaCatalog.load(SCHEMAS, extra_folders=[schemas])
+    assert set(SchemaCatalog.load(SCHEMAS).event_types) < set(catalog.event_types)
+    known = catalog.reader(EVENT_TYPE)
+    assert known.full_name == FULL_NAME
+    assert catalog.source(EVENT_TYPE) == schemas / f"{FULL_NAME}.avsc"
+    assert catalog.source("message_received") == SCHEMAS / "pipeline.events.MessageReceived.avsc"
+    serde = SingleObjectSerde(catalog)
+    event = Event(Metadata.new(EVENT_TYPE, "conv-1", tenant_id="t", producer="test"), order_body())
+    decoded = serde.decode(serde.encode(event))
+    assert decoded.type == EVENT_TYPE
+    assert decoded["ship_to"]["channel"] == "web"
+
+
+def test_settings_catalog_reads_the_extra_schema_dirs(tmp_path: Path) -> None:
+    schemas, _ = write_user_events(tmp_path)
+    assert EVENT_TYPE not in load_settings_catalog(Settings()).event_types
+    assert EVENT_TYPE in load_settings_catalog(Settings(extra_schema_dirs=[schemas])).event_types
+
+
+def test_a_name_in_two_folders_names_both_files(tmp_path: Path) -> None:
+    extra = tmp_path / "mine"
+    extra.mkdir()
+    shutil.copy(SCHEMAS / "pipeline.events.ToolCalled.avsc", extra)
+    with pytest.raises(SchemaError, match="defined twice") as info:
+        SchemaCatalog.load(SCHEMAS, extra_folders=[extra])
+    assert str(SCHEMAS / "pipeline.events.ToolCalled.avsc") in str(info.value)
+    assert str(extra / "pipeline.events.ToolCalled.avsc") in str(info.value)
+
+
+def test_two_types_with_one_event_type_name_name_both_files(tmp_path: Path) -> None:
+    first, _ = write_user_events(tmp_path / "a")
+    second, _ = write_user_events(tmp_path / "b")
+    renamed = second / "billing.OrderPlaced.avsc"
+    (second / f"{FULL_NAME}.avsc").rename(renamed)
+    renamed.write_text(json.dumps({**ORDER_PLACED, "namespace": "billing"}))
+    with pytest.raises(SchemaError, match="event type 'order_placed' is defined twice") as info:
+        SchemaCatalog.load(SCHEMAS, extra_folders=[first, second])
+    assert str(first / f"{FULL_NAME}.avsc") in str(info.value)
+    assert str(renamed) in str(info.value)
+
+
+def test_a_file_not_named_after_its_type_is_refused(tmp_path: Path) -> None:
+    schemas, _ = write_user_events(tmp_path)
+    (schemas / f"{FULL_NAME}.avsc").rename(schemas / "order.avsc")
+    with pytest.raises(SchemaError, match=r"name the file after .*acme\.shop\.OrderPlaced\.avsc"):
+        SchemaCatalog.load(SCHEMAS, extra_folders=[schemas])
+
+
+def test_a_missing_extra_folder_is_a_schema_error(tmp_path: Path) -> None:
+    with pytest.raises(SchemaError, match="nope does not exist"):
+        SchemaCatalog.load(SCHEMAS, extra_folders=[tmp_path / "nope"])
+
+
+def test_an_unresolvable_reference_in_an_extra_folder_names_the_type(tmp_path: Path) -> None:
+    schemas, _ = write_user_events(tmp_path)
+    broken = json.loads(json.dumps(ORDER_PLACED))
+    broken["fields"][4]["type"] = "pipeline.events.Adress"
+    (schemas / f"{FULL_NAME}.avsc").write_text(json.dumps(broken))
+    with pytest.raises(SchemaError, match=r"pipeline\.events\.Adress"):
+        SchemaCatalog.load(SCHEMAS, extra_folders=[schemas])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import ClassVar
@@ -66,8 +67,8 @@ def test_missing_field_exits_2_and_names_it() -> None:
     body = '{"channel": "slack", "sender_id": "U1", "reply_to": ' + GOOD_SLACK_REPLY_TO + "}"
     result = produce("message_received", body)
     assert result.exit_code == 2, result.output
-    assert "error: message_received:" in result.stderr
-    assert "MessageReceived.text" in result.stderr
+    assert "error: message_received: 1 problem(s) in BODY, nothing produced" in result.stderr
+    assert "  text: missing (required, string)" in result.stderr
     assert result.stdout == ""
 
 
@@ -75,7 +76,7 @@ def test_wrong_field_type_exits_2_and_names_it() -> None:
     body = '{"call_id": "c1", "tool": "search", "arguments_json": "{}", "timeout_ms": "soon"}'
     result = produce("tool_called", body)
     assert result.exit_code == 2, result.output
-    assert "ToolCalled.timeout_ms" in result.stderr
+    assert "timeout_ms: expected int, got a string ('soon')" in result.stderr
 
 
 def test_unknown_enum_symbol_exits_2() -> None:
@@ -86,7 +87,52 @@ def test_unknown_enum_symbol_exits_2() -> None:
     )
     result = produce("message_received", body)
     assert result.exit_code == 2, result.output
-    assert "error: message_received:" in result.stderr
+    assert "channel: 'fax' is not one of web, slack," in result.stderr
+
+
+def test_every_problem_is_reported_at_once_naming_the_field() -> None:
+    body = {
+        "channel": "slack",
+        "sender": "U1",
+        "text": 42,
+        "reply_to": {"channel": "pigeon", "thread_id": None},
+        "attachments": [{"url": "https://x/y.png", "content_type": "image/png", "size": 1}],
+    }
+    result = produce("message_received", json.dumps(body))
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    problems = result.stderr.splitlines()[1:]
+    assert problems == [
+        "  sender: unknown field (known: attachments, attributes, channel, external_id, "
+        "reply_to, sender_id, sender_name, text)",
+        "  sender_id: missing (required, string)",
+        "  text: expected string, got a number (42)",
+        "  reply_to.channel: 'pigeon' is not one of web, slack, whatsapp, email, sms, voice, "
+        "api, unknown",
+        "  reply_to.address: missing (required, string)",
+        "  attachments[0].size: unknown field (known: content_type, name, size_bytes, url)",
+    ]
+    assert "6 problem(s) in BODY" in result.stderr
+
+
+def test_an_unknown_field_alone_is_refused() -> None:
+    body = {
+        "channel": "slack",
+        "sender_id": "U1",
+        "text": "hi",
+        "reply_to": json.loads(GOOD_SLACK_REPLY_TO),
+        "priority": "high",
+    }
+    result = produce("message_received", json.dumps(body))
+    assert result.exit_code == 2, result.output
+    assert "  priority: unknown field (known: " in result.stderr
+
+
+def test_metadata_in_the_body_is_refused() -> None:
+    body = '{"metadata": {}, "call_id": "c1", "tool": "t", "arguments_json": "{}"}'
+    result = produce("tool_called", body)
+    assert result.exit_code == 2, result.output
+    assert "metadata: set by the producer" in result.stderr
 
 
 def test_unknown_event_type_exits_2_and_lists_the_known_ones() -> None:

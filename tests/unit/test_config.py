@@ -127,9 +127,38 @@ def test_resource_dir_configured(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     assert settings.resource_dir("topics") == tmp_path / "topics"
 
 
+def test_extra_folders_extend_the_bundled_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIPELINE_EXTRA_SCHEMA_DIRS", "/srv/a:/srv/b")
+    monkeypatch.setenv("PIPELINE_EXTRA_TOPIC_DIRS", '["/srv/with space", "/srv/c"]')
+    settings = Settings()
+    assert settings.schema_dirs() == (bundled_dir("schemas"), Path("/srv/a"), Path("/srv/b"))
+    assert settings.topic_dirs() == (
+        bundled_dir("topics"),
+        Path("/srv/with space"),
+        Path("/srv/c"),
+    )
+
+
+def test_no_extra_folders_by_default() -> None:
+    assert Settings().schema_dirs() == (bundled_dir("schemas"),)
+    assert Settings().topic_dirs() == (bundled_dir("topics"),)
+
+
+def test_replaced_folder_comes_before_the_extra_ones(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PIPELINE_SCHEMAS_DIR", str(tmp_path / "ours"))
+    monkeypatch.setenv("PIPELINE_EXTRA_SCHEMA_DIRS", str(tmp_path / "mine"))
+    assert Settings().schema_dirs() == (tmp_path / "ours", tmp_path / "mine")
+
+
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("PIPELINE_MAX_IN_FLIGHT", "0"), ("PIPELINE_METRICS_PORT", "70000")],
+    [
+        ("PIPELINE_EXTRA_SCHEMA_DIRS", "[1"),
+        ("PIPELINE_MAX_IN_FLIGHT", "0"),
+        ("PIPELINE_METRICS_PORT", "70000"),
+    ],
 )
 def test_out_of_range_values_are_refused(
     monkeypatch: pytest.MonkeyPatch, variable: str, value: str

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
+from user_events import EVENT_TYPE, FULL_NAME, write_user_events
 
 from pipeline.cli.topics import topics as topics_cli
 from pipeline.config import Settings, bundled_dir
@@ -310,3 +311,31 @@ def test_unreachable_cluster_is_a_topology_error(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert result.stderr.startswith("error: cannot list topics")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_extra_folder_adds_topics_next_to_the_bundled_ones(tmp_path: Path) -> None:
+    schemas, topics = write_user_events(tmp_path)
+    settings = Settings(extra_schema_dirs=[schemas], extra_topic_dirs=[topics])
+    topology = load_settings_topology(settings)
+    assert set(load_topology(TOPICS).names) | {EVENT_TYPE} == set(topology.names)
+    assert topology[EVENT_TYPE].value_schema == FULL_NAME
+
+
+def test_a_topic_in_two_folders_names_both_files(tmp_path: Path) -> None:
+    extra = _write(tmp_path / "mine", _definition("tool_called", partitions=12))
+    with pytest.raises(TopologyError, match="'tool_called' is defined twice") as info:
+        load_topology(TOPICS, extra_folders=[extra])
+    assert str(TOPICS / "tool_called.yaml") in str(info.value)
+    assert str(extra / "tool_called.yaml") in str(info.value)
+
+
+def test_an_extra_topic_needs_its_schema_in_some_schema_folder(tmp_path: Path) -> None:
+    _, topics = write_user_events(tmp_path)
+    with pytest.raises(TopologyError, match=r"value_schema 'acme\.shop\.OrderPlaced' not found"):
+        load_topology(TOPICS, schemas_dir=SCHEMAS, extra_folders=[topics])
+
+
+def test_an_extra_conversation_topic_must_share_the_partition_count(tmp_path: Path) -> None:
+    extra = _write(tmp_path / "mine", _definition("order_placed", partitions=5))
+    with pytest.raises(TopologyError, match="must share one partition count"):
+        load_topology(TOPICS, extra_folders=[extra])
