@@ -41,11 +41,13 @@ __all__ = [
     "DEFAULT_PORT",
     "KAFKA_VERSION",
     "DevKafka",
+    "DevKafkaCluster",
     "DevKafkaError",
     "cache_root",
     "create_topics",
     "fetch",
     "free_port",
+    "local_kafka",
     "main",
 ]
 
@@ -110,12 +112,27 @@ def render_pom(kafka_version: str = KAFKA_VERSION) -> str:
 """
 
 
-def render_server_properties(port: int, controller_port: int, log_dir: Path) -> str:
-    """server.properties for one KRaft node that is both broker and controller."""
+def render_server_properties(
+    port: int,
+    controller_port: int,
+    log_dir: Path,
+    *,
+    node_id: int = 1,
+    voters: str | None = None,
+    replication_factor: int = 1,
+) -> str:
+    """server.properties for one KRaft node that is both broker and controller.
+
+    ``voters`` is the whole quorum (``1@host:port,2@host:port,...``; default: this node
+    alone). ``replication_factor`` sets the internal topics' replication and the defaults
+    for new topics; with 3 or more nodes, ``min.insync.replicas`` is 2, as in production.
+    """
+    min_isr = "2" if replication_factor >= 3 else "1"
+    rf = str(replication_factor)
     props = {
         "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
+        "node.id": str(node_id),
+        "controller.quorum.voters": voters or f"{node_id}@127.0.0.1:{controller_port}",
         "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
         "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
         "controller.listener.names": "CONTROLLER",
@@ -123,19 +140,25 @@ def render_server_properties(port: int, controller_port: int, log_dir: Path) -> 
         "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
         "log.dirs": str(log_dir),
         "num.partitions": "1",
-        "default.replication.factor": "1",
-        "min.insync.replicas": "1",
-        "offsets.topic.replication.factor": "1",
+        "default.replication.factor": rf,
+        "min.insync.replicas": min_isr,
+        "offsets.topic.replication.factor": rf,
         "offsets.topic.num.partitions": "4",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.replication.factor": rf,
+        "transaction.state.log.min.isr": min_isr,
         "transaction.state.log.num.partitions": "4",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
+        "share.coordinator.state.topic.replication.factor": rf,
+        "share.coordinator.state.topic.min.isr": min_isr,
         "group.initial.rebalance.delay.ms": "0",
         "auto.create.topics.enable": "false",
         "delete.topic.enable": "true",
     }
+    if replication_factor > 1:
+        # A restarted node takes leadership back, so a test's cluster returns to its shape;
+        # a frozen node leaves the ISR after 10 s (default 30 s), so acks=all writes wait
+        # that long at most.
+        props["leader.imbalance.check.interval.seconds"] = "10"
+        props["replica.lag.time.max.ms"] = "10000"
     lines = ["# Written by pipeline.devkafka; regenerated on every start."]
     lines += [f"{key}={value}" for key, value in props.items()]
     return "\n".join(lines) + "\n"
@@ -393,7 +416,13 @@ class DevKafka:
         start_timeout: float = DEFAULT_START_TIMEOUT,
         stop_timeout: float = DEFAULT_STOP_TIMEOUT,
         kafka_version: str = KAFKA_VERSION,
+        node_id: int = 1,
+        voters: str | None = None,
+        cluster_id: str | None = None,
+        replication_factor: int = 1,
     ) -> None:
+        """``node_id``, ``voters``, ``cluster_id`` and ``replication_factor`` make this one
+        node of a cluster (see :class:`DevKafkaCluster`); the defaults make a lone node."""
         self.port = port
         self.controller_port = controller_port if controller_port is not None else port + 1
         self.data_dir = data_dir if data_dir is not None else cache_root() / f"run-{port}"
@@ -402,6 +431,10 @@ class DevKafka:
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self.kafka_version = kafka_version
+        self.node_id = node_id
+        self.voters = voters
+        self.cluster_id = cluster_id
+        self.replication_factor = replication_factor
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -449,12 +482,17 @@ class DevKafka:
             return self._proc.poll() is None
         return self.is_running()
 
-    def answers(self, timeout: float = 2.0) -> bool:
-        """True when a Kafka metadata request to the broker succeeds within ``timeout``."""
+    def accepts(self, timeout: float = 2.0) -> bool:
+        """True when the broker port accepts a TCP connection."""
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=timeout):
-                pass
+                return True
         except OSError:
+            return False
+
+    def answers(self, timeout: float = 2.0) -> bool:
+        """True when a Kafka metadata request to the broker succeeds within ``timeout``."""
+        if not self.accepts(timeout):
             return False
         admin = AdminClient({"bootstrap.servers": self.bootstrap_servers})
         try:
@@ -467,9 +505,24 @@ class DevKafka:
 
         Starting a broker that already runs from this ``data_dir`` is a no-op.
         """
-        if self.is_running():
+        if self.launch():
+            try:
+                self.wait_ready()
+            except BaseException:
+                self.stop()
+                raise
+        else:
             self.wait_ready()
-            return self
+        return self
+
+    def launch(self) -> bool:
+        """Format storage if needed and start the JVM without waiting for it to answer.
+
+        False when a broker already runs from this ``data_dir`` (nothing was started).
+        The nodes of a cluster are launched together: none answers before a quorum runs.
+        """
+        if self.is_running():
+            return False
         for p in (self.port, self.controller_port):
             if port_in_use(p):
                 raise DevKafkaError(
@@ -483,7 +536,14 @@ class DevKafka:
             for f in (self.log_file, self.out_file, self.data_dir / "format.log"):
                 f.unlink(missing_ok=True)
         self.server_properties.write_text(
-            render_server_properties(self.port, self.controller_port, self.kraft_dir),
+            render_server_properties(
+                self.port,
+                self.controller_port,
+                self.kraft_dir,
+                node_id=self.node_id,
+                voters=self.voters,
+                replication_factor=self.replication_factor,
+            ),
             encoding="utf-8",
         )
         self.log4j_config.write_text(render_log4j2(self.log_file), encoding="utf-8")
@@ -501,18 +561,25 @@ class DevKafka:
                 start_new_session=True,
             )
         write_pid(self.pid_file, self._proc.pid)
-        try:
-            self.wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        return True
+
+    def kill(self) -> bool:
+        """SIGKILL the broker (a crash, for failure tests); False if it was not running."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        self._wait_exit(pid, 10.0)
+        self.pid_file.unlink(missing_ok=True)
+        return True
 
     def _format(self, java: str, libs: Path) -> None:
         """Format a fresh KRaft log directory with a new cluster id."""
         log4j_config = self.data_dir / "log4j2-format.properties"
         log4j_config.write_text(render_log4j2(self.data_dir / "format.log"), encoding="utf-8")
-        fmt = format_command(java, libs, log4j_config, random_cluster_id(), self.server_properties)
+        cluster_id = self.cluster_id or random_cluster_id()
+        fmt = format_command(java, libs, log4j_config, cluster_id, self.server_properties)
         result = subprocess.run(fmt, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise DevKafkaError(
@@ -546,6 +613,7 @@ class DevKafka:
             return False
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
+            os.kill(pid, signal.SIGCONT)  # a paused broker handles the SIGTERM once thawed
         if not self._wait_exit(pid, self.stop_timeout):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -604,6 +672,168 @@ class DevKafka:
         self.stop()
 
 
+class DevKafkaCluster:
+    """``size`` local KRaft nodes, each broker and controller, forming one cluster.
+
+    Node ``i`` (1-based) listens on ``port + 2(i-1)`` and its controller on the port after
+    it, so three nodes from 9092 take 9092-9097; files are in ``data_dir/node-<i>``
+    (default ``<cache root>/cluster-<port>``). Internal topics are replicated to every
+    node (at most 3) with ``min.insync.replicas`` 2 from three nodes on. ``kill``,
+    ``pause`` and ``resume`` take a node down hard, freeze it and thaw it, for failure
+    tests; ``start_node`` brings a stopped or killed node back with its data.
+    """
+
+    def __init__(
+        self,
+        size: int = 3,
+        port: int = DEFAULT_PORT,
+        *,
+        data_dir: Path | None = None,
+        keep_data: bool = False,
+        heap_opts: Sequence[str] = DEFAULT_HEAP_OPTS,
+        start_timeout: float = DEFAULT_START_TIMEOUT,
+        stop_timeout: float = DEFAULT_STOP_TIMEOUT,
+        kafka_version: str = KAFKA_VERSION,
+    ) -> None:
+        if size < 1:
+            raise DevKafkaError(f"a cluster needs at least one node, not {size}")
+        self.size = size
+        self.port = port
+        self.data_dir = data_dir if data_dir is not None else cache_root() / f"cluster-{port}"
+        self.start_timeout = start_timeout
+        ports = [(port + 2 * i, port + 2 * i + 1) for i in range(size)]
+        voters = ",".join(f"{i + 1}@127.0.0.1:{c}" for i, (_, c) in enumerate(ports))
+        cluster_id = self._cluster_id() if keep_data else random_cluster_id()
+        self.nodes = [
+            DevKafka(
+                broker_port,
+                controller_port=controller_port,
+                data_dir=self.data_dir / f"node-{i + 1}",
+                keep_data=keep_data,
+                heap_opts=heap_opts,
+                start_timeout=start_timeout,
+                stop_timeout=stop_timeout,
+                kafka_version=kafka_version,
+                node_id=i + 1,
+                voters=voters,
+                cluster_id=cluster_id,
+                replication_factor=min(size, 3),
+            )
+            for i, (broker_port, controller_port) in enumerate(ports)
+        ]
+
+    def _cluster_id(self) -> str:
+        """The id the nodes were formatted with (kept data), else a new one."""
+        meta = self.data_dir / "node-1" / "kraft" / "meta.properties"
+        try:
+            for line in meta.read_text(encoding="utf-8").splitlines():
+                if line.startswith("cluster.id="):
+                    return line.split("=", 1)[1].strip()
+        except OSError:
+            pass
+        return random_cluster_id()
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(node.bootstrap_servers for node in self.nodes)
+
+    def node(self, node_id: int) -> DevKafka:
+        return self.nodes[node_id - 1]
+
+    def start(self) -> DevKafkaCluster:
+        """Launch every node that is not running, then wait until all of them are in the
+        cluster's metadata."""
+        launched = []
+        try:
+            for node in self.nodes:
+                if node.launch():
+                    launched.append(node)
+            self.wait_ready()
+        except BaseException:
+            for node in launched:
+                node.stop()
+            raise
+        return self
+
+    def start_node(self, node_id: int) -> None:
+        """Start one node again (its data kept) and wait until the cluster lists it."""
+        node = self.node(node_id)
+        node.keep_data = True
+        node.launch()
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Block until a metadata request lists every running node as a broker."""
+        deadline = time.monotonic() + (self.start_timeout if timeout is None else timeout)
+        while True:
+            running = {n.node_id for n in self.nodes if n.is_running()}
+            if not running:
+                raise DevKafkaError(f"no node of the cluster runs.\n{self._logs()}")
+            if self._brokers(timeout=2.0) >= running:
+                return
+            if time.monotonic() > deadline:
+                raise DevKafkaError(
+                    f"the cluster did not list nodes {sorted(running)} within "
+                    f"{self.start_timeout:.0f}s.\n{self._logs()}"
+                )
+            time.sleep(0.2)
+
+    def _brokers(self, timeout: float) -> set[int]:
+        """The node ids the cluster's metadata lists (asked only of nodes that accept a
+        connection, so librdkafka has no refused connections to log)."""
+        servers = ",".join(n.bootstrap_servers for n in self.nodes if n.accepts())
+        if not servers:
+            return set()
+        admin = AdminClient({"bootstrap.servers": servers})
+        try:
+            return set(admin.list_topics(timeout=timeout).brokers)
+        except Exception:  # KafkaException on timeout: not yet
+            return set()
+
+    def stop(self) -> bool:
+        """Stop every node; False if none was running."""
+        stopped = [node.stop() for node in reversed(self.nodes)]
+        return any(stopped)
+
+    def kill(self, node_id: int) -> bool:
+        """SIGKILL one node."""
+        return self.node(node_id).kill()
+
+    def pause(self, node_id: int) -> None:
+        """SIGSTOP one node: it stops answering without closing its connections."""
+        self._signal(node_id, signal.SIGSTOP)
+
+    def resume(self, node_id: int) -> None:
+        """SIGCONT a paused node."""
+        self._signal(node_id, signal.SIGCONT)
+
+    def _signal(self, node_id: int, sig: signal.Signals) -> None:
+        pid = self.node(node_id).pid()
+        if pid is None:
+            raise DevKafkaError(f"node {node_id} does not run")
+        os.kill(pid, sig)
+
+    def status(self) -> str:
+        return "\n".join(node.status() for node in self.nodes)
+
+    def is_running(self) -> bool:
+        return any(node.is_running() for node in self.nodes)
+
+    def _logs(self) -> str:
+        return "\n".join(node._logs() for node in self.nodes)
+
+    def __enter__(self) -> DevKafkaCluster:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
 # --- command line -------------------------------------------------------------------------
 
 
@@ -614,19 +844,54 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("fetch", help="download the broker jars with Maven (cached)")
     for name, text in (
-        ("start", "start the broker and wait until it answers"),
-        ("stop", "stop the broker"),
-        ("status", "say whether the broker runs (exit 3 when it does not)"),
+        ("start", "start the broker(s) and wait until they answer"),
+        ("stop", "stop the broker(s)"),
+        ("status", "say whether the broker(s) run (exit 3 when none does)"),
     ):
         p = sub.add_parser(name, help=text)
         p.add_argument("--port", type=int, default=DEFAULT_PORT)
+        p.add_argument("--brokers", type=int, default=1, help="nodes in the cluster")
         p.add_argument("--data-dir", type=Path, default=None)
         if name == "start":
             p.add_argument("--controller-port", type=int, default=None)
-            p.add_argument("--keep-data", action="store_true")
+            p.add_argument("--wipe", action="store_true", help="start from empty storage")
+            p.add_argument("--keep-data", action="store_true", help=argparse.SUPPRESS)
             p.add_argument("--heap", default=" ".join(DEFAULT_HEAP_OPTS), help="JVM heap options")
             p.add_argument("--timeout", type=float, default=DEFAULT_START_TIMEOUT)
     return parser
+
+
+def local_kafka(
+    brokers: int,
+    port: int,
+    *,
+    data_dir: Path | None = None,
+    controller_port: int | None = None,
+    wipe: bool = False,
+    heap_opts: Sequence[str] = DEFAULT_HEAP_OPTS,
+    start_timeout: float = DEFAULT_START_TIMEOUT,
+) -> DevKafka | DevKafkaCluster:
+    """What the command lines start: one node, or a cluster of ``brokers`` nodes. Both keep
+    the data of their last run unless ``wipe``."""
+    if brokers == 1:
+        return DevKafka(
+            port,
+            controller_port=controller_port,
+            data_dir=data_dir,
+            keep_data=not wipe,
+            heap_opts=heap_opts,
+            start_timeout=start_timeout,
+        )
+    if controller_port is not None:
+        raise DevKafkaError("--controller-port is for one broker; a cluster uses port + 1")
+    return DevKafkaCluster(
+        brokers,
+        port,
+        data_dir=data_dir,
+        keep_data=not wipe,
+        heap_opts=heap_opts,
+        start_timeout=start_timeout,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -637,20 +902,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"Kafka {KAFKA_VERSION} jars in {fetch()}")
             return 0
         if args.command == "start":
-            broker = DevKafka(
+            broker = local_kafka(
+                args.brokers,
                 args.port,
-                controller_port=args.controller_port,
                 data_dir=args.data_dir,
-                keep_data=args.keep_data,
+                controller_port=args.controller_port,
+                wipe=args.wipe,
                 heap_opts=args.heap.split(),
                 start_timeout=args.timeout,
             )
             broker.start()
-            print(
-                f"Kafka {KAFKA_VERSION} ready on {broker.bootstrap_servers} (log {broker.log_file})"
-            )
+            print(f"Kafka {KAFKA_VERSION} ready on {broker.bootstrap_servers} ({broker.data_dir})")
             return 0
-        broker = DevKafka(args.port, data_dir=args.data_dir)
+        broker = local_kafka(args.brokers, args.port, data_dir=args.data_dir)
         if args.command == "stop":
             print("stopped" if broker.stop() else "not running")
             return 0

@@ -186,3 +186,49 @@ def test_click_group(tmp_path: Path) -> None:
     assert "not running" in result.output
     result = runner.invoke(kafka, ["stop", "--port", port, "--data-dir", str(tmp_path)])
     assert result.exit_code == 0
+
+
+def test_cluster_nodes_share_a_quorum_and_replicate_three_times(tmp_path: Path) -> None:
+    cluster = devkafka.DevKafkaCluster(3, 29092, data_dir=tmp_path)
+    assert cluster.bootstrap_servers == "127.0.0.1:29092,127.0.0.1:29094,127.0.0.1:29096"
+    assert len({node.cluster_id for node in cluster.nodes}) == 1
+    voters = "1@127.0.0.1:29093,2@127.0.0.1:29095,3@127.0.0.1:29097"
+    for i, node in enumerate(cluster.nodes, start=1):
+        props = _props(
+            devkafka.render_server_properties(
+                node.port,
+                node.controller_port,
+                node.kraft_dir,
+                node_id=node.node_id,
+                voters=node.voters,
+                replication_factor=node.replication_factor,
+            )
+        )
+        assert props["node.id"] == str(i)
+        assert props["controller.quorum.voters"] == voters
+        assert node.data_dir == tmp_path / f"node-{i}"
+        assert props["offsets.topic.replication.factor"] == "3"
+        assert props["default.replication.factor"] == "3"
+        assert props["min.insync.replicas"] == "2"
+        assert props["transaction.state.log.min.isr"] == "2"
+
+
+def test_command_lines_keep_data_unless_wiped(tmp_path: Path) -> None:
+    one = devkafka.local_kafka(1, 29092, data_dir=tmp_path)
+    assert isinstance(one, DevKafka) and one.keep_data
+    assert not devkafka.local_kafka(1, 29092, data_dir=tmp_path, wipe=True).keep_data
+    three = devkafka.local_kafka(3, 29092, data_dir=tmp_path)
+    assert isinstance(three, devkafka.DevKafkaCluster)
+    assert all(node.keep_data for node in three.nodes)
+    with pytest.raises(devkafka.DevKafkaError, match="controller-port"):
+        devkafka.local_kafka(3, 29092, controller_port=40000)
+
+
+def test_a_kept_cluster_reuses_its_cluster_id(tmp_path: Path) -> None:
+    meta = tmp_path / "node-1" / "kraft" / "meta.properties"
+    meta.parent.mkdir(parents=True)
+    meta.write_text("version=1\ncluster.id=AbCdEfGhIjKlMnOpQrStUv\nnode.id=1\n")
+    kept = devkafka.DevKafkaCluster(3, 29092, data_dir=tmp_path, keep_data=True)
+    assert {node.cluster_id for node in kept.nodes} == {"AbCdEfGhIjKlMnOpQrStUv"}
+    fresh = devkafka.DevKafkaCluster(3, 29092, data_dir=tmp_path)
+    assert {node.cluster_id for node in fresh.nodes} != {"AbCdEfGhIjKlMnOpQrStUv"}
