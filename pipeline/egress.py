@@ -24,7 +24,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import ssl
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -181,11 +181,24 @@ def origin(url: str) -> str:
     return f"{scheme}://{(parts.hostname or '').lower()}:{port}"
 
 
+async def system_resolve(host: str, port: int) -> list[IPAddress]:
+    """The addresses the system resolver gives for ``host``, in its order."""
+    try:
+        infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise httpcore.ConnectError(f"cannot resolve {host!r}: {exc}") from exc
+    return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+
+
+Resolver = Callable[[str, int], Awaitable[list[IPAddress]]]
+
+
 class _GuardedBackend(httpcore.AsyncNetworkBackend):
     """Resolves the name itself, checks every address, and connects to a checked one."""
 
-    def __init__(self, policy: EgressPolicy) -> None:
+    def __init__(self, policy: EgressPolicy, resolve: Resolver) -> None:
         self.policy = policy
+        self.resolve = resolve
         self.inner = httpcore.AnyIOBackend()
 
     async def connect_tcp(
@@ -219,11 +232,7 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         literal = parse_ip_literal(host)
         if literal is not None:
             return [literal]
-        try:
-            infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError as exc:
-            raise httpcore.ConnectError(f"cannot resolve {host!r}: {exc}") from exc
-        addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+        addresses = await self.resolve(host, port)
         if not addresses:
             raise httpcore.ConnectError(f"{host!r} resolves to no address")
         return list(dict.fromkeys(addresses))
@@ -249,6 +258,7 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
         *,
         verify: ssl.SSLContext | bool = True,
         limits: httpx.Limits = DEFAULT_LIMITS,
+        resolve: Resolver = system_resolve,
     ) -> None:
         super().__init__(verify=verify, trust_env=False, limits=limits)
         # httpx builds its httpcore pool without a network backend parameter; this is
@@ -258,7 +268,7 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
-            network_backend=_GuardedBackend(policy),
+            network_backend=_GuardedBackend(policy, resolve),
         )
 
 
@@ -268,13 +278,15 @@ def guarded_client(
     timeout: float,
     verify: ssl.SSLContext | bool = True,
     headers: dict[str, str] | None = None,
+    resolve: Resolver = system_resolve,
 ) -> httpx.AsyncClient:
     """An HTTP client for client-supplied URLs: checked addresses, no redirects, no proxy.
 
-    ``verify`` is the TLS trust (an ``ssl.SSLContext`` for a private CA in tests).
+    ``verify`` is the TLS trust (an ``ssl.SSLContext`` for a private CA in tests);
+    ``resolve`` looks names up (the system resolver; tests give their own).
     """
     return httpx.AsyncClient(
-        transport=GuardedTransport(policy, verify=verify),
+        transport=GuardedTransport(policy, verify=verify, resolve=resolve),
         timeout=httpx.Timeout(timeout),
         follow_redirects=False,
         trust_env=False,
