@@ -26,12 +26,13 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import anyio
 import httpcore
 import httpx
+from pydantic import AfterValidator, AnyHttpUrl
 
 from pipeline.errors import PipelineError
 
@@ -129,6 +130,17 @@ def obviously_internal(url: str) -> str | None:
     if reason in ("link-local", "multicast", "unspecified", "reserved"):
         return f"callback host {host!r} is a {reason} address"
     return None
+
+
+def _not_obviously_internal(url: AnyHttpUrl) -> AnyHttpUrl:
+    reason = obviously_internal(str(url))
+    if reason is not None:
+        raise ValueError(reason)
+    return url
+
+
+CallbackUrl = Annotated[AnyHttpUrl, AfterValidator(_not_obviously_internal)]
+"""An http(s) URL field that refuses, where it enters, what :func:`obviously_internal` does."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ before any connection is made" is what they saw, not what the code claims.
 from __future__ import annotations
 
 import ipaddress
+import json
 import socket
 import threading
 from collections.abc import Iterator
@@ -15,6 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
+from pipeline.channels.inbound import InboundRejected
+from pipeline.channels.web import inbound as web
 from pipeline.egress import (
     EgressPolicy,
     EgressRefused,
@@ -333,3 +336,31 @@ async def test_a_refused_url_is_an_egress_refusal_not_an_http_error() -> None:
         with pytest.raises(EgressRefused) as caught:
             await client.get("http://127.0.0.1:9/")
     assert not isinstance(caught.value, httpx.HTTPError)
+
+
+# --------------------------------------------------------------------------- gateway
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://0xa9fea9fe/",
+        "http://[fe80::1]/",
+        "http://0.0.0.0:8080/",
+        "http://224.0.0.1/",
+    ],
+)
+def test_the_web_channel_refuses_an_obviously_internal_callback_with_400(url: str) -> None:
+    message = {"user_id": "u1", "text": "hi", "callback_url": url}
+    with pytest.raises(InboundRejected) as caught:
+        web.parse(json.dumps(message).encode(), "acme")
+    assert caught.value.status == 400
+    assert "callback_url" in caught.value.reason
+
+
+def test_the_web_channel_leaves_loopback_and_names_to_the_delivery_policy() -> None:
+    for url in ("http://127.0.0.1:8080/cb", "https://hooks.example.com/cb"):
+        message = {"user_id": "u1", "text": "hi", "callback_url": url}
+        [event] = web.parse(json.dumps(message).encode(), "acme").events
+        assert event.data["reply_to"]["address"] == url
