@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, SecretStr
 
 
 class _Section(BaseModel):
@@ -76,6 +76,25 @@ class DeliverySettings(_Section):
     )
     restore_timeout_seconds: float = Field(
         60.0, gt=0, description="Deadline to restore the sent store on assignment."
+    )
+    callback_signing_secrets: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Secret signing web callbacks, per tenant (tenant -> secret; '*' for "
+        "tenants not listed). A tenant without one gets no callbacks.",
+    )
+    callback_origins: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Origins a tenant's web callbacks may go to (tenant -> "
+        "['https://host[:port]']); a tenant not listed may use any public origin.",
+    )
+    callback_allow_http: bool = Field(
+        False, description="Development only: allow http:// callback URLs (default https only)."
+    )
+    callback_allowed_networks: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="Development only: internal networks callbacks may reach (e.g. "
+        "['127.0.0.0/8']); by default loopback, private, link-local and other internal "
+        "addresses are refused.",
     )
 
 

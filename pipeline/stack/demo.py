@@ -23,7 +23,7 @@ from pipeline.config import bundled_dir
 from pipeline.devkafka import free_port
 from pipeline.events.catalog import load_settings_catalog
 from pipeline.events.serde import SingleObjectSerde
-from pipeline.stack.local import LocalStack
+from pipeline.stack.local import LocalStack, development_env
 from pipeline.stack.receiver import Delivered, Receivers
 from pipeline.timeline import conversation_timeline, render
 
@@ -32,6 +32,7 @@ EMAIL_TOKEN = "demo-email-token"
 SLACK_SECRET = "demo-slack-signing-secret"
 WHATSAPP_SECRET = "demo-whatsapp-app-secret"
 WEBHOOK_SECRET = "demo-helpdesk-secret"
+CALLBACK_SECRET = "demo-callback-signing-secret"
 FOLLOW_UP_SECONDS = 4
 
 
@@ -39,6 +40,8 @@ def demo_env(receivers: Receivers, gateway_port: int) -> dict[str, str]:
     rules = _example("webhooks", "rules.yaml")
     knowledge = _example("knowledge", "knowledge.yaml")
     env = {
+        # Local receivers on 127.0.0.1 over http, verifying the demo's callback secret.
+        **development_env(receivers.callback_secret),
         "PIPELINE_GATEWAY__PORT": str(gateway_port),
         "PIPELINE_GATEWAY__HOST": "127.0.0.1",
         "PIPELINE_GATEWAY__WEB_TOKENS": json.dumps({"demo": WEB_TOKEN}),
@@ -264,7 +267,7 @@ class Script:
 
 
 def run_demo(*, kafka_port: int, gateway_port: int, log_dir: Path, timeout: float) -> int:
-    receivers = Receivers(free_port(), free_port())
+    receivers = Receivers(free_port(), free_port(), CALLBACK_SECRET)
     receivers.start()
     try:
         env = demo_env(receivers, gateway_port)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -19,6 +20,19 @@ from pipeline.topology import admin_client, apply, load_settings_topology
 
 log = logging.getLogger(__name__)
 
+DEVELOPMENT_CALLBACK_SECRET = "development-callback-secret"
+
+
+def development_env(callback_secret: str = DEVELOPMENT_CALLBACK_SECRET) -> dict[str, str]:
+    """The development settings of a stack on one machine: web callbacks may go to local
+    receivers on 127.0.0.1 over http (production allows neither), and are signed with
+    ``callback_secret`` for every tenant."""
+    return {
+        "PIPELINE_DELIVERY__CALLBACK_ALLOW_HTTP": "true",
+        "PIPELINE_DELIVERY__CALLBACK_ALLOWED_NETWORKS": '["127.0.0.0/8", "::1/128"]',
+        "PIPELINE_DELIVERY__CALLBACK_SIGNING_SECRETS": json.dumps({"*": callback_secret}),
+    }
+
 
 class StackError(PipelineError):
     """The local stack could not be started."""
@@ -28,8 +42,8 @@ class LocalStack:
     """Start Kafka if needed, apply the topics, run the services; stop it all on exit.
 
     ``env`` holds the PIPELINE_* settings every service gets (on top of this process's
-    environment). Service N serves /metrics, /healthz and /readyz on
-    ``metrics_base_port + N``; the gateway listens on its configured port.
+    environment, on top of :func:`development_env`). Service N serves /metrics, /healthz
+    and /readyz on ``metrics_base_port + N``; the gateway listens on its configured port.
     """
 
     def __init__(
@@ -42,7 +56,8 @@ class LocalStack:
         log_dir: Path | None = None,
         ready_timeout: float = 120.0,
     ) -> None:
-        self.env = {k: v for k, v in os.environ.items() if k.startswith("PIPELINE_")}
+        self.env = development_env()
+        self.env.update({k: v for k, v in os.environ.items() if k.startswith("PIPELINE_")})
         self.env.update(env or {})
         self.services = list(services)
         self.kafka_port = kafka_port

@@ -1,8 +1,10 @@
 """Local stand-ins for the channel APIs, so the whole pipeline runs on one machine.
 
 One HTTP server answers as Slack's ``chat.postMessage``, WhatsApp's messages API and a
-web chat callback; an SMTP server takes email replies. Everything received is kept, in
-order, for whoever wants to see what the users would have seen.
+web chat callback (which, like a careful receiver, checks the callback's signature and
+refuses an unsigned or forged one with 401); an SMTP server takes email replies.
+Everything received is kept, in order, for whoever wants to see what the users would
+have seen.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import email
 import email.policy
 import itertools
+import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,6 +23,9 @@ import uvicorn
 from aiosmtpd.controller import Controller
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+
+from pipeline.channels.web import signature
+from pipeline.stack.local import DEVELOPMENT_CALLBACK_SECRET
 
 
 @dataclass(frozen=True)
@@ -49,12 +55,15 @@ class Inbox:
             return list(self._items)
 
 
-def receiver_app(inbox: Inbox) -> FastAPI:
+def receiver_app(inbox: Inbox, callback_secret: str) -> FastAPI:
     app = FastAPI(title="channel stand-ins", openapi_url=None)
 
     @app.post("/web/callback")
     async def web(request: Request) -> JSONResponse:
-        body = await request.json()
+        raw = await request.body()
+        if not signature.verify(callback_secret, request.headers, raw):
+            return JSONResponse({"error": "bad or missing callback signature"}, status_code=401)
+        body = json.loads(raw)
         key = request.headers.get("idempotency-key", "")
         if any(i.detail.get("idempotency_key") == key for i in inbox.items() if key):
             return JSONResponse({"status": "duplicate"})
@@ -118,12 +127,15 @@ class _SmtpHandler:
 class Receivers:
     """The HTTP and SMTP stand-ins, each in its own thread, on 127.0.0.1."""
 
-    def __init__(self, http_port: int, smtp_port: int) -> None:
+    def __init__(
+        self, http_port: int, smtp_port: int, callback_secret: str = DEVELOPMENT_CALLBACK_SECRET
+    ) -> None:
         self.inbox = Inbox()
+        self.callback_secret = callback_secret
         self.http_port = http_port
         self.smtp_port = smtp_port
         config = uvicorn.Config(
-            receiver_app(self.inbox),
+            receiver_app(self.inbox, callback_secret),
             host="127.0.0.1",
             port=http_port,
             log_level="warning",

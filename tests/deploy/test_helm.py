@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,8 @@ import kubernetes_validate
 import pytest
 import yaml
 from deploy_support import ALL_ON_VALUES, CHART, RULES, SCHEMAS, SERVICES, render, run
+
+from pipeline.egress import blocked_reason
 
 # The oldest Kubernetes the chart is validated for, and the newest schemas available.
 KUBERNETES_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
@@ -86,7 +89,7 @@ def test_all_on_renders_every_optional_part(all_on_manifests: list[dict[str, Any
     assert kinds >= {
         "Deployment", "Service", "Ingress", "ServiceAccount", "ConfigMap", "Job",
         "PodDisruptionBudget", "HorizontalPodAutoscaler", "ScaledObject", "ServiceMonitor",
-        "PrometheusRule", "Pod",
+        "PrometheusRule", "Pod", "NetworkPolicy",
     }  # fmt: skip
     deployments = {
         m["metadata"]["labels"]["app.kubernetes.io/component"]
@@ -274,3 +277,130 @@ def test_helm_test_hook_checks_every_service(all_on_manifests: list[dict[str, An
     args = " ".join(pod["spec"]["containers"][0]["args"])
     for service in SERVICES:
         assert f"-{service}:8000/readyz" in args
+
+
+# --------------------------------------------------------------------------- network policies
+
+
+def policies_by_component(manifests: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {
+        m["metadata"]["labels"]["app.kubernetes.io/component"]: m
+        for m in of_kind(manifests, "NetworkPolicy")
+    }
+
+
+@pytest.mark.parametrize("manifests_fixture", ["default_manifests", "all_on_manifests"])
+def test_every_service_has_an_ingress_policy_and_delivery_an_egress_policy(
+    manifests_fixture: str, request: pytest.FixtureRequest
+) -> None:
+    manifests: list[dict[str, Any]] = request.getfixturevalue(manifests_fixture)
+    policies = policies_by_component(manifests)
+    deployments = {
+        d["metadata"]["labels"]["app.kubernetes.io/component"]: d
+        for d in of_kind(manifests, "Deployment")
+    }
+    assert set(policies) == set(deployments)
+    for component, policy in policies.items():
+        spec = policy["spec"]
+        pod_labels = deployments[component]["spec"]["template"]["metadata"]["labels"]
+        assert spec["podSelector"]["matchLabels"].items() <= pod_labels.items()
+        wanted_types = ["Ingress", "Egress"] if component == "delivery" else ["Ingress"]
+        assert spec["policyTypes"] == wanted_types
+        ports = {p["port"] for rule in spec["ingress"] for p in rule["ports"]}
+        assert ports == ({"metrics", "http"} if component == "gateway" else {"metrics"})
+        named = {p["name"] for c in containers(deployments[component]) for p in c["ports"]}
+        assert ports <= named
+
+
+def delivery_public_blocks(policy: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        peer["ipBlock"]
+        for rule in policy["spec"]["egress"]
+        for peer in rule.get("to", [])
+        if "ipBlock" in peer and peer["ipBlock"]["cidr"] in ("0.0.0.0/0", "::/0")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("address", "reachable"),
+    [
+        ("169.254.169.254", False),
+        ("10.0.0.5", False),
+        ("172.20.1.1", False),
+        ("192.168.1.10", False),
+        ("127.0.0.1", False),
+        ("100.100.100.200", False),
+        ("fd00:ec2::254", False),
+        ("fe80::1", False),
+        ("::1", False),
+        ("::ffff:10.0.0.1", False),
+        ("93.184.215.14", True),
+        ("2606:4700:4700::1111", True),
+    ],
+)
+def test_delivery_egress_reaches_public_addresses_only(
+    default_manifests: list[dict[str, Any]], address: str, reachable: bool
+) -> None:
+    ip = ipaddress.ip_address(address)
+    policy = policies_by_component(default_manifests)["delivery"]
+    allowed = any(
+        ip.version == ipaddress.ip_network(block["cidr"]).version
+        and ip in ipaddress.ip_network(block["cidr"])
+        and not any(ip in ipaddress.ip_network(e) for e in block["except"])
+        for block in delivery_public_blocks(policy)
+    )
+    assert allowed == reachable
+    # The chart's ranges and the delivery service's own check agree.
+    assert (blocked_reason(ip) is None) == reachable
+
+
+def test_delivery_egress_allows_dns_and_the_kafka_ports(
+    default_manifests: list[dict[str, Any]], all_on_manifests: list[dict[str, Any]]
+) -> None:
+    def rule_ports(policy: dict[str, Any]) -> list[set[tuple[int, str]]]:
+        return [
+            {(p["port"], p["protocol"]) for p in rule.get("ports", [])}
+            for rule in policy["spec"]["egress"]
+        ]
+
+    default = policies_by_component(default_manifests)["delivery"]
+    assert {(53, "UDP"), (53, "TCP")} in rule_ports(default)
+    assert {(9092, "TCP")} in rule_ports(default)  # from kafka.bootstrapServers
+    all_on = policies_by_component(all_on_manifests)["delivery"]
+    assert {(9093, "TCP")} in rule_ports(all_on)  # three brokers, one port
+    kafka_rule = next(
+        r for r in all_on["spec"]["egress"] if r.get("ports") == [{"port": 9093, "protocol": "TCP"}]
+    )
+    assert kafka_rule["to"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kafka"}}}
+    ]
+    assert all_on["spec"]["egress"][-1] == {
+        "to": [{"ipBlock": {"cidr": "10.20.0.25/32"}}],
+        "ports": [{"port": 587, "protocol": "TCP"}],
+    }
+    # Metrics restricted to the monitoring namespace, and the helm test Pod still gets in.
+    (test_pod,) = of_kind(all_on_manifests, "Pod")
+    for policy in policies_by_component(all_on_manifests).values():
+        metrics_rule = next(
+            r for r in policy["spec"]["ingress"] if r["ports"][0]["port"] == "metrics"
+        )
+        selectors = [
+            p["podSelector"]["matchLabels"] for p in metrics_rule["from"] if "podSelector" in p
+        ]
+        assert any(s.items() <= test_pod["metadata"]["labels"].items() for s in selectors)
+    gateway = policies_by_component(all_on_manifests)["gateway"]
+    http_rule = next(r for r in gateway["spec"]["ingress"] if r["ports"][0]["port"] == "http")
+    assert http_rule["from"][0]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "ingress-nginx"
+    }
+
+
+def test_network_policies_can_be_switched_off(helm: str) -> None:
+    manifests = render(helm, "--set", "networkPolicy.enabled=false")
+    assert of_kind(manifests, "NetworkPolicy") == []
+    assert of_kind(manifests, "Deployment")
+    result = run(
+        helm, "template", "x", str(CHART), "--set", "networkPolicy.egress=true", check=False
+    )
+    assert result.returncode != 0
+    assert "egress" in result.stderr

@@ -33,6 +33,8 @@ from confluent_kafka import Producer
 from deploy_support import RULES, dashboard_exprs, metric_names, rule_exprs
 from scrape_services import callbacks, chat_completions
 
+from pipeline.stack.local import development_env
+
 HERE = Path(__file__).parent
 DEADLINE = 120.0
 
@@ -168,6 +170,8 @@ def test_prometheus_scrapes_every_service(
                 "PIPELINE_AGENT__FOLLOW_UP_SECONDS": "1",
             },
             "delivery": {
+                # The callback receiver is on 127.0.0.1 over http: development settings.
+                **development_env(),
                 "PIPELINE_DELIVERY__MAX_ATTEMPTS": "2",
                 "PIPELINE_DELIVERY__BACKOFF_INITIAL_SECONDS": "0.05",
             },

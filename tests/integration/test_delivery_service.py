@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -38,12 +39,15 @@ from runtime_support import (
 )
 from runtime_support import settings_for as base_settings
 
+from pipeline.channels.web import signature
 from pipeline.devkafka import free_port
 from pipeline.errors import ConfigError
 from pipeline.events.model import Event, Metadata
 from pipeline.services.delivery import build
+from pipeline.stack.local import development_env
 
 TOPICS = ("response_ready", "delivery_status", "delivery_sent", "dead_letters")
+CALLBACK_SECRET = "integration-callback-secret"
 
 Answer = tuple[int, dict[str, str], bytes]
 OK: Answer = (200, {}, b'{"id": "ok"}')
@@ -55,6 +59,7 @@ class Seen:
     headers: dict[str, str]
     body: dict[str, Any]
     at: float
+    raw: bytes = b""
 
     @property
     def key(self) -> str:
@@ -85,6 +90,7 @@ class Receiver:
                     {k.lower(): v for k, v in self.headers.items()},
                     json.loads(body),
                     time.monotonic(),
+                    body,
                 )
                 with lock:
                     receiver.seen.append(seen)
@@ -136,8 +142,21 @@ def receivers() -> Iterator[Callable[..., Receiver]]:
         receiver.close()
 
 
+# The receivers here listen on 127.0.0.1 over http: the development callback settings.
+DEVELOPMENT = {
+    "callback_allow_http": True,
+    "callback_allowed_networks": ["127.0.0.0/8"],
+    "callback_signing_secrets": {"*": CALLBACK_SECRET},
+}
+
+
 def settings_for(bootstrap: str, prefix: str, **delivery: Any) -> Any:
-    section = {"backoff_initial_seconds": 0.05, "backoff_max_seconds": 0.2, **delivery}
+    section = {
+        "backoff_initial_seconds": 0.05,
+        "backoff_max_seconds": 0.2,
+        **DEVELOPMENT,
+        **delivery,
+    }
     return base_settings(bootstrap, prefix, delivery=section)
 
 
@@ -367,6 +386,9 @@ async def test_every_channel_is_delivered_through_the_service(
 
     by_path = {s.path: s for s in receiver.seen}
     assert set(by_path) == {"/web/cb", "/slack/api/chat.postMessage", "/graph/v21.0/555/messages"}
+    web = by_path["/web/cb"]
+    assert signature.verify(CALLBACK_SECRET, web.headers, web.raw)
+    assert not signature.verify("not-the-secret", web.headers, web.raw)
     slack = by_path["/slack/api/chat.postMessage"]
     assert slack.headers["authorization"] == "Bearer xoxb-1"
     assert slack.body == {"channel": "C42", "text": "to slack", "thread_ts": "1.5"}
@@ -392,6 +414,98 @@ async def test_every_channel_is_delivered_through_the_service(
     }
 
 
+# --------------------------------------------------------------------------- egress
+
+
+class ConnectionCounter:
+    """A TCP listener that counts the connections it accepts (and closes them)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.05)
+        self.port: int = self.sock.getsockname()[1]
+        self.accepted = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            self.accepted += 1
+            conn.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.sock.close()
+
+
+async def test_callbacks_to_internal_addresses_fail_without_a_connection(
+    kafka_bootstrap: str,
+    topic_prefix: str,
+    make_topics: Callable[..., list[str]],
+) -> None:
+    """The production policy (http allowed here only so that the address is what is
+    judged): loopback in every notation, a name resolving to it, private and metadata
+    addresses are refused before connecting; the listener on the port sees nothing."""
+    source, status_topic, sent_topic, dead = make_topics(*TOPICS, partitions=3)
+    listener = ConnectionCounter()
+    port = listener.port
+    targets = [
+        f"http://127.0.0.1:{port}/internal",
+        f"http://0x7f000001:{port}/hex",
+        f"http://2130706433:{port}/decimal",
+        f"http://017700000001:{port}/octal",
+        f"http://127.1:{port}/short",
+        f"http://localhost:{port}/name",
+        f"http://[::ffff:127.0.0.1]:{port}/mapped",
+        f"https://127.0.0.1:{port}/tls",
+        "http://10.0.0.1/private",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[fd00::1]/ula",
+        "http://[fe80::1]/link-local",
+    ]
+    try:
+        events = produce_events(
+            kafka_bootstrap,
+            source,
+            [response(f"conv-ssrf-{i}", "web", url) for i, url in enumerate(targets)],
+        )
+        settings = settings_for(
+            kafka_bootstrap,
+            topic_prefix,
+            callback_allow_http=True,
+            callback_allowed_networks=[],
+        )
+        wanted = {str(e.id) for e in events}
+
+        def all_failed(records: list[Record]) -> bool:
+            failed = {str(r.event()["response_id"]) for r in records}
+            return wanted <= failed
+
+        async with running(build(settings)):
+            records = await read_all_async(kafka_bootstrap, status_topic, all_failed, 60)
+            letters = await read_all_async(
+                kafka_bootstrap, dead, lambda r: len(r) >= len(targets), 30
+            )
+    finally:
+        listener.close()
+
+    assert listener.accepted == 0
+    statuses = [r.event() for r in records]
+    assert {s["state"] for s in statuses} == {"failed"}
+    assert {s["attempt"] for s in statuses} == {1}
+    assert all(s["provider_message_id"] is None and s["http_status"] is None for s in statuses)
+    for status in statuses:
+        assert "address" in status["error"], status["error"]
+    assert len(letters) == len(targets)
+    assert read_all(kafka_bootstrap, sent_topic, lambda r: False, 1) == []
+
+
 # --------------------------------------------------------------------------- crashes
 
 
@@ -402,7 +516,12 @@ def start_delivery(bootstrap: str, prefix: str, log: Path, **env: str) -> subpro
         bootstrap=bootstrap,
         prefix=prefix,
         log=log,
-        env={"PIPELINE_DELIVERY__BACKOFF_INITIAL_SECONDS": "0.05", **SHORT_SESSION, **env},
+        env={
+            "PIPELINE_DELIVERY__BACKOFF_INITIAL_SECONDS": "0.05",
+            **development_env(CALLBACK_SECRET),
+            **SHORT_SESSION,
+            **env,
+        },
     )
 
 

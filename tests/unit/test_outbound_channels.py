@@ -15,13 +15,16 @@ import httpx
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from pydantic import SecretStr
 
 from pipeline.channels.email.outbound import EmailSender
 from pipeline.channels.slack.outbound import SlackSender
+from pipeline.channels.web import signature
 from pipeline.channels.web.outbound import WebSender
 from pipeline.channels.whatsapp.outbound import WhatsAppSender
 from pipeline.config.sections import DeliverySettings
 from pipeline.devkafka import free_port
+from pipeline.egress import EgressPolicy, guarded_client
 from pipeline.events.model import Event, Metadata
 from pipeline.services.delivery.outcome import PermanentFailure, Retryable, Sent
 
@@ -135,11 +138,25 @@ def ok(body: dict[str, Any], status: int = 200, **headers: str) -> Answer:
 
 # --------------------------------------------------------------------------- web
 
+# The local receivers listen on 127.0.0.1 over http: the development policy allows it.
+DEV = EgressPolicy.of(True, ["127.0.0.0/8"])
+SECRET = "whsec-unit"
 
-async def test_web_posts_json_with_the_idempotency_key(serve: Any, client: Any) -> None:
+
+@pytest.fixture
+async def callbacks() -> Any:
+    async with guarded_client(DEV, timeout=5) as c:
+        yield c
+
+
+def web(client: httpx.AsyncClient, **kwargs: Any) -> WebSender:
+    return WebSender(client, **{"policy": DEV, "secrets": {"t1": SecretStr(SECRET)}, **kwargs})
+
+
+async def test_web_posts_signed_json_with_the_idempotency_key(serve: Any, callbacks: Any) -> None:
     receiver = serve(ok({"id": "m-1"}))
     event = response("web", f"{receiver.url}/callbacks/abc", in_reply_to="u-7")
-    outcome = await WebSender(client).send(event)
+    outcome = await web(callbacks).send(event)
     assert outcome == Sent("m-1", 200)
     [request] = receiver.seen
     assert request.path == "/callbacks/abc"
@@ -151,6 +168,9 @@ async def test_web_posts_json_with_the_idempotency_key(serve: Any, client: Any) 
         "text": "Hello there",
         "in_reply_to": "u-7",
     }
+    assert signature.verify(SECRET, request.headers, request.body)
+    assert not signature.verify("another-secret", request.headers, request.body)
+    assert not signature.verify(SECRET, request.headers, request.body.replace(b"Hello", b"Bye"))
 
 
 @pytest.mark.parametrize(
@@ -165,14 +185,64 @@ async def test_web_posts_json_with_the_idempotency_key(serve: Any, client: Any) 
     ],
 )
 async def test_web_outcome_follows_the_status(
-    serve: Any, client: Any, answer: Answer, expected: object
+    serve: Any, callbacks: Any, answer: Answer, expected: object
 ) -> None:
     receiver = serve(answer)
-    assert await WebSender(client).send(response("web", receiver.url)) == expected
+    assert await web(callbacks).send(response("web", receiver.url)) == expected
 
 
-async def test_web_connection_refused_is_retryable(client: Any) -> None:
-    outcome = await WebSender(client).send(response("web", f"http://127.0.0.1:{free_port()}/"))
+async def test_web_does_not_follow_a_redirect(serve: Any, callbacks: Any) -> None:
+    target = serve(ok({"id": "inside"}))
+    receiver = serve((302, {"Location": f"{target.url}/internal"}, b""))
+    outcome = await web(callbacks).send(response("web", receiver.url))
+    assert isinstance(outcome, PermanentFailure)
+    assert outcome.http_status == 302
+    assert len(receiver.seen) == 1
+    assert target.seen == []
+
+
+async def test_web_stores_no_answer_body_beyond_a_short_printable_reason(
+    serve: Any, callbacks: Any
+) -> None:
+    secret_body = b"root:x:0:0\x1b[31m\x00" + b"A" * 5000
+    receiver = serve((400, {}, secret_body), ok({"id": "x\x00\n" + "9" * 1000}))
+    failed = await web(callbacks).send(response("web", receiver.url))
+    assert isinstance(failed, PermanentFailure)
+    assert len(failed.error) <= 120
+    assert failed.error.isprintable()
+    sent = await web(callbacks).send(response("web", receiver.url))
+    assert isinstance(sent, Sent)
+    assert sent.provider_message_id is not None
+    assert len(sent.provider_message_id) <= 128
+    assert sent.provider_message_id.isprintable()
+
+
+async def test_web_without_a_signing_secret_for_the_tenant_sends_nothing(
+    serve: Any, callbacks: Any
+) -> None:
+    receiver = serve(ok({}))
+    sender = web(callbacks, secrets={"another-tenant": SecretStr("s")})
+    outcome = await sender.send(response("web", receiver.url))
+    assert outcome == PermanentFailure("no callback signing secret for tenant 't1'")
+    assert receiver.seen == []
+    fallback = web(callbacks, secrets={"*": SecretStr("for-all")})
+    assert isinstance(await fallback.send(response("web", receiver.url)), Sent)
+    assert signature.verify("for-all", receiver.seen[0].headers, receiver.seen[0].body)
+
+
+async def test_web_keeps_a_tenant_to_its_allowed_origins(serve: Any, callbacks: Any) -> None:
+    receiver = serve(ok({}))
+    port = receiver.server.server_address[1]
+    elsewhere = web(callbacks, origins={"t1": ["https://hooks.example.com"]})
+    refused = await elsewhere.send(response("web", receiver.url))
+    assert isinstance(refused, PermanentFailure)
+    assert receiver.seen == []
+    listed = web(callbacks, origins={"t1": [f"HTTP://127.0.0.1:{port}"]})
+    assert isinstance(await listed.send(response("web", f"{receiver.url}/x")), Sent)
+
+
+async def test_web_connection_refused_is_retryable(callbacks: Any) -> None:
+    outcome = await web(callbacks).send(response("web", f"http://127.0.0.1:{free_port()}/"))
     assert isinstance(outcome, Retryable)
     assert outcome.error.startswith("connection error: ConnectError")
 
@@ -187,16 +257,29 @@ async def test_web_timeout_is_retryable(serve: Any) -> None:
         original(self)
 
     receiver.server.RequestHandlerClass.do_POST = slow  # type: ignore[attr-defined]
-    async with httpx.AsyncClient(timeout=0.2) as quick:
-        outcome = await WebSender(quick).send(response("web", receiver.url))
+    async with guarded_client(DEV, timeout=0.2) as quick:
+        outcome = await web(quick).send(response("web", receiver.url))
     hang.set()
     assert isinstance(outcome, Retryable)
     assert outcome.error.startswith("timeout: ReadTimeout")
 
 
-async def test_web_refuses_a_callback_that_is_not_http(client: Any) -> None:
-    outcome = await WebSender(client).send(response("web", "file:///etc/passwd"))
+@pytest.mark.parametrize(
+    "url",
+    ["file:///etc/passwd", "ftp://example.com/x", "http:///nohost", "https://example.com:99999/"],
+)
+async def test_web_refuses_a_callback_that_is_not_http(callbacks: Any, url: str) -> None:
+    outcome = await web(callbacks).send(response("web", url))
     assert isinstance(outcome, PermanentFailure)
+
+
+async def test_web_refuses_http_unless_the_policy_allows_it(serve: Any) -> None:
+    receiver = serve(ok({}))
+    strict = EgressPolicy.of(False, ["127.0.0.0/8"])
+    async with guarded_client(strict, timeout=5) as client:
+        outcome = await web(client, policy=strict).send(response("web", receiver.url))
+    assert outcome == PermanentFailure("callback URL scheme must be https, not 'http'")
+    assert receiver.seen == []
 
 
 # --------------------------------------------------------------------------- slack

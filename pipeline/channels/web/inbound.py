@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from pipeline.channels.inbound import (
     Inbound,
@@ -19,6 +19,7 @@ from pipeline.channels.inbound import (
     stable_event_id,
     validate,
 )
+from pipeline.egress import CallbackUrl
 
 Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
 
@@ -33,7 +34,7 @@ class WebMessage(BaseModel):
     )
     user_id: Id = Field(description="The user's id in the client application.")
     text: str = Field(min_length=1, description="The message text.")
-    callback_url: AnyHttpUrl = Field(description="Where the answer is POSTed.")
+    callback_url: CallbackUrl = Field(description="Where the answer is POSTed.")
     message_id: Id | None = Field(
         None, description="Client's id of the message; a resend with the same id is a retry."
     )

@@ -13,7 +13,7 @@ which the runtime retries and then dead-letters as a handler failure.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
@@ -125,6 +125,36 @@ def json_body(response: httpx.Response) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _snippet(response: httpx.Response, limit: int = 200) -> str:
-    text = response.text.strip().replace("\n", " ")
-    return text[:limit] or response.reason_phrase
+ERROR_LIMIT = 300
+PROVIDER_ID_LIMIT = 128
+SNIPPET_LIMIT = 100
+
+
+def sanitised(text: str, limit: int) -> str:
+    """``text`` made safe to store and show: printable characters only (others become
+    ``?``), whitespace runs as one space, at most ``limit`` characters (``…`` marks a cut).
+
+    What a channel answers is hostile input: it is never stored verbatim.
+    """
+    cleaned = "".join(c if c.isprintable() else " " if c.isspace() else "?" for c in text)
+    cleaned = " ".join(cleaned.split())
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
+
+
+def provider_id(value: object) -> str | None:
+    """A channel's id for a sent message, sanitised and bounded; None when absent."""
+    if value is None or isinstance(value, dict | list):
+        return None
+    return sanitised(str(value), PROVIDER_ID_LIMIT) or None
+
+
+def bounded(outcome: Outcome) -> Outcome:
+    """``outcome`` with the text a channel supplied (its message id, an error) sanitised
+    and bounded, as it may be stored in statuses, the sent store and dead letters."""
+    if isinstance(outcome, Sent):
+        return replace(outcome, provider_message_id=provider_id(outcome.provider_message_id))
+    return replace(outcome, error=sanitised(outcome.error, ERROR_LIMIT))
+
+
+def _snippet(response: httpx.Response, limit: int = SNIPPET_LIMIT) -> str:
+    return sanitised(response.text[: limit * 4], limit) or response.reason_phrase

@@ -35,7 +35,13 @@ from pipeline.runtime.context import Context
 from pipeline.runtime.publisher import Publisher
 from pipeline.runtime.service import Service
 from pipeline.services.delivery.metrics import DeliveryMetrics
-from pipeline.services.delivery.outcome import PermanentFailure, Retryable, Sender, Sent
+from pipeline.services.delivery.outcome import (
+    PermanentFailure,
+    Retryable,
+    Sender,
+    Sent,
+    bounded,
+)
 from pipeline.services.delivery.policy import RetryPolicy
 from pipeline.services.delivery.sent_store import SentEntry, SentStore, read_changelog
 
@@ -61,8 +67,13 @@ def build(
     return service
 
 
-def default_senders(settings: Settings, client: httpx.AsyncClient) -> dict[str, Sender]:
-    """The built-in adapters, one per channel, sharing one HTTP client."""
+def default_senders(
+    settings: Settings, client: httpx.AsyncClient, callbacks: httpx.AsyncClient
+) -> dict[str, Sender]:
+    """The built-in adapters, one per channel: the channel APIs share ``client``; web
+    callbacks, whose URLs come from clients, go through ``callbacks``, a client that
+    enforces the egress policy (:func:`pipeline.channels.web.outbound.callback_client`).
+    """
     # Imported here: the adapters import this package's outcome types.
     from pipeline.channels.email.outbound import EmailSender
     from pipeline.channels.slack.outbound import SlackSender
@@ -71,7 +82,7 @@ def default_senders(settings: Settings, client: httpx.AsyncClient) -> dict[str, 
 
     section = settings.delivery
     return {
-        "web": WebSender(client),
+        "web": WebSender.from_settings(section, callbacks),
         "slack": SlackSender(section, client),
         "whatsapp": WhatsAppSender(section, client),
         "email": EmailSender(section),
@@ -95,6 +106,7 @@ class Delivery:
         self._custom_senders = dict(senders) if senders is not None else None
         self._senders: dict[str, Sender] | None = self._custom_senders
         self._client: httpx.AsyncClient | None = None
+        self._callback_client: httpx.AsyncClient | None = None
 
     # ------------------------------------------------------------------ handler
 
@@ -118,7 +130,7 @@ class Delivery:
         while True:
             attempt += 1
             started = time.perf_counter()
-            outcome = await sender.send(event)
+            outcome = bounded(await sender.send(event))
             self.metrics.duration.labels(self.name, channel).observe(time.perf_counter() - started)
             if isinstance(outcome, Sent):
                 self._sent(ctx, event, attempt, outcome)
@@ -270,11 +282,14 @@ class Delivery:
 
     def senders(self) -> Mapping[str, Sender]:
         if self._senders is None:
+            from pipeline.channels.web.outbound import callback_client
+
             self._client = httpx.AsyncClient(
                 timeout=httpx.Timeout(self.section.timeout_seconds),
                 headers={"User-Agent": "pipeline-delivery"},
             )
-            self._senders = default_senders(self.settings, self._client)
+            self._callback_client = callback_client(self.section)
+            self._senders = default_senders(self.settings, self._client, self._callback_client)
         return self._senders
 
     async def attach(self, publisher: Publisher) -> None:
@@ -321,5 +336,8 @@ class Delivery:
         self.owned = (self.owned or set()) - gone
         if not self.owned and self._client is not None:
             client, self._client = self._client, None
+            callbacks, self._callback_client = self._callback_client, None
             self._senders = self._custom_senders
             await client.aclose()
+            if callbacks is not None:
+                await callbacks.aclose()
