@@ -38,6 +38,7 @@ from pipeline.channels.inbound import (
     InboundRejected,
     Parsed,
     check_signature,
+    hmac_sha256_hex,
     json_object,
     stable_event_id,
     validate,
@@ -86,6 +87,13 @@ def source_for(name: str, sources: Mapping[str, Source]) -> Source:
 def signed_message(timestamp: str, body: bytes) -> bytes:
     """What the signature covers: ``<timestamp>.<body>``."""
     return timestamp.encode() + b"." + body
+
+
+def signature_headers(secret: str, body: bytes, now: float) -> dict[str, str]:
+    """The headers a sender adds to ``body`` signed at ``now`` (for senders and tests)."""
+    stamp = str(int(now))
+    digest = hmac_sha256_hex(secret, signed_message(stamp, body))
+    return {TIMESTAMP_HEADER: stamp, SIGNATURE_HEADER: f"sha256={digest}"}
 
 
 def verify(

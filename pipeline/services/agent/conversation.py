@@ -1,11 +1,12 @@
 """A conversation's state as the agent keeps it, and its JSON form in the changelog.
 
-``{"v": 1, "tenant": "..." | null, "reply_to": {...} | null, "history": [{"role", "text",
-"at"}], "facts": {}, "turns": {correlation_id: {...}}, "follow_up": {"timer_id", "due_at",
-"request_id"} | null, "seen": [event ids]}``. A turn is a user message the agent has not answered yet because
-it waits for tool results; it keeps the tool calls and results the model saw.
-``tenant`` is the tenant the conversation belongs to, set by its first event (state
-written before tenants were stored has none and takes the next event's).
+``{"v": 1, "tenant": "..." | null, "reply_to": {...} | null, "history": [{"role",
+"text", "at"}], "facts": {}, "turns": {correlation_id: {...}}, "follow_up": {"timer_id",
+"due_at", "request_id"} | null, "seen": [event ids]}``. A turn is a user message the
+agent has not answered yet because it waits for tool results; it keeps the tool calls
+and results the model saw. ``tenant`` is the tenant the conversation belongs to, set by
+its first event (state written before tenants were stored has none and takes the next
+event's).
 """
 
 from __future__ import annotations
