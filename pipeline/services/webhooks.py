@@ -109,8 +109,7 @@ def build(settings: Settings | None = None, *, rules: RuleSet | None = None) -> 
             if owner is not None and owner != event.metadata.tenant_id:
                 raise RejectEvent(
                     f"rule {rule.label} addresses conversation {target!r} of tenant {owner!r} "
-                    f"for a webhook of tenant {event.metadata.tenant_id!r}; refused",
-                    stage="tenancy",
+                    f"for a webhook of tenant {event.metadata.tenant_id!r}; refused"
                 )
             ctx.emit(
                 "context_updated",

@@ -332,8 +332,7 @@ class Agent:
             )
             raise RejectEvent(
                 f"conversation {event.conversation_id!r} belongs to tenant "
-                f"{conversation.tenant!r}, not to the event's tenant {tenant!r}; refused",
-                stage="tenancy",
+                f"{conversation.tenant!r}, not to the event's tenant {tenant!r}; refused"
             )
         return conversation
 
