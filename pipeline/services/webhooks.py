@@ -39,6 +39,14 @@ MAX_SOURCE_LABELS = 50
 
 def build(settings: Settings | None = None, *, rules: RuleSet | None = None) -> Service:
     """The ``webhooks`` service; ``rules`` replaces the rules file of the settings."""
+    service, _ = assemble(settings, rules=rules)
+    return service
+
+
+def assemble(
+    settings: Settings | None = None, *, rules: RuleSet | None = None
+) -> tuple[Service, ChangelogStore]:
+    """The ``webhooks`` service and its store of handled deliveries (for tests)."""
     service = Service("webhooks", settings=settings)
     section = service.settings.webhooks
     deliveries = ChangelogStore(
@@ -123,4 +131,4 @@ def build(settings: Settings | None = None, *, rules: RuleSet | None = None) -> 
             return "matched"
         return "unmatched"
 
-    return service
+    return service, deliveries
