@@ -7,39 +7,119 @@ service reads only its own section. Secrets are ``SecretStr`` and never printed.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, SecretStr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    StringConstraints,
+    model_validator,
+)
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+Tenant = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+"""A tenant name: no ':' so that ``web:<tenant>:<name>`` says unambiguously whose it is."""
+
+
+class WebhookSource(_Section):
+    """A system allowed to POST /v1/webhooks/<source>: its secret and whom it may address."""
+
+    secret: SecretStr = Field(description="HMAC-SHA256 key of the source's signatures.")
+    tenants: list[Tenant] = Field(
+        min_length=1, description="Tenants whose conversations the source may address."
+    )
+    conversation_prefixes: list[str] = Field(
+        default_factory=list,
+        description="If set, the conversation ids the source may name start with one of these.",
+    )
+
+
+class EmailRelay(_Section):
+    """A mail relay allowed to POST /v1/email/inbound, identified by its bearer token."""
+
+    token: SecretStr = Field(description="The relay's bearer token (its shared secret).")
+    tenant: Tenant = Field(description="Tenant of the conversations of mail from this relay.")
+    require_authentication: bool = Field(
+        True,
+        description="Accept only mail whose authentication results (DMARC pass, or DKIM/SPF "
+        "pass aligned with the From domain) the relay reports; false trusts the relay's "
+        "secret alone (a relay that enforces DMARC itself).",
+    )
+    authserv_id: str | None = Field(
+        None,
+        description="Count only Authentication-Results headers of this authserv-id (the "
+        "relay's own), not ones the sender may have added.",
+    )
+
+
 class GatewaySettings(_Section):
     host: str = Field("0.0.0.0", description="Address the gateway listens on.")
     port: int = Field(8080, ge=0, le=65535, description="Gateway HTTP port.")
     max_body_bytes: int = Field(256 * 1024, ge=1024, description="Largest accepted body.")
-    web_tokens: dict[str, SecretStr] = Field(
+    web_tokens: dict[Tenant, SecretStr] = Field(
         default_factory=dict, description="Web chat bearer token per tenant (tenant -> token)."
     )
     slack_signing_secret: SecretStr | None = Field(None, description="Slack signing secret.")
-    slack_tenant: str = Field("default", description="Tenant of Slack conversations.")
+    slack_tenant: Tenant = Field("default", description="Tenant of Slack conversations.")
     whatsapp_app_secret: SecretStr | None = Field(
         None, description="Meta app secret (X-Hub-Signature-256)."
     )
     whatsapp_verify_token: SecretStr | None = Field(
         None, description="Token for the WhatsApp webhook verification handshake."
     )
-    whatsapp_tenant: str = Field("default", description="Tenant of WhatsApp conversations.")
-    email_token: SecretStr | None = Field(None, description="Bearer token of the email relay.")
-    email_tenant: str = Field("default", description="Tenant of email conversations.")
-    webhook_secrets: dict[str, SecretStr] = Field(
-        default_factory=dict, description="HMAC secret per webhook source."
+    whatsapp_tenant: Tenant = Field("default", description="Tenant of WhatsApp conversations.")
+    email_relays: dict[str, EmailRelay] = Field(
+        default_factory=dict, description="Mail relays by name: token, tenant, sender checks."
     )
-    webhook_tenant: str = Field("default", description="Tenant of webhook events.")
+    email_token: SecretStr | None = Field(
+        None, description="Shorthand: the token of a relay 'default' for email_tenant."
+    )
+    email_tenant: Tenant = Field("default", description="Tenant of the email_token relay.")
+    webhook_sources: dict[str, WebhookSource] = Field(
+        default_factory=dict, description="Webhook sources by name: secret, tenants, prefixes."
+    )
+    webhook_secrets: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Shorthand: HMAC secret per webhook source allowed for webhook_tenant only.",
+    )
+    webhook_tenant: Tenant = Field("default", description="Tenant of webhook_secrets sources.")
+    webhook_tolerance_seconds: int = Field(
+        300, ge=1, le=3600, description="Largest age (and skew) of a webhook's timestamp."
+    )
     publish_timeout_seconds: float = Field(
         5.0, gt=0, description="How long to wait for Kafka before answering 503."
     )
+
+    @model_validator(mode="after")
+    def _one_name_one_source(self) -> GatewaySettings:
+        both = sorted(self.webhook_sources.keys() & self.webhook_secrets.keys())
+        if both:
+            raise ValueError(f"webhook source(s) {both} are in webhook_sources and webhook_secrets")
+        if self.email_token is not None and "default" in self.email_relays:
+            raise ValueError("email_token defines the relay 'default'; email_relays has one too")
+        return self
+
+    def sources(self) -> dict[str, WebhookSource]:
+        """Every webhook source, the webhook_secrets shorthand included."""
+        short = {
+            name: WebhookSource(secret=secret, tenants=[self.webhook_tenant])
+            for name, secret in self.webhook_secrets.items()
+        }
+        return {**short, **self.webhook_sources}
+
+    def relays(self) -> dict[str, EmailRelay]:
+        """Every mail relay, the email_token shorthand (relay 'default') included."""
+        relays = dict(self.email_relays)
+        if self.email_token is not None:
+            relays["default"] = EmailRelay(token=self.email_token, tenant=self.email_tenant)
+        return relays
 
 
 class DeliverySettings(_Section):
@@ -161,3 +241,15 @@ class SchedulerSettings(_Section):
 
 class WebhooksSettings(_Section):
     rules_file: Path | None = Field(None, description="YAML rules mapping webhooks to events.")
+    deliveries_topic: str = Field(
+        "webhook_deliveries",
+        description="Compacted topic recording handled webhook deliveries per conversation "
+        "(co-partitioned with webhook_received), restored on assignment, so a replayed or "
+        "retried delivery is handled once across processes and restarts.",
+    )
+    delivery_ids_per_conversation: int = Field(
+        1000, ge=1, description="Handled webhook delivery ids remembered per conversation."
+    )
+    restore_timeout_seconds: float = Field(
+        60.0, gt=0, description="Deadline to restore the deliveries store on assignment."
+    )

@@ -1,7 +1,8 @@
 """``pipeline demo``: scripted conversations through the live pipeline, on one machine.
 
 Web chat, Slack, WhatsApp, email (with a threaded reply), a signed ticket webhook and a
-follow-up timer go in through the gateway; the channel stand-ins receive what the users
+follow-up timer go in through the gateway, all of tenant ``demo`` (the web token's, the
+mail relay's and the webhook source's); the channel stand-ins receive what the users
 would see; each conversation's timeline is printed from Kafka.
 """
 
@@ -19,6 +20,7 @@ from typing import Any
 import click
 import httpx
 
+from pipeline.channels.webhook.inbound import signature_headers
 from pipeline.config import bundled_dir
 from pipeline.devkafka import free_port
 from pipeline.events.catalog import load_settings_catalog
@@ -33,6 +35,13 @@ SLACK_SECRET = "demo-slack-signing-secret"
 WHATSAPP_SECRET = "demo-whatsapp-app-secret"
 WEBHOOK_SECRET = "demo-helpdesk-secret"
 CALLBACK_SECRET = "demo-callback-signing-secret"
+TENANT = "demo"
+WEB_CONVERSATION = f"web:{TENANT}:demo-web-ada"
+# What the relay's receiving server reports for the demo's mail (RFC 8601).
+MAIL_AUTHENTICATION = (
+    "mx.demo.example; spf=pass smtp.mailfrom=barbara@example.org; "
+    "dkim=pass header.d=example.org; dmarc=pass header.from=example.org"
+)
 FOLLOW_UP_SECONDS = 4
 
 
@@ -44,12 +53,24 @@ def demo_env(receivers: Receivers, gateway_port: int) -> dict[str, str]:
         **development_env(receivers.callback_secret),
         "PIPELINE_GATEWAY__PORT": str(gateway_port),
         "PIPELINE_GATEWAY__HOST": "127.0.0.1",
-        "PIPELINE_GATEWAY__WEB_TOKENS": json.dumps({"demo": WEB_TOKEN}),
-        "PIPELINE_GATEWAY__EMAIL_TOKEN": EMAIL_TOKEN,
+        "PIPELINE_GATEWAY__WEB_TOKENS": json.dumps({TENANT: WEB_TOKEN}),
+        "PIPELINE_GATEWAY__EMAIL_RELAYS": json.dumps(
+            {"relay": {"token": EMAIL_TOKEN, "tenant": TENANT, "authserv_id": "mx.demo.example"}}
+        ),
         "PIPELINE_GATEWAY__SLACK_SIGNING_SECRET": SLACK_SECRET,
         "PIPELINE_GATEWAY__WHATSAPP_APP_SECRET": WHATSAPP_SECRET,
         "PIPELINE_GATEWAY__WHATSAPP_VERIFY_TOKEN": "demo-verify",
-        "PIPELINE_GATEWAY__WEBHOOK_SECRETS": json.dumps({"helpdesk": WEBHOOK_SECRET}),
+        "PIPELINE_GATEWAY__SLACK_TENANT": TENANT,
+        "PIPELINE_GATEWAY__WHATSAPP_TENANT": TENANT,
+        "PIPELINE_GATEWAY__WEBHOOK_SOURCES": json.dumps(
+            {
+                "helpdesk": {
+                    "secret": WEBHOOK_SECRET,
+                    "tenants": [TENANT],
+                    "conversation_prefixes": [f"web:{TENANT}:"],
+                }
+            }
+        ),
         "PIPELINE_DELIVERY__SLACK_BASE_URL": f"{receivers.base_url}/slack/api",
         "PIPELINE_DELIVERY__SLACK_BOT_TOKEN": "xoxb-demo",
         "PIPELINE_DELIVERY__WHATSAPP_BASE_URL": f"{receivers.base_url}/whatsapp",
@@ -203,6 +224,7 @@ class Script:
             "subject": "Question",
             "text": "hi, what is 100-58?",
             "message_id": "<demo-1@example.org>",
+            "authentication_results": MAIL_AUTHENTICATION,
         }
         label = "email"
         if reply:
@@ -227,17 +249,19 @@ class Script:
         body = json.dumps(
             {
                 "event": "ticket.resolved",
-                "conversation_id": "demo-web-ada",
+                "conversation_id": WEB_CONVERSATION,
                 "id": "delivery-1",
                 "ticket_id": "T-1001",
             }
         ).encode()
-        digest = hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
         self._post(
             "ticket webhook",
             "/v1/webhooks/helpdesk",
             body,
-            {"X-Signature-256": f"sha256={digest}", "Content-Type": "application/json"},
+            {
+                **signature_headers(WEBHOOK_SECRET, body, time.time()),
+                "Content-Type": "application/json",
+            },
         )
         self.expectations.append(
             Expectation("proactive ticket message on web", "web", lambda d: "resolved" in d.text)

@@ -16,20 +16,18 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from confluent_kafka import Consumer, TopicPartition
+from gateway_support import record_count, serving
 from prometheus_client import CollectorRegistry
 from runtime_support import Record, read_all_async
 
+from pipeline.channels.webhook.inbound import signature_headers
 from pipeline.config import Settings
 from pipeline.devkafka import free_port
-from pipeline.services.gateway import create_app
-from pipeline.services.gateway.server import gateway_settings
 
 SLACK_SECRET = "slack-signing-secret"
 WA_SECRET = "meta-app-secret"
@@ -43,52 +41,13 @@ def settings_for(bootstrap: str, prefix: str, **gateway: Any) -> Settings:
         "whatsapp_app_secret": WA_SECRET,
         "whatsapp_verify_token": "verify-me",
         "email_token": "tok-mail",
-        "webhook_secrets": {"zendesk": ZD_SECRET},
+        "webhook_sources": {"zendesk": {"secret": ZD_SECRET, "tenants": ["acme"]}},
         "publish_timeout_seconds": 10.0,
         **gateway,
     }
     return Settings(
         bootstrap_servers=bootstrap, topic_prefix=prefix, metrics_port=0, gateway=values
     )
-
-
-@contextlib.asynccontextmanager
-async def serving(
-    settings: Settings, registry: CollectorRegistry | None = None
-) -> AsyncIterator[httpx.AsyncClient]:
-    """The gateway app under uvicorn on 127.0.0.1 (lifespan on); a client for it."""
-    port = free_port()
-    app = create_app(gateway_settings(settings), registry=registry)
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, lifespan="on", log_config=None, access_log=False
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-            raise RuntimeError("uvicorn stopped before it started")
-        await asyncio.sleep(0.02)
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-            yield http
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 30)
-
-
-def record_count(bootstrap: str, topic: str) -> int:
-    """Records ever written to ``topic``: the sum of its partitions' high watermarks."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "counter"})
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        total = 0
-        for p in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            total += high - low
-        return total
-    finally:
-        consumer.close()
 
 
 async def read(bootstrap: str, topic: str, count: int) -> list[Record]:
@@ -230,6 +189,7 @@ async def test_email_reply_lands_in_the_original_conversation(
         "subject": "Invoice",
         "text": "Where is my invoice?",
         "message_id": "<orig-1@mail.example.com>",
+        "authentication_results": "mx.example.com; dkim=pass header.d=example.com",
     }
     reply = {
         **original,
@@ -263,15 +223,21 @@ async def test_webhook_signed_accepted_and_bad_signature_refused(
     raw = json.dumps(
         {"event": "ticket.resolved", "conversation_id": "web:acme:u1", "id": "d-1", "ticket": 7}
     ).encode()
-    signed = {"X-Signature-256": "sha256=" + hmac_hex(ZD_SECRET, raw)}
+    signed = signature_headers(ZD_SECRET, raw, time.time())
     async with serving(settings_for(kafka_bootstrap, topic_prefix)) as http:
         bad = await http.post(
             "/v1/webhooks/zendesk",
             content=raw,
-            headers={"X-Signature-256": "sha256=" + hmac_hex("wrong", raw)},
+            headers={**signed, "X-Signature-256": "sha256=" + hmac_hex(ZD_SECRET, raw)},
+        )
+        stale = await http.post(
+            "/v1/webhooks/zendesk",
+            content=raw,
+            headers=signature_headers(ZD_SECRET, raw, time.time() - 301),
         )
         unknown = await http.post("/v1/webhooks/salesforce", content=raw, headers=signed)
-        assert (bad.status_code, unknown.status_code) == (401, 404)
+        assert (bad.status_code, stale.status_code, unknown.status_code) == (401, 401, 404)
+        assert "replay" in stale.json()["error"]
         ok = await http.post("/v1/webhooks/zendesk", content=raw, headers=signed)
         resend = await http.post("/v1/webhooks/zendesk", content=raw, headers=signed)
         assert (ok.status_code, resend.status_code) == (202, 200)

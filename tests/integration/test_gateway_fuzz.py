@@ -30,6 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
+from pipeline.channels.webhook.inbound import signature_headers
 from pipeline.config import Settings
 from pipeline.devkafka import free_port
 from pipeline.services.gateway import create_app
@@ -58,7 +59,7 @@ def authentic(path: str, raw: bytes) -> dict[str, str]:
     if path == "/v1/whatsapp/webhook":
         return {"X-Hub-Signature-256": "sha256=" + hmac_hex(WA_SECRET, raw)}
     if path.startswith("/v1/webhooks/"):
-        return {"X-Signature-256": "sha256=" + hmac_hex(HOOK_SECRET, raw)}
+        return signature_headers(HOOK_SECRET, raw, time.time())
     return {}
 
 

@@ -57,7 +57,7 @@ def test_demo_runs_every_channel_through_the_live_pipeline(
 
     # The web chat's chain, read back from Kafka: one correlation id, causation links.
     settings = Settings(bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix)
-    events = [e.event for e in conversation_timeline(settings, SERDE, "demo-web-ada")]
+    events = [e.event for e in conversation_timeline(settings, SERDE, "web:demo:demo-web-ada")]
     kinds = [e.type for e in events]
     chain = ["message_received", "tool_called", "tool_result", "response_ready", "delivery_status"]
     first = [e for e in events if e.type in chain][: len(chain)]

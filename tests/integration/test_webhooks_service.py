@@ -30,8 +30,8 @@ def webhook(conversation: str, source: str, name: str, payload: dict[str, Any]) 
 async def test_ticket_resolved_becomes_a_proactive_message(
     kafka_bootstrap: str, topic_prefix: str, make_topics: Callable[..., list[str]]
 ) -> None:
-    inputs, outputs, _ = make_topics(
-        "webhook_received", "context_updated", "dead_letters", partitions=2
+    inputs, outputs, _, _ = make_topics(
+        "webhook_received", "context_updated", "dead_letters", "webhook_deliveries", partitions=2
     )
     settings = settings_for(
         kafka_bootstrap,

@@ -78,7 +78,8 @@ def test_web_message_keeps_given_conversation_and_derives_id_from_message_id() -
     }
     first = only(web.parse(body(payload), "acme"))
     again = only(web.parse(body(payload), "acme"))
-    assert first.conversation_id == "c-9"
+    assert first.conversation_id == "web:acme:c-9"
+    assert only(web.parse(body({**payload, "conversation_id": "web:acme:c-9"}), "acme")) == first
     assert first.event_id == again.event_id == stable_event_id("web", "acme", "m1")
     assert only(web.parse(body(payload), "globex")).event_id != first.event_id
 
@@ -274,6 +275,7 @@ def mail(**fields: Any) -> bytes:
         "subject": "Printer",
         "text": "It is broken",
         "message_id": "<m1@example.com>",
+        "authentication_results": "mx.example.com; dmarc=pass header.from=example.com",
     }
     return body({**base, **fields})
 
@@ -335,12 +337,19 @@ def test_email_invalid_is_400(fields: dict[str, Any]) -> None:
 # --- webhooks ------------------------------------------------------------------------
 
 
+HOOK = webhook.Source("s3cret", ["t"])
+
+
 def test_webhook_contract() -> None:
-    raw = body({"event": "ticket.resolved", "conversation_id": "web:acme:u1", "id": "d1", "x": 1})
-    webhook.verify("s3cret", "sha256=" + sign("s3cret", raw), raw)
-    event = only(webhook.parse("zendesk", raw, "t"))
-    assert event.event_type == "webhook_received"
-    assert event.conversation_id == "web:acme:u1"
+    raw = body({"event": "ticket.resolved", "conversation_id": "web:t:u1", "id": "d1", "x": 1})
+    headers = webhook.signature_headers("s3cret", raw, NOW)
+    assert headers["X-Webhook-Timestamp"] == str(int(NOW))
+    stamp = headers["X-Webhook-Timestamp"]
+    assert headers["X-Signature-256"] == "sha256=" + sign("s3cret", f"{stamp}.".encode() + raw)
+    webhook.verify("s3cret", stamp, headers["X-Signature-256"], raw, NOW + 299)
+    event = only(webhook.parse("zendesk", HOOK, raw))
+    assert (event.event_type, event.tenant_id) == ("webhook_received", "t")
+    assert event.conversation_id == "web:t:u1"
     assert event.data == {
         "source": "zendesk",
         "event_name": "ticket.resolved",
@@ -351,8 +360,61 @@ def test_webhook_contract() -> None:
 
 
 def test_webhook_unknown_source_bad_signature_and_bad_body() -> None:
-    assert "unknown" in rejected(404, webhook.secret_for, "nope", {"zendesk": "s"})
-    raw = body({"event": "e", "conversation_id": "c"})
-    assert rejected(401, webhook.verify, "s3cret", "sha256=" + sign("other", raw), raw)
-    assert rejected(400, webhook.parse, "zendesk", body({"event": "e"}), "t")
-    assert rejected(400, webhook.parse, "zendesk", body({"conversation_id": "c"}), "t")
+    assert "unknown" in rejected(404, webhook.source_for, "nope", {"zendesk": HOOK})
+    raw = body({"event": "e", "conversation_id": "c", "id": "d1"})
+    stamp = str(int(NOW))
+    good = webhook.signature_headers("s3cret", raw, NOW)["X-Signature-256"]
+    assert rejected(401, webhook.verify, "s3cret", stamp, "sha256=" + sign("other", raw), raw, NOW)
+    # The body alone signed (the old scheme) is not the signature of timestamp.body.
+    assert rejected(401, webhook.verify, "s3cret", stamp, "sha256=" + sign("s3cret", raw), raw, NOW)
+    assert "stamp" in rejected(401, webhook.verify, "s3cret", None, good, raw, NOW)
+    assert rejected(400, webhook.parse, "zendesk", HOOK, body({"event": "e", "id": "d"}))
+    assert rejected(400, webhook.parse, "zendesk", HOOK, body({"conversation_id": "c", "id": "d"}))
+    assert "id" in rejected(
+        400, webhook.parse, "zendesk", HOOK, body({"event": "e", "conversation_id": "c"})
+    )
+
+
+@pytest.mark.parametrize("skew", [-301, 301, 10**9])
+def test_webhook_stale_or_future_timestamp_is_401_even_when_signed(skew: int) -> None:
+    raw = body({"event": "e", "conversation_id": "c", "id": "d1"})
+    headers = webhook.signature_headers("s3cret", raw, NOW + skew)
+    stamp, signature = headers["X-Webhook-Timestamp"], headers["X-Signature-256"]
+    assert "replay" in rejected(401, webhook.verify, "s3cret", stamp, signature, raw, NOW)
+
+
+@pytest.mark.parametrize("stamp", ["", "-5", "1.5", "9" * 400, "\uff11\uff17\uff10\uff10"])
+def test_webhook_timestamp_that_is_not_unix_seconds_is_401(stamp: str) -> None:
+    raw = body({"event": "e", "conversation_id": "c", "id": "d1"})
+    signature = "sha256=" + sign("s3cret", f"{stamp}.".encode() + raw)
+    assert rejected(401, webhook.verify, "s3cret", stamp, signature, raw, NOW)
+
+
+def test_webhook_tenant_and_prefix_rules() -> None:
+    two = webhook.Source("s", ["t1", "t2"], ["web:t1:", "web:t2:", "crm-"])
+    call = {"event": "e", "id": "d1"}
+    named = only(
+        webhook.parse("crm", two, body({**call, "conversation_id": "crm-9", "tenant": "t2"}))
+    )
+    assert (named.tenant_id, named.conversation_id) == ("t2", "crm-9")
+    assert "several tenants" in rejected(
+        400, webhook.parse, "crm", two, body({**call, "conversation_id": "crm-9"})
+    )
+    assert "may not address tenant 't3'" in rejected(
+        403, webhook.parse, "crm", two, body({**call, "conversation_id": "crm-9", "tenant": "t3"})
+    )
+    # A conversation in another tenant's web namespace, even among the allowed prefixes.
+    assert "does not belong to tenant 't2'" in rejected(
+        403,
+        webhook.parse,
+        "crm",
+        two,
+        body({**call, "conversation_id": "web:t1:u", "tenant": "t2"}),
+    )
+    assert "starting with" in rejected(
+        403,
+        webhook.parse,
+        "crm",
+        two,
+        body({**call, "conversation_id": "slack:T:C", "tenant": "t1"}),
+    )

@@ -15,6 +15,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 from prometheus_client import CollectorRegistry
 
+from pipeline.channels.webhook.inbound import signature_headers
 from pipeline.config import Settings, bundled_dir
 from pipeline.events.catalog import SchemaCatalog
 from pipeline.events.model import Event
@@ -57,7 +58,7 @@ def gateway_config(**overrides: Any) -> Settings:
         "whatsapp_app_secret": WA_SECRET,
         "whatsapp_verify_token": "verify-me",
         "email_token": "tok-mail",
-        "webhook_secrets": {"zendesk": "zd-secret"},
+        "webhook_sources": {"zendesk": {"secret": "zd-secret", "tenants": ["acme"]}},
         "publish_timeout_seconds": 0.2,
         **overrides,
     }
@@ -315,24 +316,39 @@ async def test_email_and_webhook_routes(
         "subject": "Hi",
         "text": "hello",
         "message_id": "<m1@x>",
+        "authentication_results": "mx.example.com; dmarc=pass header.from=example.com",
     }
     auth = {"Authorization": "Bearer tok-mail"}
+    spoofed = {**mail, "authentication_results": "mx.example.com; dmarc=fail"}
+    refused = await client.post("/v1/email/inbound", json=spoofed, headers=auth)
+    assert refused.status_code == 403
+    assert "not authenticated" in refused.json()["error"]
     assert (await client.post("/v1/email/inbound", json=mail, headers=auth)).status_code == 202
     reply = {**mail, "message_id": "<m2@x>", "in_reply_to": "<m1@x>"}
     assert (await client.post("/v1/email/inbound", json=reply, headers=auth)).status_code == 202
     original, answer = producer.events()
     assert original.conversation_id == answer.conversation_id
 
-    raw = json.dumps({"event": "ticket.resolved", "conversation_id": "web:acme:u1"}).encode()
-    signed = {"X-Signature-256": "sha256=" + hmac_hex("zd-secret", raw)}
-    for path in ("/v1/webhooks/zendesk", "/webhooks/zendesk"):
+    call = {"event": "ticket.resolved", "conversation_id": "web:acme:u1"}
+    for n, path in enumerate(("/v1/webhooks/zendesk", "/webhooks/zendesk")):
+        raw = json.dumps({**call, "id": f"d{n}"}).encode()
+        signed = signature_headers("zd-secret", raw, time.time())
         assert (await client.post(path, content=raw, headers=signed)).status_code == 202
     assert (await client.post("/v1/webhooks/jira", content=raw, headers=signed)).status_code == 404
     unsigned = await client.post("/v1/webhooks/zendesk", content=raw)
     assert unsigned.status_code == 401
+    other = json.dumps({**call, "id": "d9", "conversation_id": "web:globex:u1"}).encode()
+    foreign = await client.post(
+        "/v1/webhooks/zendesk",
+        content=other,
+        headers=signature_headers("zd-secret", other, time.time()),
+    )
+    assert foreign.status_code == 403
+    assert "does not belong to tenant 'acme'" in foreign.json()["error"]
     webhooks = [e for e in producer.events() if e.type == "webhook_received"]
     assert len(webhooks) == 2
-    assert webhooks[0]["payload_json"] == raw.decode()
+    assert webhooks[1]["payload_json"] == raw.decode()
+    assert {e.metadata.tenant_id for e in webhooks} == {"acme"}
 
 
 async def test_openapi_documents_every_route_and_body(client: httpx.AsyncClient) -> None:

@@ -72,6 +72,7 @@ def test_bundled_definitions_load_with_their_schemas() -> None:
         "agent_state_changelog",
         "delivery_sent",
         "scheduler_timers",
+        "webhook_deliveries",
     }
     assert topology.co_partition_count == 12
 
@@ -93,6 +94,10 @@ def test_bundled_changelogs_are_compacted_and_state_is_co_partitioned() -> None:
     topology = load_topology(TOPICS, schemas_dir=SCHEMAS)
     state = topology["agent_state_changelog"]
     timers = topology["scheduler_timers"]
+    deliveries = topology["webhook_deliveries"]
+    assert deliveries.co_partitioned
+    assert deliveries.partitions == topology["webhook_received"].partitions
+    assert "compact" in deliveries.configs["cleanup.policy"]
     assert state.configs["cleanup.policy"] == "compact"
     assert state.co_partitioned
     assert state.partitions == topology["message_received"].partitions

@@ -2,12 +2,19 @@
 
 The relay (an inbound-parse webhook, or a small MTA script) posts ``from``, ``to``,
 ``subject``, ``text``, ``message_id`` and, on replies, ``in_reply_to`` and
-``references``, authenticated by its bearer token.
+``references``, authenticated by its own bearer token (each relay has one, and a
+tenant). Unless the relay is configured to vouch for senders itself, it also passes
+the receiving server's verdicts, ``authentication_results`` (the Authentication-Results
+header values) or ``verdicts`` (``{"dmarc": "pass"}``), and mail that does not
+authenticate its From domain is refused with 403 (see
+:mod:`pipeline.channels.email.authentication`): ``From`` is not trusted on its own.
 
 Threading: the thread root is the first of ``references`` (RFC 5322 lists the thread
 from its root), else ``in_reply_to``, else the message's own ``message_id``. The
-conversation is ``email:`` + a short hash of the root, so the original and every reply
-that carries In-Reply-To or References land in one conversation. The answer's address
+conversation is ``email:`` + a short hash of the tenant, the sender's address and the
+root, so the original and every reply of the same sender that carries In-Reply-To or
+References land in one conversation, while a stranger quoting someone else's
+Message-ID starts a conversation of their own. The answer's address
 keeps the root as ``thread_id`` and the attributes carry ``subject``, ``message_id`` and
 ``references`` (this thread's ids, then this message's), so delivery can set
 In-Reply-To and References and mail clients thread the answer too.
@@ -21,6 +28,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from pipeline.channels.email.authentication import judge
 from pipeline.channels.inbound import (
     Inbound,
     InboundRejected,
@@ -47,6 +55,16 @@ class EmailMessage(BaseModel):
     references: list[str] = Field(
         default_factory=list, description="Message-IDs of the References header, root first."
     )
+    authentication_results: str | list[str] = Field(
+        default_factory=list,
+        description="Authentication-Results header value(s) of the receiving server "
+        "(RFC 8601), e.g. 'mx.example.com; spf=pass smtp.mailfrom=a@b.org; dkim=pass "
+        "header.d=b.org; dmarc=pass header.from=b.org'.",
+    )
+    verdicts: dict[str, str] = Field(
+        default_factory=dict,
+        description="Verdicts the relay reports without a header, e.g. {'dmarc': 'pass'}.",
+    )
 
 
 def normalise_id(raw: str) -> str:
@@ -61,16 +79,39 @@ def thread_root(message_id: str, in_reply_to: str | None, references: list[str])
     return in_reply_to or message_id
 
 
-def conversation_id(root: str) -> str:
-    return "email:" + hashlib.sha256(root.encode()).hexdigest()[:20]
+def conversation_id(tenant: str, sender: str, root: str) -> str:
+    """One conversation per tenant, sender address and thread."""
+    key = "\x1f".join((tenant, sender.lower(), root))
+    return "email:" + hashlib.sha256(key.encode()).hexdigest()[:20]
 
 
-def parse(body: bytes, tenant: str) -> Parsed:
-    """The message_received for an authenticated relayed email."""
+def check_sender(
+    message: EmailMessage, address: str, *, required: bool, authserv_id: str | None
+) -> None:
+    """403 unless the relay's results authenticate the From domain (when ``required``)."""
+    if not required:
+        return
+    headers = message.authentication_results
+    headers = [headers] if isinstance(headers, str) else headers
+    domain = address.rpartition("@")[2]
+    verdict = judge(domain, headers, message.verdicts, authserv_id)
+    if not verdict.accepted:
+        raise InboundRejected(
+            403,
+            f"mail from {domain!r} is not authenticated: the relay reports {verdict.reported} "
+            "(needs dmarc=pass, or dkim/spf=pass for that domain)",
+        )
+
+
+def parse(
+    body: bytes, tenant: str, *, require_authentication: bool = True, authserv_id: str | None = None
+) -> Parsed:
+    """The message_received for a relayed email whose sender is authenticated."""
     message = validate(EmailMessage, json_object(body))
     name, address = parseaddr(message.from_)
     if "@" not in address:
         raise InboundRejected(400, f"'from' has no email address: {message.from_!r}")
+    check_sender(message, address, required=require_authentication, authserv_id=authserv_id)
     message_id = normalise_id(message.message_id)
     in_reply_to = normalise_id(message.in_reply_to) if message.in_reply_to else None
     in_reply_to = None if in_reply_to == "<>" else in_reply_to
@@ -100,5 +141,14 @@ def parse(body: bytes, tenant: str) -> Parsed:
     }
     event_id = stable_event_id("email", tenant, message_id)
     return Parsed(
-        (Inbound("message_received", conversation_id(root), tenant, data, "email", event_id),)
+        (
+            Inbound(
+                "message_received",
+                conversation_id(tenant, address, root),
+                tenant,
+                data,
+                "email",
+                event_id,
+            ),
+        )
     )

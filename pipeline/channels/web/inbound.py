@@ -1,8 +1,9 @@
 """Web chat, inbound: a JSON message authenticated by the tenant's bearer token.
 
 The tenant is the key of the token that matches. The conversation is the one the
-client names, or one per user (``web:<tenant>:<user_id>``). Answers go to the
-client's ``callback_url``.
+client names, in its tenant's namespace (``web:<tenant>:<name>``; an id of another
+tenant or channel is refused with 403, see :mod:`pipeline.channels.tenancy`), or one
+per user (``web:<tenant>:<user_id>``). Answers go to the client's ``callback_url``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pipeline.channels.inbound import (
     stable_event_id,
     validate,
 )
+from pipeline.channels.tenancy import web_conversation
 from pipeline.egress import CallbackUrl
 
 Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
@@ -30,7 +32,10 @@ class WebMessage(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     conversation_id: Id | None = Field(
-        None, description="Conversation to continue; default one per user: web:<tenant>:<user>."
+        None,
+        description="Conversation to continue, a name in the tenant's namespace (stored as "
+        "web:<tenant>:<name>; the full id is accepted too, another tenant's is refused with "
+        "403); default one per user: web:<tenant>:<user>.",
     )
     user_id: Id = Field(description="The user's id in the client application.")
     text: str = Field(min_length=1, description="The message text.")
@@ -46,7 +51,7 @@ authenticate = bearer_tenant
 def parse(body: bytes, tenant: str) -> Parsed:
     """The message_received for an authenticated web chat message."""
     message = validate(WebMessage, json_object(body))
-    conversation_id = message.conversation_id or f"web:{tenant}:{message.user_id}"
+    conversation_id = web_conversation(tenant, message.conversation_id, message.user_id)
     event_id = stable_event_id("web", tenant, message.message_id) if message.message_id else None
     data: dict[str, Any] = {
         "channel": "web",

@@ -1,9 +1,12 @@
 """A conversation's state as the agent keeps it, and its JSON form in the changelog.
 
-``{"v": 1, "reply_to": {...} | null, "history": [{"role", "text", "at"}], "facts": {},
-"turns": {correlation_id: {...}}, "follow_up": {"timer_id", "due_at", "request_id"} | null,
-"seen": [event ids]}``. A turn is a user message the agent has not answered yet because
-it waits for tool results; it keeps the tool calls and results the model saw.
+``{"v": 1, "tenant": "..." | null, "reply_to": {...} | null, "history": [{"role",
+"text", "at"}], "facts": {}, "turns": {correlation_id: {...}}, "follow_up": {"timer_id",
+"due_at", "request_id"} | null, "seen": [event ids]}``. A turn is a user message the
+agent has not answered yet because it waits for tool results; it keeps the tool calls
+and results the model saw. ``tenant`` is the tenant the conversation belongs to, set by
+its first event (state written before tenants were stored has none and takes the next
+event's).
 """
 
 from __future__ import annotations
@@ -103,6 +106,7 @@ class Turn:
 class Conversation:
     """Everything the agent knows about one conversation."""
 
+    tenant: str | None = None
     reply_to: dict[str, Any] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     facts: dict[str, str] = field(default_factory=dict)
@@ -139,6 +143,7 @@ class Conversation:
     def to_json(self) -> dict[str, Any]:
         return {
             "v": VERSION,
+            "tenant": self.tenant,
             "reply_to": self.reply_to,
             "history": self.history,
             "facts": self.facts,
@@ -152,6 +157,7 @@ class Conversation:
         if data is None:
             return cls()
         return cls(
+            tenant=data.get("tenant"),
             reply_to=data.get("reply_to"),
             history=list(data.get("history", [])),
             facts=dict(data.get("facts", {})),

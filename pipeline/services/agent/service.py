@@ -11,6 +11,11 @@ every topic are handled one at a time, on the instance owning its partition)::
 
 Each handler reads the conversation from the store, emits its events and writes the new
 state to the changelog last, so state, events and the offset commit together.
+
+A conversation belongs to the tenant of its first event. An event of another tenant is
+dead-lettered at once with the reason (:class:`RejectEvent`), before anything is read
+into a turn: it never changes the conversation's reply address or history, and never
+gets an answer drawn from it.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from datetime import timedelta
 from prometheus_client import CollectorRegistry, Counter
 
 from pipeline.config import Settings
+from pipeline.errors import RejectEvent
 from pipeline.events.model import Event, utc_now
 from pipeline.llm import ChatRequest, Completion, LLMError, LLMProvider, create_provider
 from pipeline.llm.base import ToolCall, ToolSpec
@@ -75,6 +81,12 @@ class AgentMetrics:
             r: ignored.labels(service, r)
             for r in ("unknown_call", "stale_timer", "no_address", "other_timer")
         }
+        self.refused_tenant = Counter(
+            "pipeline_agent_tenant_mismatch_total",
+            "Events dead-lettered because their tenant is not the conversation's.",
+            ["service"],
+            registry=registry,
+        ).labels(service)
         self.service = service
 
 
@@ -302,7 +314,27 @@ class Agent:
     # ------------------------------------------------------------------ state
 
     def _load(self, ctx: Context) -> Conversation:
-        return Conversation.from_json(self.store.get(ctx, ctx.event.conversation_id))
+        """The event's conversation; RejectEvent when it belongs to another tenant."""
+        event = ctx.event
+        conversation = Conversation.from_json(self.store.get(ctx, event.conversation_id))
+        tenant = event.metadata.tenant_id
+        if conversation.tenant is None:
+            conversation.tenant = tenant
+        elif conversation.tenant != tenant:
+            self.metrics.refused_tenant.inc()
+            log.warning(
+                "refusing %s %s of tenant %r: conversation %r belongs to tenant %r",
+                event.type,
+                event.id,
+                tenant,
+                event.conversation_id,
+                conversation.tenant,
+            )
+            raise RejectEvent(
+                f"conversation {event.conversation_id!r} belongs to tenant "
+                f"{conversation.tenant!r}, not to the event's tenant {tenant!r}; refused"
+            )
+        return conversation
 
     def _save(self, ctx: Context, conversation: Conversation) -> None:
         self.store.put(ctx, ctx.event.conversation_id, conversation.to_json())

@@ -56,12 +56,22 @@ before it is answered: **202** means the events are acknowledged by the broker, 
 (with `Retry-After`) means they are not and the request should be retried. Refused
 requests get a 4xx with `{"error": "<reason>"}` and produce nothing.
 
-**Generic webhooks** (`POST /v1/webhooks/{source}`): sign the raw body with the source's
-secret, header `X-Signature-256: sha256=<hex HMAC-SHA256>`. The body is a JSON object
-with `event` (what happened, e.g. `ticket.resolved`), `conversation_id` (the
-conversation it concerns) and optionally `id` (your delivery id: a resend with the same
-id is recognised as a retry). Every other field is passed on verbatim to the webhooks
+**Generic webhooks** (`POST /v1/webhooks/{source}`): send the header
+`X-Webhook-Timestamp: <Unix time in seconds>` and sign `<timestamp>.<raw body>` (the
+header's value, a dot, the body's bytes) with the source's secret:
+`X-Signature-256: sha256=<hex HMAC-SHA256>`. A timestamp more than five minutes from the
+gateway's clock is refused (401), so a captured call cannot be replayed. The body is a
+JSON object with `event` (what happened, e.g. `ticket.resolved`), `conversation_id` (the
+conversation it concerns, as the gateway reported it, e.g. `web:<tenant>:<name>`), `id`
+(required: your delivery id; every delivery with the same id is one event, however often
+it is sent) and `tenant` (optional when the source serves one tenant). A source may only
+address the tenants (and conversation-id prefixes) configured for it; anything else is
+refused with 403 and the reason. Every other field is passed on verbatim to the webhooks
 service as `payload_json`.
+
+**Tenancy**: a web chat `conversation_id` is a name in the tenant's namespace, stored as
+`web:<tenant>:<name>`; naming another tenant's (or another channel's) conversation is
+refused with 403.
 """
 
 
@@ -271,7 +281,7 @@ def create_app(
         tags=["channels"],
         status_code=202,
         response_model=Accepted,
-        responses=_errors(400, 401),
+        responses=_errors(400, 401, 403),
         openapi_extra=_body(web.WebMessage),
     )
     async def web_message(
@@ -362,20 +372,28 @@ def create_app(
         tags=["channels"],
         status_code=202,
         response_model=Accepted,
-        responses=_errors(400, 401, 404),
+        responses=_errors(400, 401, 403, 404),
         openapi_extra=_body(email.EmailMessage),
     )
     async def email_inbound(
         request: Request, authorization: Annotated[str | None, Header()] = None
     ) -> Response:
-        """An email normalised by the mail relay; ``Authorization: Bearer <email token>``."""
+        """An email normalised by a mail relay; ``Authorization: Bearer <relay token>``."""
 
         def parse(body: bytes) -> Parsed:
-            expected = _secret(cfg.email_token)
-            if expected is None:
+            relays = cfg.relays()
+            if not relays:
                 raise _not_configured("email")
-            bearer_tenant(authorization, {cfg.email_tenant: expected})
-            return email.parse(body, cfg.email_tenant)
+            name = bearer_tenant(
+                authorization, {n: str(_secret(r.token)) for n, r in relays.items()}
+            )
+            relay = relays[name]
+            return email.parse(
+                body,
+                relay.tenant,
+                require_authentication=relay.require_authentication,
+                authserv_id=relay.authserv_id,
+            )
 
         return await gw.handle("email", request, parse)
 
@@ -383,13 +401,25 @@ def create_app(
         request: Request,
         source: Annotated[str, Path(min_length=1, max_length=128)],
         x_signature_256: Annotated[str | None, Header()] = None,
+        x_webhook_timestamp: Annotated[str | None, Header()] = None,
     ) -> Response:
         """A signed call from an external system (see the description above)."""
 
         def parse(body: bytes) -> Parsed:
-            secrets = {name: str(_secret(s)) for name, s in cfg.webhook_secrets.items()}
-            webhook.verify(webhook.secret_for(source, secrets), x_signature_256, body)
-            return webhook.parse(source, body, cfg.webhook_tenant)
+            sources = {
+                name: webhook.Source(str(_secret(s.secret)), s.tenants, s.conversation_prefixes)
+                for name, s in cfg.sources().items()
+            }
+            found = webhook.source_for(source, sources)
+            webhook.verify(
+                found.secret,
+                x_webhook_timestamp,
+                x_signature_256,
+                body,
+                time.time(),
+                cfg.webhook_tolerance_seconds,
+            )
+            return webhook.parse(source, found, body)
 
         return await gw.handle("webhook", request, parse)
 
@@ -401,7 +431,7 @@ def create_app(
             tags=["webhooks"],
             status_code=202,
             response_model=Accepted,
-            responses=_errors(400, 401, 404),
+            responses=_errors(400, 401, 403, 404),
             openapi_extra=_body(webhook.WebhookCall),
         )(webhook_call)
 

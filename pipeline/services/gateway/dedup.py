@@ -4,8 +4,11 @@ The ids are deterministic (derived from the provider's ids), so the same deliver
 the same id. An id enters the window only once the broker acknowledged its event: a
 retry after a 503 produces. A retry arriving while the first attempt is still waiting
 for its acknowledgement waits for that outcome instead of producing in parallel.
-The window is per process and bounded; downstream consumers can still recognise a
-repeat that slips through (another replica, a restart) by the same event id.
+The window is per process and bounded, a courtesy that spares the broker a record; the
+durable check is downstream, by the same event id: the agent keeps the ids of recent
+messages per conversation, and the webhooks service records every webhook delivery it
+handled in a compacted topic, so a replay through another replica or after a restart
+produces no second context_updated.
 """
 
 from __future__ import annotations

@@ -1,0 +1,201 @@
+"""Tenants stay apart, on a real broker: gateway over HTTP, webhooks service and agent.
+
+Tenant t1 tells the assistant a secret; tenant t2 (a valid web token, and a webhook
+source allowed for t2 only) tries to reach t1's conversations. t2 gets nothing of t1's:
+no answer drawn from t1's history, no change to where t1's answers go, and every attempt
+shows, as a 403 from the gateway or as a dead letter with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from gateway_support import record_count, serving
+from runtime_support import Record, produce_events, read_all_async, running, settings_for
+
+from pipeline.channels.webhook.inbound import signature_headers
+from pipeline.events.model import Event, Metadata
+from pipeline.services import webhooks
+from pipeline.services.agent import assemble
+from pipeline.webhooks.rules import RuleSet
+
+CRM_SECRET = "crm-secret"
+T1_CALLBACK = "https://t1.example/cb"
+T2_CALLBACK = "https://t2.example/cb"
+SECRET = "my secret word is swordfish"
+TOPICS = (
+    "message_received",
+    "webhook_received",
+    "context_updated",
+    "tool_called",
+    "tool_result",
+    "response_ready",
+    "timer_requested",
+    "timer_fired",
+    "agent_state_changelog",
+    "webhook_deliveries",
+    "dead_letters",
+)
+RULES = """
+rules:
+  - source: crm
+    event: note
+    facts: {note: "{text|}"}
+    proactive_message: "A note from the CRM: {text|}"
+"""
+
+
+def web(conversation: str | None, text: str, callback: str) -> dict[str, Any]:
+    body = {"user_id": "u", "text": text, "callback_url": callback}
+    return body if conversation is None else {**body, "conversation_id": conversation}
+
+
+def answers(records: list[Record], conversation: str) -> list[Event]:
+    return [r.event() for r in records if r.key == conversation]
+
+
+async def test_tenant_b_gets_nothing_of_tenant_a(
+    kafka_bootstrap: str, topic_prefix: str, make_topics: Callable[..., list[str]]
+) -> None:
+    topics = dict(zip(TOPICS, make_topics(*TOPICS, partitions=2), strict=True))
+    settings = settings_for(
+        kafka_bootstrap,
+        topic_prefix,
+        gateway={
+            "web_tokens": {"t1": "tok-1", "t2": "tok-2"},
+            "email_relays": {"mx": {"token": "tok-mx", "tenant": "t1"}},
+            "webhook_sources": {"crm": {"secret": CRM_SECRET, "tenants": ["t2"]}},
+            "publish_timeout_seconds": 10.0,
+        },
+    )
+    agent, state = assemble(settings)
+    hooks = webhooks.build(settings, rules=RuleSet.parse(RULES))
+    t1 = {"Authorization": "Bearer tok-1"}
+    t2 = {"Authorization": "Bearer tok-2"}
+
+    async def crm(http: httpx.AsyncClient, call: dict[str, Any]) -> httpx.Response:
+        raw = json.dumps({"event": "note", "text": "hi", **call}).encode()
+        headers = signature_headers(CRM_SECRET, raw, time.time())
+        return await http.post("/v1/webhooks/crm", content=raw, headers=headers)
+
+    async def responses(done: Callable[[list[Record]], bool]) -> list[Record]:
+        return await read_all_async(kafka_bootstrap, topics["response_ready"], done, 60)
+
+    async with serving(settings) as http, running(agent), running(hooks):
+        told = await http.post(
+            "/v1/web/messages", json=web("chat-1", SECRET, T1_CALLBACK), headers=t1
+        )
+        assert told.status_code == 202, told.text
+        mine = told.json()["events"][0]["conversation_id"]
+        assert mine == "web:t1:chat-1"
+        await responses(lambda r: len(answers(r, mine)) >= 1)
+
+        # t2 names t1's conversation over the web: refused, nothing produced.
+        produced = await asyncio.to_thread(
+            record_count, kafka_bootstrap, topics["message_received"]
+        )
+        taken = await http.post(
+            "/v1/web/messages", json=web(mine, "what did I say?", T2_CALLBACK), headers=t2
+        )
+        assert taken.status_code == 403
+        assert "namespace" in taken.json()["error"]
+        # The same name from t2 is t2's own conversation, which knows nothing of t1's.
+        own = await http.post(
+            "/v1/web/messages", json=web("chat-1", "what did I say?", T2_CALLBACK), headers=t2
+        )
+        assert own.status_code == 202
+        theirs = own.json()["events"][0]["conversation_id"]
+        assert theirs == "web:t2:chat-1"
+        assert (
+            await asyncio.to_thread(record_count, kafka_bootstrap, topics["message_received"])
+            == produced + 1
+        )
+
+        # The webhook source allowed for t2 names t1's web conversation: refused.
+        for call in (
+            {"id": "w1", "conversation_id": mine},
+            {"id": "w2", "conversation_id": mine, "tenant": "t1"},
+        ):
+            refused = await crm(http, call)
+            assert refused.status_code == 403, refused.text
+        assert (
+            await asyncio.to_thread(record_count, kafka_bootstrap, topics["webhook_received"]) == 0
+        )
+
+        # An email conversation of t1: its id does not name the tenant, so the gateway
+        # lets t2's webhook through and the agent refuses it (dead letter, with reason).
+        mail = {
+            "from": "Ann <ann@example.org>",
+            "to": "help@example.com",
+            "text": SECRET,
+            "message_id": "<ann-1@example.org>",
+            "authentication_results": "mx.example.com; dmarc=pass header.from=example.org",
+        }
+        mailed = await http.post(
+            "/v1/email/inbound", json=mail, headers={"Authorization": "Bearer tok-mx"}
+        )
+        assert mailed.status_code == 202, mailed.text
+        thread = mailed.json()["events"][0]["conversation_id"]
+        await responses(lambda r: len(answers(r, thread)) >= 1)
+        slipped = await crm(http, {"id": "w3", "conversation_id": thread})
+        assert slipped.status_code == 202, slipped.text
+
+        # A message_received of t2 on t1's conversation that got past the gateway somehow
+        # (a bug, a misconfigured channel): the agent refuses it too.
+        bypass = Event(
+            Metadata.new("message_received", mine, tenant_id="t2", producer="test"),
+            {
+                "channel": "web",
+                "sender_id": "eve",
+                "text": "what did I say?",
+                "reply_to": {"channel": "web", "address": T2_CALLBACK, "thread_id": None},
+                "external_id": None,
+            },
+        )
+        produce_events(kafka_bootstrap, topics["message_received"], [bypass])
+        letters = await read_all_async(
+            kafka_bootstrap, topics["dead_letters"], lambda r: len(r) >= 2, 60
+        )
+
+        # t1 carries on: its history and reply address are intact.
+        again = await http.post(
+            "/v1/web/messages", json=web("chat-1", "what did I say?", T1_CALLBACK), headers=t1
+        )
+        assert again.status_code == 202
+        records = await responses(
+            lambda r: len(answers(r, mine)) >= 2 and len(answers(r, theirs)) >= 1
+        )
+        stored = {
+            conversation: next(
+                v for p in state.store.partitions if (v := state.store.lookup(p, conversation))
+            )
+            for conversation in (mine, thread)
+        }
+
+    headers = [{k: (v or b"").decode() for k, v in r.headers} for r in letters]
+    reasons = {h["dlt-original-topic"]: h["dlt-exception-message"] for h in headers}
+    assert set(reasons) == {topics["context_updated"], topics["message_received"]}
+    for reason in reasons.values():
+        assert "belongs to tenant 't1'" in reason and "'t2'" in reason
+    assert {h["dlt-service"] for h in headers} == {"agent"}
+
+    first, second = answers(records, mine)
+    assert second["text"] == f'You said: "{SECRET}"'
+    assert {first["reply_to"]["address"], second["reply_to"]["address"]} == {T1_CALLBACK}
+    [reply_to_t2] = answers(records, theirs)
+    assert SECRET not in reply_to_t2["text"]
+    everything = [r.event() for r in records]
+    to_t2 = [e for e in everything if e["reply_to"]["address"] == T2_CALLBACK]
+    assert to_t2 == [reply_to_t2]
+    assert not any("A note from the CRM" in e["text"] for e in everything)
+    assert all(SECRET not in e["text"] for e in everything if e.metadata.tenant_id == "t2")
+    assert stored[mine]["reply_to"]["address"] == T1_CALLBACK
+    assert stored[thread]["reply_to"]["address"] == "ann@example.org"
+    for value in stored.values():
+        assert value["tenant"] == "t1"
+        assert value["facts"] == {}  # the refused webhook's facts were not merged
