@@ -63,10 +63,10 @@ class Committer:
 
     # ------------------------------------------------------------------ on the loop
 
-    def due(self, parts: Iterable[PartitionOffsets] | None = None) -> list[TopicPartition]:
-        """The positions a commit would write now (for inspection: nothing is marked)."""
-        parts = self.partitions.values() if parts is None else parts
-        return [tp for part in parts if (tp := position(part)) is not None]
+    def due(self) -> list[TopicPartition]:
+        """Every position a forced commit would write now (for inspection: nothing is
+        marked committed)."""
+        return [tp for part in self.partitions.values() if (tp := position(part, force=True))]
 
     def take(
         self, parts: Iterable[PartitionOffsets], *, force: bool = False

@@ -145,7 +145,7 @@ class Runner:
         committer = asyncio.create_task(
             self.committer.run_periodically(
                 self.settings.commit_interval_seconds,
-                self._on_consumer_thread,
+                self.on_consumer_thread,
                 before=self.processor.flush_counts,
             )
         )
@@ -254,8 +254,8 @@ class Runner:
             await asyncio.sleep(0.01)
         offsets = [tp for _, tp in self.committer.take(self.partitions.values(), force=True)]
         if offsets and state.fatal is None:
-            await self._on_consumer_thread(self.committer.commit_sync, offsets)
-        await self._on_consumer_thread(self.consumer.close)
+            await self.on_consumer_thread(self.committer.commit_sync, offsets)
+        await self.on_consumer_thread(self.consumer.close)
         self.poller.shutdown(wait=True)
         remaining = await self.producer.aclose(5.0)
         if remaining:
@@ -306,7 +306,7 @@ class Runner:
         ]
         if not pause and not resume:
             return
-        if await self._on_consumer_thread(self._pause_resume, pause, resume):
+        if await self.on_consumer_thread(self._pause_resume, pause, resume):
             self.paused.update(pause)
             self.paused.difference_update(resume)
         self.metrics.paused_partitions.set(len(self.paused))
@@ -322,7 +322,7 @@ class Runner:
             return False
         return True
 
-    async def _on_consumer_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+    async def on_consumer_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a consumer call on the consumer thread.
 
         The loop never calls the consumer itself: while a rebalance callback holds the
