@@ -27,7 +27,7 @@ MAX_SOURCE_LABELS = 50
 
 def build(settings: Settings | None = None, *, rules: RuleSet | None = None) -> Service:
     """The ``webhooks`` service; ``rules`` replaces the rules file of the settings."""
-    service = Service("webhooks", settings=settings)
+    service = Service("webhooks", settings=settings, emits=["context_updated"])
     if rules is None:
         path = service.settings.webhooks.rules_file
         if path is None:
