@@ -156,7 +156,7 @@ class Service:
         try:
             asyncio.run(main())
         except EventTypeError as exc:  # a declaration to fix, not a crash: no traceback
-            log.error("service %s cannot start: %s", self.name, exc)
+            log.error("cannot start: %s", exc)
             return 2
         except Exception:
             log.exception("service %s stopped on an error", self.name)
