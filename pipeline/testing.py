@@ -27,6 +27,7 @@ from types import TracebackType
 from typing import Any
 
 from confluent_kafka import KafkaError, TopicPartition
+from prometheus_client import CollectorRegistry
 
 from pipeline.config import Settings
 from pipeline.events.model import Event, Metadata
@@ -332,7 +333,9 @@ class TestService:
     retries back off for milliseconds. Leaving the block shuts the service down as
     SIGTERM would (drain, commit, close) and raises what stopped it, if anything did.
     Pass the ``broker`` of an earlier run to start where it committed, as a restarted
-    or rebalanced service would.
+    or rebalanced service would. The runtime's metrics of each run go to a fresh
+    ``registry`` (the service's own metrics stay in ``service.registry``), so one service
+    can be run by many tests.
     """
 
     __test__ = False  # not a pytest test class
@@ -346,7 +349,10 @@ class TestService:
         counts = {self.settings.topic(t.name): t.partitions for t in topology}
         self.broker = broker or MemoryBroker(lambda topic: counts.get(topic, 1))
         self.transport = MemoryTransport(self.broker)
-        self.runner = Runner(service, settings=self.settings, transport=self.transport)
+        self.registry = CollectorRegistry()
+        self.runner = Runner(
+            service, settings=self.settings, transport=self.transport, registry=self.registry
+        )
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._seen: dict[str, int] = {}

@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from prometheus_client import CollectorRegistry
 
 from pipeline.config import Settings
 from pipeline.events.catalog import SchemaCatalog
@@ -57,7 +58,7 @@ class Runner:
     """Runs one Service until stopped.
 
     ``transport`` makes the consumer and producer (confluent-kafka by default);
-    ``settings`` replaces the service's own.
+    ``settings`` and ``registry`` (for the runtime's metrics) replace the service's own.
     """
 
     def __init__(
@@ -66,6 +67,7 @@ class Runner:
         *,
         settings: Settings | None = None,
         transport: Transport | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         settings = settings or service.settings
         self.settings = settings
@@ -81,8 +83,8 @@ class Runner:
             load_settings_topology(settings).names,
         )
         self.serde = SingleObjectSerde(catalog)
-        self.metrics = RuntimeMetrics(service.registry, self.name)
-        self.registry = service.registry
+        self.registry = service.registry if registry is None else registry
+        self.metrics = RuntimeMetrics(self.registry, self.name)
         self.transport: Transport = transport or KafkaTransport()
         self.state = RunState(self.name)
         self.routes = {
