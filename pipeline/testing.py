@@ -426,13 +426,20 @@ class TestService:
 
     async def next_output(self, event_type: str, seconds: float = 5.0) -> Event:
         """The next event of ``event_type`` emitted since the last call, waiting for it."""
-        topic = self.settings.topic(event_type)
+        record = await self._next(self.settings.topic(event_type), f"a {event_type}", seconds)
+        return self.runner.serde.decode(record.value() or b"")
+
+    async def next_dead_letter(self, seconds: float = 5.0) -> dict[str, Any]:
+        """The next dead letter since the last call, waiting for it."""
+        topic = self.settings.topic(self.settings.dead_letter_topic)
+        record = await self._next(topic, "a dead letter", seconds)
+        return self.runner.serde.decode_record(record.value() or b"")[1]
+
+    async def _next(self, topic: str, what: str, seconds: float) -> MemoryRecord:
         seen = self._seen.get(topic, 0)
-        await self.until(
-            lambda: len(self.broker.records(topic)) > seen, f"a {event_type} event", seconds
-        )
+        await self.until(lambda: len(self.broker.records(topic)) > seen, what, seconds)
         self._seen[topic] = seen + 1
-        return self.runner.serde.decode(self.broker.records(topic)[seen].value() or b"")
+        return self.broker.records(topic)[seen]
 
     def dead_letters(self) -> list[dict[str, Any]]:
         """The dead letters written, as ``pipeline.events.DeadLetter`` records."""

@@ -121,8 +121,8 @@ async def test_an_emit_of_an_unknown_type_dead_letters_at_once_with_the_reason()
 
     async with TestService(service, max_retries=3) as svc:
         await svc.send("message_received", chat("hi"))
+        letter = await svc.next_dead_letter()
         await svc.settle()
-        [letter] = svc.dead_letters()
         outputs = svc.outputs("response_ready")
 
     assert calls == 1
