@@ -7,6 +7,7 @@ PipelineError
 │   ├── UnknownSchemaError     the writer fingerprint is not among the known schemas
 │   └── CorruptEventError      the framing or the Avro body is damaged
 ├── EventValidationError   a record does not match its schema (nothing is produced)
+├── EventTypeError         a handled or emitted event type is unknown, or not declared
 ├── TopologyError          topic definitions are invalid or cannot be applied
 │   └── UnsafeTopicChangeError  applying would shrink partitions or change cleanup.policy
 ├── HandlerError           raised around a handler failure after its retries ran out
@@ -45,6 +46,15 @@ class CorruptEventError(SerdeError):
 
 class EventValidationError(PipelineError):
     """A record does not match its schema; nothing was produced."""
+
+
+class EventTypeError(PipelineError):
+    """An event type has no schema or no topic, or a handler emitted a type its service
+    does not declare (``Service(..., emits=[...])``).
+
+    At start-up the service exits; from ``ctx.emit`` the event is dead-lettered at once,
+    without retries, since a retry emits the same type again.
+    """
 
 
 class TopologyError(PipelineError):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, NamedTuple
 
+from pipeline.errors import EventTypeError
 from pipeline.events.model import Event
 from pipeline.events.serde import SingleObjectSerde
 from pipeline.observability.tracing import event_traceparent, parent_trace, trace_from_id
@@ -34,6 +35,8 @@ class Context:
     """
 
     __slots__ = (
+        "_emits",
+        "_emits_declared",
         "_outgoing",
         "_serde",
         "_topic_for",
@@ -59,7 +62,11 @@ class Context:
         logger: logging.Logger,
         topic: str = "",
         partition: int = 0,
+        emits: Collection[str] | None = None,
+        emits_declared: bool = False,
     ) -> None:
+        """``emits``: the event types ``emit`` accepts (the service's declared ones, or
+        every type of the catalog); None accepts any type the serde can encode."""
         self.event = event
         self.service = service
         self.attempt = attempt
@@ -71,6 +78,8 @@ class Context:
         self._topic_for = topic_for
         self._outgoing: list[Outgoing] = []
         self._trace: tuple[str, str] | None = None
+        self._emits = emits
+        self._emits_declared = emits_declared
 
     def emit(
         self,
@@ -79,7 +88,13 @@ class Context:
         *,
         conversation_id: str | None = None,
     ) -> Event:
-        """Queue a new event caused by the current one; returns it with its metadata."""
+        """Queue a new event caused by the current one; returns it with its metadata.
+
+        Raises EventTypeError for a type the service does not declare or the catalog does
+        not know: the runtime dead-letters the event at once instead of retrying.
+        """
+        if self._emits is not None and event_type not in self._emits:
+            raise EventTypeError(self._refusal(event_type))
         metadata = self.event.metadata.caused_derived(
             event_type,
             f"{self.service}/{len(self._outgoing)}",
@@ -95,6 +110,15 @@ class Context:
             Outgoing(event_type, topic, metadata.conversation_id, value, headers, event)
         )
         return event
+
+    def _refusal(self, event_type: str) -> str:
+        known = ", ".join(sorted(self._emits or ())) or "none"
+        if self._emits_declared:
+            return (
+                f"service {self.service} emitted {event_type!r}, which it does not declare "
+                f"(emits: {known}); add it to Service(..., emits=[...])"
+            )
+        return f"service {self.service} emitted unknown event type {event_type!r}; known: {known}"
 
     @property
     def trace(self) -> tuple[str, str]:

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from confluent_kafka import Message
-
 from pipeline.events.catalog import DEAD_LETTER
 from pipeline.events.model import utc_now
 from pipeline.events.serde import CONTENT_TYPE, SingleObjectSerde
 from pipeline.runtime.headers import EVENT_TYPE, Header, headers_of
+from pipeline.runtime.ports import Record
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +29,7 @@ class Failure:
 
 
 def dead_letter_record(
-    serde: SingleObjectSerde, msg: Message, failure: Failure
+    serde: SingleObjectSerde, msg: Record, failure: Failure
 ) -> tuple[bytes, list[Header]]:
     """Encoded DeadLetter value and headers for a failed record."""
     topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0

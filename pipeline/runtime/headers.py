@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from confluent_kafka import Message
-
 from pipeline.events.serde import CONTENT_TYPE as AVRO_SINGLE_OBJECT
+from pipeline.runtime.ports import Record
 
 EVENT_TYPE = "event-type"
 EVENT_ID = "event-id"
@@ -14,14 +13,14 @@ TRACEPARENT = "traceparent"
 Header = tuple[str, str | bytes | None]
 
 
-def headers_of(msg: Message) -> list[tuple[str, bytes | None]]:
+def headers_of(msg: Record) -> list[tuple[str, bytes | None]]:
     """A consumed record's headers as (name, bytes) pairs, in order."""
     raw = msg.headers() or []
     pairs = raw.items() if isinstance(raw, dict) else raw
     return [(k, v.encode() if isinstance(v, str) else v) for k, v in pairs]
 
 
-def header(msg: Message, name: str) -> bytes | None:
+def header(msg: Record, name: str) -> bytes | None:
     """The first value of one header, or None (read once per record: no list is built)."""
     raw = msg.headers()
     if not raw:

@@ -10,14 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from pipeline.config import Settings
-
-Headers = Sequence[tuple[str, str | bytes | None]]
+from pipeline.runtime.ports import AckCallback, Headers
 
 PRODUCER_DEFAULTS: dict[str, Any] = {
     # The partitioner Java clients and Kafka Streams use, so other tools agree where a key lives.
@@ -38,11 +36,9 @@ def producer_config(settings: Settings, client_id: str) -> dict[str, Any]:
     }
 
 
-AckCallback = Callable[[KafkaError | None, Message], None]
-
-
 class AsyncProducer:
-    """Produce from asyncio; each record's acknowledgement comes back on the event loop.
+    """confluent-kafka's ``Producer`` behind :class:`~pipeline.runtime.ports.ProducerPort`:
+    produce from asyncio; each record's acknowledgement comes back on the event loop.
 
     ``produce_nowait`` takes a callback, run on the loop with the delivery error (None
     when the broker acknowledged) and the record; ``send`` wraps it in a future for code

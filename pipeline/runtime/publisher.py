@@ -20,6 +20,7 @@ from pipeline.events.model import Event, Metadata
 from pipeline.events.serde import SingleObjectSerde
 from pipeline.observability.tracing import child_traceparent
 from pipeline.runtime.headers import Header, event_headers
+from pipeline.runtime.ports import ProducerPort
 from pipeline.runtime.producer import AsyncProducer, producer_config
 
 
@@ -29,7 +30,7 @@ class Publisher:
     def __init__(
         self,
         settings: Settings,
-        producer: AsyncProducer,
+        producer: ProducerPort,
         serde: SingleObjectSerde,
         name: str,
         *,

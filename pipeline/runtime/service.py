@@ -6,13 +6,14 @@ import asyncio
 import gc
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
 from pipeline.config import Settings
+from pipeline.errors import EventTypeError
 from pipeline.events.model import Event
 from pipeline.runtime.context import Context
 
@@ -53,7 +54,7 @@ class HandlerSpec:
 class Service:
     """Declare handlers on a service, then run it::
 
-        service = Service("echo")
+        service = Service("echo", emits=["response_ready"])
 
         @service.handler("message_received")
         async def echo(event: Event, ctx: Context) -> None:
@@ -72,13 +73,19 @@ class Service:
         settings: Settings | None = None,
         registry: CollectorRegistry | None = None,
         assignment_strategy: str | None = None,
+        emits: Iterable[str] | None = None,
     ) -> None:
-        """``assignment_strategy="range"`` co-partitions the subscribed topics: partition
+        """``emits`` declares the event types the handlers emit: each is checked against
+        the schemas and topics at start-up, and ``ctx.emit`` of any other type
+        dead-letters the event at once. Without it, any known type may be emitted.
+
+        ``assignment_strategy="range"`` co-partitions the subscribed topics: partition
         N of every topic goes to the same instance, which state stores rely on."""
         self.settings = settings or Settings()
         self.name = self.settings.service_name or name
         self.registry = registry if registry is not None else CollectorRegistry()
         self.assignment_strategy = assignment_strategy or self.settings.assignment_strategy
+        self.emits = None if emits is None else tuple(emits)
         self._handlers: dict[str, HandlerSpec] = {}
         self.assigned_hooks: list[PartitionsHook] = []
         self.revoked_hooks: list[PartitionsHook] = []
@@ -120,7 +127,11 @@ class Service:
         return list(self._handlers.values())
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
-        """Consume until ``stop`` is set, then drain, commit and close."""
+        """Consume until ``stop`` is set, then drain, commit and close.
+
+        Raises EventTypeError before consuming when a handled or declared emitted type
+        has no schema or no topic definition.
+        """
         from pipeline.runtime.runner import Runner
 
         if not self._handlers:
@@ -144,6 +155,9 @@ class Service:
 
         try:
             asyncio.run(main())
+        except EventTypeError as exc:  # a declaration to fix, not a crash: no traceback
+            log.error("cannot start: %s", exc)
+            return 2
         except Exception:
             log.exception("service %s stopped on an error", self.name)
             return 1

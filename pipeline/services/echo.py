@@ -13,7 +13,7 @@ from pipeline.runtime.service import Service
 
 
 def build(settings: Settings | None = None) -> Service:
-    service = Service("echo", settings=settings)
+    service = Service("echo", settings=settings, emits=["response_ready"])
 
     @service.handler("message_received")
     async def echo(event: Event, ctx: Context) -> None:

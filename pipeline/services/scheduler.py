@@ -69,7 +69,7 @@ class SchedulerMetrics:
 
 def build(settings: Settings | None = None) -> Service:
     """The ``scheduler`` service."""
-    service = Service("scheduler", settings=settings)
+    service = Service("scheduler", settings=settings, emits=["timer_fired"])
     tick = service.settings.scheduler.tick_seconds
     restore_timeout = service.settings.scheduler.restore_timeout_seconds
     requests_topic = service.settings.topic("timer_requested")

@@ -79,7 +79,7 @@ class ToolRunner:
 
 def build(settings: Settings | None = None, *, registry: ToolRegistry | None = None) -> Service:
     """The ``tools`` service; ``registry`` replaces the one built from the settings."""
-    service = Service("tools", settings=settings)
+    service = Service("tools", settings=settings, emits=["tool_result"])
     tools_settings = service.settings.tools
     tools = registry if registry is not None else build_registry(tools_settings)
     runner = ToolRunner(

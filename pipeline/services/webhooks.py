@@ -47,7 +47,7 @@ def assemble(
     settings: Settings | None = None, *, rules: RuleSet | None = None
 ) -> tuple[Service, ChangelogStore]:
     """The ``webhooks`` service and its store of handled deliveries (for tests)."""
-    service = Service("webhooks", settings=settings)
+    service = Service("webhooks", settings=settings, emits=["context_updated"])
     section = service.settings.webhooks
     deliveries = ChangelogStore(
         service.settings,

@@ -382,7 +382,13 @@ def assemble(
 ) -> tuple[Service, Agent]:
     """The agent service and its Agent (whose ``store`` tests and tools may inspect)."""
     settings = settings or Settings()
-    service = Service("agent", settings=settings, registry=registry, assignment_strategy="range")
+    service = Service(
+        "agent",
+        settings=settings,
+        registry=registry,
+        assignment_strategy="range",
+        emits=["tool_called", "response_ready", "timer_requested"],
+    )
     store = ChangelogStore(
         settings,
         settings.agent.changelog_topic,

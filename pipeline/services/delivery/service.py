@@ -58,7 +58,7 @@ def build(
     ``senders`` (channel -> adapter) replaces the built-in adapters, for tests and for
     channels of your own.
     """
-    service = Service("delivery", settings=settings)
+    service = Service("delivery", settings=settings, emits=[STATUS])
     delivery = Delivery(service, senders)
     service.handler("response_ready", name="on_response_ready")(delivery.on_response_ready)
     service.on_assign(delivery.restore)

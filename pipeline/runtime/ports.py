@@ -1,0 +1,131 @@
+"""The two ports through which the runtime reaches Kafka: the consumer and producer calls
+it makes, and nothing else.
+
+Production wires confluent-kafka (:mod:`pipeline.runtime.kafka_transport`);
+:mod:`pipeline.testing` wires an in-memory broker, so a service's handlers run through
+the same lanes, retries, dead letters and commits without a broker.
+
+Offsets travel as confluent-kafka's ``TopicPartition`` and delivery errors as its
+``KafkaError``: both are plain values that either side can build. A fetched record is
+anything shaped like confluent-kafka's ``Message`` (:class:`Record`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from confluent_kafka import KafkaError, TopicPartition
+
+RecordHeaders = dict[str, str | bytes | None] | list[tuple[str, str | bytes | None]]
+Headers = Sequence[tuple[str, str | bytes | None]]
+
+# (error or None when the broker acknowledged, the produced record)
+AckCallback = Callable[[KafkaError | None, Any], None]
+# Rebalance callbacks, run on the consumer's thread inside ``consume`` and ``close``.
+PartitionsCallback = Callable[[list[TopicPartition]], None]
+# The broker's answer to an asynchronous commit, on the consumer's thread.
+CommitCallback = Callable[[KafkaError | None, list[TopicPartition]], None]
+
+
+class Record(Protocol):
+    """A fetched record: what the runtime reads of confluent-kafka's ``Message``."""
+
+    def topic(self) -> str | None: ...
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
+    def key(self) -> str | bytes | None: ...
+    def value(self) -> bytes | None: ...
+    def headers(self) -> RecordHeaders | None: ...
+    def error(self) -> KafkaError | None: ...
+    def timestamp(self) -> tuple[int, int]: ...
+
+
+class ConsumerPort(Protocol):
+    """The consumer calls the runtime makes, all from one thread (the consumer thread)."""
+
+    def subscribe(
+        self,
+        topics: list[str],
+        *,
+        on_assign: PartitionsCallback,
+        on_revoke: PartitionsCallback,
+        on_lost: PartitionsCallback,
+    ) -> None: ...
+
+    def consume(self, max_records: int, timeout: float) -> Sequence[Record]:
+        """Up to ``max_records`` records, waiting at most ``timeout`` seconds for any."""
+        ...
+
+    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        """The group's committed offsets (with their metadata) of these partitions."""
+        ...
+
+    def commit(self, offsets: list[TopicPartition], *, asynchronous: bool) -> None:
+        """Commit offsets; an asynchronous commit reports through the commit callback."""
+        ...
+
+    def pause(self, partitions: list[TopicPartition]) -> None: ...
+    def resume(self, partitions: list[TopicPartition]) -> None: ...
+
+    def high_watermark(self, topic: str, partition: int) -> int | None:
+        """The partition's end offset as last seen (no request), or None if unknown."""
+        ...
+
+    def close(self) -> None:
+        """Leave the group (revoking what is assigned) and release the client."""
+        ...
+
+
+class ProducerPort(Protocol):
+    """The producer calls the runtime makes, all from the event loop; every
+    acknowledgement callback runs on the loop."""
+
+    def produce_nowait(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | str | None,
+        headers: Headers,
+        on_ack: AckCallback,
+    ) -> bool:
+        """Queue one record; False (nothing queued) while the local queue is full."""
+        ...
+
+    async def produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | str | None,
+        headers: Headers,
+        on_ack: AckCallback,
+    ) -> None:
+        """Queue one record, waiting while the local queue is full."""
+        ...
+
+    async def send(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | str | None = None,
+        headers: Headers = (),
+    ) -> asyncio.Future[None]:
+        """Queue one record; the future resolves once the broker acknowledged it."""
+        ...
+
+    async def flush(self, seconds: float) -> int:
+        """Wait for queued records, at most ``seconds``; returns how many remain."""
+        ...
+
+    async def aclose(self, flush_seconds: float) -> int:
+        """Flush and release; returns how many records were not acknowledged."""
+        ...
+
+
+class Transport(Protocol):
+    """Makes the runtime's consumer and producer."""
+
+    def consumer(self, config: dict[str, Any], on_commit: CommitCallback) -> ConsumerPort: ...
+
+    def producer(self, config: dict[str, Any], loop: asyncio.AbstractEventLoop) -> ProducerPort: ...
