@@ -6,9 +6,14 @@ import json
 
 import pytest
 
+from pipeline.config.sections import ToolsSettings
 from pipeline.llm import ChatMessage, ChatRequest, DeterministicProvider, ToolCall
 from pipeline.llm.deterministic import arithmetic_expression, decide
-from pipeline.services.agent.tool_specs import BUILT_IN_TOOLS
+from pipeline.services.agent.tool_offer import StaticOffer
+from pipeline.toolbox import builtin_tools
+
+# What the tools service serves and advertises by default.
+BUILT_IN_TOOLS = StaticOffer.of(builtin_tools(ToolsSettings())).specs
 
 
 def ask(*texts: str, facts: dict[str, str] | None = None, tools: bool = True) -> ChatRequest:
