@@ -15,8 +15,9 @@ import uvicorn
 from fastapi import FastAPI, Request
 from prometheus_client import CollectorRegistry
 from runtime_support import read_all_async, running, settings_for
-from test_agent_pipeline import TOPICS, calculator_standin, events_of, message, produce_in_order
+from test_agent_pipeline import TOPICS, events_of, message, produce_in_order
 
+from pipeline.services import tools
 from pipeline.services.agent import build
 
 
@@ -100,7 +101,7 @@ async def test_an_openai_compatible_model_drives_a_tool_call_turn(
     )
     registry = CollectorRegistry()
     question = message("conv-openai", "what is twelve times seven?", external_id="x1")
-    async with running(build(settings, registry=registry)), running(calculator_standin(settings)):
+    async with running(build(settings, registry=registry)), running(tools.build(settings)):
         produce_in_order(kafka_bootstrap, topic_prefix + "message_received", [question])
         (answer,) = events_of(
             await read_all_async(
