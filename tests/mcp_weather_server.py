@@ -2,7 +2,8 @@
 mcp 2). Run it as a subprocess: ``python mcp_weather_server.py stdio`` or
 ``python mcp_weather_server.py http PORT`` (streamable HTTP on 127.0.0.1:PORT/mcp).
 
-Tools: ``weather`` (a forecast per city), ``server_pid`` (so a test can kill it), and
+Tools: ``weather`` (a forecast per city), ``server_pid`` (so a test can kill it), ``wait``
+(a call that takes its time), and
 ``add_tides``, which adds a ``tides`` tool and tells the client its tool list changed.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 
+import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
@@ -33,6 +35,13 @@ def server_pid() -> int:
     return os.getpid()
 
 
+@server.tool()
+async def wait(seconds: float) -> str:
+    """Wait this many seconds, then answer."""
+    await anyio.sleep(seconds)
+    return "waited"
+
+
 def tides(port: str) -> str:
     """High tide today at a port."""
     return f"high tide at {port}: 14:05"
@@ -48,6 +57,6 @@ async def add_tides(ctx: Context) -> str:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["http"]:
-        server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]), log_level="WARNING")
+        server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
     else:
         server.run("stdio")
