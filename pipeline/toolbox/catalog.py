@@ -111,14 +111,14 @@ class CatalogFollower:
     """This process's view of the tool catalog topic, kept fresh by :meth:`follow`."""
 
     def __init__(self, settings: Settings, *, reader: Reader | None = None) -> None:
-        """``reader(starts)`` replaces reading the topic from Kafka (tests)."""
+        """``reader(starts)`` replaces reading the topic from Kafka (tests; one partition)."""
         self.settings = settings
         self.topic = settings.topic(settings.tools.catalog_topic)
         self.codec = CatalogCodec(settings.resource_dir("schemas"))
         self.entries: dict[str, CatalogEntry] = {}
         self.loaded = asyncio.Event()
         self._read: Reader = reader or self._read_topic
-        self._starts: dict[int, int | None] | None = None
+        self._starts: dict[int, int | None] | None = None if reader is None else {0: None}
         self._changed = asyncio.Condition()
         self.version = 0  # bumped on every change of ``entries``
 
