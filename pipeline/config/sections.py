@@ -7,7 +7,7 @@ service reads only its own section. Secrets are ``SecretStr`` and never printed.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -219,16 +219,76 @@ class AgentSettings(_Section):
     )
 
 
+class McpServerSettings(_Section):
+    """One MCP tool server: a stdio ``command`` (with ``args``, ``env``, ``cwd``) or a
+    streamable-HTTP ``url`` (with ``headers``)."""
+
+    command: str | None = Field(None, description="Executable of a stdio server.")
+    args: list[str] = Field(default_factory=list, description="Arguments of the command.")
+    env: dict[str, SecretStr] = Field(
+        default_factory=dict, description="Extra environment of the command (secrets)."
+    )
+    cwd: Path | None = Field(None, description="Working directory of the command.")
+    url: str | None = Field(None, description="Endpoint of a streamable-HTTP server.")
+    headers: dict[str, SecretStr] = Field(
+        default_factory=dict, description="HTTP headers sent to the URL (secrets)."
+    )
+    prefix: str = Field("", description="Put before each of the server's tool names (e.g. 'crm_').")
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServerSettings:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("an MCP server needs either 'command' (stdio) or 'url' (HTTP)")
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"MCP server url {self.url!r} must start with http:// or https://")
+        return self
+
+
 class ToolsSettings(_Section):
     timeout_seconds: float = Field(10.0, gt=0, description="Default per-call timeout.")
     max_concurrency: int = Field(16, ge=1, description="Tool calls running at once.")
     knowledge_file: Path | None = Field(None, description="YAML/JSON knowledge base for lookup.")
-    enabled: list[str] | None = Field(None, description="Tools to offer (default: all).")
+    enabled: list[str] | None = Field(
+        None, description="Tools this tools service serves and advertises (default: all)."
+    )
     max_timeout_seconds: float = Field(
         60.0, gt=0, description="Upper bound on the timeout a tool call may ask for."
     )
-    load_entry_points: bool = Field(
-        True, description="Load user tools from the 'pipeline.tools' entry-point group."
+    plugins: list[str] | Literal["all"] = Field(
+        default_factory=list,
+        description="Entry points of the 'pipeline.tools' group to load, by name, or "
+        '"all" (default: none).',
+    )
+    mcp_servers: dict[str, McpServerSettings] = Field(
+        default_factory=dict, description="MCP tool servers by name, connected at start."
+    )
+    mcp_connect_timeout_seconds: float = Field(
+        10.0, gt=0, description="Deadline to connect to an MCP server and list its tools."
+    )
+    mcp_retry_initial_seconds: float = Field(
+        0.5, gt=0, description="First wait before reconnecting to an MCP server (doubles)."
+    )
+    mcp_retry_max_seconds: float = Field(
+        30.0, gt=0, description="Longest wait between reconnection attempts."
+    )
+    mcp_ping_interval_seconds: float = Field(
+        2.0, gt=0, description="How often a connected MCP server is pinged to notice it is gone."
+    )
+    catalog_topic: str = Field(
+        "tool_catalog", description="Compacted topic the tools services advertise tools on."
+    )
+    catalog_refresh_seconds: float = Field(
+        1.0, gt=0, description="How often the catalog topic is read for changes."
+    )
+    catalog_wait_seconds: float = Field(
+        10.0,
+        ge=0,
+        description="Agent: how long after start a turn waits for a first advertised tool.",
+    )
+    tenant_tools: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Agent: tools offered per tenant (tenant -> tool names); an unlisted "
+        "tenant is offered every advertised tool.",
     )
 
 

@@ -4,6 +4,12 @@ It greets, recognises arithmetic ("what is 12*7?") and asks the ``calculator`` t
 ``current_time`` for the time and ``knowledge_lookup`` for "look up ...", answers from the
 conversation's context facts, remembers what the user said, and turns tool results into
 answers ("12*7 = 84"). Same request, same completion: tests can rely on it.
+
+Any offered tool can be called by name with the explicit form (see :func:`explicit_tool_call`)::
+
+    /tool weather {"city": "Paris"}
+
+so a custom tool can be driven through the whole chain without a model.
 """
 
 from __future__ import annotations
@@ -14,7 +20,11 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pipeline.llm.base import ChatMessage, ChatRequest, Completion, ToolCall
+import jsonschema
+
+from pipeline.llm.base import ChatMessage, ChatRequest, Completion, ToolCall, ToolSpec
+
+TOOL_COMMAND = "/tool"
 
 _NUMBER = r"-?\d+(?:\.\d+)?"
 _OPERATOR = r"(?:\*\*|[-+*/%^\u00d7\u00f7xX])"
@@ -64,6 +74,9 @@ def decide(request: ChatRequest) -> Completion:
     if not user_texts:
         return Completion(text="Hello! How can I help you today?")
     text = user_texts[-1]
+    explicit = explicit_tool_call(text, request.tools)
+    if explicit is not None:
+        return explicit
     offered = {t.name for t in request.tools}
 
     expression = arithmetic_expression(text)
@@ -90,6 +103,49 @@ def decide(request: ChatRequest) -> Completion:
         who = f", {name}" if name else ""
         return Completion(text=f"Hello{who}! How can I help you today?")
     return Completion(text=f"You said: {text}")
+
+
+def explicit_tool_call(text: str, tools: Sequence[ToolSpec]) -> Completion | None:
+    """``/tool NAME {JSON arguments}``: a call of an offered tool, its arguments checked
+    against the tool's JSON Schema; None when ``text`` is not that form.
+
+    The arguments may be left out (``/tool current_time``: ``{}``). An unknown tool,
+    arguments that are not a JSON object, or arguments the schema refuses are answered
+    with a text saying what was wrong, every schema violation at once.
+    """
+    stripped = text.strip()
+    if stripped != TOOL_COMMAND and not stripped.startswith(TOOL_COMMAND + " "):
+        return None
+    offered = {t.name: t for t in tools}
+    names = ", ".join(sorted(offered)) or "none"
+    parts = stripped[len(TOOL_COMMAND) :].strip().split(None, 1)
+    if not parts:
+        return Completion(
+            text=f'Usage: /tool NAME {{"argument": "value"}}. Offered tools: {names}.'
+        )
+    name, raw = parts[0], (parts[1] if len(parts) > 1 else "{}")
+    spec = offered.get(name)
+    if spec is None:
+        return Completion(text=f"There is no tool named {name!r} to call. Offered tools: {names}.")
+    try:
+        arguments = json.loads(raw)
+    except ValueError as exc:
+        return Completion(text=f"The arguments of {name} are not valid JSON: {exc}.")
+    if not isinstance(arguments, dict):
+        return Completion(text=f"The arguments of {name} must be a JSON object.")
+    try:
+        validator = jsonschema.validators.validator_for(spec.parameters)(dict(spec.parameters))
+        problems = sorted(
+            f"{'/'.join(map(str, e.absolute_path)) or 'arguments'}: {e.message}"
+            for e in validator.iter_errors(arguments)
+        )
+    except jsonschema.SchemaError as exc:
+        return Completion(text=f"The tool {name} has an invalid argument schema: {exc.message}.")
+    if problems:
+        return Completion(
+            text=f"The arguments of {name} do not fit its schema: {'; '.join(problems)}."
+        )
+    return _call(name, arguments, text)
 
 
 def arithmetic_expression(text: str) -> str | None:

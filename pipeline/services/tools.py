@@ -1,5 +1,11 @@
 """The tools service: tool_called -> run the tool from the registry -> tool_result.
 
+Its tools are the built-ins, the entry-point plugins ``PIPELINE_TOOLS__PLUGINS`` allows,
+and the tools of the MCP servers in ``PIPELINE_TOOLS__MCP_SERVERS`` (connected at start,
+kept connected by :mod:`pipeline.toolbox.mcp`). It advertises them on the tool catalog
+topic (:mod:`pipeline.toolbox.advertiser`), which is what the agent offers the model,
+and answers the calls for the tools the catalog says it serves.
+
 Each call runs with a deadline (the call's ``timeout_ms``, capped by the settings) and
 under a concurrency limit. Whatever happens (unknown tool, bad arguments, an exception,
 the deadline) becomes a tool_result with status ``error`` or ``timeout``: a failing tool
@@ -13,7 +19,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from prometheus_client import Counter, Histogram
@@ -22,8 +28,13 @@ from pipeline.config import Settings
 from pipeline.events.model import Event
 from pipeline.observability.metrics import LATENCY_BUCKETS
 from pipeline.runtime.context import Context
-from pipeline.runtime.service import Service
+from pipeline.runtime.publisher import Publisher
+from pipeline.runtime.service import Background, Service
 from pipeline.toolbox import ToolError, ToolRegistry, build_registry
+from pipeline.toolbox.advertiser import Advertiser
+from pipeline.toolbox.catalog import CatalogFollower
+from pipeline.toolbox.mcp import McpServer, mcp_servers
+from pipeline.toolbox.registry import Tool
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +51,10 @@ class ToolRunner:
         max_concurrency: int,
         default_timeout: float,
         max_timeout: float,
+        why_missing: Callable[[str], str | None] = lambda name: None,
     ) -> None:
         self.registry = registry
+        self.why_missing = why_missing
         self.default_timeout = default_timeout
         self.max_timeout = max_timeout
         self._slots = asyncio.Semaphore(max_concurrency)
@@ -56,6 +69,9 @@ class ToolRunner:
         """(status, result, error): status is ok, error or timeout."""
         found = self.registry.get(name)
         if found is None:
+            why = self.why_missing(name)
+            if why is not None:
+                return "error", None, f"the tool {name!r} is not available now: {why}"
             return "error", None, f"unknown tool {name!r}; available: {self.registry.names}"
         try:
             arguments = json.loads(arguments_json or "{}")
@@ -82,12 +98,23 @@ def build(settings: Settings | None = None, *, registry: ToolRegistry | None = N
     service = Service("tools", settings=settings, emits=["tool_result"])
     tools_settings = service.settings.tools
     tools = registry if registry is not None else build_registry(tools_settings)
+    follower = CatalogFollower(service.settings)
+    advertiser = Advertiser(service.name, tools, follower, enabled=tools_settings.enabled)
     runner = ToolRunner(
         tools,
         max_concurrency=tools_settings.max_concurrency,
         default_timeout=tools_settings.timeout_seconds,
         max_timeout=tools_settings.max_timeout_seconds,
+        why_missing=advertiser.why_missing,
     )
+
+    def mcp_tools_changed(server: McpServer, listed: list[Tool]) -> None:
+        why = f"the MCP server {server.name!r} is not connected ({server.last_error})"
+        advertiser.replace_source(server.source, listed, why)
+
+    service.background(advertiser.run)
+    for server in mcp_servers(tools_settings, mcp_tools_changed):
+        service.background(_keep_connected(server))
     duration = Histogram(
         "pipeline_tool_duration_seconds",
         "Time one tool call took, by tool.",
@@ -106,6 +133,9 @@ def build(settings: Settings | None = None, *, registry: ToolRegistry | None = N
     @service.handler("tool_called")
     async def run_tool(event: Event, ctx: Context) -> None:
         name = str(event["tool"])
+        await follower.loaded.wait()  # the catalog says which service answers which tool
+        if not advertiser.serves(name):
+            return  # another tools service advertises it and answers
         started = time.perf_counter()
         status, result, error = await runner.run(
             name, event["arguments_json"], event.get("timeout_ms")
@@ -133,3 +163,10 @@ def build(settings: Settings | None = None, *, registry: ToolRegistry | None = N
         )
 
     return service
+
+
+def _keep_connected(server: McpServer) -> Background:
+    async def keep_connected(_: Publisher) -> None:
+        await server.run()
+
+    return keep_connected

@@ -12,6 +12,8 @@ from pipeline.toolbox.calculator import evaluate
 from pipeline.toolbox.knowledge import KnowledgeBase
 from pipeline.toolbox.registry import Tool, ToolError
 
+BUILTIN = "builtin"
+
 
 async def calculator(args: Mapping[str, Any]) -> dict[str, Any]:
     """``{"expression": "12*7"}`` -> ``{"value": 84}``."""
@@ -52,6 +54,7 @@ def knowledge_lookup(knowledge: KnowledgeBase | None) -> Tool:
             "properties": {"query": {"type": "string", "description": "The question."}},
             "required": ["query"],
         },
+        source=BUILTIN,
     )
 
 
@@ -70,6 +73,7 @@ def builtin_tools(settings: ToolsSettings) -> list[Tool]:
                 },
                 "required": ["expression"],
             },
+            source=BUILTIN,
         ),
         Tool(
             "current_time",
@@ -81,6 +85,7 @@ def builtin_tools(settings: ToolsSettings) -> list[Tool]:
                     "timezone": {"type": "string", "description": "For example Europe/Paris."}
                 },
             },
+            source=BUILTIN,
         ),
         knowledge_lookup(knowledge),
     ]

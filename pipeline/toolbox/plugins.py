@@ -6,24 +6,53 @@ A package declares its tools in its ``pyproject.toml``::
     weather = "my_tools.weather:weather"
 
 The named object is a :class:`~pipeline.toolbox.Tool` (for example made with
-``@tool``), or a callable with no arguments returning a Tool or a list of Tools. Only
-installed packages are loaded: the operator chooses the code, no tool runs text it got.
+``@tool``), or a callable with no arguments returning a Tool or a list of Tools.
+
+Installing a package is not enough: an entry point is loaded (its code imported and
+run) only when the operator lists its name in ``PIPELINE_TOOLS__PLUGINS`` (or says
+``all``), so a package that brings an entry point along cannot slip a tool in front of
+the model. Each loaded tool's ``source`` is ``plugin:<entry point name>``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import dataclasses
+import logging
+from collections.abc import Iterable, Sequence
 from importlib.metadata import EntryPoint, entry_points
+from typing import Literal
 
 from pipeline.errors import ConfigError
 from pipeline.toolbox.registry import Tool
 
 ENTRY_POINT_GROUP = "pipeline.tools"
+ALL = "all"
+
+log = logging.getLogger(__name__)
 
 
-def discover_tools(group: str = ENTRY_POINT_GROUP) -> list[Tool]:
-    """Tools from every installed entry point of ``group``."""
-    return load_entry_points(entry_points(group=group))
+def discover_tools(
+    group: str = ENTRY_POINT_GROUP, *, allowed: Sequence[str] | Literal["all"] = ALL
+) -> list[Tool]:
+    """Tools from the installed entry points of ``group`` that ``allowed`` names.
+
+    ``allowed`` is a list of entry-point names or ``"all"``; a listed name that is not
+    installed is a ConfigError (a typo would otherwise silently offer nothing).
+    """
+    points = list(entry_points(group=group))
+    if allowed == ALL:
+        return load_entry_points(points)
+    installed = {p.name for p in points}
+    missing = sorted(set(allowed) - installed)
+    if missing:
+        raise ConfigError(
+            f"tool plugins {missing} are allowed but not installed in group {group!r}; "
+            f"installed: {sorted(installed) or 'none'}"
+        )
+    skipped = sorted(installed - set(allowed))
+    if skipped:
+        log.info("tool plugins not loaded (not in PIPELINE_TOOLS__PLUGINS): %s", ", ".join(skipped))
+    return load_entry_points(p for p in points if p.name in set(allowed))
 
 
 def load_entry_points(points: Iterable[EntryPoint]) -> list[Tool]:
@@ -46,5 +75,5 @@ def load_entry_points(points: Iterable[EntryPoint]) -> list[Tool]:
                 f"the {where} must name a pipeline.toolbox.Tool or a factory returning "
                 f"Tools, not {type(obj).__name__}"
             )
-        tools.extend(found)
+        tools.extend(dataclasses.replace(t, source=f"plugin:{point.name}") for t in found)
     return tools

@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import jsonschema
+
 from pipeline.config.sections import ToolsSettings
 from pipeline.errors import ConfigError, PipelineError
 
@@ -30,7 +32,9 @@ class Tool:
 
     ``parameters`` is the JSON Schema of the arguments object, as LLM tool calling
     expects it. ``fn`` may be ``async`` (preferred) or plain; a plain function runs in
-    a worker thread so it cannot block the service.
+    a worker thread so it cannot block the service. ``source`` says where the tool came
+    from (``builtin``, ``plugin:<entry point>``, ``mcp:<server>``); the tool catalog
+    shows it, so a clash of names can say which two sources collided.
     """
 
     name: str
@@ -39,13 +43,15 @@ class Tool:
     parameters: Mapping[str, Any] = field(
         default_factory=lambda: {"type": "object", "properties": {}}
     )
+    source: str = "code"
 
     def __post_init__(self) -> None:
-        if not _NAME.match(self.name):
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
             raise ConfigError(
                 f"tool name {self.name!r} is invalid: use lowercase letters, digits and "
                 "underscores, starting with a letter (at most 64 characters)"
             )
+        check_parameters(self.name, self.parameters)
 
     async def __call__(self, arguments: Mapping[str, Any]) -> Any:
         if inspect.iscoroutinefunction(self.fn):
@@ -62,6 +68,20 @@ class Tool:
             "description": self.description,
             "parameters": dict(self.parameters),
         }
+
+
+def check_parameters(name: str, parameters: Any) -> None:
+    """Refuse arguments that are not a JSON Schema of an object (ConfigError naming the tool)."""
+    if not isinstance(parameters, Mapping) or parameters.get("type") != "object":
+        raise ConfigError(
+            f'the parameters of tool {name!r} must be a JSON Schema with "type": "object"'
+        )
+    try:
+        jsonschema.validators.validator_for(parameters).check_schema(dict(parameters))
+    except jsonschema.SchemaError as exc:
+        raise ConfigError(
+            f"the parameters of tool {name!r} are not a valid JSON Schema: {exc.message}"
+        ) from None
 
 
 def tool(
@@ -96,8 +116,15 @@ class ToolRegistry:
         self._tools[new.name] = new
         return new
 
+    def unregister(self, name: str) -> Tool | None:
+        return self._tools.pop(name, None)
+
     def get(self, name: str) -> Tool | None:
         return self._tools.get(name)
+
+    def tools(self) -> list[Tool]:
+        """Every tool, by name."""
+        return [self._tools[n] for n in self.names]
 
     def __contains__(self, name: object) -> bool:
         return name in self._tools
@@ -113,11 +140,14 @@ class ToolRegistry:
         """Every tool's function description, for an LLM's tool list."""
         return [self._tools[n].spec() for n in self.names]
 
-    def only(self, names: Iterable[str]) -> ToolRegistry:
-        """A registry with just ``names``; an unknown name is a configuration error."""
+    def only(self, names: Iterable[str], *, allow_unknown: bool = False) -> ToolRegistry:
+        """A registry with just ``names``; an unknown name is a configuration error unless
+        ``allow_unknown`` (the tools of MCP servers are only known once connected)."""
         wanted = list(dict.fromkeys(names))
         unknown = [n for n in wanted if n not in self._tools]
-        if unknown:
+        if allow_unknown:
+            wanted = [n for n in wanted if n in self._tools]
+        elif unknown:
             raise ConfigError(
                 f"enabled tools {unknown} are not registered; known tools: {self.names}"
             )
@@ -125,20 +155,20 @@ class ToolRegistry:
 
 
 def build_registry(
-    settings: ToolsSettings, *, extra: Iterable[Tool] = (), entry_points: bool | None = None
+    settings: ToolsSettings, *, extra: Iterable[Tool] = (), entry_points: bool = True
 ) -> ToolRegistry:
-    """Built-ins, then user tools from the ``pipeline.tools`` entry points, then ``extra``;
-    narrowed to ``settings.enabled`` when that is set."""
+    """Built-ins, then the user tools from the ``pipeline.tools`` entry points that
+    ``settings.plugins`` allows (none by default), then ``extra``; narrowed to
+    ``settings.enabled`` when that is set. ``entry_points=False`` loads no plugin at all."""
     from pipeline.toolbox.builtins import builtin_tools
     from pipeline.toolbox.plugins import discover_tools
 
     registry = ToolRegistry(builtin_tools(settings))
-    use_entry_points = settings.load_entry_points if entry_points is None else entry_points
-    if use_entry_points:
-        for t in discover_tools():
+    if entry_points:
+        for t in discover_tools(allowed=settings.plugins):
             registry.register(t)
     for t in extra:
         registry.register(t)
     if settings.enabled is not None:
-        registry = registry.only(settings.enabled)
+        registry = registry.only(settings.enabled, allow_unknown=bool(settings.mcp_servers))
     return registry

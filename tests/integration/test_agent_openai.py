@@ -3,6 +3,7 @@ the model asks for the calculator, the tool answers, the model's answer is deliv
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -15,8 +16,9 @@ import uvicorn
 from fastapi import FastAPI, Request
 from prometheus_client import CollectorRegistry
 from runtime_support import read_all_async, running, settings_for
-from test_agent_pipeline import TOPICS, calculator_standin, events_of, message, produce_in_order
+from test_agent_pipeline import TOPICS, events_of, message, produce_in_order
 
+from pipeline.services import tools
 from pipeline.services.agent import build
 
 
@@ -58,20 +60,15 @@ def model_app(requests: list[dict[str, Any]]) -> FastAPI:
     return app
 
 
-@pytest.fixture
-def model() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    requests: list[dict[str, Any]] = []
+@contextlib.contextmanager
+def serve_app(app: FastAPI) -> Iterator[str]:
+    """Serve ``app`` on a free local port; yields the chat-completions base URL."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     server = uvicorn.Server(
         uvicorn.Config(
-            model_app(requests),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            lifespan="off",
-            ws="none",
+            app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", ws="none"
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)
@@ -80,9 +77,38 @@ def model() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     while not server.started:
         assert time.monotonic() < deadline, "model server did not start"
         time.sleep(0.01)
-    yield f"http://127.0.0.1:{port}/v1", requests
-    server.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@contextlib.contextmanager
+def serve(reply: Callable[[dict[str, Any]], dict[str, Any]]) -> Iterator[str]:
+    """A chat-completions stand-in whose assistant message is ``reply(request body)``."""
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def completions(request: Request) -> dict[str, Any]:
+        body = await request.json()
+        return {
+            "id": "chatcmpl-x",
+            "object": "chat.completion",
+            "model": body["model"],
+            "choices": [{"index": 0, "message": reply(body), "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 20, "completion_tokens": 5, "total_tokens": 25},
+        }
+
+    with serve_app(app) as base_url:
+        yield base_url
+
+
+@pytest.fixture
+def model() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    requests: list[dict[str, Any]] = []
+    with serve_app(model_app(requests)) as base_url:
+        yield base_url, requests
 
 
 async def test_an_openai_compatible_model_drives_a_tool_call_turn(
@@ -100,7 +126,7 @@ async def test_an_openai_compatible_model_drives_a_tool_call_turn(
     )
     registry = CollectorRegistry()
     question = message("conv-openai", "what is twelve times seven?", external_id="x1")
-    async with running(build(settings, registry=registry)), running(calculator_standin(settings)):
+    async with running(build(settings, registry=registry)), running(tools.build(settings)):
         produce_in_order(kafka_bootstrap, topic_prefix + "message_received", [question])
         (answer,) = events_of(
             await read_all_async(

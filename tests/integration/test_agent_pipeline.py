@@ -1,6 +1,6 @@
-"""The agent on a real broker: a tool-call turn, restore after restart, order at scale,
-follow-up timers. A small stand-in answers calculator calls until the tools service joins
-these tests end to end."""
+"""The agent on a real broker: a tool-call turn with the tools service (the agent offers
+what the tools service advertises on the tool catalog), restore after restart, order at
+scale, follow-up timers."""
 
 from __future__ import annotations
 
@@ -23,10 +23,8 @@ from runtime_support import (
     settings_for,
 )
 
-from pipeline.config import Settings
 from pipeline.events.model import Event
-from pipeline.runtime.context import Context
-from pipeline.runtime.service import Service
+from pipeline.services import tools
 from pipeline.services.agent import assemble, build
 
 TOPICS = (
@@ -39,7 +37,10 @@ TOPICS = (
     "context_updated",
     "agent_state_changelog",
     "dead_letters",
+    "tool_catalog",
 )
+# Runs without a tools service: turns need not wait for a first advertised tool.
+NO_TOOLS = {"catalog_wait_seconds": 0}
 ADDRESS = {"channel": "web", "address": "http://127.0.0.1/cb", "thread_id": None}
 _OPS: dict[type, Callable[[Any, Any], Any]] = {
     ast.Add: operator.add,
@@ -72,36 +73,6 @@ def produce_in_order(bootstrap: str, topic: str, events: Iterable[Event]) -> lis
     return produced
 
 
-def calculator_standin(settings: Settings) -> Service:
-    """Answers calculator calls the way the tools service does (+ - * / only)."""
-    service = Service("tools-standin", settings=settings)
-
-    def evaluate(node: ast.expr) -> Any:
-        if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
-            return node.value
-        if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
-            return _OPS[type(node.op)](evaluate(node.left), evaluate(node.right))
-        raise ValueError("unsupported expression")
-
-    @service.handler("tool_called")
-    async def run_tool(event: Event, ctx: Context) -> None:
-        expression = json.loads(event["arguments_json"])["expression"]
-        value = evaluate(ast.parse(expression, mode="eval").body)
-        ctx.emit(
-            "tool_result",
-            {
-                "call_id": event["call_id"],
-                "tool": event["tool"],
-                "status": "ok",
-                "result_json": json.dumps({"value": value}),
-                "error": None,
-                "duration_ms": 1,
-            },
-        )
-
-    return service
-
-
 async def wait_until(condition: Callable[[], bool], seconds: float) -> None:
     deadline = asyncio.get_running_loop().time() + seconds
     while not condition():
@@ -119,7 +90,7 @@ async def test_a_calculator_turn_chains_every_event(
     make_topics(*TOPICS, partitions=2)
     settings = settings_for(kafka_bootstrap, topic_prefix)
     question = message("conv-calc", "what is 12*7?", external_id="ext-1")
-    async with running(build(settings)), running(calculator_standin(settings)):
+    async with running(build(settings)), running(tools.build(settings)):
         produce_in_order(kafka_bootstrap, topic_prefix + "message_received", [question])
         replies = await read_all_async(
             kafka_bootstrap, topic_prefix + "response_ready", lambda r: len(r) >= 1, 60
@@ -141,7 +112,7 @@ async def test_a_calculator_turn_chains_every_event(
     chain = [question, called, result, answer]
     assert {e.metadata.correlation_id for e in chain} == {question.id}
     assert [e.metadata.causation_id for e in chain] == [None, question.id, called.id, result.id]
-    assert [e.metadata.producer for e in chain] == ["test", "agent", "tools-standin", "agent"]
+    assert [e.metadata.producer for e in chain] == ["test", "agent", "tools", "agent"]
     assert {e.conversation_id for e in chain} == {"conv-calc"}
     # The state went to the changelog, keyed by the conversation.
     changelog = await read_all_async(
@@ -157,7 +128,7 @@ async def test_state_survives_a_restart(
     kafka_bootstrap: str, topic_prefix: str, make_topics: Callable[..., list[str]]
 ) -> None:
     make_topics(*TOPICS, partitions=3)
-    settings = settings_for(kafka_bootstrap, topic_prefix)
+    settings = settings_for(kafka_bootstrap, topic_prefix, tools=NO_TOOLS)
     inputs, outputs = topic_prefix + "message_received", topic_prefix + "response_ready"
     conversations = [f"conv-{i}" for i in range(6)]
     first = [message(c, f"my order is {i}") for i, c in enumerate(conversations)]
@@ -198,7 +169,7 @@ async def test_two_hundred_conversations_ten_turns_each_answered_in_order(
 ) -> None:
     conversations, turns = 200, 10
     make_topics(*TOPICS, partitions=4)
-    settings = settings_for(kafka_bootstrap, topic_prefix, max_in_flight=128)
+    settings = settings_for(kafka_bootstrap, topic_prefix, max_in_flight=128, tools=NO_TOOLS)
     # Every conversation's turns in order, the conversations interleaved as live traffic is.
     events = [
         message(f"chat-{c}", f"turn {t}", external_id=f"chat-{c}/{t}")
@@ -240,6 +211,7 @@ async def test_follow_up_is_scheduled_cancelled_on_reply_and_sent_when_due(
         kafka_bootstrap,
         topic_prefix,
         agent={"follow_up_seconds": 60, "follow_up_text": "Still there?"},
+        tools=NO_TOOLS,
     )
     inputs = topic_prefix + "message_received"
     timers = topic_prefix + "timer_requested"

@@ -30,7 +30,9 @@ def call(conversation: str, tool: str, arguments: Mapping[str, Any], timeout_ms:
 async def test_calculator_timeout_and_unknown_tool(
     kafka_bootstrap: str, topic_prefix: str, make_topics: Callable[..., list[str]]
 ) -> None:
-    calls, results, _ = make_topics("tool_called", "tool_result", "dead_letters", partitions=2)
+    calls, results, _, _ = make_topics(
+        "tool_called", "tool_result", "dead_letters", "tool_catalog", partitions=2
+    )
 
     async def sleepy(args: Mapping[str, Any]) -> None:
         await asyncio.sleep(5)

@@ -21,7 +21,9 @@ from pipeline.runtime.context import Context
 from pipeline.services.agent import Agent, assemble
 from pipeline.services.agent.conversation import Conversation
 from pipeline.services.agent.service import LLM_DOWN, TOO_DEEP
+from pipeline.services.agent.tool_offer import StaticOffer
 from pipeline.state.changelog import Restored
+from pipeline.toolbox import builtin_tools
 
 SERDE = SingleObjectSerde(SchemaCatalog.load(bundled_dir("schemas")))
 ADDRESS = {"channel": "web", "address": "http://127.0.0.1/cb", "thread_id": None}
@@ -37,7 +39,11 @@ class Harness:
     def __init__(self, provider: Any = None, attempt: int = 1, **agent: Any) -> None:
         settings = Settings(metrics_port=0, agent=agent, max_retries=2)
         self.registry = CollectorRegistry()
-        service, self.agent = assemble(settings, provider=provider, registry=self.registry)
+        # The offer the tools service makes by default: its built-ins, as it advertises them.
+        offer = StaticOffer.of(builtin_tools(settings.tools))
+        service, self.agent = assemble(
+            settings, provider=provider, registry=self.registry, tools=offer
+        )
         self.service = service
         self.agent.store._read = empty_changelog
         self.attempt = attempt
@@ -331,7 +337,7 @@ async def test_other_timers_are_ignored() -> None:
 
 async def test_without_a_calculator_offered_the_model_says_so() -> None:
     harness = Harness()
-    harness.agent.tools = ()
+    harness.agent.tools = StaticOffer(())
     agent = await harness.start()
     (answer,) = await agent.send(message("what is 12*7?"))
     assert "calculator is not available" in answer["text"]

@@ -6,9 +6,21 @@ import json
 
 import pytest
 
-from pipeline.llm import ChatMessage, ChatRequest, DeterministicProvider, ToolCall
+from pipeline.config.sections import ToolsSettings
+from pipeline.llm import (
+    ChatMessage,
+    ChatRequest,
+    Completion,
+    DeterministicProvider,
+    ToolCall,
+    ToolSpec,
+)
 from pipeline.llm.deterministic import arithmetic_expression, decide
-from pipeline.services.agent.tool_specs import BUILT_IN_TOOLS
+from pipeline.services.agent.tool_offer import StaticOffer
+from pipeline.toolbox import builtin_tools
+
+# What the tools service serves and advertises by default.
+BUILT_IN_TOOLS = StaticOffer.of(builtin_tools(ToolsSettings())).specs
 
 
 def ask(*texts: str, facts: dict[str, str] | None = None, tools: bool = True) -> ChatRequest:
@@ -132,3 +144,61 @@ def test_anything_else_is_acknowledged_with_its_text() -> None:
 
 def test_same_request_same_completion() -> None:
     assert decide(ask("what is 2+2")) == decide(ask("what is 2+2"))
+
+
+WEATHER = ToolSpec(
+    "weather",
+    "Today's weather for a city.",
+    {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "days": {"type": "integer", "minimum": 1}},
+        "required": ["city"],
+        "additionalProperties": False,
+    },
+)
+
+
+def tool_form(text: str) -> Completion:
+    return decide(ChatRequest((ChatMessage("user", text),), tools=(*BUILT_IN_TOOLS, WEATHER)))
+
+
+def test_the_tool_form_calls_any_offered_tool_with_checked_arguments() -> None:
+    (call,) = tool_form('/tool weather {"city": "Paris", "days": 2}').tool_calls
+    assert (call.name, call.arguments) == ("weather", {"city": "Paris", "days": 2})
+    (clock,) = tool_form("  /tool current_time  ").tool_calls
+    assert (clock.name, clock.arguments) == ("current_time", {})
+    # An ordinary message that mentions the form is not one.
+    assert not tool_form("what does /toolbar do").tool_calls
+
+
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
+        (
+            '/tool weather {"days": 0, "town": "Paris"}',
+            "The arguments of weather do not fit its schema: arguments: 'city' is a required "
+            "property; arguments: Additional properties are not allowed ('town' was "
+            "unexpected); days: 0 is less than the minimum of 1.",
+        ),
+        ("/tool weather {city: Paris}", "The arguments of weather are not valid JSON: "),
+        ('/tool weather ["Paris"]', "The arguments of weather must be a JSON object."),
+        (
+            "/tool teleport {}",
+            "There is no tool named 'teleport' to call. Offered tools: calculator, "
+            "current_time, knowledge_lookup, weather.",
+        ),
+        ("/tool", 'Usage: /tool NAME {"argument": "value"}. Offered tools: calculator, '),
+    ],
+)
+def test_the_tool_form_says_what_is_wrong_and_calls_nothing(text: str, answer: str) -> None:
+    completion = tool_form(text)
+    assert not completion.tool_calls
+    assert completion.text is not None and completion.text.startswith(answer)
+
+
+def test_the_tool_form_result_is_answered_for_any_tool() -> None:
+    (call,) = tool_form('/tool weather {"city": "Paris"}').tool_calls
+    result = ChatMessage("tool", '{"forecast": "sunny"}', tool_call_id=call.id, name="weather")
+    messages = (ChatMessage("user", "x"), ChatMessage("assistant", None, (call,)), result)
+    answer = decide(ChatRequest(messages, tools=(WEATHER,)))
+    assert answer.text == 'The weather tool returned {"forecast": "sunny"}.'

@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 
-from pipeline.config.sections import LLMSettings
+from pipeline.config.sections import LLMSettings, ToolsSettings
 from pipeline.llm import (
     ChatMessage,
     ChatRequest,
@@ -26,7 +26,11 @@ from pipeline.llm import (
     ToolCall,
     create_provider,
 )
-from pipeline.services.agent.tool_specs import BUILT_IN_TOOLS
+from pipeline.services.agent.tool_offer import StaticOffer
+from pipeline.toolbox import builtin_tools
+
+# What the tools service serves and advertises by default.
+BUILT_IN_TOOLS = StaticOffer.of(builtin_tools(ToolsSettings())).specs
 
 
 @dataclass

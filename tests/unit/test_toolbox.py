@@ -21,6 +21,7 @@ from pipeline.toolbox import (
     ToolError,
     ToolRegistry,
     build_registry,
+    builtin_tools,
     discover_tools,
     load_entry_points,
     tool,
@@ -164,13 +165,26 @@ def test_installed_distribution_is_discovered(
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     assert [t.name for t in discover_tools()] == ["shout"]
-    registry = build_registry(ToolsSettings())
-    assert registry.names == ["calculator", "current_time", "knowledge_lookup", "shout"]
-    assert build_registry(ToolsSettings(load_entry_points=False)).names == [
-        "calculator",
-        "current_time",
-        "knowledge_lookup",
-    ]
+    builtins = ["calculator", "current_time", "knowledge_lookup"]
+    # Installed is not enough: a plugin is loaded only when the allow-list names it.
+    assert build_registry(ToolsSettings()).names == builtins
+    for allowed in (["shout"], "all"):
+        registry = build_registry(ToolsSettings(plugins=allowed))
+        assert registry.names == [*builtins, "shout"]
+        assert registry.get("shout").source == "plugin:shout"  # type: ignore[union-attr]
+    assert build_registry(ToolsSettings(plugins="all"), entry_points=False).names == builtins
+    with pytest.raises(
+        ConfigError, match=r"tool plugins \['wether'\] are allowed but not installed"
+    ):
+        build_registry(ToolsSettings(plugins=["wether"]))
+
+
+def test_tools_carry_a_valid_json_schema_and_their_source() -> None:
+    assert {t.source for t in builtin_tools(ToolsSettings())} == {"builtin"}
+    with pytest.raises(ConfigError, match='must be a JSON Schema with "type": "object"'):
+        Tool("bad", "Bad.", lambda args: None, {"type": "string"})
+    with pytest.raises(ConfigError, match="parameters of tool 'bad' are not a valid JSON Schema"):
+        Tool("bad", "Bad.", lambda args: None, {"type": "object", "properties": 3})
 
 
 def runner(*tools: Tool, concurrency: int = 4, timeout: float = 5.0) -> ToolRunner:

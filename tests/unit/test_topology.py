@@ -73,6 +73,7 @@ def test_bundled_definitions_load_with_their_schemas() -> None:
         "delivery_sent",
         "scheduler_timers",
         "webhook_deliveries",
+        "tool_catalog",
     }
     assert topology.co_partition_count == 12
 
@@ -106,6 +107,13 @@ def test_bundled_changelogs_are_compacted_and_state_is_co_partitioned() -> None:
     dead_letters = topology["dead_letters"]
     assert dead_letters.kind == "internal"
     assert dead_letters.value_schema == "pipeline.events.DeadLetter"
+    catalog = topology["tool_catalog"]
+    assert (catalog.kind, catalog.key, catalog.configs["cleanup.policy"]) == (
+        "internal",
+        "tool_name",
+        "compact",
+    )
+    assert catalog.value_schema == "pipeline.events.ToolAdvertised"
     assert int(dead_letters.configs["retention.ms"]) > int(
         topology["message_received"].configs["retention.ms"]
     )

@@ -32,7 +32,7 @@ from pipeline.config import Settings
 from pipeline.errors import RejectEvent
 from pipeline.events.model import Event, utc_now
 from pipeline.llm import ChatRequest, Completion, LLMError, LLMProvider, create_provider
-from pipeline.llm.base import ToolCall, ToolSpec
+from pipeline.llm.base import ToolCall
 from pipeline.runtime.context import Context
 from pipeline.runtime.publisher import Publisher
 from pipeline.runtime.service import Background, Service
@@ -43,7 +43,7 @@ from pipeline.services.agent.conversation import (
     from_millis,
     to_millis,
 )
-from pipeline.services.agent.tool_specs import offered_tools
+from pipeline.services.agent.tool_offer import CatalogOffer, ToolOffer
 from pipeline.state import ChangelogStore
 
 log = logging.getLogger(__name__)
@@ -99,13 +99,14 @@ class Agent:
         provider: LLMProvider,
         store: ChangelogStore,
         metrics: AgentMetrics,
+        tools: ToolOffer,
     ) -> None:
         self.settings = settings
         self.config = settings.agent
         self.provider = provider
         self.store = store
         self.metrics = metrics
-        self.tools: tuple[ToolSpec, ...] = offered_tools(settings.tools.enabled)
+        self.tools = tools  # what the model is offered: the advertised tool catalog
 
     # ------------------------------------------------------------------ handlers
 
@@ -241,7 +242,7 @@ class Agent:
             messages=conversation.messages(turn),
             system=self.settings.llm.system_prompt,
             facts=conversation.facts,
-            tools=self.tools,
+            tools=await self.tools.tools_for(ctx.event.metadata.tenant_id),
         )
         try:
             return await self.provider.complete(request)
@@ -368,9 +369,10 @@ def build(
     *,
     provider: LLMProvider | None = None,
     registry: CollectorRegistry | None = None,
+    tools: ToolOffer | None = None,
 ) -> Service:
     """The agent service, with the provider ``settings.llm`` names (or ``provider``)."""
-    service, _ = assemble(settings, provider=provider, registry=registry)
+    service, _ = assemble(settings, provider=provider, registry=registry, tools=tools)
     return service
 
 
@@ -379,8 +381,11 @@ def assemble(
     *,
     provider: LLMProvider | None = None,
     registry: CollectorRegistry | None = None,
+    tools: ToolOffer | None = None,
 ) -> tuple[Service, Agent]:
-    """The agent service and its Agent (whose ``store`` tests and tools may inspect)."""
+    """The agent service and its Agent (whose ``store`` tests and tools may inspect).
+
+    ``tools`` replaces the offer read from the tool catalog topic (tests)."""
     settings = settings or Settings()
     service = Service(
         "agent",
@@ -400,7 +405,11 @@ def assemble(
     if provider is None:
         provider = create_provider(settings.llm, registry=service.registry, service=service.name)
         service.background(_closes(provider))
-    agent = Agent(settings, provider, store, AgentMetrics(service.registry, service.name))
+    if tools is None:
+        catalog = CatalogOffer(settings)
+        service.background(catalog.follow)
+        tools = catalog
+    agent = Agent(settings, provider, store, AgentMetrics(service.registry, service.name), tools)
     service.handler("message_received", name="on_message")(agent.on_message)
     service.handler("tool_result", name="on_tool_result")(agent.on_tool_result)
     service.handler("timer_fired", name="on_timer_fired")(agent.on_timer_fired)
