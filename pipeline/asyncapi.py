@@ -16,7 +16,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from pipeline.config import Settings
-from pipeline.events.catalog import SchemaCatalog, event_type_of, load_settings_catalog
+from pipeline.events.catalog import load_named_schema
 from pipeline.events.serde import CONTENT_TYPE
 from pipeline.runtime import headers
 from pipeline.topology import TopicDefinition, Topology, load_settings_topology
@@ -78,20 +78,21 @@ def builtin_roles(settings: Settings) -> dict[str, Roles]:
         service = load_service(name, settings)
         if isinstance(service, Service):
             receives = tuple(h.event_type for h in service.handlers)
-            emits = tuple(getattr(service, "emits", ()) or ())
+            emits = tuple(service.emits)
             roles[name] = Roles(receives, (*emits, DEAD_LETTERS_TOPIC))
     return roles
 
 
 def document(
     topology: Topology,
-    catalog: SchemaCatalog,
+    schemas: Mapping[str, Any],
     roles: Mapping[str, Roles],
     *,
     bootstrap_servers: str = "localhost:9092",
     topic_prefix: str = "",
 ) -> dict[str, Any]:
-    """The AsyncAPI 3 document as a JSON-ready dict."""
+    """The AsyncAPI 3 document as a JSON-ready dict; ``schemas`` maps each topic's value
+    schema (full name) to the schema, references expanded."""
     messages: dict[str, Any] = {}
     channels: dict[str, Any] = {}
     for topic in topology:
@@ -104,7 +105,7 @@ def document(
         message_name = _message_name(topic)
         if message_name is not None:
             if message_name not in messages:
-                messages[message_name] = _message(topic, catalog)
+                messages[message_name] = _message(topic, schemas[str(topic.value_schema)])
             channel["messages"] = {message_name: {"$ref": f"#/components/messages/{message_name}"}}
         else:
             channel["messages"] = {}
@@ -158,9 +159,11 @@ def document(
 
 def settings_document(settings: Settings) -> dict[str, Any]:
     """The document for the topics, schemas and services of ``settings``."""
+    topology = load_settings_topology(settings)
+    names = {t.value_schema for t in topology if t.value_schema is not None}
     return document(
-        load_settings_topology(settings),
-        load_settings_catalog(settings),
+        topology,
+        {name: load_named_schema(settings, name) for name in sorted(names)},
         builtin_roles(settings),
         bootstrap_servers=settings.bootstrap_servers,
         topic_prefix=settings.topic_prefix,
@@ -173,9 +176,9 @@ def _message_name(topic: TopicDefinition) -> str | None:
     return topic.value_schema.rsplit(".", 1)[-1]
 
 
-def _message(topic: TopicDefinition, catalog: SchemaCatalog) -> dict[str, Any]:
+def _message(topic: TopicDefinition, value_schema: Any) -> dict[str, Any]:
     assert topic.value_schema is not None
-    schema = _plain(catalog.reader(event_type_of(topic.value_schema)).parsed)
+    schema = _plain(value_schema)
     name = topic.value_schema.rsplit(".", 1)[-1]
     message: dict[str, Any] = {
         "name": name,

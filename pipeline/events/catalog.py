@@ -166,6 +166,14 @@ def load_settings_catalog(settings: Settings) -> SchemaCatalog:
     )
 
 
+def load_named_schema(settings: Settings, full_name: str) -> dict[str, Any]:
+    """One named schema of ``settings``' schema folders (event or not), references expanded."""
+    files = _schema_files(settings.resource_dir("schemas"), settings.extra_schema_dirs)
+    if full_name not in files:
+        raise SchemaError(f"no schema {full_name} ({full_name}.avsc) in the schema folders")
+    return _load_file(files[full_name], _FileRepository(files))
+
+
 def _schema_files(folder: Path, extra_folders: tuple[Path, ...]) -> dict[str, Path]:
     """Full name -> file, over every folder; a name in two files is an error naming both."""
     files: dict[str, Path] = {}
