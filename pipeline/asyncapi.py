@@ -78,7 +78,7 @@ def builtin_roles(settings: Settings) -> dict[str, Roles]:
         service = load_service(name, settings)
         if isinstance(service, Service):
             receives = tuple(h.event_type for h in service.handlers)
-            emits = tuple(service.emits)
+            emits = service.emits or ()
             roles[name] = Roles(receives, (*emits, DEAD_LETTERS_TOPIC))
     return roles
 
