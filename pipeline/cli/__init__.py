@@ -10,19 +10,18 @@ from pathlib import Path
 from typing import Any
 
 import click
-from pydantic import ValidationError
 
 from pipeline.cli.kafka import kafka
 from pipeline.cli.topics import topics
-from pipeline.config import Settings
-from pipeline.errors import PipelineError
+from pipeline.config import Settings, load_settings
+from pipeline.errors import ConfigError, PipelineError
 
 
 def _settings() -> Settings:
     try:
-        return Settings()
-    except ValidationError as exc:
-        raise click.ClickException(f"invalid PIPELINE_* settings: {exc}") from exc
+        return load_settings()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @click.group()
