@@ -98,3 +98,22 @@ def test_metrics_port_serves_metrics_docs_and_the_readiness_reason(
 
 def test_no_metrics_port_means_no_operator_pages() -> None:
     assert GatewayServer(gateway_config()).health_server() is None
+
+
+async def test_an_unexpected_error_is_a_json_500_that_reveals_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pipeline.channels.web import inbound as web
+
+    def broken(body: bytes, tenant: str) -> object:
+        raise RuntimeError("secret internals at 10.9.8.7")
+
+    monkeypatch.setattr(web, "parse", broken)
+    app = create_app(gateway_config())
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+        response = await client.post(
+            "/v1/web/messages", json={}, headers={"Authorization": "Bearer tok-acme"}
+        )
+    assert response.status_code == 500
+    assert response.json() == {"error": "internal error; the request was not stored"}
