@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,6 +27,12 @@ from pipeline.errors import PipelineError
 GATEWAY_NAMESPACE = uuid.UUID("6f1c2b1e-5a0d-5c3e-9a57-2d8e4b7c9f10")
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+MAX_JSON_DEPTH = 32
+"""How deeply objects and arrays may nest in a request body (deeper: 400)."""
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_UNIX_SECONDS = re.compile(r"[0-9]{1,12}")
 
 
 class InboundRejected(PipelineError):
@@ -94,15 +102,82 @@ def bearer_tenant(authorization: str | None, tokens: Mapping[str, str]) -> str:
     return tenant
 
 
-def json_object(body: bytes) -> dict[str, Any]:
-    """The body (UTF-8) as a JSON object, or 400 saying why not."""
+def json_object(body: bytes, max_depth: int = MAX_JSON_DEPTH) -> dict[str, Any]:
+    """The body as a JSON object, or 400 saying why not.
+
+    Strict before anything reads it: valid UTF-8; standard JSON (no ``NaN`` or
+    ``Infinity``, no number too large for a double); objects and arrays nested at most
+    ``max_depth`` deep; no lone UTF-16 surrogate (``"\\ud800"``) in any string, since
+    such a string cannot be encoded again.
+    """
     try:
-        value = json.loads(body.decode("utf-8"))
+        value = json.loads(body.decode("utf-8"), parse_constant=_no_constant, parse_float=_finite)
+    except RecursionError:
+        raise InboundRejected(400, f"body is nested deeper than {max_depth} levels") from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise InboundRejected(400, f"body is not valid JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise InboundRejected(400, "body must be a JSON object")
+    # Cheap tests on the raw body spare the walk for the usual shallow, plain body.
+    if body.count(b"{") + body.count(b"[") > max_depth:
+        _check_depth(value, max_depth)
+    if _SURROGATE_ESCAPE.search(body):
+        _check_text(value)
     return value
+
+
+def parse_timestamp(value: str | None, header: str) -> int:
+    """A header's Unix time in whole seconds, or 401 naming the header.
+
+    Only 1 to 12 ASCII digits are read, so an absurd value is refused before any
+    arithmetic (a 400-digit integer overflows a float comparison).
+    """
+    if not value:
+        raise InboundRejected(401, f"missing {header}")
+    text = value.strip()
+    if not _UNIX_SECONDS.fullmatch(text):
+        raise InboundRejected(401, f"{header} is not a Unix time in seconds")
+    return int(text)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"number {text[:20]}... is out of range")
+    return number
+
+
+def _check_depth(value: Any, max_depth: int) -> None:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > max_depth:
+            raise InboundRejected(400, f"body is nested deeper than {max_depth} levels")
+        if isinstance(node, dict):
+            stack.extend((child, depth + 1) for child in node.values())
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node)
+
+
+def _check_text(value: Any) -> None:
+    stack: list[tuple[Any, str]] = [(value, "body")]
+    while stack:
+        node, where = stack.pop()
+        if isinstance(node, str):
+            if _SURROGATE.search(node):
+                raise InboundRejected(
+                    400, f"{where}: contains a lone UTF-16 surrogate, which is not a character"
+                )
+        elif isinstance(node, dict):
+            for key, child in node.items():
+                stack.append((key, f"{where} (a key)"))
+                stack.append((child, f"{where}.{key}"[:200]))
+        elif isinstance(node, list):
+            stack.extend((child, f"{where}.{i}"[:200]) for i, child in enumerate(node))
 
 
 def validate(model: type[ModelT], value: Any) -> ModelT:

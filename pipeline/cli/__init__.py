@@ -10,21 +10,20 @@ from pathlib import Path
 from typing import Any
 
 import click
-from pydantic import ValidationError
 
 from pipeline.cli.asyncapi import asyncapi
 from pipeline.cli.events import events
 from pipeline.cli.kafka import kafka
 from pipeline.cli.topics import topics
-from pipeline.config import Settings
-from pipeline.errors import PipelineError
+from pipeline.config import Settings, load_settings
+from pipeline.errors import ConfigError, PipelineError
 
 
 def _settings() -> Settings:
     try:
-        return Settings()
-    except ValidationError as exc:
-        raise click.ClickException(f"invalid PIPELINE_* settings: {exc}") from exc
+        return load_settings()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @click.group()

@@ -2,7 +2,8 @@
 
 Kafka client settings pass through unchanged: ``PIPELINE_KAFKA__SASL_USERNAME=me``
 becomes the librdkafka setting ``sasl.username``. Their values are secrets by default
-and never appear when settings are printed or logged.
+and never appear when settings are printed or logged, nor does any value appear in a
+settings error: :func:`load_settings` names the setting and what is wrong with it.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import os
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from pipeline.config.sections import (
     AgentSettings,
@@ -24,6 +25,7 @@ from pipeline.config.sections import (
     ToolsSettings,
     WebhooksSettings,
 )
+from pipeline.errors import ConfigError
 
 # Settings the runtime owns; passing them through would break its guarantees.
 _RESERVED_CLIENT_SETTINGS = frozenset(
@@ -41,7 +43,11 @@ class Settings(BaseSettings):
     """Every knob of a pipeline service. Build once at start and pass it down."""
 
     model_config = SettingsConfigDict(
-        env_prefix="PIPELINE_", env_nested_delimiter="__", extra="ignore", frozen=True
+        env_prefix="PIPELINE_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        frozen=True,
+        hide_input_in_errors=True,
     )
 
     bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers.")
@@ -160,6 +166,30 @@ class Settings(BaseSettings):
     def producer_config(self) -> dict[str, str]:
         """client_config plus the producer-only passthrough."""
         return {**self.client_config(), **_reveal(self.producer)}
+
+
+def load_settings() -> Settings:
+    """Settings from the environment, or :class:`ConfigError` naming every bad setting.
+
+    The error says which variable is wrong and why, never its value: a value may be a
+    password (``PIPELINE_KAFKA__SASL_PASSWORD``) and errors end up in logs.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigError(settings_error_reason(exc)) from None
+    except SettingsError as exc:
+        # pydantic-settings' own message names the field and the source, not the value.
+        raise ConfigError(f"invalid PIPELINE_* settings: {exc}") from None
+
+
+def settings_error_reason(exc: ValidationError) -> str:
+    """One line per problem: the variable and what is wrong, without the input."""
+    problems = [
+        f"PIPELINE_{'__'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
+        for error in exc.errors(include_input=False, include_url=False)
+    ]
+    return "invalid PIPELINE_* settings:\n  " + "\n  ".join(problems)
 
 
 def bundled_dir(name: str) -> Path:

@@ -21,7 +21,7 @@ from pydantic import (
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
 
 Tenant = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
@@ -95,6 +95,23 @@ class GatewaySettings(_Section):
     )
     publish_timeout_seconds: float = Field(
         5.0, gt=0, description="How long to wait for Kafka before answering 503."
+    )
+    max_text_chars: int = Field(
+        32_768, ge=1, description="Longest message text accepted, in characters (else 413)."
+    )
+    max_messages_per_request: int = Field(
+        50, ge=1, description="Most messages one request may carry, e.g. a WhatsApp batch."
+    )
+    max_attachments: int = Field(10, ge=0, description="Most attachments on one message.")
+    max_id_chars: int = Field(
+        2048,
+        ge=64,
+        description="Longest conversation id, sender id, message id or reply address.",
+    )
+    public_docs: bool = Field(
+        False,
+        description="Also serve /docs, /redoc and /openapi.json on the public port "
+        "(always served on the metrics port).",
     )
 
     @model_validator(mode="after")

@@ -26,11 +26,18 @@ from pipeline.llm.base import ChatMessage, ChatRequest, Completion, ToolCall, To
 
 TOOL_COMMAND = "/tool"
 
-_NUMBER = r"-?\d+(?:\.\d+)?"
+# Every pattern here runs in linear time on any text: the user writes it. Quantifiers
+# that the rest of a pattern can never take back from are possessive (``++``, ``*+``),
+# and a match may only start where a run of digits, spaces or parentheses starts, so a
+# long run is read once instead of once from each of its characters.
+_NUMBER = r"-?+\d++(?:\.\d++)?+"
 _OPERATOR = r"(?:\*\*|[-+*/%^\u00d7\u00f7xX])"
+_START = r"(?:(?<!\()\(++\s*+|(?<![\s(])\s++|(?<!\d))"
 _ARITHMETIC = re.compile(
-    rf"\(*\s*{_NUMBER}(?:\s*{_OPERATOR}\s*\(*\s*{_NUMBER}\s*\)*)+",
+    rf"{_START}{_NUMBER}(?:\s*+{_OPERATOR}\s*+\(*+\s*+{_NUMBER}\s*+\)*+)+",
 )
+# Arithmetic is looked for in this much of a message at most (the calculator takes it).
+MAX_ARITHMETIC_CHARS = 4096
 _ASKS_TO_COMPUTE = re.compile(
     r"\b(what\s+is|what's|whats|calculate|compute|how\s+much\s+is|solve|equals?)\b|=",
     re.IGNORECASE,
@@ -42,8 +49,9 @@ _TIME = re.compile(
 _WHAT_DID_I_SAY = re.compile(r"\bwhat\s+did\s+i\s+(say|write|ask)\b", re.IGNORECASE)
 _WHAT_DO_YOU_KNOW = re.compile(r"\bwhat\s+do\s+you\s+know\b(?!\s+about\s+\w)", re.IGNORECASE)
 _LOOKUP = re.compile(
-    r"^\s*(?:please\s+)?(?:look\s*up|search(?:\s+for)?|tell\s+me\s+about|"
-    r"what\s+do\s+you\s+know\s+about)\s+(?P<query>.+?)[\s?.!]*$",
+    r"^\s*+(?:please\s++)?(?:look\s*+up|search(?:\s++for)?|tell\s++me\s++about|"
+    r"what\s++do\s++you\s++know\s++about)\s++"
+    r"(?P<query>[^\n](?:[^\n]*(?<![\s?.!]))?)[\s?.!]*+$",
     re.IGNORECASE,
 )
 _GREETING = re.compile(
@@ -149,7 +157,11 @@ def explicit_tool_call(text: str, tools: Sequence[ToolSpec]) -> Completion | Non
 
 
 def arithmetic_expression(text: str) -> str | None:
-    """The arithmetic in ``text`` as the calculator takes it ("12*7"), if it asks for one."""
+    """The arithmetic in ``text`` as the calculator takes it ("12*7"), if it asks for one.
+
+    Only the first :data:`MAX_ARITHMETIC_CHARS` characters are read.
+    """
+    text = text[:MAX_ARITHMETIC_CHARS]
     matches = _ARITHMETIC.findall(text)
     if not matches:
         return None
@@ -165,11 +177,14 @@ def arithmetic_expression(text: str) -> str | None:
 
 def _balance(expression: str) -> str:
     """Drop parentheses the match caught on one side only: "(12*7" -> "12*7"."""
-    while expression.startswith("(") and expression.count("(") > expression.count(")"):
-        expression = expression[1:]
-    while expression.endswith(")") and expression.count(")") > expression.count("("):
-        expression = expression[:-1]
-    return expression
+    opened, closed = expression.count("("), expression.count(")")
+    leading = len(expression) - len(expression.lstrip("("))
+    drop_left = min(leading, max(0, opened - closed))
+    expression = expression[drop_left:]
+    opened -= drop_left
+    trailing = len(expression) - len(expression.rstrip(")"))
+    drop_right = min(trailing, max(0, closed - opened))
+    return expression[: len(expression) - drop_right]
 
 
 def _call(tool: str, arguments: Mapping[str, Any], text: str) -> Completion:

@@ -1,11 +1,16 @@
-"""``/metrics``, ``/healthz`` and ``/readyz`` on one small HTTP server in its own thread."""
+"""``/metrics``, ``/healthz`` and ``/readyz`` on one small HTTP server in its own thread.
+
+This is the operators' port, not the public one: a service may add fixed pages to it
+(the gateway serves its API documentation here).
+"""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -16,12 +21,23 @@ Probe = Callable[[], tuple[bool, str]]
 
 
 class HealthServer:
-    """Serves the registry and two probes; ``port=0`` picks a free port."""
+    """Serves the registry, two probes and ``pages`` (path -> content type and body);
+    ``port=0`` picks a free port."""
 
     def __init__(
-        self, registry: CollectorRegistry, host: str, port: int, healthy: Probe, ready: Probe
+        self,
+        registry: CollectorRegistry,
+        host: str,
+        port: int,
+        healthy: Probe,
+        ready: Probe,
+        pages: Mapping[str, tuple[str, bytes]] | None = None,
     ) -> None:
         routes: dict[str, Callable[[], tuple[int, str, bytes]]] = {
+            path: functools.partial(_page, content_type, body)
+            for path, (content_type, body) in (pages or {}).items()
+        }
+        routes |= {
             "/metrics": lambda: (200, CONTENT_TYPE_LATEST, generate_latest(registry)),
             "/healthz": lambda: _probe(healthy),
             "/readyz": lambda: _probe(ready),
@@ -64,6 +80,10 @@ def _probe(check: Probe) -> tuple[int, str, bytes]:
     return (200 if ok else 503), "application/json", body
 
 
+def _page(content_type: str, body: bytes) -> tuple[int, str, bytes]:
+    return 200, content_type, body
+
+
 def _not_found(path: str) -> tuple[int, str, bytes]:
-    body = json.dumps({"error": f"no route {path}; try /metrics, /healthz or /readyz"})
+    body = json.dumps({"error": f"no route {path[:200]}; try /metrics, /healthz or /readyz"})
     return 404, "application/json", body.encode()

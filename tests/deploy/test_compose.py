@@ -88,3 +88,32 @@ def test_prometheus_loads_the_rules_and_scrapes_every_service(project: dict[str,
     assert set(job["dns_sd_configs"][0]["names"]) == set(SERVICES)
     grafana = project["services"]["grafana"]
     assert grafana["depends_on"]["prometheus"]["condition"] == "service_healthy"
+
+
+def test_compose_publishes_nothing_on_all_interfaces_except_the_gateway(
+    project: dict[str, Any],
+) -> None:
+    published = {
+        name: service["ports"]
+        for name, service in project["services"].items()
+        if "ports" in service
+    }
+    assert {"gateway", "kafka", "prometheus", "grafana"} <= set(published)
+    for name, ports in published.items():
+        for port in ports:
+            if name == "gateway":
+                assert port.get("host_ip") in (None, "0.0.0.0"), port
+            else:
+                assert port.get("host_ip") == "127.0.0.1", (name, port)
+    assert [p["published"] for p in published["gateway"]] == ["8080"]
+
+
+def test_grafana_needs_a_login(project: dict[str, Any]) -> None:
+    env = project["services"]["grafana"]["environment"]
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert "GF_AUTH_ANONYMOUS_ORG_ROLE" not in env
+    assert env["GF_USERS_ALLOW_SIGN_UP"] == "false"
+    # The password comes from the environment; the documented default is for local use.
+    raw = yaml.safe_load(COMPOSE.read_text())["services"]["grafana"]["environment"]
+    assert raw["GF_SECURITY_ADMIN_PASSWORD"] == "${GRAFANA_ADMIN_PASSWORD:-change-me-locally}"
+    assert env["GF_SECURITY_ADMIN_PASSWORD"]

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 from gateway_support import record_count, serving
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 from runtime_support import Record, read_all_async
 
 from pipeline.channels.webhook.inbound import signature_headers
@@ -273,7 +273,9 @@ async def test_web_message_ready_metrics_and_trace(
             headers={"Authorization": "Bearer tok-acme", "traceparent": parent},
         )
         assert response.status_code == 202, response.text
-        metrics = (await http.get("/metrics")).text
+        # Metrics are on the metrics port, not this one (tests/unit/test_gateway_exposure.py).
+        assert (await http.get("/metrics")).status_code == 404
+        metrics = generate_latest(registry).decode()
     assert 'pipeline_gateway_requests_total{route="/v1/web/messages",status="202"} 1.0' in metrics
     assert "pipeline_events_produced_total" in metrics
     [record] = await read(kafka_bootstrap, topics[0], 1)
@@ -296,7 +298,10 @@ async def test_kafka_unavailable_is_503_with_retry_after() -> None:
         assert int(response.headers["Retry-After"]) > 0
         assert "retry" in response.json()["error"]
         assert time.monotonic() - started < 10
-        assert (await http.get("/readyz")).status_code == 503
+        ready = await http.get("/readyz")
+        assert ready.status_code == 503
+        # The public port never names the brokers, whatever the readiness check found.
+        assert ready.json() == {"status": "unavailable", "reason": "not ready"}
 
 
 async def test_sigterm_finishes_accepted_requests_and_exits_cleanly(

@@ -1,111 +1,141 @@
-"""Fuzz the gateway from its own OpenAPI description, against uvicorn and a real Kafka.
+"""Fuzz the running gateway, `pipeline run gateway` on a real Kafka, with 10,000+ requests.
 
-Schemathesis generates requests for every operation, valid and invalid by the schema
-(positive and negative modes). Half the requests are then made authentic (the right
-bearer token, a correct Slack, WhatsApp or webhook signature over the exact body), so
-the fuzz reaches the parsers and the producer, not only the signature checks.
+Two sources of requests, across every route:
 
-Checked: no answer is a 5xx; every 4xx carries a JSON reason; and the topics hold
-exactly the events the 2xx answers report as produced, so a refused request produced
-nothing.
+- schemathesis, from the gateway's OpenAPI document (read from the metrics port, the
+  only place it is served by default), valid and invalid by the schema; each case is
+  sent as generated and once more with valid credentials;
+- hand-made hostile bodies (``gateway_corpus.py``): valid bodies of every channel, kept
+  or broken by deep nesting, huge and non-finite numbers, invalid UTF-8, lone
+  surrogates, oversized fields, too many messages, wrong types, byte noise, truncation,
+  400-digit Slack timestamps, signed so that they get past authentication.
+
+Checked: no answer is a 5xx; every 4xx carries a JSON reason; the gateway logged no
+unexpected error; and the topics hold exactly the events the 2xx answers report as
+produced, so a refused request produced nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
+import contextlib
 import json
-import threading
+import os
+import random
+import subprocess
+import sys
 import time
+import urllib.parse
+from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import h11
 import httpx
 import pytest
 import schemathesis
-import uvicorn
 from confluent_kafka import Consumer, TopicPartition
+from fast_http import Connection
+from gateway_corpus import (
+    EXPECTED_REFUSALS,
+    HOOK_SECRET,
+    HOOK_SOURCE,
+    LIMITS,
+    MAIL_TOKEN,
+    ROUTES,
+    SLACK_SECRET,
+    WA_SECRET,
+    WA_VERIFY,
+    WEB_TOKEN,
+    Request,
+    credentials,
+    hostile,
+    odd_requests,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
-from pipeline.channels.webhook.inbound import signature_headers
-from pipeline.config import Settings
 from pipeline.devkafka import free_port
-from pipeline.services.gateway import create_app
-from pipeline.services.gateway.server import gateway_settings
 
-SLACK_SECRET = "fuzz-slack"
-WA_SECRET = "fuzz-meta"
-HOOK_SECRET = "fuzz-hook"
-MAX_EXAMPLES = 300
+REQUESTS = 10_000
+SCHEMATHESIS_CASES = 300  # ~45 ms each to generate; each is sent twice
+CONCURRENCY = 32
 
 
-def hmac_hex(secret: str, message: bytes) -> str:
-    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+@dataclass
+class Running:
+    url: str
+    metrics_url: str
+    topics: list[str]
+    log: Path
+    pid: int
 
-
-def authentic(path: str, raw: bytes) -> dict[str, str]:
-    """Headers that make a request to ``path`` with body ``raw`` pass authentication."""
-    if path == "/v1/web/messages":
-        return {"Authorization": "Bearer fuzz-web"}
-    if path == "/v1/email/inbound":
-        return {"Authorization": "Bearer fuzz-mail"}
-    if path == "/v1/slack/events":
-        ts = str(int(time.time()))
-        signature = "v0=" + hmac_hex(SLACK_SECRET, f"v0:{ts}:".encode() + raw)
-        return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": signature}
-    if path == "/v1/whatsapp/webhook":
-        return {"X-Hub-Signature-256": "sha256=" + hmac_hex(WA_SECRET, raw)}
-    if path.startswith("/v1/webhooks/"):
-        return signature_headers(HOOK_SECRET, raw, time.time())
-    return {}
+    def cpu_seconds(self) -> float:
+        """CPU time the gateway process used so far (user + system)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @pytest.fixture
 def gateway(
-    kafka_bootstrap: str, topic_prefix: str, make_topics: Callable[..., list[str]]
-) -> Iterator[tuple[str, list[str]]]:
-    """The gateway under uvicorn in a thread; yields its URL and its topics."""
+    kafka_bootstrap: str,
+    topic_prefix: str,
+    make_topics: Callable[..., list[str]],
+    tmp_path: Path,
+) -> Iterator[Running]:
+    """``pipeline run gateway`` in its own process, every channel configured."""
     topics = make_topics("message_received", "webhook_received", partitions=3)
-    config = Settings(
-        bootstrap_servers=kafka_bootstrap,
-        topic_prefix=topic_prefix,
-        metrics_port=0,
-        gateway={
-            "max_body_bytes": 8192,
-            "web_tokens": {"fuzz": "fuzz-web"},
-            "slack_signing_secret": SLACK_SECRET,
-            "whatsapp_app_secret": WA_SECRET,
-            "whatsapp_verify_token": "fuzz-verify",
-            "email_token": "fuzz-mail",
-            "webhook_secrets": {"crm": HOOK_SECRET},
-            "publish_timeout_seconds": 10.0,
-        },
-    )
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(gateway_settings(config)),
-            host="127.0.0.1",
-            port=port,
-            lifespan="on",
-            log_config=None,
-            access_log=False,
+    port, metrics_port = free_port(), free_port()
+    gateway_env = {
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "WEB_TOKENS": json.dumps({"fuzz": WEB_TOKEN}),
+        "SLACK_SIGNING_SECRET": SLACK_SECRET,
+        "WHATSAPP_APP_SECRET": WA_SECRET,
+        "WHATSAPP_VERIFY_TOKEN": WA_VERIFY,
+        "EMAIL_TOKEN": MAIL_TOKEN,
+        "WEBHOOK_SECRETS": json.dumps({HOOK_SOURCE: HOOK_SECRET}),
+        "PUBLISH_TIMEOUT_SECONDS": "30",
+        **{key.upper(): str(value) for key, value in LIMITS.items()},
+    }
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")},
+        "PIPELINE_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "PIPELINE_TOPIC_PREFIX": topic_prefix,
+        "PIPELINE_METRICS_HOST": "127.0.0.1",
+        "PIPELINE_METRICS_PORT": str(metrics_port),
+        "PIPELINE_LOG_LEVEL": "WARNING",
+        **{f"PIPELINE_GATEWAY__{key}": value for key, value in gateway_env.items()},
+    }
+    log = tmp_path / "gateway.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", "run", "gateway"],
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
         )
-    )
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
+    metrics_url = f"http://127.0.0.1:{metrics_port}"
     try:
-        yield f"http://127.0.0.1:{port}", topics
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{metrics_url}/readyz", timeout=2).status_code == 200:
+                    break
+            time.sleep(0.2)
+        yield Running(f"http://127.0.0.1:{port}", metrics_url, topics, log, process.pid)
     finally:
-        server.should_exit = True
-        thread.join(30)
+        process.terminate()
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def record_count(bootstrap: str, topic: str) -> int:
@@ -121,12 +151,8 @@ def record_count(bootstrap: str, topic: str) -> int:
         consumer.close()
 
 
-def test_fuzz_from_openapi_no_5xx_and_nothing_produced_when_refused(
-    gateway: tuple[str, list[str]], kafka_bootstrap: str
-) -> None:
-    url, topics = gateway
-    with httpx.Client(base_url=url, timeout=30) as http:
-        spec = http.get("/openapi.json").json()
+def schemathesis_requests(spec: dict[str, Any]) -> list[Request]:
+    """Cases for every operation of ``spec``, each as generated and once signed."""
     schema = schemathesis.openapi.from_dict(spec)
     operations = [result.ok() for result in schema.get_all_operations()]
     cases = st.one_of(
@@ -136,18 +162,17 @@ def test_fuzz_from_openapi_no_5xx_and_nothing_produced_when_refused(
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
         ]
     )
-    seen: dict[str, Any] = {"produced": 0, "statuses": {}, "requests": 0}
+    requests: list[Request] = []
 
     @settings(
-        max_examples=MAX_EXAMPLES,
+        max_examples=SCHEMATHESIS_CASES,
         deadline=None,
         database=None,
         derandomize=True,
         suppress_health_check=list(HealthCheck),
     )
-    @given(case=cases, sign=st.booleans())
-    def one_request(case: Any, sign: bool) -> None:
-        path = case.formatted_path
+    @given(case=cases)
+    def collect(case: Any) -> None:
         if case.body is None or type(case.body).__name__ == "NotSet":
             raw = b""
         elif isinstance(case.body, bytes):
@@ -156,33 +181,124 @@ def test_fuzz_from_openapi_no_5xx_and_nothing_produced_when_refused(
             raw = json.dumps(case.body).encode()
         headers = {str(k): str(v) for k, v in (case.headers or {}).items() if str(v).isascii()}
         headers.setdefault("Content-Type", "application/json")
-        if sign:
-            if path.startswith("/v1/webhooks/"):
-                path = "/v1/webhooks/crm"  # the one configured source
-            extra = authentic(path, raw)
+        query = {str(k): str(v) for k, v in (case.query or {}).items()} or None
+        path = case.formatted_path
+        requests.append(Request(case.method, path, raw, False, headers, query, kind="schema"))
+        if path.startswith("/v1/webhooks/"):
+            path = f"/v1/webhooks/{HOOK_SOURCE}"  # the one configured source
+        requests.append(
+            Request(case.method, path, raw, True, dict(headers), query, kind="schema signed")
+        )
+
+    collect()
+    return requests
+
+
+@dataclass
+class Tally:
+    produced: int = 0
+    sent: int = 0
+    statuses: Counter[int] | None = None
+    accepted_routes: set[str] | None = None
+    refused_as_expected: set[str] | None = None
+
+
+async def send_all(url: str, requests: list[Request]) -> Tally:
+    """Send ``requests`` over CONCURRENCY keep-alive connections; check every answer."""
+    tally = Tally(statuses=Counter(), accepted_routes=set(), refused_as_expected=set())
+    failures: list[str] = []
+    queue: asyncio.Queue[Request] = asyncio.Queue()
+    for request in requests:
+        queue.put_nowait(request)
+    host, port = urllib.parse.urlsplit(url).hostname or "", urllib.parse.urlsplit(url).port or 80
+
+    async def one(connection: Connection, request: Request) -> None:
+        headers = dict(request.headers)
+        if request.sign:
+            extra = credentials(request)
             wanted = {k.lower() for k in extra}
             headers = {k: v for k, v in headers.items() if k.lower() not in wanted} | extra
         try:
-            request = httpx.Request(
-                case.method, url + path, params=case.query or None, headers=headers, content=raw
+            target = urllib.parse.quote(request.path, safe="/%")
+            if request.query:
+                target += "?" + urllib.parse.urlencode(request.query)
+            answer = await connection.request(
+                request.method, target, list(headers.items()), request.body
             )
-        except (httpx.InvalidURL, UnicodeEncodeError, ValueError):
-            return  # not sendable over HTTP at all; nothing to learn
-        response = client.send(request)
-        seen["requests"] += 1
-        seen["statuses"][response.status_code] = seen["statuses"].get(response.status_code, 0) + 1
-        assert response.status_code < 500, (case.method, path, raw[:200], response.text)
-        if 400 <= response.status_code < 500:
-            assert response.json()["error"], response.text
-        if 200 <= response.status_code < 300 and path not in {"/metrics", "/openapi.json"}:
-            answer = response.json() if "json" in response.headers["content-type"] else {}
-            seen["produced"] += sum(
-                1 for e in answer.get("events", ()) if isinstance(e, dict) and not e["duplicate"]
-            )
+        except (UnicodeEncodeError, h11.LocalProtocolError):
+            return  # not sendable over HTTP at all
+        except ConnectionError as exc:
+            failures.append(f"no answer ({exc}): {request.kind} {request.body[:120]!r}")
+            return
+        assert tally.statuses is not None and tally.accepted_routes is not None
+        tally.sent += 1
+        tally.statuses[answer.status] += 1
+        where = f"{request.method} {request.path} {request.body[:120]!r}"
+        if answer.status >= 500:
+            failures.append(f"{answer.status} for {where}: {answer.body[:300]!r}")
+        elif answer.status >= 400:
+            try:
+                reason = json.loads(answer.body)["error"]
+            except (ValueError, KeyError, TypeError):
+                reason = None
+            if not reason:
+                failures.append(f"{answer.status} without a JSON reason: {where}")
+            elif EXPECTED_REFUSALS.get(request.kind, "\0") in str(reason):
+                assert tally.refused_as_expected is not None
+                tally.refused_as_expected.add(request.kind)
+        elif request.method == "POST":
+            body = json.loads(answer.body)
+            tally.produced += sum(1 for e in body["events"] if not e["duplicate"])
+            if body["status"] == "accepted":
+                tally.accepted_routes.add(request.path)
 
-    with httpx.Client(timeout=30) as client:
-        one_request()
-    assert seen["requests"] >= MAX_EXAMPLES // 2, seen
-    stored = sum(record_count(kafka_bootstrap, topic) for topic in topics)
-    assert stored == seen["produced"], seen
-    print("fuzz", seen)  # visible with -s: the spread of statuses
+    async def worker() -> None:
+        connection = Connection(host, port)
+        try:
+            while not queue.empty():
+                await one(connection, queue.get_nowait())
+        finally:
+            await connection.close()
+
+    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    assert not failures, f"{len(failures)} bad answers, e.g.:\n" + "\n".join(failures[:10])
+    return tally
+
+
+def test_fuzz_10k_requests_no_5xx_and_events_match_the_2xx_answers(
+    gateway: Running, kafka_bootstrap: str
+) -> None:
+    started = time.monotonic()
+    spec = httpx.get(f"{gateway.metrics_url}/openapi.json", timeout=10).json()
+    assert httpx.get(f"{gateway.url}/openapi.json", timeout=10).status_code == 404
+    requests = schemathesis_requests(spec)
+    generated = time.monotonic() - started
+    rng = random.Random(20260509)
+    hand_made = REQUESTS - len(requests) + 200
+    requests += [
+        odd_requests(rng) if rng.random() < 0.1 else hostile(rng) for _ in range(hand_made)
+    ]
+    rng.shuffle(requests)
+
+    client_cpu, gateway_cpu, sending = time.process_time(), gateway.cpu_seconds(), time.monotonic()
+    tally = asyncio.run(send_all(gateway.url, requests))
+    client_cpu = time.process_time() - client_cpu
+    gateway_cpu = gateway.cpu_seconds() - gateway_cpu
+    sending = time.monotonic() - sending
+    stored = sum(record_count(kafka_bootstrap, topic) for topic in gateway.topics)
+    elapsed = time.monotonic() - started
+    print(
+        f"fuzz: {tally.sent} requests in {elapsed:.1f}s ({generated:.1f}s generating "
+        f"schemathesis cases); statuses {dict(sorted(tally.statuses.items()))}; "  # type: ignore[union-attr]
+        f"{tally.produced} events reported, {stored} stored; sending took {sending:.1f}s, "
+        f"CPU: gateway {gateway_cpu:.1f}s, client {client_cpu:.1f}s"
+    )
+    assert tally.sent >= REQUESTS
+    assert stored == tally.produced
+    # The fuzz got past authentication into parsing, limits and the producer everywhere.
+    assert tally.accepted_routes == set(ROUTES)
+    assert tally.produced >= REQUESTS // 10
+    assert {400, 401, 404, 413} <= set(tally.statuses or ())
+    assert tally.refused_as_expected == set(EXPECTED_REFUSALS)
+    log = gateway.log.read_text()
+    assert "unexpected error" not in log and "Traceback" not in log, log[-3000:]

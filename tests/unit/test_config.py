@@ -6,9 +6,13 @@ import os
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
-from pipeline.config import Settings, bundled_dir
+from pipeline.cli import main
+from pipeline.config import Settings, bundled_dir, load_settings
+from pipeline.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -166,3 +170,62 @@ def test_out_of_range_values_are_refused(
     monkeypatch.setenv(variable, value)
     with pytest.raises(ValidationError):
         Settings()
+
+
+SECRET = "hunter2-do-not-print"
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        # A reserved key next to a password: the validator sees the whole dict.
+        {"PIPELINE_KAFKA__SASL_PASSWORD": SECRET, "PIPELINE_KAFKA__GROUP_ID": "g"},
+        {"PIPELINE_METRICS_PORT": SECRET},
+        {"PIPELINE_GATEWAY__MAX_TEXT_CHARS": SECRET},
+        {"PIPELINE_GATEWAY": "{" + SECRET},
+    ],
+)
+def test_settings_errors_name_the_variable_never_the_value(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str]
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert SECRET not in str(caught.value) and SECRET not in repr(caught.value)
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    assert "PIPELINE_" in str(caught.value)
+    # Settings() itself (services build it when none is passed) hides inputs too.
+    with pytest.raises((ValidationError, SettingsError)) as direct:
+        Settings()
+    assert SECRET not in str(direct.value)
+
+
+def test_settings_error_names_each_bad_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIPELINE_METRICS_PORT", "x")
+    monkeypatch.setenv("PIPELINE_GATEWAY__PORT", "y")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "PIPELINE_METRICS_PORT: Input should be a valid integer" in str(caught.value)
+    assert "PIPELINE_GATEWAY__PORT: Input should be a valid integer" in str(caught.value)
+
+
+def test_pipeline_run_prints_a_bad_setting_without_its_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PIPELINE_KAFKA__SASL_PASSWORD", SECRET)
+    monkeypatch.setenv("PIPELINE_KAFKA__ENABLE_AUTO_COMMIT", "true")
+    result = CliRunner().invoke(main, ["run", "echo"])
+    assert result.exit_code == 1
+    assert "PIPELINE_KAFKA: Value error, enable.auto.commit cannot be passed" in result.output
+    assert SECRET not in result.output
+    assert "Traceback" not in result.output
+
+
+def test_gateway_limits_have_sane_defaults() -> None:
+    gateway = Settings().gateway
+    assert gateway.max_text_chars == 32_768
+    assert gateway.max_messages_per_request == 50
+    assert gateway.max_attachments == 10
+    assert gateway.max_id_chars == 2048
+    assert gateway.public_docs is False

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
+import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.config.sections import ToolsSettings
 from pipeline.llm import (
@@ -15,7 +19,13 @@ from pipeline.llm import (
     ToolCall,
     ToolSpec,
 )
-from pipeline.llm.deterministic import arithmetic_expression, decide
+from pipeline.llm.deterministic import (
+    _ARITHMETIC,
+    _LOOKUP,
+    MAX_ARITHMETIC_CHARS,
+    arithmetic_expression,
+    decide,
+)
 from pipeline.services.agent.tool_offer import StaticOffer
 from pipeline.toolbox import builtin_tools
 
@@ -202,3 +212,78 @@ def test_the_tool_form_result_is_answered_for_any_tool() -> None:
     messages = (ChatMessage("user", "x"), ChatMessage("assistant", None, (call,)), result)
     answer = decide(ChatRequest(messages, tools=(WEATHER,)))
     assert answer.text == 'The weather tool returned {"forecast": "sunny"}.'
+
+
+# The patterns before they were made linear; the new ones must find the same things.
+_OLD_NUMBER = r"-?\d+(?:\.\d+)?"
+_OLD_OPERATOR = r"(?:\*\*|[-+*/%^\u00d7\u00f7xX])"
+OLD_ARITHMETIC = re.compile(
+    rf"\(*\s*{_OLD_NUMBER}(?:\s*{_OLD_OPERATOR}\s*\(*\s*{_OLD_NUMBER}\s*\)*)+"
+)
+OLD_LOOKUP = re.compile(
+    r"^\s*(?:please\s+)?(?:look\s*up|search(?:\s+for)?|tell\s+me\s+about|"
+    r"what\s+do\s+you\s+know\s+about)\s+(?P<query>.+?)[\s?.!]*$",
+    re.IGNORECASE,
+)
+
+
+@settings(max_examples=1000, deadline=None, derandomize=True)
+@given(st.text(alphabet="0123456789.+-*/x()^%a= \t\u00d7", max_size=30))
+def test_arithmetic_pattern_finds_what_the_quadratic_one_found(text: str) -> None:
+    assert _ARITHMETIC.findall(text) == OLD_ARITHMETIC.findall(text)
+
+
+@settings(max_examples=1000, deadline=None, derandomize=True)
+@given(
+    st.sampled_from(["look up", "Lookup", "please search for", "search", "tell me  about"]),
+    st.text(alphabet="ab ?.!\n\t", max_size=14),
+)
+def test_lookup_pattern_finds_what_the_quadratic_one_found(prefix: str, rest: str) -> None:
+    old = OLD_LOOKUP.match(prefix + rest)
+    new = _LOOKUP.match(prefix + rest)
+    if old is not None and not old["query"].strip():
+        assert new is None or new["query"].strip()  # a blank query is no longer looked up
+    else:
+        assert (old and old["query"]) == (new and new["query"])
+
+
+@pytest.mark.parametrize(
+    ("text", "expression"),
+    [("((12*7", "12*7"), ("(1+2)*3))", "(1+2)*3"), ("what is ((1+2)*3", "(1+2)*3")],
+)
+def test_parentheses_caught_on_one_side_are_dropped(text: str, expression: str) -> None:
+    assert arithmetic_expression(text) == expression
+
+
+def test_arithmetic_reads_a_bounded_prefix() -> None:
+    long = "what is 1+1? " + "blah " * MAX_ARITHMETIC_CHARS + "and 2*3"
+    assert arithmetic_expression(long) == "1+1"
+
+
+QUARTER_MIB = 256 * 1024
+HOSTILE_TEXTS = {
+    "digits": "1" * QUARTER_MIB,
+    "digits after a question": "what is " + "1" * QUARTER_MIB,
+    "spaces": "what is " + " " * QUARTER_MIB + "x",
+    "parentheses": "(" * QUARTER_MIB + "1+1",
+    "digit and space": "1 " * (QUARTER_MIB // 2),
+    "dotted digits": "1." * (QUARTER_MIB // 2),
+    "operators": "1+" * (QUARTER_MIB // 2) + "+",
+    "lookup then spaces": "look up x" + " " * QUARTER_MIB + "\ny",
+    "lookup then words": "look up " + "a " * (QUARTER_MIB // 2) + "\nb",
+    "questions": "what is " * (QUARTER_MIB // 8),
+    "plain words": "lorem ipsum " * (QUARTER_MIB // 12 + 1),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(HOSTILE_TEXTS))
+def test_a_quarter_mebibyte_message_is_answered_within_a_second(shape: str) -> None:
+    text = HOSTILE_TEXTS[shape]
+    assert len(text) >= QUARTER_MIB
+    # CPU time of this thread: other processes on the machine do not count against it.
+    started = time.thread_time()
+    completion = decide(ask("hello", text))
+    elapsed = time.thread_time() - started
+    assert completion.text is not None or completion.tool_calls
+    # The quadratic patterns took minutes on these; linear ones take tens of milliseconds.
+    assert elapsed < 1.0, f"{shape}: {elapsed:.2f}s of CPU"

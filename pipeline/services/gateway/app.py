@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -20,9 +21,10 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, Field
 from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException
@@ -38,6 +40,7 @@ from pipeline.errors import BrokerUnavailableError, EventValidationError
 from pipeline.events.model import Event
 from pipeline.runtime.publisher import Publisher
 from pipeline.services.gateway.dedup import RecentIds
+from pipeline.services.gateway.limits import check_limits
 from pipeline.services.gateway.metrics import GatewayMetrics
 from pipeline.services.gateway.middleware import BodyLimit, RequestMetrics
 from pipeline.services.gateway.readiness import KafkaReadiness
@@ -45,6 +48,9 @@ from pipeline.services.gateway.readiness import KafkaReadiness
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 5
+# What the public /readyz says when not ready: the reason (broker addresses, errors)
+# is for operators, on the metrics port.
+PUBLIC_NOT_READY = {"status": "unavailable", "reason": "not ready"}
 # Wait a little longer than librdkafka's message timeout (set to the publish timeout), so
 # that a 503 usually follows librdkafka giving the record up, not merely our impatience.
 ACK_MARGIN_SECONDS = 1.0
@@ -133,6 +139,7 @@ class Gateway:
             parsed = parse(body)
             if isinstance(parsed, Response):
                 return parsed
+            check_limits(parsed, self.settings.gateway)
             return await self._produce(channel, parsed, request.headers.get("traceparent"))
         except InboundRejected as exc:
             self.metrics.rejected.labels(channel, str(exc.status)).inc()
@@ -238,11 +245,15 @@ def create_app(
                 await gw.publisher.close(settings.drain_timeout_seconds)
                 gw.publisher = None
 
+    docs = cfg.public_docs
     app = FastAPI(
         title="pipeline gateway",
         version="1",
         description=DESCRIPTION,
         lifespan=lifespan,
+        openapi_url="/openapi.json" if docs else None,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
     )
     app.state.gateway = gw
 
@@ -251,6 +262,11 @@ def create_app(
         return JSONResponse(
             {"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
         )
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+        return _error(500, "internal error; the request was not stored")
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
@@ -266,15 +282,11 @@ def create_app(
 
     @app.get("/readyz", tags=["operations"])
     async def readyz() -> JSONResponse:
-        """Readiness: Kafka answers and the gateway's topics exist."""
-        ok, reason = gw.readiness.verdict()
-        status = "ok" if ok else "unavailable"
-        return JSONResponse({"status": status, "reason": reason}, status_code=200 if ok else 503)
-
-    @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
-    async def metrics() -> Response:
-        """Prometheus metrics of this process."""
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        """Readiness: Kafka answers and the gateway's topics exist (why not: on the
+        metrics port, which also serves the metrics)."""
+        ok, _ = gw.readiness.verdict()
+        body = {"status": "ok", "reason": "ready"} if ok else PUBLIC_NOT_READY
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.post(
         "/v1/web/messages",
@@ -457,3 +469,24 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=cfg.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=gw.metrics)
     return app
+
+
+def docs_routes(app: FastAPI) -> dict[str, tuple[str, bytes]]:
+    """``/openapi.json``, ``/docs`` and ``/redoc`` of ``app`` as (content type, body), for
+    the metrics port: the public port serves them only with ``public_docs``."""
+    title = app.title
+    openapi = json.dumps(app.openapi()).encode()
+    swagger = get_swagger_ui_html(openapi_url="/openapi.json", title=title)
+    redoc = get_redoc_html(openapi_url="/openapi.json", title=title)
+    return {
+        "/openapi.json": ("application/json", openapi),
+        "/docs": (_HTML, _html(swagger)),
+        "/redoc": (_HTML, _html(redoc)),
+    }
+
+
+_HTML = "text/html; charset=utf-8"
+
+
+def _html(response: HTMLResponse) -> bytes:
+    return bytes(response.body)

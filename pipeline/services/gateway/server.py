@@ -20,7 +20,7 @@ from pydantic import SecretStr
 
 from pipeline.config import Settings
 from pipeline.observability.health import HealthServer
-from pipeline.services.gateway.app import Gateway, create_app
+from pipeline.services.gateway.app import Gateway, create_app, docs_routes
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +88,9 @@ class GatewayServer:
         )
         self.server = _Server(config, self.gateway)
 
-    def _health_server(self) -> HealthServer | None:
-        """/metrics, /healthz, /readyz also on the metrics port, like every service."""
+    def health_server(self) -> HealthServer | None:
+        """/metrics, /healthz, /readyz (with the reason) and the API documentation: on the
+        metrics port only, like every service, not on the public one."""
         if not self.settings.metrics_port:
             return None
         return HealthServer(
@@ -98,6 +99,7 @@ class GatewayServer:
             self.settings.metrics_port,
             healthy=lambda: (True, "serving"),
             ready=self.gateway.readiness.verdict,
+            pages=docs_routes(self.app),
         )
 
     def run_forever(self) -> int:
@@ -106,7 +108,7 @@ class GatewayServer:
             level=self.settings.log_level.upper(),
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
-        health = self._health_server()
+        health = self.health_server()
         if health is not None:
             health.start()
         try:
