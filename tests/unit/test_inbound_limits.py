@@ -29,6 +29,7 @@ from pipeline.channels.inbound import (
     parse_timestamp,
 )
 from pipeline.channels.slack import inbound as slack
+from pipeline.channels.webhook.inbound import signature_headers
 from pipeline.config.sections import GatewaySettings
 from pipeline.runtime.publisher import Publisher
 from pipeline.services.gateway import create_app
@@ -192,7 +193,7 @@ async def test_gateway_refuses_over_limit_requests_whole_and_produces_nothing(
     assert "conversation_id" in oversized.json()["error"]
 
     deep = b'{"event": "x", "conversation_id": "c", "extra": ' + b"[" * 40 + b"]" * 40 + b"}"
-    hook = {"X-Signature-256": "sha256=" + hmac_hex("zd-secret", deep)}
+    hook = signature_headers("zd-secret", deep, time.time())
     nested_hook = await http.post("/v1/webhooks/zendesk", content=deep, headers=hook)
     assert nested_hook.status_code == 400
     assert "nested deeper" in nested_hook.json()["error"]
