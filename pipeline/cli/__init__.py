@@ -80,10 +80,9 @@ def produce(event_type: str, body: str, conversation: str, tenant: str, timeout:
     """
     from confluent_kafka import Producer
 
-    from pipeline.events.catalog import load_settings_catalog
     from pipeline.events.json_body import body_problems, to_datum
     from pipeline.events.model import Event, Metadata
-    from pipeline.events.serde import CONTENT_TYPE, SingleObjectSerde
+    from pipeline.events.wire import make_serde
     from pipeline.observability.tracing import child_traceparent
     from pipeline.runtime import headers as h
     from pipeline.runtime.producer import producer_config
@@ -97,7 +96,7 @@ def produce(event_type: str, body: str, conversation: str, tenant: str, timeout:
     if not isinstance(data, dict):
         raise click.UsageError("BODY must be a JSON object of the event's fields")
     try:
-        serde = SingleObjectSerde(load_settings_catalog(settings))
+        serde = make_serde(settings)
         schema = serde.catalog.reader(event_type).parsed
         problems = body_problems(schema, data)
         if problems:
@@ -125,7 +124,7 @@ def produce(event_type: str, body: str, conversation: str, tenant: str, timeout:
         headers=[
             (h.EVENT_TYPE, event_type),
             (h.EVENT_ID, str(metadata.event_id)),
-            (h.CONTENT_TYPE, CONTENT_TYPE),
+            (h.CONTENT_TYPE, serde.content_type),
             (h.TRACEPARENT, child_traceparent(None)),
         ],
         on_delivery=lambda err, _msg: errors.append(str(err)) if err else None,
@@ -154,12 +153,11 @@ def tail(
     """Print TOPIC's events as JSON lines (TOPIC is a logical name: the prefix is added)."""
     from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
 
-    from pipeline.events.catalog import load_settings_catalog
     from pipeline.events.jsonable import jsonable
-    from pipeline.events.serde import SingleObjectSerde
+    from pipeline.events.wire import make_serde
 
     settings = _settings()
-    serde = SingleObjectSerde(load_settings_catalog(settings))
+    serde = make_serde(settings, register=False)
     physical = settings.topic(topic)
     consumer = Consumer(
         {
@@ -212,12 +210,11 @@ def tail(
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event.")
 def timeline(conversation: str, as_json: bool) -> None:
     """Show CONVERSATION's events across every conversation topic, in order."""
-    from pipeline.events.catalog import load_settings_catalog
-    from pipeline.events.serde import SingleObjectSerde
+    from pipeline.events.wire import make_serde
     from pipeline.timeline import conversation_timeline, render
 
     settings = _settings()
-    serde = SingleObjectSerde(load_settings_catalog(settings))
+    serde = make_serde(settings, register=False)
     try:
         entries = conversation_timeline(settings, serde, conversation)
     except PipelineError as exc:

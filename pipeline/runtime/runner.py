@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from pipeline.errors import RejectEvent, SerdeError
-from pipeline.events.catalog import load_settings_catalog
 from pipeline.events.model import Event
 from pipeline.events.serde import SingleObjectSerde
+from pipeline.events.wire import make_serde
 from pipeline.observability.health import HealthServer
 from pipeline.observability.metrics import HandlerMetrics, RuntimeMetrics
 from pipeline.runtime.context import Context
@@ -81,7 +81,7 @@ class Runner:
         self.name = service.name
         self.service = service
         self.group_id = f"{settings.topic_prefix}{service.name}"
-        self.serde = SingleObjectSerde(load_settings_catalog(settings))
+        self.serde: SingleObjectSerde = make_serde(settings)
         self.metrics = RuntimeMetrics(service.registry, self.name)
         self.registry = service.registry
         self.routes = {
