@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from pipeline.cli.asyncapi import asyncapi
 from pipeline.cli.events import events
 from pipeline.cli.kafka import kafka
+from pipeline.cli.schemas import schemas
 from pipeline.cli.topics import topics
 from pipeline.config import Settings
 from pipeline.errors import PipelineError
@@ -37,6 +38,7 @@ main.add_command(topics)
 main.add_command(kafka)
 main.add_command(asyncapi)
 main.add_command(events)
+main.add_command(schemas)
 
 
 @main.command()

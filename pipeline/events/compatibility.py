@@ -26,7 +26,8 @@ def backward_problems(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[st
     """
     reader = avro.schema.parse(json.dumps(new))
     writer = avro.schema.parse(json.dumps(old))
-    result = ReaderWriterCompatibilityChecker().get_compatibility(reader, writer)
+    checker = ReaderWriterCompatibilityChecker()  # type: ignore[no-untyped-call]
+    result = checker.get_compatibility(reader, writer)
     if result.compatibility is SchemaCompatibilityType.compatible:
         return []
     kinds = sorted({kind.value.replace("_", " ") for kind in result.incompatibilities})
