@@ -5,7 +5,8 @@ PipelineError
 ├── SchemaError            a schema file is invalid or cannot be resolved
 ├── SerdeError             bytes could not be turned into an event, or back
 │   ├── UnknownSchemaError     the writer fingerprint is not among the known schemas
-│   └── CorruptEventError      the framing or the Avro body is damaged
+│   ├── CorruptEventError      the framing or the Avro body is damaged
+│   └── RegistryUnavailableError  the schema registry did not answer for a new schema id
 ├── EventValidationError   a record does not match its schema (nothing is produced)
 ├── EventTypeError         a handled or emitted event type is unknown, or not declared
 ├── TopologyError          topic definitions are invalid or cannot be applied
@@ -42,6 +43,10 @@ class UnknownSchemaError(SerdeError):
 
 class CorruptEventError(SerdeError):
     """The single-object framing or the Avro body is damaged."""
+
+
+class RegistryUnavailableError(SerdeError):
+    """The schema registry could not be asked for a writer schema this reader has not cached."""
 
 
 class EventValidationError(PipelineError):

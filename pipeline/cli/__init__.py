@@ -14,6 +14,7 @@ import click
 from pipeline.cli.asyncapi import asyncapi
 from pipeline.cli.events import events
 from pipeline.cli.kafka import kafka
+from pipeline.cli.schemas import schemas
 from pipeline.cli.topics import topics
 from pipeline.config import Settings, load_settings
 from pipeline.errors import ConfigError, PipelineError
@@ -36,6 +37,7 @@ main.add_command(topics)
 main.add_command(kafka)
 main.add_command(asyncapi)
 main.add_command(events)
+main.add_command(schemas)
 
 
 @main.command()
@@ -79,10 +81,9 @@ def produce(event_type: str, body: str, conversation: str, tenant: str, timeout:
     """
     from confluent_kafka import Producer
 
-    from pipeline.events.catalog import load_settings_catalog
     from pipeline.events.json_body import body_problems, to_datum
     from pipeline.events.model import Event, Metadata
-    from pipeline.events.serde import CONTENT_TYPE, SingleObjectSerde
+    from pipeline.events.wire import make_serde
     from pipeline.observability.tracing import child_traceparent
     from pipeline.runtime import headers as h
     from pipeline.runtime.producer import producer_config
@@ -96,7 +97,7 @@ def produce(event_type: str, body: str, conversation: str, tenant: str, timeout:
     if not isinstance(data, dict):
         raise click.UsageError("BODY must be a JSON object of the event's fields")
     try:
-        serde = SingleObjectSerde(load_settings_catalog(settings))
+        serde = make_serde(settings)
         schema = serde.catalog.reader(event_type).parsed
         problems = body_problems(schema, data)
         if problems:
@@ -124,7 +125,7 @@ def produce(event_type: str, body: str, conversation: str, tenant: str, timeout:
         headers=[
             (h.EVENT_TYPE, event_type),
             (h.EVENT_ID, str(metadata.event_id)),
-            (h.CONTENT_TYPE, CONTENT_TYPE),
+            (h.CONTENT_TYPE, serde.content_type),
             (h.TRACEPARENT, child_traceparent(None)),
         ],
         on_delivery=lambda err, _msg: errors.append(str(err)) if err else None,
@@ -153,12 +154,11 @@ def tail(
     """Print TOPIC's events as JSON lines (TOPIC is a logical name: the prefix is added)."""
     from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
 
-    from pipeline.events.catalog import load_settings_catalog
     from pipeline.events.jsonable import jsonable
-    from pipeline.events.serde import SingleObjectSerde
+    from pipeline.events.wire import make_serde
 
     settings = _settings()
-    serde = SingleObjectSerde(load_settings_catalog(settings))
+    serde = make_serde(settings, register=False)
     physical = settings.topic(topic)
     consumer = Consumer(
         {
@@ -211,12 +211,11 @@ def tail(
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event.")
 def timeline(conversation: str, as_json: bool) -> None:
     """Show CONVERSATION's events across every conversation topic, in order."""
-    from pipeline.events.catalog import load_settings_catalog
-    from pipeline.events.serde import SingleObjectSerde
+    from pipeline.events.wire import make_serde
     from pipeline.timeline import conversation_timeline, render
 
     settings = _settings()
-    serde = SingleObjectSerde(load_settings_catalog(settings))
+    serde = make_serde(settings, register=False)
     try:
         entries = conversation_timeline(settings, serde, conversation)
     except PipelineError as exc:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from pipeline.config.sections import (
@@ -22,6 +22,7 @@ from pipeline.config.sections import (
     GatewaySettings,
     LLMSettings,
     SchedulerSettings,
+    SchemaRegistrySettings,
     ToolsSettings,
     WebhooksSettings,
 )
@@ -85,6 +86,13 @@ class Settings(BaseSettings):
         "(os.pathsep-separated, or a JSON list).",
     )
 
+    wire_format: Literal["single-object", "confluent"] = Field(
+        "single-object",
+        description="How event values are framed: Avro single-object encoding (no registry) "
+        "or the Confluent wire format (0, 4-byte schema id, body) with a schema registry.",
+    )
+    schema_registry: SchemaRegistrySettings = Field(default_factory=SchemaRegistrySettings)
+
     max_in_flight: int = Field(256, ge=1, description="Events handled at once per process.")
     max_buffered_per_partition: int = Field(
         2000, ge=1, description="Events fetched but unfinished per partition before it pauses."
@@ -137,6 +145,14 @@ class Settings(BaseSettings):
         if text.startswith("["):
             return json.loads(text)
         return [part for part in text.split(os.pathsep) if part.strip()]
+
+    @model_validator(mode="after")
+    def _registry_for_confluent(self) -> Settings:
+        if self.wire_format == "confluent" and not self.schema_registry.url:
+            raise ValueError(
+                "wire_format confluent needs a schema registry: set PIPELINE_SCHEMA_REGISTRY__URL"
+            )
+        return self
 
     def resource_dir(self, name: str) -> Path:
         """The ``schemas`` or ``topics`` folder: configured, bundled, or the source tree's."""

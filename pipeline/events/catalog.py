@@ -262,3 +262,24 @@ def _plain(schema: Mapping[str, Any]) -> dict[str, Any]:
         object_hook=lambda d: {k: v for k, v in d.items() if not k.startswith("__")},
     )
     return result
+
+
+def parse_known(schema: Mapping[str, Any]) -> KnownSchema:
+    """One schema (a dict, every named type inline) parsed as the catalog parses its own."""
+    return SchemaCatalog._parse(schema)
+
+
+def schema_text(known: KnownSchema) -> str:
+    """The schema as JSON text, every named type inline (what a registry stores)."""
+    return json.dumps(_plain(known.parsed), separators=(",", ":"))
+
+
+def load_expanded(folder: Path, extra_folders: Iterable[Path] = ()) -> dict[str, dict[str, Any]]:
+    """Every schema file of the folders by full name, references expanded inline.
+
+    Unlike :meth:`SchemaCatalog.load` this keeps every named type, not only event types,
+    so that two versions of a folder can be compared type by type.
+    """
+    files = _schema_files(folder, tuple(extra_folders))
+    repository = _FileRepository(files)
+    return {name: _load_file(path, repository) for name, path in files.items()}

@@ -28,6 +28,8 @@ CONTENT_TYPE = "application/vnd.apache.avro+binary; encoding=single-object"
 class SingleObjectSerde:
     """Encodes and decodes records and events with the schemas of one catalog."""
 
+    content_type = CONTENT_TYPE
+
     def __init__(self, catalog: SchemaCatalog) -> None:
         self.catalog = catalog
         self._plans: dict[bytes, _Plan] = {}  # by writer fingerprint, made on first sight
@@ -71,22 +73,7 @@ class SingleObjectSerde:
             )
         fp = data[2:HEADER_SIZE]
         plan = self._plans.get(fp) or self._plan(fp)
-        stream = io.BytesIO(data)
-        stream.seek(HEADER_SIZE)
-        try:
-            if lean:
-                record = fastavro.schemaless_reader(stream, plan.writer_lean, plan.reader_lean)
-            else:
-                record = fastavro.schemaless_reader(stream, plan.writer, plan.reader)
-        except Exception as exc:
-            raise CorruptEventError(f"{plan.full_name} body is corrupt: {exc}") from exc
-        if stream.tell() != len(data):
-            raise CorruptEventError(
-                f"{plan.full_name} body has {len(data) - stream.tell()} trailing bytes"
-            )
-        if not isinstance(record, dict):
-            raise CorruptEventError(f"{plan.full_name} body did not decode to a record")
-        return plan.event_type, record
+        return read_body(data, HEADER_SIZE, plan, lean=lean)
 
     def _plan(self, fp: bytes) -> _Plan:
         writer = self.catalog.writer(fp)
@@ -95,16 +82,7 @@ class SingleObjectSerde:
                 f"writer schema fingerprint {fp.hex()} is not known to this reader; "
                 "deploy the newer schema files before producers use them"
             )
-        reader = self.catalog.reader(writer.event_type)
-        same = reader.fingerprint == writer.fingerprint  # then no resolution is needed
-        plan = self._plans[fp] = _Plan(
-            writer.event_type,
-            writer.full_name,
-            writer.parsed,
-            writer.lean,
-            None if same else reader.parsed,
-            None if same else reader.lean,
-        )
+        plan = self._plans[fp] = plan_for(self.catalog, writer)
         return plan
 
 
@@ -119,14 +97,55 @@ class _Plan(NamedTuple):
     reader_lean: Any
 
 
-def encode_with(schema: KnownSchema, record: Mapping[str, Any], *, lean: bool = False) -> bytes:
+def plan_for(catalog: SchemaCatalog, writer: KnownSchema) -> _Plan:
+    """How to read records written with ``writer`` onto ``catalog``'s reader of that type."""
+    reader = catalog.reader(writer.event_type)
+    same = reader.fingerprint == writer.fingerprint  # then no resolution is needed
+    return _Plan(
+        writer.event_type,
+        writer.full_name,
+        writer.parsed,
+        writer.lean,
+        None if same else reader.parsed,
+        None if same else reader.lean,
+    )
+
+
+def read_body(data: bytes, offset: int, plan: _Plan, *, lean: bool) -> tuple[str, dict[str, Any]]:
+    """Decode the Avro body of ``data`` that starts at ``offset`` with one reading plan."""
+    stream = io.BytesIO(data)
+    stream.seek(offset)
+    try:
+        if lean:
+            record = fastavro.schemaless_reader(stream, plan.writer_lean, plan.reader_lean)
+        else:
+            record = fastavro.schemaless_reader(stream, plan.writer, plan.reader)
+    except Exception as exc:
+        raise CorruptEventError(f"{plan.full_name} body is corrupt: {exc}") from exc
+    if stream.tell() != len(data):
+        raise CorruptEventError(
+            f"{plan.full_name} body has {len(data) - stream.tell()} trailing bytes"
+        )
+    if not isinstance(record, dict):
+        raise CorruptEventError(f"{plan.full_name} body did not decode to a record")
+    return plan.event_type, record
+
+
+def encode_with(
+    schema: KnownSchema,
+    record: Mapping[str, Any],
+    *,
+    lean: bool = False,
+    header: bytes | None = None,
+) -> bytes:
     """Single-object encode ``record`` with one specific schema version.
 
     ``lean`` when the record's metadata is in wire form already (``Metadata.to_record``);
-    the bytes are the same, the writer skips the metadata's logical types.
+    the bytes are the same, the writer skips the metadata's logical types. ``header``
+    replaces the single-object header (another framing of the same body).
     """
     out = io.BytesIO()
-    out.write(schema.header)
+    out.write(schema.header if header is None else header)
     try:
         fastavro.schemaless_writer(out, schema.lean if lean else schema.parsed, record)
     except (ValueError, TypeError, KeyError, AttributeError) as exc:

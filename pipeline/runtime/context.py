@@ -104,7 +104,8 @@ class Context:
         event = Event(metadata, dict(data))
         value = self._serde.encode(event)
         event_id = metadata.event_id_text
-        headers = event_headers(event_type, event_id, event_traceparent(self.trace, event_id))
+        traceparent = event_traceparent(self.trace, event_id)
+        headers = event_headers(event_type, event_id, traceparent, self._serde.content_type)
         topic = self._topic_for(event_type)
         self._outgoing.append(
             Outgoing(event_type, topic, metadata.conversation_id, value, headers, event)

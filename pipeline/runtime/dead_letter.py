@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from pipeline.events.catalog import DEAD_LETTER
 from pipeline.events.model import utc_now
-from pipeline.events.serde import CONTENT_TYPE, SingleObjectSerde
+from pipeline.events.serde import SingleObjectSerde
 from pipeline.runtime.headers import EVENT_TYPE, Header, headers_of
 from pipeline.runtime.ports import Record
 
@@ -58,7 +58,7 @@ def dead_letter_record(
     value = serde.encode_record(DEAD_LETTER, record)
     headers: list[Header] = [
         (EVENT_TYPE, DEAD_LETTER),
-        ("content-type", CONTENT_TYPE),
+        ("content-type", serde.content_type),
         ("dlt-original-topic", topic),
         ("dlt-original-partition", str(partition)),
         ("dlt-original-offset", str(offset)),

@@ -31,11 +31,13 @@ def header(msg: Record, name: str) -> bytes | None:
     return None
 
 
-def event_headers(event_type: str, event_id: str, traceparent: str) -> tuple[Header, ...]:
-    """Headers of a produced event (``event_id`` in its text form)."""
+def event_headers(
+    event_type: str, event_id: str, traceparent: str, content_type: str = AVRO_SINGLE_OBJECT
+) -> tuple[Header, ...]:
+    """Headers of a produced event (``event_id`` in its text form; the serde's content type)."""
     return (
         (EVENT_TYPE, event_type),
         (EVENT_ID, event_id),
-        (CONTENT_TYPE, AVRO_SINGLE_OBJECT),
+        (CONTENT_TYPE, content_type),
         (TRACEPARENT, traceparent),
     )

@@ -15,9 +15,9 @@ from confluent_kafka import KafkaException
 
 from pipeline.config import Settings
 from pipeline.errors import BrokerUnavailableError
-from pipeline.events.catalog import load_settings_catalog
 from pipeline.events.model import Event, Metadata
 from pipeline.events.serde import SingleObjectSerde
+from pipeline.events.wire import make_serde
 from pipeline.observability.tracing import child_traceparent
 from pipeline.runtime.headers import Header, event_headers
 from pipeline.runtime.ports import ProducerPort
@@ -48,7 +48,7 @@ class Publisher:
         producer = AsyncProducer(
             producer_config(settings, f"{name}-publisher"), asyncio.get_running_loop()
         )
-        serde = SingleObjectSerde(load_settings_catalog(settings))
+        serde = make_serde(settings)
         return cls(settings, producer, serde, name, owns_producer=True)
 
     def build(
@@ -115,7 +115,10 @@ class Publisher:
     ) -> None:
         value = self.serde.encode(event)
         headers = event_headers(
-            event.type, event.metadata.event_id_text, child_traceparent(traceparent)
+            event.type,
+            event.metadata.event_id_text,
+            child_traceparent(traceparent),
+            self.serde.content_type,
         )
         await self.publish_record(
             event.type, event.conversation_id, value, headers=headers, ack_timeout=ack_timeout

@@ -29,6 +29,7 @@ from prometheus_client import CollectorRegistry
 from pipeline.config import Settings
 from pipeline.events.catalog import load_settings_catalog
 from pipeline.events.serde import SingleObjectSerde
+from pipeline.events.wire import make_serde
 from pipeline.observability.health import HealthServer
 from pipeline.observability.metrics import RuntimeMetrics
 from pipeline.runtime.committer import TP, Committer
@@ -82,7 +83,7 @@ class Runner:
             catalog,
             load_settings_topology(settings).names,
         )
-        self.serde = SingleObjectSerde(catalog)
+        self.serde: SingleObjectSerde = make_serde(settings, catalog)
         self.registry = service.registry if registry is None else registry
         self.metrics = RuntimeMetrics(self.registry, self.name)
         self.transport: Transport = transport or KafkaTransport()

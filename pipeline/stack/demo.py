@@ -23,8 +23,7 @@ import httpx
 from pipeline.channels.webhook.inbound import signature_headers
 from pipeline.config import bundled_dir
 from pipeline.devkafka import free_port
-from pipeline.events.catalog import load_settings_catalog
-from pipeline.events.serde import SingleObjectSerde
+from pipeline.events.wire import make_serde
 from pipeline.stack.local import LocalStack, development_env
 from pipeline.stack.receiver import Delivered, Receivers
 from pipeline.timeline import conversation_timeline, render
@@ -318,7 +317,7 @@ def run_demo(*, kafka_port: int, gateway_port: int, log_dir: Path, timeout: floa
 
 def _report(stack: LocalStack, script: Script, receivers: Receivers, *, ok: bool) -> int:
     settings = stack.settings()
-    serde = SingleObjectSerde(load_settings_catalog(settings))
+    serde = make_serde(settings, register=False)
     for label, conversation in script.conversations.items():
         click.echo(f"\n=== {label}: conversation {conversation}")
         click.echo(render(conversation_timeline(settings, serde, conversation)))
