@@ -32,6 +32,7 @@ TOPICS = (
     "response_ready",
     "timer_requested",
     "timer_fired",
+    "tool_catalog",
     "context_updated",
     "agent_state_changelog",
     "dead_letters",
