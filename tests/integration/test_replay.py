@@ -108,3 +108,10 @@ async def test_replay_of_an_unknown_conversation_is_a_usage_error(
     refused = await replay(kafka_bootstrap, topic_prefix, "nobody", "--service", "delivery")
     assert refused.exit_code == 2
     assert "delivery cannot be replayed: it sends to the channels' APIs" in refused.output
+
+
+async def test_replay_against_an_unreachable_broker_is_one_line_and_exit_2() -> None:
+    result = await replay("127.0.0.1:1", "t-none.", "conv-a")
+    assert result.exit_code == 2, result.output
+    [line] = result.output.splitlines()  # librdkafka's own log goes to the process's stderr
+    assert line.startswith("error: cannot read conversation 'conv-a'")
