@@ -3,7 +3,9 @@
 :class:`TestService` wires the runtime's ports (:mod:`pipeline.runtime.ports`) to an
 in-memory broker and runs the service with its real lanes, retries, dead letters,
 backpressure and commits; only Kafka is replaced. Feed it events, await what the
-handlers emit and what they dead-letter, and inspect what would be committed::
+handlers emit and what they dead-letter, and inspect what would be committed. A state
+store attached to the service (:class:`~pipeline.state.ChangelogStore`) restores from
+the memory broker's changelog topic, not from Kafka::
 
     from pipeline.testing import TestService
 
@@ -37,9 +39,11 @@ from pipeline.runtime.headers import event_headers
 from pipeline.runtime.ports import AckCallback, CommitCallback, Headers, PartitionsCallback
 from pipeline.runtime.runner import Runner
 from pipeline.runtime.service import Service
+from pipeline.state import ChangelogStore, decode_value
+from pipeline.state.changelog import Restored
 from pipeline.topology import load_settings_topology
 
-__all__ = ["MemoryBroker", "MemoryRecord", "MemoryTransport", "TestService"]
+__all__ = ["MemoryBroker", "MemoryRecord", "MemoryTransport", "TestService", "state_stores"]
 
 TEST_SETTINGS: dict[str, Any] = {
     "metrics_port": 0,
@@ -325,6 +329,12 @@ class MemoryTransport:
         return MemoryProducer(self.broker, loop)
 
 
+def state_stores(service: Service) -> list[ChangelogStore]:
+    """The state stores attached to ``service`` (``store.attach(service)``)."""
+    found = (getattr(hook, "__self__", None) for hook in service.assigned_hooks)
+    return [store for store in found if isinstance(store, ChangelogStore)]
+
+
 class TestService:
     """Run ``service`` in memory while the ``async with`` block lasts.
 
@@ -356,6 +366,8 @@ class TestService:
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._seen: dict[str, int] = {}
+        for store in state_stores(service):
+            store._read = self._changelog_reader(store.changelog)
 
     async def __aenter__(self) -> TestService:
         self._task = asyncio.create_task(self.runner.run(self._stop), name="test-service")
@@ -390,6 +402,14 @@ class TestService:
         headers = event_headers(event_type, metadata.event_id_text, child_traceparent(traceparent))
         self.broker.append(self.settings.topic(event_type), conversation_id, value, headers)
         return event
+
+    async def send_event(self, event: Event, *, traceparent: str | None = None) -> None:
+        """Put an event on its topic as it is: its metadata kept (a recorded event, say)."""
+        headers = event_headers(
+            event.type, event.metadata.event_id_text, child_traceparent(traceparent)
+        )
+        value = self.runner.serde.encode(event)
+        self.broker.append(self.settings.topic(event.type), event.conversation_id, value, headers)
 
     async def send_raw(
         self, event_type: str, value: bytes | None, *, conversation_id: str = "conversation-1"
@@ -487,6 +507,29 @@ class TestService:
         return {(self._logical(t), p) for t, p in self.runner.paused}
 
     # ------------------------------------------------------------------ helpers
+
+    def _changelog_reader(
+        self, changelog: str
+    ) -> Callable[[list[str], dict[int, int | None]], dict[int, Restored]]:
+        """A state store's restore, from the memory broker's ``changelog`` topic."""
+        topic = self.settings.topic(changelog)
+
+        def read(_topics: list[str], starts: dict[int, int | None]) -> dict[int, Restored]:
+            logs = self.broker.partitions(topic)
+            restored: dict[int, Restored] = {}
+            for partition, start in starts.items():
+                log = logs[partition] if partition < len(logs) else []
+                begin = start if start is not None and start <= len(log) else 0
+                result = restored[partition] = Restored(partition, begin, len(log), begin == 0)
+                for record in log[begin:]:
+                    key, value = record.key(), record.value()
+                    if key is None:
+                        continue
+                    result.values[key.decode()] = None if value is None else decode_value(value)
+                    result.records += 1
+            return restored
+
+        return read
 
     def _emitted_types(self) -> list[str]:
         if self.service.emits is not None:

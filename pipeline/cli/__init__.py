@@ -14,6 +14,7 @@ import click
 from pipeline.cli.asyncapi import asyncapi
 from pipeline.cli.events import events
 from pipeline.cli.kafka import kafka
+from pipeline.cli.replay import replay
 from pipeline.cli.schemas import schemas
 from pipeline.cli.topics import topics
 from pipeline.config import Settings, load_settings
@@ -38,6 +39,7 @@ main.add_command(kafka)
 main.add_command(asyncapi)
 main.add_command(events)
 main.add_command(schemas)
+main.add_command(replay)
 
 
 @main.command()

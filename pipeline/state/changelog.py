@@ -56,8 +56,10 @@ def read_changelog(
     decode: Callable[[bytes], Any],
     *,
     timeout: float,
+    ends: Mapping[int, int] | None = None,
 ) -> dict[int, Restored]:
-    """Read each partition of ``topic`` from ``starts[p]`` (None: the beginning) to its end.
+    """Read each partition of ``topic`` from ``starts[p]`` (None: the beginning) to its end,
+    or only up to (not including) ``ends[p]`` where given.
 
     A start below the log's first offset (the log was truncated or recreated) falls back
     to a full read, flagged ``full``. ``decode`` runs on every non-tombstone value; a
@@ -74,7 +76,7 @@ def read_changelog(
         }
     )
     try:
-        return _read(consumer, topic, starts, decode, time.monotonic() + timeout)
+        return _read(consumer, topic, starts, decode, time.monotonic() + timeout, ends or {})
     finally:
         consumer.close()
 
@@ -85,12 +87,14 @@ def _read(
     starts: Mapping[int, int | None],
     decode: Callable[[bytes], Any],
     deadline: float,
+    ends: Mapping[int, int],
 ) -> dict[int, Restored]:
     restored: dict[int, Restored] = {}
     pending: dict[int, Restored] = {}
     assign: list[TopicPartition] = []
     for partition, start in sorted(starts.items()):
         low, high = watermarks(consumer, topic, partition, deadline)
+        high = min(high, ends.get(partition, high))
         full = start is None or start < low
         begin = low if full or start is None else start
         restored[partition] = state = Restored(partition, begin, high, full)

@@ -1,0 +1,95 @@
+"""Running recorded inputs through a service in memory, and comparing what comes out.
+
+The service runs under :class:`~pipeline.testing.TestService`: the real runtime over an
+in-memory broker, so nothing it emits reaches Kafka or a channel. Inputs go in one at a
+time, each handled to the end (outputs, state) before the next, in the order they were
+recorded. The service's state stores start from the in-memory changelog: empty when the
+replay starts at the conversation's beginning, else seeded with the recorded state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from pipeline.config import Settings
+from pipeline.events.model import Event
+from pipeline.events.serde import SingleObjectSerde
+from pipeline.replay.diff import ConversationDiff, compare
+from pipeline.replay.recording import read_conversation, select, state_as_of
+from pipeline.runtime.service import Service
+from pipeline.testing import TestService
+
+SETTLE_SECONDS = 60.0  # one input's handling, tool catalog wait and model call included
+
+
+@dataclass(slots=True)
+class Replayed:
+    """What the replayed service emitted, and what it dead-lettered (with the reason)."""
+
+    outputs: list[Event] = field(default_factory=list)
+    dead_letters: list[str] = field(default_factory=list)
+
+
+async def run_in_memory(
+    service: Service,
+    inputs: Sequence[Event],
+    *,
+    state: Sequence[tuple[str, str, bytes]] = (),
+    settle_seconds: float = SETTLE_SECONDS,
+) -> Replayed:
+    """Feed ``inputs`` (their metadata kept) through ``service`` in memory, in order.
+
+    ``state`` holds (changelog, key, value) records the stores restore before the first
+    input. Returns the events the service emitted in answer to ``inputs``.
+    """
+    harness = TestService(service)
+    for changelog, key, value in state:
+        harness.broker.append(harness.settings.topic(changelog), key, value)
+    wanted = {e.metadata.event_id_text for e in inputs}
+    async with harness:
+        for event in inputs:
+            await harness.send_event(event)
+            await harness.settle(settle_seconds)
+    outputs = [
+        event
+        for event in harness.outputs()
+        if event.metadata.producer == service.name and str(event.metadata.causation_id) in wanted
+    ]
+    dead = [
+        f"{d['event_type']} at offset {d['source_offset']}: {d['error_type']}: {d['error_message']}"
+        for d in harness.dead_letters()
+    ]
+    return Replayed(outputs, dead)
+
+
+async def replay_conversation(
+    settings: Settings,
+    serde: SingleObjectSerde,
+    load: Callable[[], Service],
+    conversation_id: str,
+    *,
+    since: datetime | None = None,
+    settle_seconds: float = SETTLE_SECONDS,
+) -> ConversationDiff:
+    """Replay one recorded conversation through a fresh service from ``load`` and compare.
+
+    From the beginning the state starts empty and builds up from the replayed inputs;
+    with ``since`` only the inputs from then on are replayed, on the state the changelog
+    recorded before that moment.
+    """
+    events = read_conversation(settings, serde, conversation_id)
+    service = load()
+    recording = select(conversation_id, events, service, since)
+    state = state_as_of(settings, service, conversation_id, since) if since else []
+    replayed = await run_in_memory(
+        service, recording.inputs, state=state, settle_seconds=settle_seconds
+    )
+    return compare(
+        conversation_id,
+        recording.inputs,
+        recording.outputs,
+        replayed.outputs,
+        replayed.dead_letters,
+    )
