@@ -86,7 +86,7 @@ def configure_tracing(
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    exporters = [_exporter(name, environ) for name in names]
+    exporters = [span_exporter(name, environ) for name in names]
     named = {} if environ.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: service_name}
     provider = TracerProvider(resource=Resource.create(named))
     for exporter in exporters:
@@ -96,7 +96,9 @@ def configure_tracing(
     return provider
 
 
-def _exporter(name: str, environ: Mapping[str, str]) -> SpanExporter:
+def span_exporter(name: str, environ: Mapping[str, str]) -> SpanExporter:
+    """The exporter ``name`` (an ``OTEL_TRACES_EXPORTER`` value), configured by the
+    variables it reads itself; raises ConfigError when it is not installed."""
     if name == "otlp":
         protocol = environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or environ.get(
             "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
