@@ -45,5 +45,7 @@ def parent_ids(span: ReadableSpan) -> tuple[int, int]:
 
 
 def traceparent(span: ReadableSpan) -> str:
+    """The W3C traceparent naming ``span`` (its flags as the SDK set them)."""
+    assert span.context is not None
     trace_id, span_id = ids(span)
-    return f"00-{trace_id:032x}-{span_id:016x}-01"
+    return f"00-{trace_id:032x}-{span_id:016x}-{int(span.context.trace_flags):02x}"
