@@ -112,6 +112,11 @@ class Settings(BaseSettings):
     metrics_host: str = Field("0.0.0.0", description="Address of /metrics, /healthz, /readyz.")
     metrics_port: int = Field(8000, ge=0, le=65535, description="0 disables the HTTP endpoint.")
     log_level: str = Field("INFO")
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="text, or json: one object per line with trace_id, span_id, "
+        "conversation_id and event_id on the lines a handler writes.",
+    )
 
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Mapping
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pipeline.errors import EventTypeError
 from pipeline.events.model import Event
 from pipeline.events.serde import SingleObjectSerde
+from pipeline.observability.spans import send_traceparent
 from pipeline.observability.tracing import event_traceparent, parent_trace, trace_from_id
 from pipeline.runtime.headers import Header, event_headers
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 
 class Outgoing(NamedTuple):
@@ -46,6 +50,7 @@ class Context:
         "log",
         "partition",
         "service",
+        "span",
         "topic",
         "traceparent",
     )
@@ -74,6 +79,8 @@ class Context:
         self.topic = topic
         self.partition = partition
         self.traceparent = traceparent
+        # The attempt's span when tracing is on: the parent of the sends of its emits.
+        self.span: Span | None = None
         self._serde = serde
         self._topic_for = topic_for
         self._outgoing: list[Outgoing] = []
@@ -104,9 +111,12 @@ class Context:
         event = Event(metadata, dict(data))
         value = self._serde.encode(event)
         event_id = metadata.event_id_text
-        traceparent = event_traceparent(self.trace, event_id)
-        headers = event_headers(event_type, event_id, traceparent, self._serde.content_type)
         topic = self._topic_for(event_type)
+        if self.span is None:
+            traceparent = event_traceparent(self.trace, event_id)
+        else:
+            traceparent = send_traceparent(self.span, topic, event, self.service)
+        headers = event_headers(event_type, event_id, traceparent, self._serde.content_type)
         self._outgoing.append(
             Outgoing(event_type, topic, metadata.conversation_id, value, headers, event)
         )

@@ -23,6 +23,8 @@ from pipeline.errors import EventTypeError, RejectEvent, SerdeError
 from pipeline.events.model import Event
 from pipeline.events.serde import SingleObjectSerde
 from pipeline.observability.metrics import HandlerMetrics, RuntimeMetrics
+from pipeline.observability.otel import OBSERVE
+from pipeline.observability.spans import observed_attempt
 from pipeline.runtime.context import Context
 from pipeline.runtime.dead_letter import Failure, dead_letter_record
 from pipeline.runtime.headers import TRACEPARENT, header
@@ -79,6 +81,7 @@ class RecordProcessor:
         emits_declared: bool,
     ) -> None:
         self.name = name
+        self.group_id = f"{settings.topic_prefix}{name}"
         self.settings = settings
         self.serde = serde
         self.metrics = metrics
@@ -129,7 +132,10 @@ class RecordProcessor:
             )
             started = time.perf_counter()
             try:
-                await handler.fn(event, ctx)
+                if OBSERVE.active:  # spans or log context: off unless configured
+                    await observed_attempt(handler, event, ctx, msg, self.group_id)
+                else:
+                    await handler.fn(event, ctx)
             except RejectEvent as exc:
                 metrics.duration.observe(time.perf_counter() - started)
                 metrics.errors.inc()

@@ -18,6 +18,8 @@ from pipeline.errors import BrokerUnavailableError
 from pipeline.events.model import Event, Metadata
 from pipeline.events.serde import SingleObjectSerde
 from pipeline.events.wire import make_serde
+from pipeline.observability.otel import OBSERVE
+from pipeline.observability.spans import publish_span
 from pipeline.observability.tracing import child_traceparent
 from pipeline.runtime.headers import Header, event_headers
 from pipeline.runtime.ports import ProducerPort
@@ -113,12 +115,21 @@ class Publisher:
     async def publish_event(
         self, event: Event, *, traceparent: str | bytes | None = None, ack_timeout: float = 10.0
     ) -> None:
+        """Encode and produce ``event``; its ``traceparent`` is a child of ``traceparent``
+        (with tracing on: the span of this send, a child of the current span if any)."""
         value = self.serde.encode(event)
+        if OBSERVE.tracing:
+            topic = self.settings.topic(event.type)
+            with publish_span(topic, event, self.name, traceparent) as sent:
+                await self._publish_encoded(event, value, sent, ack_timeout)
+            return
+        await self._publish_encoded(event, value, child_traceparent(traceparent), ack_timeout)
+
+    async def _publish_encoded(
+        self, event: Event, value: bytes, traceparent: str, ack_timeout: float
+    ) -> None:
         headers = event_headers(
-            event.type,
-            event.metadata.event_id_text,
-            child_traceparent(traceparent),
-            self.serde.content_type,
+            event.type, event.metadata.event_id_text, traceparent, self.serde.content_type
         )
         await self.publish_record(
             event.type, event.conversation_id, value, headers=headers, ack_timeout=ack_timeout

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry
 
 from pipeline.config import Settings
-from pipeline.errors import EventTypeError
+from pipeline.errors import ConfigError, EventTypeError
 from pipeline.events.model import Event
+from pipeline.observability.otel import start_observability, stop_observability
 from pipeline.runtime.context import Context
 
 if TYPE_CHECKING:
@@ -140,10 +141,12 @@ class Service:
 
     def run_forever(self) -> int:
         """Run until SIGTERM or SIGINT; returns the process exit code."""
-        logging.basicConfig(
-            level=self.settings.log_level.upper(),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
+        settings = self.settings
+        try:
+            start_observability(self.name, settings.log_level, settings.log_format)
+        except ConfigError as exc:
+            log.error("cannot start: %s", exc)
+            return 2
         tune_gc()
 
         async def main() -> None:
@@ -161,4 +164,6 @@ class Service:
         except Exception:
             log.exception("service %s stopped on an error", self.name)
             return 1
+        finally:
+            stop_observability()
         return 0

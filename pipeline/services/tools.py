@@ -27,6 +27,7 @@ from prometheus_client import Counter, Histogram
 from pipeline.config import Settings
 from pipeline.events.model import Event
 from pipeline.observability.metrics import LATENCY_BUCKETS
+from pipeline.observability.spans import failed, span
 from pipeline.runtime.context import Context
 from pipeline.runtime.publisher import Publisher
 from pipeline.runtime.service import Background, Service
@@ -137,9 +138,13 @@ def build(settings: Settings | None = None, *, registry: ToolRegistry | None = N
         if not advertiser.serves(name):
             return  # another tools service advertises it and answers
         started = time.perf_counter()
-        status, result, error = await runner.run(
-            name, event["arguments_json"], event.get("timeout_ms")
-        )
+        attributes = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name}
+        with span(f"execute_tool {name}", attributes) as tool_span:
+            status, result, error = await runner.run(
+                name, event["arguments_json"], event.get("timeout_ms")
+            )
+            if status != "ok":
+                failed(tool_span, error)
         result_json = None
         if status == "ok":
             try:

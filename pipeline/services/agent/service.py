@@ -26,6 +26,7 @@ import logging
 import uuid
 from datetime import timedelta
 
+from opentelemetry.trace import SpanKind
 from prometheus_client import CollectorRegistry, Counter
 
 from pipeline.config import Settings
@@ -33,6 +34,7 @@ from pipeline.errors import RejectEvent
 from pipeline.events.model import Event, utc_now
 from pipeline.llm import ChatRequest, Completion, LLMError, LLMProvider, create_provider
 from pipeline.llm.base import ToolCall
+from pipeline.observability.spans import span
 from pipeline.runtime.context import Context
 from pipeline.runtime.publisher import Publisher
 from pipeline.runtime.service import Background, Service
@@ -244,8 +246,10 @@ class Agent:
             facts=conversation.facts,
             tools=await self.tools.tools_for(ctx.event.metadata.tenant_id),
         )
+        provider = self.provider
         try:
-            return await self.provider.complete(request)
+            with span(f"chat {provider.model}", _llm_attributes(provider), kind=SpanKind.CLIENT):
+                return await provider.complete(request)
         except LLMError as exc:
             if ctx.attempt <= self.settings.max_retries:
                 raise  # the runtime retries the event with backoff
@@ -346,6 +350,15 @@ def _result_content(event: Event) -> str:
     if event["status"] == "ok":
         return str(event.get("result_json") or "null")
     return json.dumps({"status": event["status"], "error": event.get("error") or "no reason given"})
+
+
+def _llm_attributes(provider: LLMProvider) -> dict[str, str]:
+    """The GenAI semantic-convention attributes of a chat call's span."""
+    return {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": provider.name,
+        "gen_ai.request.model": provider.model,
+    }
 
 
 def _closes(provider: LLMProvider) -> Background:

@@ -27,10 +27,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
 import httpx
+from opentelemetry.trace import SpanKind
 
 from pipeline.config import Settings
 from pipeline.errors import PipelineError, RejectEvent
 from pipeline.events.model import Event
+from pipeline.observability.spans import failed, span
 from pipeline.runtime.context import Context
 from pipeline.runtime.publisher import Publisher
 from pipeline.runtime.service import Service
@@ -130,7 +132,16 @@ class Delivery:
         while True:
             attempt += 1
             started = time.perf_counter()
-            outcome = bounded(await sender.send(event))
+            attributes: dict[str, str | int] = {
+                "pipeline.channel": channel,
+                "pipeline.attempt": attempt,
+            }
+            with span(f"deliver {channel}", attributes, kind=SpanKind.CLIENT) as sending:
+                outcome = bounded(await sender.send(event))
+                if outcome.http_status is not None:
+                    sending.set_attribute("http.response.status_code", outcome.http_status)
+                if not isinstance(outcome, Sent):
+                    failed(sending, outcome.error)
             self.metrics.duration.labels(self.name, channel).observe(time.perf_counter() - started)
             if isinstance(outcome, Sent):
                 self._sent(ctx, event, attempt, outcome)

@@ -42,7 +42,7 @@ from pipeline.runtime.publisher import Publisher
 from pipeline.services.gateway.dedup import RecentIds
 from pipeline.services.gateway.limits import check_limits
 from pipeline.services.gateway.metrics import GatewayMetrics
-from pipeline.services.gateway.middleware import BodyLimit, RequestMetrics
+from pipeline.services.gateway.middleware import BodyLimit, RequestMetrics, ServerSpans
 from pipeline.services.gateway.readiness import KafkaReadiness
 
 log = logging.getLogger(__name__)
@@ -468,6 +468,7 @@ def create_app(
     app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(BodyLimit, max_bytes=cfg.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=gw.metrics)
+    app.add_middleware(ServerSpans)  # outermost: the span covers the whole request
     return app
 
 

@@ -1,4 +1,4 @@
-"""ASGI middleware of the gateway: the body size limit and the request metrics.
+"""ASGI middleware of the gateway: the body size limit, the request metrics and spans.
 
 The limit applies to the raw body of every route before any parsing or signature
 check: a declared ``Content-Length`` over the limit is refused without reading, and a
@@ -10,8 +10,11 @@ from __future__ import annotations
 import json
 import time
 
+from opentelemetry.trace import StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pipeline.observability.otel import OBSERVE
+from pipeline.observability.spans import server_span
 from pipeline.services.gateway.metrics import GatewayMetrics
 
 
@@ -108,6 +111,36 @@ class RequestMetrics:
             await self.app(scope, receive, observe)
         finally:
             self.metrics.requests.labels(_route_template(scope), str(status)).inc()
+
+
+class ServerSpans:
+    """With tracing on, a SERVER span per request, child of its ``traceparent``, named
+    ``<method> <route template>``: the events a route produces are its children, so the
+    request starts the trace of the turn."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not OBSERVE.tracing:
+            await self.app(scope, receive, send)
+            return
+        with server_span(scope) as span:
+
+            async def observe(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    status = int(message["status"])
+                    span.set_attribute("http.response.status_code", status)
+                    if status >= 500:
+                        span.set_status(StatusCode.ERROR)
+                await send(message)
+
+            try:
+                await self.app(scope, receive, observe)
+            finally:
+                route = _route_template(scope)
+                span.set_attribute("http.route", route)
+                span.update_name(f"{scope['method']} {route}")
 
 
 def _route_template(scope: Scope) -> str:

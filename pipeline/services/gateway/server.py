@@ -19,7 +19,9 @@ from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
 from pipeline.config import Settings
+from pipeline.errors import ConfigError
 from pipeline.observability.health import HealthServer
+from pipeline.observability.otel import start_observability, stop_observability
 from pipeline.services.gateway.app import Gateway, create_app, docs_routes
 
 log = logging.getLogger(__name__)
@@ -104,10 +106,12 @@ class GatewayServer:
 
     def run_forever(self) -> int:
         """Serve until SIGTERM or SIGINT; returns the process exit code."""
-        logging.basicConfig(
-            level=self.settings.log_level.upper(),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
+        settings = self.settings
+        try:
+            start_observability(self.name, settings.log_level, settings.log_format)
+        except ConfigError as exc:
+            log.error("cannot start: %s", exc)
+            return 2
         health = self.health_server()
         if health is not None:
             health.start()
@@ -119,6 +123,7 @@ class GatewayServer:
         finally:
             if health is not None:
                 health.stop()
+            stop_observability()
         # uvicorn returns without raising when it cannot bind or the lifespan fails.
         return 0 if self.server.started else 1
 
