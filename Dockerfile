@@ -14,7 +14,9 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 RUN python - <<'PY' > /tmp/requirements.txt
 import tomllib
-print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))
+project = tomllib.load(open("pyproject.toml", "rb"))["project"]
+# The dependencies and the OTLP exporter (the `otel` extra), so OTEL_* can point anywhere.
+print("\n".join(project["dependencies"] + project["optional-dependencies"]["otel"]))
 PY
 RUN pip install --requirement /tmp/requirements.txt
 # Everything pyproject.toml builds into the wheel: the package, and the folders it
