@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry
 
 from pipeline.config import Settings
-from pipeline.errors import EventTypeError
+from pipeline.errors import ConfigError, EventTypeError
 from pipeline.events.model import Event
 from pipeline.runtime.context import Context
 
@@ -155,7 +155,7 @@ class Service:
 
         try:
             asyncio.run(main())
-        except EventTypeError as exc:  # a declaration to fix, not a crash: no traceback
+        except (EventTypeError, ConfigError) as exc:  # to fix, not a crash: no traceback
             log.error("cannot start: %s", exc)
             return 2
         except Exception:

@@ -18,7 +18,8 @@ import uvicorn
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
-from pipeline.config import Settings
+from pipeline.config import Settings, load_settings
+from pipeline.errors import ConfigError
 from pipeline.observability.health import HealthServer
 from pipeline.services.gateway.app import Gateway, create_app, docs_routes
 
@@ -108,7 +109,11 @@ class GatewayServer:
             level=self.settings.log_level.upper(),
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
-        health = self.health_server()
+        try:
+            health = self.health_server()
+        except ConfigError as exc:  # the metrics port in use: a setting to fix
+            log.error("cannot start: %s", exc)
+            return 2
         if health is not None:
             health.start()
         try:
@@ -125,4 +130,4 @@ class GatewayServer:
 
 def build(settings: Settings | None = None) -> GatewayServer:
     """The gateway server for ``settings`` (default: read from the environment)."""
-    return GatewayServer(settings if settings is not None else Settings())
+    return GatewayServer(settings if settings is not None else load_settings())
