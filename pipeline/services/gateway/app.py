@@ -286,8 +286,11 @@ def create_app(
         """Readiness: the gateway answers requests, Kafka down included (then with 503
         and Retry-After); not ready while starting or when its topics are missing (why:
         on the metrics port, which also serves the metrics)."""
-        ok, _ = gw.readiness.verdict()
-        body = {"status": "ok", "reason": "ready"} if ok else PUBLIC_NOT_READY
+        ok, reason = gw.readiness.verdict()
+        # "degraded": Kafka does not answer, requests get 503 + Retry-After; the details
+        # (broker addresses, errors) stay on the metrics port.
+        fine = "degraded" if reason.startswith("degraded") else "ready"
+        body = {"status": "ok", "reason": fine} if ok else PUBLIC_NOT_READY
         return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.post(
