@@ -16,6 +16,7 @@ from pipeline.errors import PipelineError
 from pipeline.events.jsonable import jsonable
 from pipeline.events.model import Event
 from pipeline.events.serde import SingleObjectSerde
+from pipeline.observability.kafka_logs import cli_connection, wait_for_metadata
 from pipeline.partitioner import partition_for
 from pipeline.topology import load_settings_topology
 
@@ -67,9 +68,11 @@ def conversation_timeline(
     """Every event of the conversation in the conversation topics, by occurred-at."""
     topology = load_settings_topology(settings)
     topics = [t for t in topology if t.kind == "conversation"]
+    connection = cli_connection(settings.bootstrap_servers)
     consumer = Consumer(
         {
             **settings.consumer_config(),
+            **connection.client_config(),
             "group.id": f"pipeline-timeline-{uuid.uuid4()}",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
@@ -79,6 +82,7 @@ def conversation_timeline(
     try:
         ends: dict[tuple[str, int], int] = {}
         starts = []
+        wait_for_metadata(consumer, connection, timeout)  # an unreachable cluster: one error
         for topic in topics:
             physical = settings.topic(topic.name)
             meta = consumer.list_topics(physical, timeout=timeout).topics.get(physical)

@@ -12,7 +12,6 @@ anything, to shrink partitions or change ``cleanup.policy``; :func:`check` only 
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -39,7 +38,8 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 )
 
 from pipeline.config import Settings
-from pipeline.errors import TopologyError, UnsafeTopicChangeError
+from pipeline.errors import BrokerUnavailableError, TopologyError, UnsafeTopicChangeError
+from pipeline.observability.kafka_logs import ClusterConnection, cli_connection, wait_for_metadata
 
 __all__ = [
     "DEFAULT_TIMEOUT_SECONDS",
@@ -326,6 +326,7 @@ class DriftKind(StrEnum):
     MISSING_TOPIC = "missing topic"
     PARTITION_MISMATCH = "partition mismatch"
     CONFIG_MISMATCH = "config mismatch"
+    REPLICATION_MISMATCH = "replication mismatch"
 
 
 @dataclass(frozen=True)
@@ -343,8 +344,26 @@ class Drift:
     def __str__(self) -> str:
         if self.kind is DriftKind.MISSING_TOPIC:
             return f"{self.topic}: missing (wanted {self.wanted})"
-        what = "partitions" if self.kind is DriftKind.PARTITION_MISMATCH else self.config
+        what = {
+            DriftKind.PARTITION_MISMATCH: "partitions",
+            DriftKind.REPLICATION_MISMATCH: "replication",
+        }.get(self.kind, self.config)
         return f"{self.topic}: {what} is {self.current}, wanted {self.wanted}"
+
+    @property
+    def fixable(self) -> bool:
+        """Whether apply makes this change (it never moves replicas between brokers)."""
+        return self.unsafe is None and self.kind is not DriftKind.REPLICATION_MISMATCH
+
+    def advice(self) -> str:
+        """What to do about a drift apply does not fix (empty when apply fixes it)."""
+        if self.kind is DriftKind.REPLICATION_MISMATCH:
+            return (
+                "apply does not change replication: reassign the partitions "
+                "(kafka-reassign-partitions.sh), or set PIPELINE_TOPIC_REPLICATION_FACTOR="
+                f"{self.current} if that is what you want"
+            )
+        return f"unsafe: {self.unsafe}" if self.unsafe else ""
 
     def describe_change(self) -> str:
         """What apply does about this drift."""
@@ -361,11 +380,18 @@ class Plan:
 
     drifts: tuple[Drift, ...]
     topology: Topology = field(repr=False)
+    brokers: int = 0
+    """Brokers the cluster's metadata lists."""
 
     @property
     def changes(self) -> tuple[Drift, ...]:
         """Drifts apply fixes."""
-        return tuple(d for d in self.drifts if d.unsafe is None)
+        return tuple(d for d in self.drifts if d.fixable)
+
+    @property
+    def left_alone(self) -> tuple[Drift, ...]:
+        """Safe drifts apply cannot fix (replication): reported, not refused."""
+        return tuple(d for d in self.drifts if not d.fixable and d.unsafe is None)
 
     @property
     def unsafe(self) -> tuple[Drift, ...]:
@@ -379,14 +405,23 @@ class Plan:
 # --------------------------------------------------------------------------- cluster
 
 
+class _Admin(AdminClient):
+    """An AdminClient that remembers the connection its callbacks report to."""
+
+    connection: ClusterConnection
+
+
 def admin_client(settings: Settings) -> AdminClient:
     """An AdminClient for the cluster of ``settings``.
 
-    librdkafka's own log lines go to the ``pipeline.kafka`` logger instead of stderr; a
-    cluster that cannot be reached surfaces as a TopologyError from the calls.
+    librdkafka's own log lines go through :mod:`pipeline.observability.kafka_logs`
+    instead of stderr; a cluster that cannot be reached surfaces as one TopologyError
+    naming the bootstrap servers, as soon as librdkafka reports every broker down.
     """
-    config: dict[str, str | int | float | bool] = dict(settings.client_config())
-    return AdminClient(config, logger=logging.getLogger("pipeline.kafka"))
+    connection = cli_connection(settings.bootstrap_servers)
+    admin = _Admin({**settings.client_config(), **connection.client_config()})
+    admin.connection = connection
+    return admin
 
 
 def plan(
@@ -402,7 +437,8 @@ def plan(
     overrides the definitions' replication factors.
     """
     topology = topology.with_replication_factor(settings.topic_replication_factor)
-    existing = _partition_counts(admin, [settings.topic(t.name) for t in topology], timeout)
+    cluster = _cluster(admin, [settings.topic(t.name) for t in topology], timeout)
+    existing = cluster.partitions
     present = [t for t in topology if settings.topic(t.name) in existing]
     current_configs = _describe_configs(admin, [settings.topic(t.name) for t in present], timeout)
 
@@ -419,8 +455,18 @@ def plan(
             )
             continue
         drifts.extend(_partition_drift(physical, existing[physical], topic.partitions))
+        replication = cluster.replication[physical]
+        if replication != topic.replication_factor:
+            drifts.append(
+                Drift(
+                    physical,
+                    DriftKind.REPLICATION_MISMATCH,
+                    current=str(replication),
+                    wanted=str(topic.replication_factor),
+                )
+            )
         drifts.extend(_config_drifts(physical, current_configs[physical], topic.configs))
-    return Plan(tuple(drifts), topology)
+    return Plan(tuple(drifts), topology, cluster.brokers)
 
 
 def check(
@@ -459,6 +505,11 @@ def apply(
         return []
 
     definitions = {settings.topic(t.name): t for t in the_plan.topology}
+    _check_replication_fits(
+        [definitions[d.topic] for d in changes if d.kind is DriftKind.MISSING_TOPIC],
+        the_plan.brokers,
+        settings,
+    )
     _create_topics(
         admin,
         [definitions[d.topic] for d in changes if d.kind is DriftKind.MISSING_TOPIC],
@@ -477,6 +528,25 @@ def apply(
     _set_configs(admin, [d for d in changes if d.kind is DriftKind.CONFIG_MISMATCH], timeout)
     _wait_until_converged(admin, the_plan.topology, settings, timeout)
     return list(changes)
+
+
+def _check_replication_fits(
+    topics: list[TopicDefinition], brokers: int, settings: Settings
+) -> None:
+    """Refuse, before creating anything, topics that want more replicas than brokers."""
+    wanted = max((t.replication_factor for t in topics), default=0)
+    if brokers and wanted > brokers:
+        raise TopologyError(_replication_hint(wanted, brokers, settings))
+
+
+def _replication_hint(wanted: int, brokers: int | None, settings: Settings) -> str:
+    have = f"has {brokers} broker(s)" if brokers else "has fewer brokers than that"
+    return (
+        f"topics want replication {wanted} but the cluster at {settings.bootstrap_servers} "
+        f"{have}: for development set PIPELINE_TOPIC_REPLICATION_FACTOR="
+        f"{brokers or 1}, or run more brokers (`pipeline kafka start --brokers 3`); "
+        "nothing was created"
+    )
 
 
 def _partition_drift(topic: str, current: int, wanted: int) -> list[Drift]:
@@ -537,17 +607,40 @@ def _same_config(name: str, current: str, wanted: str) -> bool:
 # --------------------------------------------------------------------------- admin calls
 
 
-def _partition_counts(admin: AdminClient, topics: Iterable[str], timeout: float) -> dict[str, int]:
+@dataclass(frozen=True)
+class _Cluster:
+    partitions: dict[str, int]
+    """Partition count of each wanted topic that exists."""
+    replication: dict[str, int]
+    """The fewest replicas of any partition of each wanted topic that exists."""
+    brokers: int
+
+
+def _cluster(admin: AdminClient, topics: Iterable[str], timeout: float) -> _Cluster:
     wanted = set(topics)
+    connection: ClusterConnection | None = getattr(admin, "connection", None)
     try:
-        metadata = admin.list_topics(timeout=timeout)
+        if connection is not None:
+            metadata = wait_for_metadata(admin, connection, timeout)
+        else:
+            metadata = admin.list_topics(timeout=timeout)
+    except BrokerUnavailableError as exc:
+        raise TopologyError(f"cannot list topics: {exc}") from None
     except KafkaException as exc:
         raise TopologyError(f"cannot list topics: {_reason(exc)}") from exc
-    return {
-        name: len(meta.partitions)
+    found = {
+        name: meta
         for name, meta in metadata.topics.items()
         if name in wanted and meta.error is None
     }
+    return _Cluster(
+        partitions={name: len(meta.partitions) for name, meta in found.items()},
+        replication={
+            name: min((len(p.replicas) for p in meta.partitions.values()), default=0)
+            for name, meta in found.items()
+        },
+        brokers=len(metadata.brokers),
+    )
 
 
 def _describe_configs(
@@ -585,8 +678,18 @@ def _create_topics(
     ]
     futures = admin.create_topics(new_topics, operation_timeout=timeout, request_timeout=timeout)
     for name, future in futures.items():
-        # Another apply running at the same moment may have created it: that is fine.
-        _result(future, f"create topic {name}", timeout, ok=KafkaError.TOPIC_ALREADY_EXISTS)
+        try:
+            # Another apply running at the same moment may have created it: that is fine.
+            _result(future, f"create topic {name}", timeout, ok=KafkaError.TOPIC_ALREADY_EXISTS)
+        except TopologyError as exc:
+            if isinstance(exc.__cause__, KafkaException) and (
+                _code(exc.__cause__) == KafkaError.INVALID_REPLICATION_FACTOR
+            ):
+                wanted = max(t.replication_factor for t in topics)
+                raise TopologyError(
+                    f"cannot create topic {name}: " + _replication_hint(wanted, None, settings)
+                ) from exc
+            raise
 
 
 def _add_partitions(admin: AdminClient, counts: Mapping[str, int], timeout: float) -> None:
@@ -625,7 +728,7 @@ def _wait_until_converged(
     deadline = time.monotonic() + timeout
     while True:
         try:
-            pending = plan(admin, topology, settings, timeout=timeout).drifts
+            pending = plan(admin, topology, settings, timeout=timeout).changes
         except TopologyError as exc:  # e.g. a new topic not yet describable: retry
             left = str(exc)
         else:

@@ -13,19 +13,19 @@ import click
 
 from pipeline.cli.asyncapi import asyncapi
 from pipeline.cli.events import events
+from pipeline.cli.exits import errors_as_exit
 from pipeline.cli.kafka import kafka
 from pipeline.cli.replay import replay
 from pipeline.cli.schemas import schemas
 from pipeline.cli.topics import topics
 from pipeline.config import Settings, load_settings
-from pipeline.errors import ConfigError, PipelineError
+from pipeline.errors import PipelineError
 
 
 def _settings() -> Settings:
-    try:
+    """Settings from the environment; a bad one is one line on stderr and exit 2."""
+    with errors_as_exit():
         return load_settings()
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 @click.group()
@@ -86,6 +86,7 @@ def produce(event_type: str, body: str, conversation: str, tenant: str, timeout:
     from pipeline.events.json_body import body_problems, to_datum
     from pipeline.events.model import Event, Metadata
     from pipeline.events.wire import make_serde
+    from pipeline.observability.kafka_logs import cli_connection, wait_for_metadata
     from pipeline.observability.tracing import child_traceparent
     from pipeline.runtime import headers as h
     from pipeline.runtime.producer import producer_config
@@ -118,7 +119,10 @@ def produce(event_type: str, body: str, conversation: str, tenant: str, timeout:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
 
-    producer = Producer(producer_config(settings, "pipeline-cli"))
+    connection = cli_connection(settings.bootstrap_servers)
+    producer = Producer({**producer_config(settings, "pipeline-cli"), **connection.client_config()})
+    with errors_as_exit():
+        wait_for_metadata(producer, connection, timeout)
     errors: list[str] = []
     producer.produce(
         settings.topic(event_type),
@@ -158,20 +162,24 @@ def tail(
 
     from pipeline.events.jsonable import jsonable
     from pipeline.events.wire import make_serde
+    from pipeline.observability.kafka_logs import cli_connection, wait_for_metadata
 
     settings = _settings()
     serde = make_serde(settings, register=False)
     physical = settings.topic(topic)
+    connection = cli_connection(settings.bootstrap_servers)
     consumer = Consumer(
         {
             **settings.consumer_config(),
+            **connection.client_config(),
             "group.id": f"pipeline-tail-{uuid.uuid4()}",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
         }
     )
     try:
-        metadata = consumer.list_topics(physical, timeout=10)
+        with errors_as_exit():
+            metadata = wait_for_metadata(consumer, connection, 10.0, physical)
         found = metadata.topics.get(physical)
         if found is None or found.error is not None or not found.partitions:
             raise click.ClickException(f"topic {physical!r} does not exist")
@@ -218,10 +226,8 @@ def timeline(conversation: str, as_json: bool) -> None:
 
     settings = _settings()
     serde = make_serde(settings, register=False)
-    try:
+    with errors_as_exit():
         entries = conversation_timeline(settings, serde, conversation)
-    except PipelineError as exc:
-        raise click.ClickException(str(exc)) from exc
     if not entries:
         click.echo(f"no events for conversation {conversation!r}", err=True)
         sys.exit(1)

@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 import yaml
 
-from pipeline.config import Settings
-from pipeline.errors import PipelineError
+from pipeline.cli.exits import errors_as_exit
+from pipeline.config import load_settings
 
 
 @click.command("asyncapi")
@@ -32,10 +32,8 @@ def asyncapi(output: Path | None, fmt: str) -> None:
     channels, messages with their Avro schemas, keys, headers, who sends and receives."""
     from pipeline.asyncapi import settings_document
 
-    try:
-        doc = settings_document(Settings())
-    except PipelineError as exc:
-        raise click.ClickException(str(exc)) from exc
+    with errors_as_exit():
+        doc = settings_document(load_settings())
     if fmt == "json":
         text = json.dumps(doc, indent=2) + "\n"
     else:

@@ -13,7 +13,7 @@ import textwrap
 import click
 
 from pipeline.cli.exits import errors_as_exit
-from pipeline.config import Settings
+from pipeline.config import Settings, load_settings
 from pipeline.events.catalog import SchemaCatalog, load_settings_catalog
 from pipeline.events.json_body import describe_fields, example_body
 from pipeline.topology import Topology, load_settings_topology
@@ -26,7 +26,7 @@ def events(ctx: click.Context) -> None:
     if ctx.invoked_subcommand is not None:
         return
     with errors_as_exit():
-        settings = Settings()
+        settings = load_settings()
         catalog = load_settings_catalog(settings)
         topology = load_settings_topology(settings)
     rows = [
@@ -49,7 +49,7 @@ def events(ctx: click.Context) -> None:
 def show(event_type: str, example_only: bool) -> None:
     """Print EVENT_TYPE's fields with their docs, and an example body for `pipeline produce`."""
     with errors_as_exit():
-        settings = Settings()
+        settings = load_settings()
         catalog = load_settings_catalog(settings)
         known = catalog.reader(event_type)
         topology = load_settings_topology(settings)

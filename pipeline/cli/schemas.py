@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 
 from pipeline.cli.exits import errors_as_exit
-from pipeline.config import Settings
+from pipeline.config import Settings, load_settings
 from pipeline.events.schema_check import Finding, compare, default_ref, git_root, schemas_at
 
 
@@ -31,7 +31,7 @@ def check(ref: str | None) -> None:
     from pipeline.events.catalog import load_expanded
 
     with errors_as_exit():
-        settings = Settings()
+        settings = load_settings()
         folders = settings.schema_dirs()
         current = load_expanded(folders[0], folders[1:])
         findings: list[Finding] = []

@@ -14,7 +14,7 @@ import click
 
 from pipeline import topology
 from pipeline.cli.exits import errors_as_exit
-from pipeline.config import Settings
+from pipeline.config import Settings, load_settings
 
 _timeout_option = click.option(
     "--timeout",
@@ -47,10 +47,17 @@ def apply_command(topics_dir: Path | None, timeout: float) -> None:
         definitions = topology.load_settings_topology(settings)
         admin = topology.admin_client(settings)
         changes = topology.apply(admin, definitions, settings, timeout=timeout)
+        left = [
+            d
+            for d in topology.check(admin, definitions, settings, timeout=timeout)
+            if not d.fixable
+        ]
     for change in changes:
         click.echo(change.describe_change())
     if not changes:
         click.echo("no changes")
+    for drift in left:
+        click.echo(f"not changed: {drift} ({drift.advice()})")
 
 
 @topics.command("check")
@@ -65,6 +72,8 @@ def check_command(topics_dir: Path | None, timeout: float) -> None:
         drifts = topology.check(admin, definitions, settings, timeout=timeout)
     for drift in drifts:
         suffix = " (unsafe: apply refuses this change)" if drift.unsafe else ""
+        if not drift.fixable and not drift.unsafe:
+            suffix = f" ({drift.advice()})"
         click.echo(f"{drift.kind}: {drift}{suffix}")
     if drifts:
         raise SystemExit(1)
@@ -88,8 +97,7 @@ def list_command(topics_dir: Path | None) -> None:
 
 
 def _settings(topics_dir: Path | None) -> Settings:
-    # Passed as a dict: without the pydantic mypy plugin, mypy takes every field as required.
     overrides: dict[str, Any] = {}
     if topics_dir is not None:
         overrides["topics_dir"] = topics_dir
-    return Settings(**overrides)
+    return load_settings(**overrides)

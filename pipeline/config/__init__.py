@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
+from pipeline.config.client_check import client_problems
+from pipeline.config.env_names import unknown_variables
 from pipeline.config.sections import (
     AgentSettings,
     DeliverySettings,
@@ -64,6 +66,11 @@ class Settings(BaseSettings):
     )
     assignment_strategy: str = Field(
         "cooperative-sticky", description="Consumer partition.assignment.strategy."
+    )
+    auto_offset_reset: Literal["earliest", "latest"] = Field(
+        "earliest",
+        description="Where a consumer group without committed offsets starts: 'earliest' "
+        "(every record still in the topic) or 'latest' (only records written from now).",
     )
     topic_prefix: str = Field("", description="Prefix for every topic and consumer group name.")
     service_name: str | None = Field(
@@ -116,6 +123,12 @@ class Settings(BaseSettings):
         "text",
         description="text, or json: one object per line with trace_id, span_id, "
         "conversation_id and event_id on the lines a handler writes.",
+    )
+    broker_down_not_ready_seconds: float = Field(
+        15.0,
+        gt=0,
+        description="A consumer service whose connection to Kafka has been down this long "
+        "answers /readyz with 503 (until it is back).",
     )
 
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
@@ -189,27 +202,44 @@ class Settings(BaseSettings):
         return {**self.client_config(), **_reveal(self.producer)}
 
 
-def load_settings() -> Settings:
+def load_settings(**overrides: Any) -> Settings:
     """Settings from the environment, or :class:`ConfigError` naming every bad setting.
 
-    The error says which variable is wrong and why, never its value: a value may be a
-    password (``PIPELINE_KAFKA__SASL_PASSWORD``) and errors end up in logs.
+    Unknown ``PIPELINE_*`` variables are refused with the nearest real name, and the
+    librdkafka passthrough is checked by librdkafka. The error says which variable is
+    wrong and why, never its value: a value may be a password
+    (``PIPELINE_KAFKA__SASL_PASSWORD``) and errors end up in logs. ``overrides`` are
+    fields given directly (command-line options), checked the same way.
     """
+    problems = unknown_variables(os.environ, Settings)
+    if problems:
+        raise ConfigError(_reason(problems))
     try:
-        return Settings()
+        settings = Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(settings_error_reason(exc)) from None
     except SettingsError as exc:
         # pydantic-settings' own message names the field and the source, not the value.
         raise ConfigError(f"invalid PIPELINE_* settings: {exc}") from None
+    problems = client_problems(settings.kafka, settings.consumer, settings.producer)
+    if problems:
+        raise ConfigError(_reason(problems))
+    return settings
 
 
 def settings_error_reason(exc: ValidationError) -> str:
     """One line per problem: the variable and what is wrong, without the input."""
-    problems = [
-        f"PIPELINE_{'__'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
-        for error in exc.errors(include_input=False, include_url=False)
-    ]
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False):
+        where = "__".join(str(part) for part in error["loc"]).upper()
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"PIPELINE_{where or '*'}: {message}")
+    return _reason(problems)
+
+
+def _reason(problems: list[str]) -> str:
+    if len(problems) == 1:
+        return f"invalid setting {problems[0]}"
     return "invalid PIPELINE_* settings:\n  " + "\n  ".join(problems)
 
 

@@ -6,6 +6,7 @@ This is the operators' port, not the public one: a service may add fixed pages t
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import logging
@@ -15,6 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from pipeline.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 Probe = Callable[[], tuple[bool, str]]
@@ -22,7 +25,7 @@ Probe = Callable[[], tuple[bool, str]]
 
 class HealthServer:
     """Serves the registry, two probes and ``pages`` (path -> content type and body);
-    ``port=0`` picks a free port."""
+    ``port=0`` picks a free port. A port in use is a ConfigError naming ``setting``."""
 
     def __init__(
         self,
@@ -32,6 +35,7 @@ class HealthServer:
         healthy: Probe,
         ready: Probe,
         pages: Mapping[str, tuple[str, bytes]] | None = None,
+        setting: str = "PIPELINE_METRICS_PORT",
     ) -> None:
         routes: dict[str, Callable[[], tuple[int, str, bytes]]] = {
             path: functools.partial(_page, content_type, body)
@@ -56,7 +60,15 @@ class HealthServer:
             def log_message(self, format: str, *args: object) -> None:
                 log.debug("%s " + format, self.address_string(), *args)
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
+        try:
+            self._server = ThreadingHTTPServer((host, port), Handler)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise ConfigError(
+                f"{setting}: port {port} on {host} is already in use; choose a free port "
+                f"(or 0 to turn /metrics, /healthz and /readyz off)"
+            ) from None
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="health-http", daemon=True

@@ -45,10 +45,14 @@ class Publisher:
         self._owns_producer = owns_producer
 
     @classmethod
-    def create(cls, settings: Settings, name: str) -> Publisher:
-        """A publisher with its own producer; call from a running event loop."""
+    def create(
+        cls, settings: Settings, name: str, client_config: Mapping[str, Any] | None = None
+    ) -> Publisher:
+        """A publisher with its own producer (``client_config`` added to its configuration:
+        callbacks); call from a running event loop."""
         producer = AsyncProducer(
-            producer_config(settings, f"{name}-publisher"), asyncio.get_running_loop()
+            {**producer_config(settings, f"{name}-publisher"), **(client_config or {})},
+            asyncio.get_running_loop(),
         )
         serde = make_serde(settings)
         return cls(settings, producer, serde, name, owns_producer=True)

@@ -30,7 +30,9 @@ from pipeline.config import Settings
 from pipeline.events.catalog import load_settings_catalog
 from pipeline.events.serde import SingleObjectSerde
 from pipeline.events.wire import make_serde
+from pipeline.observability.consumer_probes import ConsumerProbes
 from pipeline.observability.health import HealthServer
+from pipeline.observability.kafka_logs import ClusterConnection
 from pipeline.observability.metrics import RuntimeMetrics
 from pipeline.runtime.committer import TP, Committer
 from pipeline.runtime.event_types import check_event_types
@@ -52,7 +54,6 @@ log = logging.getLogger("pipeline.runtime")
 
 POLL_BATCH = 500
 POLL_TIMEOUT_SECONDS = 0.1
-STALE_LOOP_SECONDS = 60.0
 
 
 class Runner:
@@ -120,7 +121,12 @@ class Runner:
             revoked_hooks=service.revoked_hooks,
         )
         self.ready = False
-        self.heartbeat = time.monotonic()
+        self.connection = ClusterConnection(settings.bootstrap_servers)
+        self.probes = ConsumerProbes(
+            self.connection,
+            down_limit=settings.broker_down_not_ready_seconds,
+            fatal=lambda: self.state.fatal,
+        )
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -129,7 +135,11 @@ class Runner:
         self.metrics.in_flight.set_function(lambda: self.lanes.busy)
         self.lanes.start(self.settings.max_in_flight, self.name)
         self.producer = self.transport.producer(
-            producer_config(self.settings, f"{self.name}-producer"), self.loop
+            {
+                **producer_config(self.settings, f"{self.name}-producer"),
+                **self.connection.client_config(),
+            },
+            self.loop,
         )
         self.processor.attach(self.producer)
         self.publisher = Publisher(self.settings, self.producer, self.serde, self.name)
@@ -155,18 +165,20 @@ class Runner:
         background = [
             asyncio.create_task(self._supervise(task)) for task in self.service.background_tasks
         ]
+        ticker = asyncio.create_task(self.probes.tick())
         state = self.state
         try:
             while not stop.is_set() and state.fatal is None:
                 batch = await self._fetch()
-                self.heartbeat = time.monotonic()
+                self.probes.fetched(len(batch))
                 self.ready = True
                 for msg in batch:
                     self._dispatch(msg)
                 self.processor.flush_counts()
                 await self._apply_backpressure()
         finally:
-            self.ready = False
+            self.ready = self.probes.consuming = False
+            ticker.cancel()
             committer.cancel()
             for task in background:
                 task.cancel()
@@ -186,7 +198,7 @@ class Runner:
     def _consumer_config(self) -> dict[str, Any]:
         return {
             "client.id": f"{self.name}-consumer",
-            "auto.offset.reset": "earliest",
+            "auto.offset.reset": self.settings.auto_offset_reset,
             "isolation.level": "read_committed",
             "session.timeout.ms": 45000,
             **self.settings.consumer_config(),
@@ -195,6 +207,7 @@ class Runner:
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "partition.assignment.strategy": self.service.assignment_strategy,
+            **self.connection.consumer_config(),  # logs, errors and statistics
         }
 
     async def _supervise(self, task: Background) -> None:
@@ -213,28 +226,11 @@ class Runner:
             self.registry,
             self.settings.metrics_host,
             self.settings.metrics_port,
-            healthy=self._healthy,
-            ready=self._ready,
+            healthy=self.probes.healthy,
+            ready=self.probes.ready,
         )
         server.start()
         return server
-
-    def _healthy(self) -> tuple[bool, str]:
-        fatal = self.state.fatal
-        if fatal is not None:
-            return False, f"stopped on {type(fatal).__name__}: {fatal}"
-        idle = time.monotonic() - self.heartbeat
-        if idle > STALE_LOOP_SECONDS:
-            return False, f"consumer loop has not polled for {idle:.0f}s"
-        return True, "polling"
-
-    def _ready(self) -> tuple[bool, str]:
-        healthy, reason = self._healthy()
-        if not healthy:
-            return False, reason
-        if not self.ready:
-            return False, "not consuming (starting or shutting down)"
-        return True, f"{len(self.partitions)} partitions assigned"
 
     async def _shutdown(self) -> None:
         """Stop fetching, hand back unstarted work, drain started work, commit, close."""

@@ -158,7 +158,7 @@ class Service:
 
         try:
             asyncio.run(main())
-        except EventTypeError as exc:  # a declaration to fix, not a crash: no traceback
+        except (EventTypeError, ConfigError) as exc:  # to fix, not a crash: no traceback
             log.error("cannot start: %s", exc)
             return 2
         except Exception:

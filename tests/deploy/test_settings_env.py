@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import types
-import typing
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -22,9 +20,9 @@ from typing import Any
 import pytest
 import yaml
 from deploy_support import CHART, COMPOSE, REPO
-from pydantic import BaseModel
 
 from pipeline.config import Settings
+from pipeline.config.env_names import TOOL_VARIABLES, resolve, unwrap
 
 PREFIX = "PIPELINE_"
 
@@ -40,41 +38,10 @@ _NAME = re.compile(r"\bPIPELINE_[A-Z0-9]+(?:__?[A-Z0-9]+)*")
 _INTERPOLATION = re.compile(r"\$\{(\w+)(?::?[-?]([^}]*))?\}")
 
 
-def _unwrap(annotation: Any) -> list[Any]:
-    """The types of an annotation, ``X | None`` and ``Optional[X]`` split apart."""
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        return [a for a in typing.get_args(annotation) if a is not type(None)]
-    return [annotation]
-
-
 def setting(name: str) -> tuple[Any, str]:
-    """The annotation of the setting an environment variable sets, and the error if none.
-
-    ``PIPELINE_A__B__C``: field ``a`` of Settings, then ``b`` of its model, ...; a dict
-    field takes any key below it (its passthrough). Case-insensitive, as Settings is.
-    """
-    if not name.startswith(PREFIX):
-        return None, f"{name} lacks the {PREFIX} prefix"
-    parts = name[len(PREFIX) :].lower().split("__")
-    model: type[BaseModel] = Settings
-    for depth, part in enumerate(parts):
-        field = model.model_fields.get(part)
-        if field is None:
-            known = ", ".join(sorted(model.model_fields))
-            return None, f"{name}: {part!r} is not a field of {model.__name__} ({known})"
-        rest = parts[depth + 1 :]
-        if not rest:
-            return field.annotation, ""
-        kinds = _unwrap(field.annotation)
-        if any(typing.get_origin(k) is dict for k in kinds):
-            if all(rest):
-                return field.annotation, ""
-            return None, f"{name}: an empty key below the {part!r} passthrough"
-        sections = [k for k in kinds if isinstance(k, type) and issubclass(k, BaseModel)]
-        if not sections:
-            return None, f"{name}: {model.__name__}.{part} is not a section with fields"
-        model = sections[0]
-    return None, f"{name}: nothing to set"  # pragma: no cover - split never yields []
+    """The annotation of the setting an environment variable sets, and the error if none:
+    the same resolution ``load_settings`` refuses unknown variables with."""
+    return resolve(name, Settings)
 
 
 def is_setting(name: str) -> bool:
@@ -83,7 +50,7 @@ def is_setting(name: str) -> bool:
 
 def is_path(name: str) -> bool:
     annotation, error = setting(name)
-    return not error and Path in _unwrap(annotation)
+    return not error and Path in unwrap(annotation)
 
 
 # ------------------------------------------------------------------ docker-compose.yml
@@ -178,6 +145,7 @@ def compose_names() -> set[str]:
 
 
 def test_exceptions_are_really_not_settings_and_still_used() -> None:
+    assert NOT_SETTINGS.keys() <= TOOL_VARIABLES.keys()  # so `pipeline run` accepts them
     for name in NOT_SETTINGS:
         assert name.startswith(PREFIX) and not is_setting(name), name
     stale = NOT_SETTINGS.keys() - compose_names() - chart_names()

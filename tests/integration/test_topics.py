@@ -278,3 +278,48 @@ def test_changing_cleanup_policy_is_refused(
     code, out, _ = _cli(settings, "check")
     assert code == 1
     assert "cleanup.policy is compact, wanted delete (unsafe" in out
+
+
+def test_apply_on_too_few_brokers_names_the_replication_override(
+    cluster: AdminClient, settings: Settings
+) -> None:
+    """The shared broker is one node; the definitions want replication 3."""
+    env_settings = settings.model_copy(update={"topic_replication_factor": None})
+    env = {
+        "PIPELINE_BOOTSTRAP_SERVERS": env_settings.bootstrap_servers,
+        "PIPELINE_TOPIC_PREFIX": env_settings.topic_prefix,
+        "PIPELINE_TOPICS_DIR": str(env_settings.topics_dir),
+        "PIPELINE_SCHEMAS_DIR": str(env_settings.schemas_dir),
+    }
+    result = CliRunner().invoke(topics_cli, ["apply"], env=env)
+    assert result.exit_code == 2, result.output
+    [line] = result.stderr.strip().splitlines()
+    assert "topics want replication 3 but the cluster at" in line
+    assert "has 1 broker(s): for development set PIPELINE_TOPIC_REPLICATION_FACTOR=1" in line
+    assert not [
+        t
+        for t in cluster.list_topics(timeout=TIMEOUT).topics
+        if t.startswith(settings.topic_prefix)
+    ], "nothing is created"
+
+
+def test_check_reports_replication_drift_unless_the_override_wants_it(
+    cluster: AdminClient, settings: Settings
+) -> None:
+    assert _cli(settings, "apply")[0] == 0  # replication 1, as the override says
+    assert _cli(settings, "check") == (0, "in sync\n", "")
+
+    without = {
+        "PIPELINE_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "PIPELINE_TOPIC_PREFIX": settings.topic_prefix,
+        "PIPELINE_TOPICS_DIR": str(settings.topics_dir),
+        "PIPELINE_SCHEMAS_DIR": str(settings.schemas_dir),
+    }
+    result = CliRunner().invoke(topics_cli, ["check"], env=without)
+    assert result.exit_code == 1
+    topic = settings.topic("message_received")
+    assert (
+        f"replication mismatch: {topic}: replication is 1, wanted 3 (apply does not change "
+        "replication" in result.stdout
+    )
+    assert "PIPELINE_TOPIC_REPLICATION_FACTOR=1 if that is what you want" in result.stdout

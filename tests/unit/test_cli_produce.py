@@ -157,6 +157,12 @@ class RecordingProducer:
     def flush(self, timeout: float) -> int:
         return 0
 
+    def list_topics(self, topic: str | None = None, timeout: float = -1) -> object:
+        return object()  # the cluster answers
+
+    def poll(self, timeout: float = -1) -> int:
+        return 0
+
 
 def test_valid_body_reaches_the_producer(monkeypatch: pytest.MonkeyPatch) -> None:
     RecordingProducer.produced = []

@@ -232,7 +232,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = gw.publisher is None
         if owned:
-            gw.publisher = Publisher.create(settings, gw.name)
+            connection = gw.readiness.connection
+            gw.publisher = Publisher.create(settings, gw.name, connection.client_config())
         checker = asyncio.create_task(gw.readiness.run(), name="kafka-readiness")
         try:
             yield
@@ -282,10 +283,14 @@ def create_app(
 
     @app.get("/readyz", tags=["operations"])
     async def readyz() -> JSONResponse:
-        """Readiness: Kafka answers and the gateway's topics exist (why not: on the
-        metrics port, which also serves the metrics)."""
-        ok, _ = gw.readiness.verdict()
-        body = {"status": "ok", "reason": "ready"} if ok else PUBLIC_NOT_READY
+        """Readiness: the gateway answers requests, Kafka down included (then with 503
+        and Retry-After); not ready while starting or when its topics are missing (why:
+        on the metrics port, which also serves the metrics)."""
+        ok, reason = gw.readiness.verdict()
+        # "degraded": Kafka does not answer, requests get 503 + Retry-After; the details
+        # (broker addresses, errors) stay on the metrics port.
+        fine = "degraded" if reason.startswith("degraded") else "ready"
+        body = {"status": "ok", "reason": fine} if ok else PUBLIC_NOT_READY
         return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.post(

@@ -1,8 +1,14 @@
-"""Is Kafka reachable? A background check whose last answer the probes read.
+"""Is the gateway ready? A background check of Kafka whose last answer the probes read.
 
 ``/readyz`` must not block on the broker, and the probe of the metrics port runs on
 another thread, so a task asks the cluster for its metadata every few seconds and
 stores the answer; the probes only read it.
+
+The gateway stays ready while Kafka is down: it answers every request, with 503 and
+Retry-After for those it cannot store, which is what clients are designed for; taking
+every gateway out of its Service would turn that answer into connection errors. The
+reason then says "degraded". It is not ready while starting, while shutting down, and
+when Kafka answers without the gateway's topics (a deployment to finish).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import logging
 from confluent_kafka.admin import AdminClient
 
 from pipeline.config import Settings
+from pipeline.observability.kafka_logs import ClusterConnection
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +27,8 @@ Verdict = tuple[bool, str]
 
 
 class KafkaReadiness:
-    """Ready once the cluster answers and lists the topics the gateway writes."""
+    """Ready once checked, unless the topics the gateway writes are missing; degraded
+    (still ready) while the cluster does not answer."""
 
     def __init__(self, settings: Settings, topics: tuple[str, ...], interval: float = 2.0) -> None:
         self.settings = settings
@@ -30,6 +38,7 @@ class KafkaReadiness:
         self._verdict: Verdict = (False, "starting: Kafka not checked yet")
         self._stopping = False
         self._admin: AdminClient | None = None
+        self.connection = ClusterConnection(settings.bootstrap_servers)
 
     def verdict(self) -> Verdict:
         """The last answer (safe to call from any thread)."""
@@ -52,12 +61,17 @@ class KafkaReadiness:
 
     def check(self) -> Verdict:
         if self._admin is None:
-            config: dict[str, str | int | float | bool] = {**self.settings.client_config()}
+            config = {**self.settings.client_config(), **self.connection.client_config()}
             self._admin = AdminClient(config)
         try:
             metadata = self._admin.list_topics(timeout=self.timeout)
         except Exception as exc:  # KafkaException: transport failure or timeout
-            return False, f"Kafka at {self.settings.bootstrap_servers} does not answer: {exc}"
+            self._admin.poll(0)  # serves error_cb: the connection logs the outage once
+            return True, (
+                f"degraded: Kafka at {self.settings.bootstrap_servers} does not answer "
+                f"({exc}); requests are answered 503 with Retry-After"
+            )
+        self.connection.up()
         missing = [t for t in self.topics if t not in metadata.topics]
         if missing:
             return False, f"topics missing: {', '.join(missing)} (run `pipeline topics apply`)"

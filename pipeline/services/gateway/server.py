@@ -18,7 +18,7 @@ import uvicorn
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
-from pipeline.config import Settings
+from pipeline.config import Settings, load_settings
 from pipeline.errors import ConfigError
 from pipeline.observability.health import HealthServer
 from pipeline.observability.otel import start_observability, stop_observability
@@ -109,10 +109,10 @@ class GatewayServer:
         settings = self.settings
         try:
             start_observability(self.name, settings.log_level, settings.log_format)
-        except ConfigError as exc:
+            health = self.health_server()
+        except ConfigError as exc:  # an exporter not installed, the metrics port in use
             log.error("cannot start: %s", exc)
             return 2
-        health = self.health_server()
         if health is not None:
             health.start()
         try:
@@ -130,4 +130,4 @@ class GatewayServer:
 
 def build(settings: Settings | None = None) -> GatewayServer:
     """The gateway server for ``settings`` (default: read from the environment)."""
-    return GatewayServer(settings if settings is not None else Settings())
+    return GatewayServer(settings if settings is not None else load_settings())
