@@ -51,6 +51,7 @@ class Letter:
     source_partition: int
     source_offset: int
     value: bytes | None
+    derived_id: str  # the id its coordinates, stage and service give (dead_letter_id)
 
 
 @dataclass
@@ -73,6 +74,7 @@ class Comparison:
     dead_letter_repeats_with_another_id: int = 0
     poison_not_dead_lettered: int = 0
     dead_letters_not_poison: int = 0
+    dead_letter_ids_not_derived: int = 0
     examples: list[str] = field(default_factory=list)
 
     def problems(self, guarantee: str) -> list[str]:
@@ -87,6 +89,7 @@ class Comparison:
             "dead_letter_repeats_with_another_id",
             "poison_not_dead_lettered",
             "dead_letters_not_poison",
+            "dead_letter_ids_not_derived",
         ]
         if guarantee == EXACTLY_ONCE:
             must_be_zero.append("duplicates")
@@ -104,7 +107,8 @@ class Comparison:
             f"dead letters {self.dead_letters:,}: {self.poison - self.poison_not_dead_lettered:,}"
             f" of {self.poison:,} poison inputs, {self.dead_letter_repeats} written again "
             f"({self.dead_letter_repeats_with_another_id} with another id), "
-            f"{self.dead_letters_not_poison} not of a poison input",
+            f"{self.dead_letters_not_poison} not of a poison input, "
+            f"{self.dead_letter_ids_not_derived} with an id not derived from its coordinates",
         ]
 
 
@@ -159,6 +163,8 @@ def compare(
     letter_ids: dict[tuple[int, int], set[str]] = defaultdict(set)
     for letter in letters:
         result.dead_letters += 1
+        if letter.event_id != letter.derived_id:
+            result.dead_letter_ids_not_derived += 1
         at = (letter.source_partition, letter.source_offset)
         original = poison.get(at)
         if letter.source_topic != source or original is None or original.value != letter.value:

@@ -37,6 +37,7 @@ from pipeline.devkafka import DevKafkaCluster, port_in_use
 from pipeline.events.catalog import SchemaCatalog
 from pipeline.events.model import Event, Metadata
 from pipeline.events.serde import SingleObjectSerde
+from pipeline.runtime.dead_letter import dead_letter_id
 from pipeline.runtime.headers import EVENT_ID
 
 SERDE = SingleObjectSerde(SchemaCatalog.load(bundled_dir("schemas")))
@@ -446,6 +447,13 @@ def read_letters(bootstrap: str, topic: str) -> list[Letter]:
                 record["source_partition"],
                 record["source_offset"],
                 record["value"],
+                dead_letter_id(
+                    record["source_topic"],
+                    record["source_partition"],
+                    record["source_offset"],
+                    record["stage"],
+                    record["service"],
+                ),
             )
         )
     return letters

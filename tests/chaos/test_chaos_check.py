@@ -93,7 +93,7 @@ def test_poison_inputs_are_matched_to_their_dead_letters() -> None:
     poisoned = sent[2]
     assert poisoned.poison
     good = [pair for pair in IN_ORDER if pair != ("c0", 1)]
-    letter = Letter("dl-1", SOURCE, poisoned.partition, poisoned.offset, poisoned.value)
+    letter = Letter("dl-1", SOURCE, poisoned.partition, poisoned.offset, poisoned.value, "dl-1")
 
     missing = compare(sent, outputs(good), [], SOURCE)
     assert missing.poison_not_dead_lettered == 1
@@ -103,9 +103,13 @@ def test_poison_inputs_are_matched_to_their_dead_letters() -> None:
     assert (again.dead_letters, again.dead_letter_repeats) == (2, 1)
     assert again.problems(EXACTLY_ONCE) == []
 
-    other_id = Letter("dl-2", SOURCE, poisoned.partition, poisoned.offset, poisoned.value)
+    other_id = Letter("dl-2", SOURCE, poisoned.partition, poisoned.offset, poisoned.value, "dl-2")
     changed = compare(sent, outputs(good), [letter, other_id], SOURCE)
     assert changed.problems(AT_LEAST_ONCE) == ["dead_letter_repeats_with_another_id=1"]
 
-    wrong = Letter("dl-3", SOURCE, 1, 0, b"c1:0")
+    wrong = Letter("dl-3", SOURCE, 1, 0, b"c1:0", "dl-3")
     assert compare(sent, outputs(good), [letter, wrong], SOURCE).dead_letters_not_poison == 1
+
+    random_id = Letter("random", SOURCE, poisoned.partition, poisoned.offset, poisoned.value, "x")
+    underived = compare(sent, outputs(good), [random_id], SOURCE)
+    assert underived.problems(AT_LEAST_ONCE) == ["dead_letter_ids_not_derived=1"]
