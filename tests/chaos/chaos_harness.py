@@ -60,6 +60,7 @@ class ChaosPlan:
     pauses: int = 1
     pause_seconds: float = 5.0
     poison_ratio: float = 0.01
+    burst: int = 1  # consecutive inputs of one conversation
     produce_seconds: float = 40.0
     guarantee: str = AT_LEAST_ONCE
     commit_interval_seconds: float = 1.0
@@ -104,7 +105,8 @@ class ChaosRun:
         p = self.plan
         lines = [
             f"chaos ({p.guarantee}, seed {p.seed}): {p.events:,} events over "
-            f"{p.conversations:,} conversations in {p.produce_seconds:.0f}s, "
+            f"{p.conversations:,} conversations (bursts of {p.burst}) in "
+            f"{p.produce_seconds:.0f}s, "
             f"{p.partitions} partitions, two instances, commit interval "
             f"{p.commit_interval_seconds}s; {self.seconds:.0f}s in all",
             f"faults: {self.service_kills} SIGKILLs of an instance; brokers: "
@@ -317,9 +319,11 @@ def wait_fully_replicated(bootstrap: str, topics: list[str], timeout: float) -> 
 def produce_inputs(bootstrap: str, topic: str, plan: ChaosPlan, run: ChaosRun) -> None:
     """``plan.events`` inputs at an even rate over ``plan.produce_seconds``.
 
-    Event j belongs to conversation ``j % conversations`` with sequence number
-    ``j // conversations``; an idempotent ``acks=all`` producer keeps each conversation in
-    order through broker faults, and its timeout outlasts them.
+    Inputs come in bursts of ``plan.burst`` consecutive events of one conversation, the
+    conversations taking turns (with bursts of 1, event j belongs to conversation
+    ``j % conversations`` with sequence number ``j // conversations``). An idempotent
+    ``acks=all`` producer keeps each conversation in order through broker faults, and
+    its timeout outlasts them.
     """
     rng = random.Random(plan.seed)
     poison = set(rng.sample(range(plan.events), round(plan.events * plan.poison_ratio)))
@@ -341,8 +345,9 @@ def produce_inputs(bootstrap: str, topic: str, plan: ChaosPlan, run: ChaosRun) -
 
     start = time.monotonic()
     for j in range(plan.events):
-        conversation = f"conv-{j % plan.conversations:04d}"
-        seq = j // plan.conversations
+        block = j // plan.burst
+        conversation = f"conv-{block % plan.conversations:04d}"
+        seq = block // plan.conversations * plan.burst + j % plan.burst
         text = f"{POISON}{seq}" if j in poison else str(seq)
         value = SERDE.encode(_message(conversation, text))
         while True:
