@@ -4,17 +4,35 @@ The value is a ``pipeline.events.DeadLetter`` record (single-object encoded); th
 key is the original key, so a conversation's dead letters stay together. Headers repeat
 the essentials in the form Spring Kafka's DeadLetterPublishingRecoverer uses, for tools
 that only read headers.
+
+Each dead letter carries an ``event-id`` header derived from where the record was and who
+gave up on it (:func:`dead_letter_id`): a crash between writing a dead letter and
+committing the source offset writes it again, and the repeat has the same id, so readers
+and redrive can tell it is the same dead letter.
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 from pipeline.events.catalog import DEAD_LETTER
 from pipeline.events.model import utc_now
 from pipeline.events.serde import SingleObjectSerde
-from pipeline.runtime.headers import EVENT_TYPE, Header, headers_of
+from pipeline.runtime.headers import EVENT_ID, EVENT_TYPE, Header, headers_of
 from pipeline.runtime.ports import Record
+
+DEAD_LETTER_NAMESPACE = uuid.UUID("3b0f5d2e-8c4a-5e71-9d26-7a1c4e9b0f53")
+
+
+def dead_letter_id(topic: str, partition: int, offset: int, stage: str, service: str) -> str:
+    """The dead letter's event id: a UUID 5 of its source coordinates, stage and service.
+
+    The same record given up at the same stage by the same service always gets the same
+    id; two services that consume one topic dead-letter a record each under their own.
+    """
+    name = "\x1f".join((topic, str(partition), str(offset), stage, service))
+    return str(uuid.uuid5(DEAD_LETTER_NAMESPACE, name))
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +76,7 @@ def dead_letter_record(
     value = serde.encode_record(DEAD_LETTER, record)
     headers: list[Header] = [
         (EVENT_TYPE, DEAD_LETTER),
+        (EVENT_ID, dead_letter_id(topic, partition, offset, failure.stage, failure.service)),
         ("content-type", serde.content_type),
         ("dlt-original-topic", topic),
         ("dlt-original-partition", str(partition)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,7 +12,12 @@ from pipeline.config import bundled_dir
 from pipeline.errors import CorruptEventError
 from pipeline.events.catalog import DEAD_LETTER, SchemaCatalog
 from pipeline.events.serde import CONTENT_TYPE, SingleObjectSerde
-from pipeline.runtime.dead_letter import Failure, dead_letter_record
+from pipeline.runtime.dead_letter import (
+    DEAD_LETTER_NAMESPACE,
+    Failure,
+    dead_letter_id,
+    dead_letter_record,
+)
 
 CREATED_MS = 1_715_938_212_345
 ORIGINAL_VALUE = b"\xc3\x01\x00\x01\x02\x03\x04\x05\x06\x07not avro"
@@ -118,6 +124,58 @@ def test_dead_letter_headers(serde: SingleObjectSerde) -> None:
     )
     assert by_name["dlt-failure-stage"] == "decode"
     assert by_name["dlt-service"] == "echo"
+    assert by_name["event-id"] == dead_letter_id(
+        "t-dl.message_received", 5, 81234, "decode", "echo"
+    )
+
+
+def test_dead_letter_id_is_a_uuid5_of_the_source_coordinates_stage_and_service() -> None:
+    expected = uuid.uuid5(
+        DEAD_LETTER_NAMESPACE, "t-dl.message_received\x1f5\x1f81234\x1fhandler\x1fagent"
+    )
+    assert dead_letter_id("t-dl.message_received", 5, 81234, "handler", "agent") == str(expected)
+    assert uuid.UUID(dead_letter_id("t", 0, 0, "decode", "s")).version == 5
+
+
+def test_the_same_record_written_again_gets_the_same_id(serde: SingleObjectSerde) -> None:
+    """A crash before the source offset commits writes the dead letter again: same id."""
+    first = dict(dead_letter_record(serde, message(), handler_failure())[1])
+    # The repeat fails anew (another attempt count, another time, another message).
+    again = Failure(
+        stage="handler",
+        error=TimeoutError("LLM call timed out after 31s"),
+        attempts=2,
+        service="agent",
+        handler="answer",
+    )
+    repeat = dict(dead_letter_record(serde, message(), again)[1])
+    assert first["event-id"] == repeat["event-id"]
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        {"topic": "t-dl.other"},
+        {"partition": 4},
+        {"offset": 81235},
+    ],
+)
+def test_another_record_gets_another_id(serde: SingleObjectSerde, other: dict[str, object]) -> None:
+    first = dict(dead_letter_record(serde, message(), handler_failure())[1])
+    second = dict(dead_letter_record(serde, message(**other), handler_failure())[1])
+    assert first["event-id"] != second["event-id"]
+
+
+def test_another_stage_or_service_gets_another_id() -> None:
+    ids = {
+        dead_letter_id("t", 1, 2, "decode", "agent"),
+        dead_letter_id("t", 1, 2, "handler", "agent"),
+        dead_letter_id("t", 1, 2, "handler", "audit"),
+        # The separator keeps fields apart: "t1" + "12" is not "t" + "112".
+        dead_letter_id("t1", 12, 2, "handler", "agent"),
+        dead_letter_id("t", 112, 2, "handler", "agent"),
+    }
+    assert len(ids) == 5
 
 
 def test_builtin_exception_fqcn(serde: SingleObjectSerde) -> None:

@@ -1,0 +1,81 @@
+"""Chaos, short form: instance SIGKILLs and broker faults on a three-broker cluster while
+inputs are produced; then nothing lost, nothing reordered, repeats only as the same event.
+
+10,000 events over 1,000 conversations (1% poison, in bursts of 4 per conversation) in
+30 s, two instances of a pass-through service, three SIGKILLs of an instance, one broker
+SIGKILLed and restarted, one restarted cleanly and one paused (SIGSTOP) for 5 s. The long form is
+``benchmarks/chaos.py`` (100,000 events, 20 instance kills, 2 broker kills).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from chaos_check import AT_LEAST_ONCE, EXACTLY_ONCE
+from chaos_harness import ChaosPlan, run_chaos, start_cluster
+
+from pipeline.config import Settings
+from pipeline.devkafka import DevKafkaCluster, DevKafkaError
+
+pytestmark = pytest.mark.chaos
+
+HAS_EXACTLY_ONCE = "processing_guarantee" in Settings.model_fields
+SHORT = ChaosPlan(
+    events=10_000,
+    conversations=1_000,
+    service_kills=3,
+    broker_kills=1,
+    clean_restarts=1,
+    pauses=1,
+    produce_seconds=30.0,
+    # Several events of a conversation close together: a kill then repeats some after a
+    # later event of their conversation, which readers must expect.
+    burst=4,
+    seed=14,
+)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevKafkaCluster]:
+    try:
+        c = start_cluster(tmp_path_factory.mktemp("chaos-cluster"))
+    except DevKafkaError as exc:  # no Java or Maven here: the same rule as the broker fixture
+        pytest.fail(f"the three-node cluster did not start: {exc}")
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.mark.parametrize(
+    "guarantee",
+    [
+        AT_LEAST_ONCE,
+        pytest.param(
+            EXACTLY_ONCE,
+            marks=pytest.mark.skipif(
+                not HAS_EXACTLY_ONCE,
+                reason="Settings has no processing_guarantee yet (PIPELINE_PROCESSING_GUARANTEE)",
+            ),
+        ),
+    ],
+)
+def test_chaos_short_form(cluster: DevKafkaCluster, guarantee: str, tmp_path: Path) -> None:
+    plan = dataclasses.replace(SHORT, guarantee=guarantee)
+    run = run_chaos(cluster, plan, tmp_path, f"chaos-{uuid.uuid4().hex[:8]}.")
+    print(f"\n{run.report()}")
+    logs = "\n".join(
+        f"--- {log.name} ---\n{log.read_text()[-2000:]}" for log in sorted(tmp_path.glob("*.log"))
+    )
+    assert run.problems() == [], f"{run.report()}\n{logs}"
+    result = run.comparison
+    assert result.inputs == plan.events
+    assert result.poison == round(plan.events * plan.poison_ratio)
+    assert result.outputs == result.inputs - result.poison + result.duplicates
+    assert result.dead_letters == result.poison + result.dead_letter_repeats
+    if guarantee == EXACTLY_ONCE:
+        assert result.duplicates == 0
