@@ -172,7 +172,7 @@ def relay_hop(bootstrap: str, source: str, sink: str, group: str, stop: Any) -> 
         {
             "bootstrap.servers": bootstrap,
             "group.id": group,
-            "auto.offset.reset": "latest",
+            "auto.offset.reset": "earliest",  # its topics are new: nothing is skipped
             "enable.auto.commit": True,
         }
     )
@@ -421,6 +421,7 @@ async def drive(args: argparse.Namespace, bootstrap: str) -> dict[str, Any]:
         stack.start()
         assert stack.supervisor is not None
         pids = {s.name: s.process.pid for s in stack.supervisor.services if s.process}
+        print(f"services {pids}, logs in {log_dir}", flush=True)
         if not args.no_relay:
             relay_topics(bootstrap, relay_prefix)
             relay = Relay(bootstrap, relay_prefix)
@@ -463,13 +464,13 @@ async def drive(args: argparse.Namespace, bootstrap: str) -> dict[str, Any]:
 
         # Warm up: group joins, first fetches, connection set-up are not what is measured.
         current = Phase("warmup", 10)
-        await open_loop(current, 2.0, run_id, send_turn)
+        await open_loop(current, args.warmup_seconds, run_id, send_turn)
         await settle(current, 60, lambda: sum(1 for k in current.sent if k in receiver.replies))
         if current.send_failures or len(receiver.replies) < len(current.sent):
             raise SystemExit(f"warm-up turns were not all delivered (logs in {log_dir})")
         if relay is not None:
             current = Phase("relay-warmup", 10)
-            await open_loop(current, 2.0, run_id, send_relay)
+            await open_loop(current, args.warmup_seconds, run_id, send_relay)
             await settle(current, 60, relay_delivered)
         await asyncio.sleep(1.0)
         cpu_before = measure_cpu(pids)
@@ -572,6 +573,7 @@ def main() -> None:
     parser.add_argument(
         "--grace", type=float, default=15.0, help="Longest wait for the last replies of a rate."
     )
+    parser.add_argument("--warmup-seconds", type=float, default=2.0, help="At 10 turns/s.")
     parser.add_argument("--idle-seconds", type=float, default=10.0)
     parser.add_argument("--no-relay", action="store_true")
     parser.add_argument("--drain-check", action=argparse.BooleanOptionalAction, default=True)
