@@ -58,7 +58,7 @@ class DeliverySettings(_Section):
     email_from: str = Field("assistant@example.com", description="From address of replies.")
     timeout_seconds: float = Field(10.0, gt=0, description="Per-request timeout.")
     max_concurrent_sends: int = Field(
-        16,
+        32,
         ge=1,
         description="Sends in progress at once per channel; more wait their turn. The HTTP "
         "client keeps this many connections per channel alive.",

@@ -24,6 +24,7 @@ from pipeline.config.sections import DeliverySettings
 from pipeline.devkafka import free_port
 from pipeline.events.model import Event, Metadata
 from pipeline.services.delivery.outcome import PermanentFailure, Retryable, Sent
+from pipeline.services.delivery.service import http_client
 
 Answer = tuple[int, dict[str, str], bytes]
 
@@ -102,9 +103,14 @@ def serve() -> Iterator[Any]:
         receiver.close()
 
 
-@pytest.fixture
-async def client() -> Any:
-    async with httpx.AsyncClient(timeout=5) as c:
+@pytest.fixture(params=["httpx", "delivery"])
+async def client(request: pytest.FixtureRequest) -> Any:
+    """A plain httpx client, and the delivery service's (httpx on aiohttp's pool)."""
+    if request.param == "httpx":
+        made = httpx.AsyncClient(timeout=5)
+    else:
+        made = http_client(DeliverySettings(timeout_seconds=5))
+    async with made as c:
         yield c
 
 
@@ -174,10 +180,21 @@ async def test_web_outcome_follows_the_status(
 async def test_web_connection_refused_is_retryable(client: Any) -> None:
     outcome = await WebSender(client).send(response("web", f"http://127.0.0.1:{free_port()}/"))
     assert isinstance(outcome, Retryable)
-    assert outcome.error.startswith("connection error: ConnectError")
+    # httpcore's ConnectError; aiohttp's ClientConnectorError under the delivery client
+    assert outcome.error.startswith(
+        ("connection error: ConnectError", "connection error: ClientConnectorError")
+    )
 
 
-async def test_web_timeout_is_retryable(serve: Any) -> None:
+@pytest.mark.parametrize(
+    "quick_client",
+    [
+        lambda: httpx.AsyncClient(timeout=0.2),
+        lambda: http_client(DeliverySettings(timeout_seconds=0.2)),
+    ],
+    ids=["httpx", "delivery"],
+)
+async def test_web_timeout_is_retryable(serve: Any, quick_client: Any) -> None:
     hang = threading.Event()
     receiver = serve(ok({}))
     original = receiver.server.RequestHandlerClass.do_POST  # type: ignore[attr-defined]
@@ -187,7 +204,7 @@ async def test_web_timeout_is_retryable(serve: Any) -> None:
         original(self)
 
     receiver.server.RequestHandlerClass.do_POST = slow  # type: ignore[attr-defined]
-    async with httpx.AsyncClient(timeout=0.2) as quick:
+    async with quick_client() as quick:
         outcome = await WebSender(quick).send(response("web", receiver.url))
     hang.set()
     assert isinstance(outcome, Retryable)
