@@ -112,10 +112,6 @@ class TopicTimes:
                 key = (msg.key() or b"").decode()
                 by_key.setdefault(key, msg.timestamp()[1])
 
-    def count(self, topic: str, keys: list[str]) -> int:
-        by_key = self.times[topic]
-        return sum(1 for k in keys if k in by_key)
-
     def close(self) -> None:
         self._stop.set()
         self._thread.join(10)
