@@ -177,6 +177,20 @@ async def test_web_outcome_follows_the_status(
     assert await WebSender(client).send(response("web", receiver.url)) == expected
 
 
+async def test_the_delivery_client_takes_its_proxy_from_the_environment(
+    serve: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy = serve(ok({}))
+    for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", proxy.url)
+    async with http_client(DeliverySettings(timeout_seconds=5)) as delivery_client:
+        outcome = await WebSender(delivery_client).send(response("web", "http://callback.test/cb"))
+    assert isinstance(outcome, Sent)
+    [seen] = proxy.seen
+    assert seen.path == "http://callback.test/cb"  # the absolute form a proxy is sent
+
+
 async def test_web_connection_refused_is_retryable(client: Any) -> None:
     outcome = await WebSender(client).send(response("web", f"http://127.0.0.1:{free_port()}/"))
     assert isinstance(outcome, Retryable)

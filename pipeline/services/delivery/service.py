@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
+import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
@@ -98,11 +99,22 @@ def http_client(section: DeliverySettings) -> httpx.AsyncClient:
     """
     connections = section.max_concurrent_sends * HTTP_CHANNELS
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+
+    def session() -> aiohttp.ClientSession:
+        # Made on the first request, inside the running loop. trust_env: proxies from
+        # HTTP(S)_PROXY and NO_PROXY, as a plain httpx client takes them.
+        connector = aiohttp.TCPConnector(
+            limit=connections,
+            keepalive_timeout=limits.keepalive_expiry,
+            ssl=httpx.create_ssl_context(),
+        )
+        return aiohttp.ClientSession(connector=connector, trust_env=True)
+
     return httpx.AsyncClient(
         timeout=httpx.Timeout(section.timeout_seconds),
         headers={"User-Agent": "pipeline-delivery"},
         limits=limits,
-        transport=AiohttpTransport(limits=limits),
+        transport=AiohttpTransport(client=session),
     )
 
 
