@@ -154,6 +154,12 @@ class DeliverySettings(_Section):
     smtp_starttls: bool = False
     email_from: str = Field("assistant@example.com", description="From address of replies.")
     timeout_seconds: float = Field(10.0, gt=0, description="Per-request timeout.")
+    max_concurrent_sends: int = Field(
+        32,
+        ge=1,
+        description="Sends in progress at once per channel; more wait their turn. The HTTP "
+        "client keeps this many connections per channel alive.",
+    )
     max_attempts: int = Field(5, ge=1, description="Attempts before a send has failed.")
     backoff_initial_seconds: float = Field(0.5, gt=0)
     backoff_max_seconds: float = Field(30.0, gt=0)

@@ -52,8 +52,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pipeline.runtime")
 
-POLL_BATCH = 500
-POLL_TIMEOUT_SECONDS = 0.1
+POLL_BATCH = 500  # records taken from the client at most per fetch
+POLL_TIMEOUT_SECONDS = 0.1  # longest wait for a first record; bounds how late a stop is seen
 
 
 class Runner:
@@ -191,9 +191,23 @@ class Runner:
 
     async def _fetch(self) -> Sequence[Record]:
         """One fetch of records, on the consumer thread: the only place the loop fetches."""
-        return await self.loop.run_in_executor(
-            self.poller, self.consumer.consume, POLL_BATCH, POLL_TIMEOUT_SECONDS
-        )
+        return await self.loop.run_in_executor(self.poller, self._take)
+
+    def _take(self) -> Sequence[Record]:
+        """The records the client has, as soon as it has one (on the consumer thread).
+
+        librdkafka's batch consume returns only when the batch is full or its timeout has
+        passed, so ``consume(POLL_BATCH, timeout)`` would hold a lone record for the whole
+        timeout at every hop. Waiting for one record returns the moment it arrives; the
+        rest of the batch is then whatever the client already holds, taken without
+        waiting, so heavy traffic still comes in batches (the records that arrived while
+        the loop handled the previous one). With no traffic this wakes once per timeout,
+        as before.
+        """
+        first = self.consumer.consume(1, POLL_TIMEOUT_SECONDS)
+        if not first:
+            return first
+        return [*first, *self.consumer.consume(POLL_BATCH - 1, 0)]
 
     def _consumer_config(self) -> dict[str, Any]:
         return {

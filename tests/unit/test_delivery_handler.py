@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Mapping
@@ -244,3 +245,34 @@ async def test_a_partition_revoked_during_the_backoff_is_handed_back_unsent() ->
     assert [s["state"] for s in statuses(ctx)] == ["retrying"]
     assert d.owned == {1}
     assert d.store.get(2, "conv-1", str(event.id)) is None
+
+
+class Gate:
+    """A sender that holds every send until released, counting how many are inside."""
+
+    def __init__(self) -> None:
+        self.inside = 0
+        self.peak = 0
+        self.release = asyncio.Event()
+
+    async def send(self, response: Event) -> Outcome:
+        self.inside += 1
+        self.peak = max(self.peak, self.inside)
+        await self.release.wait()
+        self.inside -= 1
+        return Sent(None, 200)
+
+
+async def test_sends_per_channel_are_limited_and_the_rest_wait_their_turn() -> None:
+    web, slack = Gate(), Gate()
+    d = delivery({"web": web, "slack": slack}, max_concurrent_sends=3)
+    events = [response() for _ in range(8)] + [response("slack") for _ in range(2)]
+    tasks = [asyncio.create_task(d.on_response_ready(e, context(e))) for e in events]
+    for _ in range(50):  # let every handler run as far as it can
+        await asyncio.sleep(0)
+    assert (web.inside, slack.inside) == (3, 2)  # the limit is per channel
+    web.release.set()
+    slack.release.set()
+    await asyncio.gather(*tasks)
+    assert (web.peak, slack.peak) == (3, 2)
+    assert sample(d, "pipeline_deliveries_total", channel="web", state="sent") == 8

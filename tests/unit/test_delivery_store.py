@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pipeline.services.delivery.sent_store import SentEntry, SentStore, decode_value
+import json
+from dataclasses import asdict
+
+from pipeline.services.delivery.sent_store import SentEntry, SentStore, decode_value, encode_value
 
 
 def entry(n: int) -> SentEntry:
@@ -40,3 +43,15 @@ def test_load_replaces_a_partition_and_drop_forgets_it() -> None:
     reader.drop([1, 7])
     assert reader.partitions == set()
     assert reader.get(1, "c1", "r-1") is None
+
+
+def test_a_value_is_the_same_json_as_encoding_every_entry_at_once() -> None:
+    store = SentStore(keep=3)
+    for n in range(5):
+        value = store.record(2, "c", entry(n))
+    document = {"v": 1, "sent": [asdict(entry(n)) for n in (2, 3, 4)]}
+    assert value == json.dumps(document, separators=(",", ":")).encode()
+    assert value == encode_value([entry(2), entry(3), entry(4)])
+    loaded = SentStore(keep=2)
+    loaded.load(2, {"c": value})
+    assert loaded.record(2, "c", entry(5)) == encode_value([entry(4), entry(5)])

@@ -27,6 +27,7 @@ from pipeline.devkafka import free_port
 from pipeline.egress import EgressPolicy, guarded_client
 from pipeline.events.model import Event, Metadata
 from pipeline.services.delivery.outcome import PermanentFailure, Retryable, Sent
+from pipeline.services.delivery.service import http_client
 
 Answer = tuple[int, dict[str, str], bytes]
 
@@ -105,9 +106,14 @@ def serve() -> Iterator[Any]:
         receiver.close()
 
 
-@pytest.fixture
-async def client() -> Any:
-    async with httpx.AsyncClient(timeout=5) as c:
+@pytest.fixture(params=["httpx", "delivery"])
+async def client(request: pytest.FixtureRequest) -> Any:
+    """A plain httpx client, and the delivery service's (httpx on aiohttp's pool)."""
+    if request.param == "httpx":
+        made = httpx.AsyncClient(timeout=5)
+    else:
+        made = http_client(DeliverySettings(timeout_seconds=5))
+    async with made as c:
         yield c
 
 
@@ -241,10 +247,29 @@ async def test_web_keeps_a_tenant_to_its_allowed_origins(serve: Any, callbacks: 
     assert isinstance(await listed.send(response("web", f"{receiver.url}/x")), Sent)
 
 
+async def test_the_delivery_client_takes_its_proxy_from_the_environment(
+    serve: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shared client of the channel APIs (Slack, WhatsApp) honours HTTP(S)_PROXY as a
+    plain httpx client does; web callbacks never use it (nor any proxy)."""
+    proxy = serve(ok({}))
+    for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", proxy.url)
+    async with http_client(DeliverySettings(timeout_seconds=5)) as delivery_client:
+        answer = await delivery_client.post("http://api.channel.test/send", json={})
+    assert answer.status_code == 200
+    [seen] = proxy.seen
+    assert seen.path == "http://api.channel.test/send"  # the absolute form a proxy is sent
+
+
 async def test_web_connection_refused_is_retryable(callbacks: Any) -> None:
     outcome = await web(callbacks).send(response("web", f"http://127.0.0.1:{free_port()}/"))
     assert isinstance(outcome, Retryable)
-    assert outcome.error.startswith("connection error: ConnectError")
+    # httpcore's ConnectError; aiohttp's ClientConnectorError under the delivery client
+    assert outcome.error.startswith(
+        ("connection error: ConnectError", "connection error: ClientConnectorError")
+    )
 
 
 async def test_web_timeout_is_retryable(serve: Any) -> None:

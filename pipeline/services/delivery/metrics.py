@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from pipeline.observability.metrics import LATENCY_BUCKETS
@@ -34,5 +36,21 @@ class DeliveryMetrics:
             registry=registry,
         )
 
+        # Labelled children, looked up once each: a lookup takes the metric's lock, and
+        # a response would otherwise do several.
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def _child(self, kind: str, metric: Counter | Histogram, *labels: str) -> Any:
+        child = self._children.get((kind, *labels))
+        if child is None:
+            child = self._children[(kind, *labels)] = metric.labels(self.service, *labels)
+        return child
+
     def count(self, channel: str, state: str) -> None:
-        self.deliveries.labels(self.service, channel, state).inc()
+        self._child("deliveries", self.deliveries, channel, state).inc()
+
+    def observe_send(self, channel: str, seconds: float) -> None:
+        self._child("duration", self.duration, channel).observe(seconds)
+
+    def observe_turn(self, channel: str, seconds: float) -> None:
+        self._child("turn", self.turn_latency, channel).observe(seconds)

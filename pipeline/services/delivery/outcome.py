@@ -99,6 +99,11 @@ def classify_status(response: httpx.Response) -> Retryable | PermanentFailure | 
 
 def transport_failure(exc: httpx.HTTPError) -> Retryable:
     """Timeouts and connection errors: the request may or may not have arrived; retry."""
+    cause = exc.__cause__
+    if isinstance(cause, OSError) and not isinstance(cause, TimeoutError):
+        # The socket's own error (aiohttp's transport maps a refused connection onto
+        # httpx's ConnectTimeout): name what happened, not the mapped class.
+        return Retryable(f"connection error: {type(cause).__name__}: {exc}".rstrip(": "))
     kind = "timeout" if isinstance(exc, httpx.TimeoutException) else "connection error"
     return Retryable(f"{kind}: {type(exc).__name__}: {exc}".rstrip(": "))
 

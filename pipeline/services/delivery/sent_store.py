@@ -36,11 +36,15 @@ class SentEntry:
 
 
 class SentStore:
-    """Sent response ids per partition and conversation, the newest ``keep`` of each."""
+    """Sent response ids per partition and conversation, the newest ``keep`` of each.
+
+    Each entry is kept with its encoded form, so writing a conversation's value after a
+    send encodes only the new entry, not the ``keep`` before it again.
+    """
 
     def __init__(self, keep: int) -> None:
         self.keep = keep
-        self._partitions: dict[int, dict[str, list[SentEntry]]] = {}
+        self._partitions: dict[int, dict[str, list[tuple[SentEntry, bytes]]]] = {}
 
     @property
     def partitions(self) -> set[int]:
@@ -48,7 +52,7 @@ class SentStore:
 
     def get(self, partition: int, conversation_id: str, response_id: str) -> SentEntry | None:
         """The entry of ``response_id`` if it was sent, else None."""
-        for entry in self._partitions.get(partition, {}).get(conversation_id, ()):
+        for entry, _ in self._partitions.get(partition, {}).get(conversation_id, ()):
             if entry.response_id == response_id:
                 return entry
         return None
@@ -56,14 +60,15 @@ class SentStore:
     def record(self, partition: int, conversation_id: str, entry: SentEntry) -> bytes:
         """Remember ``entry``; returns the changelog value to write for the conversation."""
         conversations = self._partitions.setdefault(partition, {})
-        entries = [*conversations.get(conversation_id, ()), entry][-self.keep :]
-        conversations[conversation_id] = entries
-        return encode_value(entries)
+        entries = conversations.setdefault(conversation_id, [])
+        entries.append((entry, _encode_entry(entry)))
+        del entries[: -self.keep]
+        return _join([encoded for _, encoded in entries])
 
     def load(self, partition: int, values: dict[str, bytes]) -> None:
         """Replace a partition's entries with the changelog's latest values."""
         self._partitions[partition] = {
-            conversation: decode_value(value)[-self.keep :]
+            conversation: [(e, _encode_entry(e)) for e in decode_value(value)[-self.keep :]]
             for conversation, value in values.items()
         }
 
@@ -73,8 +78,17 @@ class SentStore:
 
 
 def encode_value(entries: list[SentEntry]) -> bytes:
-    document = {"v": FORMAT_VERSION, "sent": [asdict(e) for e in entries]}
-    return json.dumps(document, separators=(",", ":")).encode()
+    """A conversation's changelog value: ``{"v":1,"sent":[entry, ...]}``, compact JSON."""
+    return _join([_encode_entry(e) for e in entries])
+
+
+def _encode_entry(entry: SentEntry) -> bytes:
+    return json.dumps(asdict(entry), separators=(",", ":")).encode()
+
+
+def _join(encoded: list[bytes]) -> bytes:
+    # The same bytes as json.dumps({"v": ..., "sent": [...]}, separators=(",", ":")).
+    return b'{"v":%d,"sent":[%b]}' % (FORMAT_VERSION, b",".join(encoded))
 
 
 def decode_value(value: bytes) -> list[SentEntry]:

@@ -26,10 +26,13 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
+import aiohttp
 import httpx
+from httpx_aiohttp import AiohttpTransport
 from opentelemetry.trace import SpanKind
 
 from pipeline.config import Settings
+from pipeline.config.sections import DeliverySettings
 from pipeline.errors import PipelineError, RejectEvent
 from pipeline.events.model import Event
 from pipeline.observability.spans import failed, span
@@ -61,6 +64,9 @@ def build(
     channels of your own.
     """
     service = Service("delivery", settings=settings, emits=[STATUS])
+    # The outcome of each send is logged here and published as a delivery_status; httpx's
+    # own line per request would repeat it hundreds of times a second under load.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     delivery = Delivery(service, senders)
     service.handler("response_ready", name="on_response_ready")(delivery.on_response_ready)
     service.on_assign(delivery.restore)
@@ -91,6 +97,40 @@ def default_senders(
     }
 
 
+HTTP_CHANNELS = 2  # slack and whatsapp share the HTTP client (web has its own)
+
+
+def http_client(section: DeliverySettings) -> httpx.AsyncClient:
+    """The HTTP client the channel adapters share: httpx's interface on aiohttp's pool.
+
+    The adapters speak httpx (requests, responses, its errors), but the requests go out
+    through aiohttp (``httpx-aiohttp``): httpcore's pool checks every pooled connection's
+    socket on each request and parses HTTP in Python, which made the HTTP client most of
+    the delivery service's CPU per response, and the service the first to saturate. The
+    pool holds as many connections as the channels may use at once, so under load a
+    connection is reused instead of closed after its request and opened again.
+    """
+    connections = section.max_concurrent_sends * HTTP_CHANNELS
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+
+    def session() -> aiohttp.ClientSession:
+        # Made on the first request, inside the running loop. trust_env: proxies from
+        # HTTP(S)_PROXY and NO_PROXY, as a plain httpx client takes them.
+        connector = aiohttp.TCPConnector(
+            limit=connections,
+            keepalive_timeout=limits.keepalive_expiry,
+            ssl=httpx.create_ssl_context(),
+        )
+        return aiohttp.ClientSession(connector=connector, trust_env=True)
+
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(section.timeout_seconds),
+        headers={"User-Agent": "pipeline-delivery"},
+        limits=limits,
+        transport=AiohttpTransport(client=session),
+    )
+
+
 class Delivery:
     """The handler and hooks of the delivery service, and what they share."""
 
@@ -109,6 +149,10 @@ class Delivery:
         self._senders: dict[str, Sender] | None = self._custom_senders
         self._client: httpx.AsyncClient | None = None
         self._callback_client: httpx.AsyncClient | None = None
+        # Sends in progress per channel. Beyond the limit a handler waits here, on a cheap
+        # asyncio semaphore, rather than in the HTTP pool, whose queue costs work per
+        # waiting request each time a connection frees up.
+        self._sending: dict[str, asyncio.Semaphore] = {}
 
     # ------------------------------------------------------------------ handler
 
@@ -128,21 +172,25 @@ class Delivery:
         if sender is None:
             self._fail(ctx, event, 1, f"no outbound adapter for channel {channel!r}", None)
 
+        sending = self._sending.get(channel)
+        if sending is None:
+            sending = self._sending[channel] = asyncio.Semaphore(self.section.max_concurrent_sends)
         attempt = 0
         while True:
             attempt += 1
-            started = time.perf_counter()
             attributes: dict[str, str | int] = {
                 "pipeline.channel": channel,
                 "pipeline.attempt": attempt,
             }
-            with span(f"deliver {channel}", attributes, kind=SpanKind.CLIENT) as sending:
-                outcome = bounded(await sender.send(event))
-                if outcome.http_status is not None:
-                    sending.set_attribute("http.response.status_code", outcome.http_status)
-                if not isinstance(outcome, Sent):
-                    failed(sending, outcome.error)
-            self.metrics.duration.labels(self.name, channel).observe(time.perf_counter() - started)
+            async with sending:
+                started = time.perf_counter()
+                with span(f"deliver {channel}", attributes, kind=SpanKind.CLIENT) as sending_span:
+                    outcome = bounded(await sender.send(event))
+                    if outcome.http_status is not None:
+                        sending_span.set_attribute("http.response.status_code", outcome.http_status)
+                    if not isinstance(outcome, Sent):
+                        failed(sending_span, outcome.error)
+            self.metrics.observe_send(channel, time.perf_counter() - started)
             if isinstance(outcome, Sent):
                 self._sent(ctx, event, attempt, outcome)
                 return
@@ -171,7 +219,7 @@ class Delivery:
         ingress_at = event.get("ingress_at")
         if isinstance(ingress_at, datetime):
             latency = max(0.0, (now - ingress_at).total_seconds())
-            self.metrics.turn_latency.labels(self.name, channel).observe(latency)
+            self.metrics.observe_turn(channel, latency)
         self._status(
             ctx,
             event,
@@ -295,10 +343,9 @@ class Delivery:
         if self._senders is None:
             from pipeline.channels.web.outbound import callback_client
 
-            self._client = httpx.AsyncClient(
-                timeout=httpx.Timeout(self.section.timeout_seconds),
-                headers={"User-Agent": "pipeline-delivery"},
-            )
+            self._client = http_client(self.section)
+            # Web callbacks go to URLs that come from clients: through the client that
+            # enforces the egress policy, never the shared pool.
             self._callback_client = callback_client(self.section)
             self._senders = default_senders(self.settings, self._client, self._callback_client)
         return self._senders

@@ -1,0 +1,109 @@
+"""Minimal HTTP/1.1 over asyncio streams for the turn benchmark: a keep-alive client pool
+that sends to the gateway, and the callback receiver that takes the replies.
+
+Hand-written on purpose: at hundreds of turns a second the benchmark's own HTTP work
+shares two cores with the broker and the services, so it does the least it can (one
+write and a header parse per request) and stays out of the figures it measures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+
+
+async def _read_message(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    """One HTTP message: its start line and headers block, and its body."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    body = await reader.readexactly(length) if length else b""
+    return head, body
+
+
+class Connections:
+    """Keep-alive connections to one server; a request takes an idle one or opens one."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self._open: set[asyncio.StreamWriter] = set()
+
+    async def post(self, path: str, body: bytes, headers: dict[str, str]) -> int:
+        """POST ``body`` as JSON; the answer's status, or 0 when no connection answered.
+
+        A kept-alive connection the server closed meanwhile (uvicorn closes idle ones
+        after 5 s) is dropped and the request sent again on a new one.
+        """
+        extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        request = (
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
+        ).encode() + body
+        while True:
+            reused = bool(self._idle)
+            try:
+                if reused:
+                    reader, writer = self._idle.pop()
+                else:
+                    reader, writer = await asyncio.open_connection(self.host, self.port)
+                    self._open.add(writer)
+            except OSError:
+                return 0
+            try:
+                writer.write(request)
+                head, _ = await _read_message(reader)
+            except (OSError, asyncio.IncompleteReadError):
+                self._open.discard(writer)
+                writer.close()
+                if reused:
+                    continue
+                return 0
+            if b"connection: close" in head.lower():
+                self._open.discard(writer)
+                writer.close()
+            else:
+                self._idle.append((reader, writer))
+            return int(head.split(b" ", 2)[1])
+
+    async def close(self) -> None:
+        for writer in self._open:
+            writer.close()
+        self._open.clear()
+        self._idle.clear()
+
+
+class Receiver:
+    """The web callback: notes when each conversation's reply arrived, answers ``{}``."""
+
+    ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+
+    def __init__(self) -> None:
+        self.replies: dict[str, float] = {}  # conversation id -> first reply time
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            while True:
+                _, body = await _read_message(reader)
+                now = time.time()
+                conversation = json.loads(body).get("conversation_id", "")
+                self.replies.setdefault(conversation, now)
+                writer.write(self.ANSWER)
+        writer.close()
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 5)
