@@ -77,6 +77,7 @@ class AsyncProducer:
         # A transactional producer's commit and abort, made on another thread, may serve
         # delivery reports there: those are handed to the loop.
         self._transactional = "transactional.id" in config
+        self.fatal: KafkaException | None = None
         self._loop_thread = threading.get_ident()
 
     def produce_nowait(
@@ -159,9 +160,20 @@ class AsyncProducer:
     def abort_transaction(self, timeout: float) -> None:
         self._producer.abort_transaction(timeout)
 
+    def _poll(self) -> int:
+        """Serve delivery reports; 0 once the producer hit a fatal error (a fenced
+        transactional producer), which the transaction calls report themselves."""
+        if self.fatal is not None:
+            return 0
+        try:
+            return self._producer.poll(0)
+        except KafkaException as exc:
+            self.fatal = exc
+            return 0
+
     async def _serve_reports(self) -> None:
         while True:
-            served = self._producer.poll(0)
+            served = self._poll()
             if served:
                 await asyncio.sleep(0)
             elif len(self._producer):
@@ -174,10 +186,10 @@ class AsyncProducer:
         remain. Their delivery callbacks run here, on the loop.
         """
         deadline = time.monotonic() + seconds
-        while len(self._producer) and time.monotonic() < deadline:
-            served = self._producer.poll(0)
+        while len(self._producer) and time.monotonic() < deadline and self.fatal is None:
+            served = self._poll()
             await asyncio.sleep(0 if served else self.BUSY_POLL_SECONDS)
-        self._producer.poll(0)
+        self._poll()
         return len(self._producer)
 
     async def aclose(self, flush_seconds: float) -> int:
