@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,7 +18,6 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from runtime_support import (
     SHORT_SESSION,
-    Record,
     message,
     produce_events,
     read_all,
@@ -73,14 +73,6 @@ def read_uncommitted(bootstrap: str, topic: str) -> int:
         consumer.close()
 
 
-def by_cause(records: list[Record]) -> dict[str, list[str]]:
-    caused: dict[str, list[str]] = defaultdict(list)
-    for record in records:
-        event = record.event()
-        caused[str(event.metadata.causation_id)].append(str(event.id))
-    return caused
-
-
 def test_agent_chain_across_a_sigkill_has_no_duplicate_event_or_state_write(
     kafka_bootstrap: str, topic_prefix: str, make_topics: Callable[..., list[str]], tmp_path: Path
 ) -> None:
@@ -90,16 +82,31 @@ def test_agent_chain_across_a_sigkill_has_no_duplicate_event_or_state_write(
     # Every conversation: a question for the calculator (a tool round trip), then a chat.
     questions = [message(f"conv-{i}", f"what is {i}*7?") for i in range(conversations)]
     chats = [message(f"conv-{i}", "thanks") for i in range(conversations)]
-    inputs = produce_events(kafka_bootstrap, topic["message_received"], questions + chats)
+    inputs = questions + chats
     log = tmp_path / "services.log"
     env = {**EOS_ENV, "PIPELINE_COMMIT_INTERVAL_SECONDS": "0.5"}
     start = dict(bootstrap=kafka_bootstrap, prefix=topic_prefix, log=log)
     tools = start_service("tools", **start, env={**env, "PIPELINE_INSTANCE_ID": "tools-1"})
-    agent_env = {**env, "PIPELINE_INSTANCE_ID": "agent-1"}
+    # Commits every 2 s while inputs trickle in: a kill lands inside an open transaction.
+    agent_env = {**env, "PIPELINE_INSTANCE_ID": "agent-1", "PIPELINE_COMMIT_INTERVAL_SECONDS": "2"}
     agent = start_service("agent", **start, env=agent_env)
+    feeder = threading.Thread(
+        target=lambda: [
+            (produce_events(kafka_bootstrap, topic["message_received"], [e]), time.sleep(0.05))
+            for e in inputs
+        ]
+    )
+    feeder.start()
     try:
-        read_all(kafka_bootstrap, topic["response_ready"], lambda r: len(r) >= 15, 120)
+        deadline = time.monotonic() + 120
+        while True:  # until some answers are committed and more sit in an open transaction
+            assert time.monotonic() < deadline, "no open transaction with answers seen"
+            seen = read_uncommitted(kafka_bootstrap, topic["response_ready"])
+            done = read_all(kafka_bootstrap, topic["response_ready"], lambda r: False, 0.5)
+            if len(done) >= 5 and seen > len(done):
+                break
         stop_service(agent, signal.SIGKILL, timeout=10)
+        feeder.join()
         assert agent.returncode == -signal.SIGKILL
         partial = read_all(kafka_bootstrap, topic["response_ready"], lambda r: False, 2)
         assert len(partial) < len(inputs), "the kill came too late to test anything"
@@ -109,8 +116,10 @@ def test_agent_chain_across_a_sigkill_has_no_duplicate_event_or_state_write(
         responses = read_all(
             kafka_bootstrap,
             topic["response_ready"],
-            lambda r: wanted <= {str(x.event().metadata.causation_id) for x in r}
-            or len(r) > 3 * len(inputs),
+            lambda r: (
+                wanted <= {str(x.event().metadata.correlation_id) for x in r}
+                or len(r) > 3 * len(inputs)
+            ),
             180,
         )
     finally:
@@ -125,9 +134,9 @@ def test_agent_chain_across_a_sigkill_has_no_duplicate_event_or_state_write(
     for name, records in (("response_ready", responses), ("tool_called", tool_called)):
         ids = Counter(str(r.event().id) for r in records)
         assert not [i for i, n in ids.items() if n > 1], f"duplicate {name} events\n{history}"
-    caused = by_cause(responses)
-    answered = {cause for cause in caused if cause in wanted or cause}
-    assert wanted <= answered, f"{len(wanted - answered)} inputs unanswered\n{history}"
+    turns = Counter(str(r.event().metadata.correlation_id) for r in responses)
+    assert set(turns) == wanted, f"{len(wanted - set(turns))} inputs unanswered\n{history}"
+    assert set(turns.values()) == {1}  # one answer per input
     assert len(tool_called) == conversations  # one tool call per question, never two
     assert {json.loads(r.event()["arguments_json"])["expression"] for r in tool_called} == {
         f"{i}*7" for i in range(conversations)
@@ -184,9 +193,7 @@ async def test_a_zombie_fenced_by_its_successor_cannot_commit(
     assert committed == []  # none of the zombie's outputs is readable
     consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": f"{topic_prefix}relay"})
     try:
-        positions = consumer.committed(
-            [TopicPartition(inputs, p) for p in range(2)], timeout=10
-        )
+        positions = consumer.committed([TopicPartition(inputs, p) for p in range(2)], timeout=10)
     finally:
         consumer.close()
     assert all(tp.offset < 0 for tp in positions), positions  # and no offset committed
