@@ -15,6 +15,9 @@ handlers emit and what they dead-letter, and inspect what would be committed::
 
 Topics get their partition counts from the topic definitions, and keys are placed with
 Kafka's murmur2 partitioner, so a conversation lands where it would on a real broker.
+With ``processing_guarantee="exactly_once"`` the broker keeps transactions (open records
+held back from read_committed readers, aborted ones skipped, fencing by transactional
+id), and the outputs a test sees are the committed ones.
 """
 
 from __future__ import annotations
