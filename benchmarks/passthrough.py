@@ -15,6 +15,11 @@ raw-avro is the cost of the runtime; it is taken per round (the sides of a round
 back to back) and the median is reported.
 
     python benchmarks/passthrough.py [--events 50000] [--partitions 6] [--rounds 5]
+        [--mode at_least_once|exactly_once|both]
+
+With ``--mode both`` (the default) the pipeline runs in each round in both processing
+guarantees (``pipeline`` and ``pipeline-eos``); exactly-once is timed until the
+transaction holding its last output committed, when a read_committed reader sees it.
 
 Uses KAFKA_BOOTSTRAP_SERVERS, or starts the local dev broker when it is unset.
 """
@@ -180,10 +185,18 @@ def _avro_passthrough(value: bytes, reader: Any, writer: KnownSchema) -> bytes:
     return out.getvalue()
 
 
-async def pipeline_service(bootstrap: str, prefix: str, events: int) -> Measurement:
+async def pipeline_service(
+    bootstrap: str, prefix: str, events: int, guarantee: str = "at_least_once"
+) -> Measurement:
     registry = CollectorRegistry()
-    settings = Settings(bootstrap_servers=bootstrap, topic_prefix=prefix, metrics_port=0)
-    service = Service("bench", settings=settings, registry=registry)
+    settings = Settings(
+        bootstrap_servers=bootstrap,
+        topic_prefix=prefix,
+        metrics_port=0,
+        processing_guarantee=guarantee,
+    )
+    name = "bench" if guarantee == "at_least_once" else "bench-eos"
+    service = Service(name, settings=settings, registry=registry)
     first: list[tuple[float, float]] = []
 
     @service.handler("message_received")
@@ -193,16 +206,25 @@ async def pipeline_service(bootstrap: str, prefix: str, events: int) -> Measurem
         ctx.emit("response_ready", {"reply_to": event["reply_to"], "text": event["text"]})
 
     labels = {
-        "service": "bench",
+        "service": name,
         "topic": f"{prefix}response_ready",
         "event_type": "response_ready",
     }
+    commits = {"service": name, "outcome": "success"}
     stop = asyncio.Event()
     task = asyncio.create_task(service.run(stop))
     while (registry.get_sample_value("pipeline_events_produced_total", labels) or 0) < events:
         if task.done():
             task.result()
         await asyncio.sleep(0.002)
+    if guarantee == "exactly_once":
+        # Readers see the outputs once the transaction holding the last of them commits:
+        # every record is finished now, so the next successful commit covers them all.
+        before = registry.get_sample_value("pipeline_offset_commits_total", commits) or 0
+        while (registry.get_sample_value("pipeline_offset_commits_total", commits) or 0) <= before:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.002)
     elapsed, cpu = time.perf_counter() - first[0][0], time.process_time() - first[0][1]
     stop.set()
     await task
@@ -215,9 +237,21 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--conversations", type=int, default=5_000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--mode",
+        choices=("at_least_once", "exactly_once", "both"),
+        default="both",
+        help="Processing guarantee of the pipeline side; both runs each in every round.",
+    )
     args = parser.parse_args()
     tune_gc()  # as `pipeline run` does; the same process settings for every side
-    results: dict[str, list[float]] = {"raw-avro": [], "raw-copy": [], "pipeline": []}
+    pipelines = {
+        "at_least_once": ["pipeline"],
+        "exactly_once": ["pipeline-eos"],
+        "both": ["pipeline", "pipeline-eos"],
+    }[args.mode]
+    results: dict[str, list[float]] = {"raw-avro": [], "raw-copy": []}
+    results.update({side: [] for side in pipelines})
     cpu: dict[str, list[float]] = {side: [] for side in results}
     with broker() as bootstrap:
         for round_ in range(args.rounds):
@@ -227,12 +261,15 @@ def main() -> None:
             create_topics(bootstrap, topics, args.partitions)
             fill(bootstrap, f"{prefix}message_received", args.events, args.conversations)
             # Rotate the order so no side always runs on the warmest broker.
-            order = ["raw-avro", "pipeline", "raw-copy"]
-            order = order[round_ % 3 :] + order[: round_ % 3]
+            order = list(results)
+            order = order[round_ % len(order) :] + order[: round_ % len(order)]
             for side in order:
                 source = f"{prefix}message_received"
-                if side == "pipeline":
-                    rate, micros = asyncio.run(pipeline_service(bootstrap, prefix, args.events))
+                if side.startswith("pipeline"):
+                    guarantee = "exactly_once" if side == "pipeline-eos" else "at_least_once"
+                    rate, micros = asyncio.run(
+                        pipeline_service(bootstrap, prefix, args.events, guarantee)
+                    )
                 else:
                     sink = f"{prefix}{side.replace('-', '_')}"
                     avro = side == "raw-avro"
@@ -240,37 +277,49 @@ def main() -> None:
                 results[side].append(rate)
                 cpu[side].append(micros)
                 print(
-                    f"round {round_ + 1} {side:>8}: {rate:>9,.0f} events/s, "
+                    f"round {round_ + 1} {side:>12}: {rate:>9,.0f} events/s, "
                     f"{micros:6.1f} µs CPU per event",
                     flush=True,
                 )
             # Later rounds should not run on a broker that holds every earlier round.
             delete_topics(bootstrap, topics)
     median = {side: statistics.median(rates) for side, rates in results.items()}
-    # Each round runs every side back to back on the same topic, so a round's ratio is
-    # paired: the machine's drift between rounds cancels out of it.
-    paired = {
-        base: [p / b for p, b in zip(results["pipeline"], results[base], strict=True)]
-        for base in ("raw-avro", "raw-copy")
-    }
-    summary = {
+
+    def ratio(side: str, base: str) -> float:
+        # Each round runs every side back to back on the same topic, so a round's ratio
+        # is paired: the machine's drift between rounds cancels out of it.
+        pairs = zip(results[side], results[base], strict=True)
+        return round(statistics.median([s / b for s, b in pairs]), 3)
+
+    def cpu_ratio(side: str) -> float:
+        pairs = zip(cpu["raw-avro"], cpu[side], strict=True)
+        return round(statistics.median([r / p for r, p in pairs]), 3)
+
+    summary: dict[str, object] = {
         "events": args.events,
         "partitions": args.partitions,
         "rounds": args.rounds,
         **{f"{side}_events_per_s": round(rate) for side, rate in median.items()},
-        "ratio_to_raw_avro": round(statistics.median(paired["raw-avro"]), 3),
-        "ratio_to_raw_copy": round(statistics.median(paired["raw-copy"]), 3),
-        "ratio_to_raw_avro_by_round": [round(r, 3) for r in paired["raw-avro"]],
         # Client CPU per event (all the process's threads, not the broker's): steadier
         # than throughput on a shared machine.
         **{f"{side}_cpu_us_per_event": round(statistics.median(v), 1) for side, v in cpu.items()},
-        "cpu_ratio_raw_avro_to_pipeline": round(
-            statistics.median(
-                [r / p for r, p in zip(cpu["raw-avro"], cpu["pipeline"], strict=True)]
-            ),
-            3,
-        ),
     }
+    if "pipeline" in results:
+        pipeline = results["pipeline"]
+        summary.update(
+            ratio_to_raw_avro=ratio("pipeline", "raw-avro"),
+            ratio_to_raw_copy=ratio("pipeline", "raw-copy"),
+            ratio_to_raw_avro_by_round=[
+                round(p / b, 3) for p, b in zip(pipeline, results["raw-avro"], strict=True)
+            ],
+            cpu_ratio_raw_avro_to_pipeline=cpu_ratio("pipeline"),
+        )
+    if "pipeline-eos" in results:
+        summary["eos_ratio_to_raw_avro"] = ratio("pipeline-eos", "raw-avro")
+        summary["eos_cpu_ratio_raw_avro_to_pipeline"] = cpu_ratio("pipeline-eos")
+    if "pipeline" in results and "pipeline-eos" in results:
+        # The cost of exactly-once: its throughput over at-least-once's, same rounds.
+        summary["eos_ratio_to_at_least_once"] = ratio("pipeline-eos", "pipeline")
     print(json.dumps(summary))
 
 

@@ -17,6 +17,7 @@ from pipeline.errors import (
     SchemaError,
     SerdeError,
     TopologyError,
+    TransactionFencedError,
     UnknownSchemaError,
     UnsafeTopicChangeError,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "Settings",
     "SingleObjectSerde",
     "TopologyError",
+    "TransactionFencedError",
     "UnknownSchemaError",
     "UnsafeTopicChangeError",
     "__version__",

@@ -12,7 +12,8 @@ PipelineError
 ├── TopologyError          topic definitions are invalid or cannot be applied
 │   └── UnsafeTopicChangeError  applying would shrink partitions or change cleanup.policy
 ├── HandlerError           raised around a handler failure after its retries ran out
-└── BrokerUnavailableError the Kafka cluster did not answer in time
+├── BrokerUnavailableError the Kafka cluster did not answer in time
+└── TransactionFencedError another instance took over this one's transactions (exactly-once)
 """
 
 from __future__ import annotations
@@ -84,3 +85,10 @@ class RejectEvent(PipelineError):
 
 class BrokerUnavailableError(PipelineError):
     """The Kafka cluster did not answer within the configured timeout."""
+
+
+class TransactionFencedError(PipelineError):
+    """In exactly-once mode, a newer instance with the same transactional id (or the
+    group, after a rebalance) fenced this one: it must not commit anything more, so it
+    stops. Its open transaction is aborted; whatever it had not committed is handled by
+    the instance that fenced it."""

@@ -17,6 +17,9 @@ the memory broker's changelog topic, not from Kafka::
 
 Topics get their partition counts from the topic definitions, and keys are placed with
 Kafka's murmur2 partitioner, so a conversation lands where it would on a real broker.
+With ``processing_guarantee="exactly_once"`` the broker keeps transactions (open records
+held back from read_committed readers, aborted ones skipped, fencing by transactional
+id), and the outputs a test sees are the committed ones.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from pipeline.config import Settings
@@ -43,7 +46,15 @@ from pipeline.state import ChangelogStore, decode_value
 from pipeline.state.changelog import Restored
 from pipeline.topology import load_settings_topology
 
-__all__ = ["MemoryBroker", "MemoryRecord", "MemoryTransport", "TestService", "state_stores"]
+__all__ = [
+    "MemoryBroker",
+    "MemoryRecord",
+    "MemoryTransaction",
+    "MemoryTransactionalProducer",
+    "MemoryTransport",
+    "TestService",
+    "state_stores",
+]
 
 TEST_SETTINGS: dict[str, Any] = {
     "metrics_port": 0,
@@ -55,7 +66,16 @@ TEST_SETTINGS: dict[str, Any] = {
 class MemoryRecord:
     """A record in the memory broker, read as confluent-kafka's ``Message`` is."""
 
-    __slots__ = ("_headers", "_key", "_offset", "_partition", "_timestamp", "_topic", "_value")
+    __slots__ = (
+        "_headers",
+        "_key",
+        "_offset",
+        "_partition",
+        "_timestamp",
+        "_topic",
+        "_value",
+        "transaction",
+    )
 
     def __init__(
         self,
@@ -73,6 +93,13 @@ class MemoryRecord:
         self._value = value
         self._headers = [(k, v.encode() if isinstance(v, str) else v) for k, v in headers]
         self._timestamp = int(time.time() * 1000)
+        self.transaction: MemoryTransaction | None = None  # None: not transactional
+
+    @property
+    def visible(self) -> bool:
+        """Whether a read_committed reader sees it (now or, if its transaction is open,
+        once it commits)."""
+        return self.transaction is None or self.transaction.state == "committed"
 
     def topic(self) -> str:
         return self._topic
@@ -102,8 +129,24 @@ class MemoryRecord:
         return f"MemoryRecord({self._topic}[{self._partition}]@{self._offset}, key={self._key!r})"
 
 
+class MemoryTransaction:
+    """One transaction of a transactional producer: its records and offsets become
+    visible together on commit; on abort, never."""
+
+    __slots__ = ("group_offsets", "state")
+
+    def __init__(self) -> None:
+        self.state = "open"  # open, committed or aborted
+        self.group_offsets: dict[str, list[TopicPartition]] = {}
+
+
 class MemoryBroker:
     """Topics as lists of records per partition, and each group's committed offsets.
+
+    Transactions as Kafka keeps them: records of an open transaction sit in the log
+    where read_committed readers stop; an aborted one's are skipped; a newer producer
+    with the same transactional id fences the older one. ``fail_next_commit`` makes the
+    next transaction commit fail with an error (to test aborts).
 
     Thread-safe: the runtime's consumer thread reads while the loop appends.
     """
@@ -115,6 +158,15 @@ class MemoryBroker:
         self.changed = threading.Condition()
         # While not None, acknowledgements wait here instead of reaching the producer.
         self.held_acks: list[tuple[AckCallback, MemoryRecord]] | None = None
+        self.epochs: dict[str, int] = {}  # transactional id -> its current producer's epoch
+        self.open_transactions: dict[str, MemoryTransaction] = {}
+        self.commit_failures: list[KafkaError] = []
+        self.transactions = {"committed": 0, "aborted": 0}
+
+    def fail_next_commit(self, error: KafkaError) -> None:
+        """The next transaction commit raises ``KafkaException(error)`` (and fails
+        the transaction as Kafka would, for an abortable error)."""
+        self.commit_failures.append(error)
 
     def hold_acknowledgements(self) -> None:
         """Keep produced records unacknowledged until :meth:`release_acknowledgements`."""
@@ -143,6 +195,7 @@ class MemoryBroker:
         value: bytes | None,
         headers: Headers = (),
         partition: int | None = None,
+        transaction: MemoryTransaction | None = None,
     ) -> MemoryRecord:
         """Store a record on its key's partition (murmur2, as the runtime's producer)."""
         with self.changed:
@@ -151,23 +204,42 @@ class MemoryBroker:
                 partition = 0 if key is None else partition_for(key, len(parts))
             log = parts[partition]
             record = MemoryRecord(topic, partition, len(log), key, value, headers)
+            record.transaction = transaction
             log.append(record)
             self.changed.notify_all()
         return record
 
-    def records(self, topic: str) -> list[MemoryRecord]:
-        """Every record of a topic, partition by partition, each in offset order."""
+    def records(self, topic: str, *, committed: bool = False) -> list[MemoryRecord]:
+        """Every record of a topic, partition by partition, each in offset order; with
+        ``committed``, only what a read_committed reader sees."""
         with self.changed:
-            return [r for log in self._topics.get(topic, []) for r in log]
+            return [
+                r
+                for log in self._topics.get(topic, [])
+                for r in log
+                if not committed or r.visible
+            ]
+
+    def end_transaction(self, transaction: MemoryTransaction, commit: bool) -> None:
+        with self.changed:
+            transaction.state = "committed" if commit else "aborted"
+            self.transactions[transaction.state] += 1
+            if commit:
+                for group, offsets in transaction.group_offsets.items():
+                    self._commit(group, offsets)
+            self.changed.notify_all()
 
     def commit(self, group: str, offsets: Sequence[TopicPartition]) -> None:
         with self.changed:
-            for tp in offsets:
-                self.offsets[(group, tp.topic, tp.partition)] = (
-                    TopicPartition(tp.topic, tp.partition, tp.offset)
-                    if tp.metadata is None
-                    else TopicPartition(tp.topic, tp.partition, tp.offset, tp.metadata)
-                )
+            self._commit(group, offsets)
+
+    def _commit(self, group: str, offsets: Sequence[TopicPartition]) -> None:
+        for tp in offsets:
+            self.offsets[(group, tp.topic, tp.partition)] = (
+                TopicPartition(tp.topic, tp.partition, tp.offset)
+                if tp.metadata is None
+                else TopicPartition(tp.topic, tp.partition, tp.offset, tp.metadata)
+            )
 
     def committed(self, group: str, topic: str, partition: int) -> TopicPartition:
         """The group's committed position, or offset -1001 (none) before any commit."""
@@ -179,9 +251,17 @@ class MemoryBroker:
 class MemoryConsumer:
     """A group member that owns every partition of its topics (assigned at first fetch)."""
 
-    def __init__(self, broker: MemoryBroker, group: str, on_commit: CommitCallback) -> None:
+    def __init__(
+        self,
+        broker: MemoryBroker,
+        group: str,
+        on_commit: CommitCallback,
+        *,
+        read_committed: bool = False,
+    ) -> None:
         self.broker = broker
         self.group = group
+        self.read_committed = read_committed
         self.on_commit = on_commit
         self.topics: list[str] = []
         self.assigned: list[TopicPartition] = []
@@ -233,11 +313,24 @@ class MemoryConsumer:
             log = self.broker.partitions(tp.topic)[tp.partition]
             start = self.positions[where]
             taken = log[start : start + max_records - len(batch)]
-            self.positions[where] = start + len(taken)
-            batch.extend(taken)
+            if self.read_committed:
+                taken = self._stable(taken)
+                self.positions[where] = start + len(taken)
+                batch.extend(r for r in taken if r.visible)
+            else:
+                self.positions[where] = start + len(taken)
+                batch.extend(taken)
             if len(batch) >= max_records:
                 break
         return batch
+
+    def _stable(self, records: list[MemoryRecord]) -> list[MemoryRecord]:
+        """The records before the first one of an open transaction (Kafka's last stable
+        offset); aborted ones among them are passed over."""
+        for i, record in enumerate(records):
+            if record.transaction is not None and record.transaction.state == "open":
+                return records[:i]
+        return records
 
     def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
         return [self.broker.committed(self.group, tp.topic, tp.partition) for tp in partitions]
@@ -260,6 +353,13 @@ class MemoryConsumer:
         if self.assigned:
             assigned, self.assigned = self.assigned, []
             self._callbacks[1](assigned)
+
+    def group_metadata(self) -> tuple[str, int]:
+        return (self.group, id(self))
+
+    def seek(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self.positions[(tp.topic, tp.partition)] = tp.offset
 
 
 class MemoryProducer:
@@ -313,20 +413,117 @@ class MemoryProducer:
         return await self.flush(flush_seconds)
 
 
+class MemoryTransactionalProducer(MemoryProducer):
+    """A producer with a transactional id: records go into its open transaction.
+
+    The transaction calls behave as librdkafka's: a producer fenced by a newer one with
+    the same id fails with a fatal ``_FENCED`` error, an injected commit failure
+    (``MemoryBroker.fail_next_commit``) leaves the transaction to be aborted.
+    """
+
+    def __init__(
+        self, broker: MemoryBroker, loop: asyncio.AbstractEventLoop, transactional_id: str
+    ) -> None:
+        super().__init__(broker, loop)
+        self.transactional_id = transactional_id
+        self.epoch = -1
+        self.current: MemoryTransaction | None = None
+
+    def produce_nowait(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | str | None,
+        headers: Headers,
+        on_ack: AckCallback,
+    ) -> bool:
+        if self.current is None:
+            raise KafkaException(KafkaError(KafkaError._STATE, "no transaction is open"))
+        record = self.broker.append(topic, key, value, headers, transaction=self.current)
+        if self.broker.held_acks is not None:
+            self.broker.held_acks.append((on_ack, record))
+        else:
+            self.loop.call_soon_threadsafe(on_ack, None, record)
+        return True
+
+    def _check_epoch(self) -> None:
+        if self.broker.epochs.get(self.transactional_id) != self.epoch:
+            raise KafkaException(
+                KafkaError(KafkaError._FENCED, "fenced by a newer producer", fatal=True)
+            )
+
+    def init_transactions(self, timeout: float) -> None:
+        broker = self.broker
+        with broker.changed:
+            self.epoch = broker.epochs.get(self.transactional_id, -1) + 1
+            broker.epochs[self.transactional_id] = self.epoch
+            zombie = broker.open_transactions.pop(self.transactional_id, None)
+        if zombie is not None:
+            broker.end_transaction(zombie, commit=False)
+
+    def begin_transaction(self) -> None:
+        self._check_epoch()
+        self.current = MemoryTransaction()
+        with self.broker.changed:
+            self.broker.open_transactions[self.transactional_id] = self.current
+
+    def send_offsets_to_transaction(
+        self, offsets: list[TopicPartition], group_metadata: Any, timeout: float
+    ) -> None:
+        self._check_epoch()
+        assert self.current is not None, "begin a transaction first"
+        group, _member = group_metadata
+        self.current.group_offsets.setdefault(group, []).extend(offsets)
+
+    def commit_transaction(self, timeout: float) -> None:
+        self._check_epoch()
+        assert self.current is not None, "begin a transaction first"
+        if self.broker.commit_failures:
+            raise KafkaException(self.broker.commit_failures.pop(0))
+        self._end(commit=True)
+
+    def abort_transaction(self, timeout: float) -> None:
+        self._check_epoch()
+        if self.current is not None:
+            self._end(commit=False)
+
+    def _end(self, *, commit: bool) -> None:
+        current, self.current = self.current, None
+        assert current is not None
+        with self.broker.changed:
+            self.broker.open_transactions.pop(self.transactional_id, None)
+        self.broker.end_transaction(current, commit)
+
+
 class MemoryTransport:
     """The runtime's ports wired to one :class:`MemoryBroker`."""
 
     def __init__(self, broker: MemoryBroker) -> None:
         self.broker = broker
         self.consumers: list[MemoryConsumer] = []
+        self.producers: list[MemoryProducer] = []
 
     def consumer(self, config: dict[str, Any], on_commit: CommitCallback) -> MemoryConsumer:
-        consumer = MemoryConsumer(self.broker, str(config["group.id"]), on_commit)
+        consumer = MemoryConsumer(
+            self.broker,
+            str(config["group.id"]),
+            on_commit,
+            read_committed=config.get("isolation.level") == "read_committed",
+        )
         self.consumers.append(consumer)
         return consumer
 
     def producer(self, config: dict[str, Any], loop: asyncio.AbstractEventLoop) -> MemoryProducer:
-        return MemoryProducer(self.broker, loop)
+        producer = MemoryProducer(self.broker, loop)
+        self.producers.append(producer)
+        return producer
+
+    def transactional_producer(
+        self, config: dict[str, Any], loop: asyncio.AbstractEventLoop
+    ) -> MemoryTransactionalProducer:
+        producer = MemoryTransactionalProducer(self.broker, loop, str(config["transactional.id"]))
+        self.producers.append(producer)
+        return producer
 
 
 def state_stores(service: Service) -> list[ChangelogStore]:
@@ -441,7 +638,7 @@ class TestService:
         return [
             self.runner.serde.decode(record.value() or b"")
             for topic in topics
-            for record in self.broker.records(self.settings.topic(topic))
+            for record in self._records(self.settings.topic(topic))
         ]
 
     async def next_output(self, event_type: str, seconds: float = 5.0) -> Event:
@@ -457,16 +654,21 @@ class TestService:
 
     async def _next(self, topic: str, what: str, seconds: float) -> MemoryRecord:
         seen = self._seen.get(topic, 0)
-        await self.until(lambda: len(self.broker.records(topic)) > seen, what, seconds)
+        await self.until(lambda: len(self._records(topic)) > seen, what, seconds)
         self._seen[topic] = seen + 1
-        return self.broker.records(topic)[seen]
+        return self._records(topic)[seen]
+
+    def _records(self, topic: str) -> list[MemoryRecord]:
+        """What a reader of ``topic`` sees: in exactly-once mode, committed records only."""
+        committed = self.settings.processing_guarantee == "exactly_once"
+        return self.broker.records(topic, committed=committed)
 
     def dead_letters(self) -> list[dict[str, Any]]:
         """The dead letters written, as ``pipeline.events.DeadLetter`` records."""
         topic = self.settings.topic(self.settings.dead_letter_topic)
         return [
             self.runner.serde.decode_record(record.value() or b"")[1]
-            for record in self.broker.records(topic)
+            for record in self._records(topic)
         ]
 
     # ------------------------------------------------------------------ commits
@@ -523,7 +725,7 @@ class TestService:
                 result = restored[partition] = Restored(partition, begin, len(log), begin == 0)
                 for record in log[begin:]:
                     key, value = record.key(), record.value()
-                    if key is None:
+                    if key is None or not record.visible:
                         continue
                     result.values[key.decode()] = None if value is None else decode_value(value)
                     result.records += 1

@@ -111,6 +111,18 @@ class Settings(BaseSettings):
         30.0, gt=0, description="Deadline to finish in-flight work on revoke and shutdown."
     )
     commit_interval_seconds: float = Field(1.0, gt=0, description="How often offsets commit.")
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
+        "at_least_once",
+        description="at_least_once (a crash can repeat outputs) or exactly_once (outputs, "
+        "state changelog writes and offsets commit in one Kafka transaction per commit "
+        "interval; read them with isolation.level=read_committed).",
+    )
+    instance_id: str | None = Field(
+        None,
+        description="A stable name for this instance (a pod name). In exactly_once mode it "
+        "names the transactional id, so a restarted instance fences its predecessor and "
+        "aborts its open transaction at once. Default: host name and process id.",
+    )
     dead_letter_topic: str = Field("dead_letters", description="Topic for dead letters.")
     topic_replication_factor: int | None = Field(
         None, ge=1, description="Overrides every definition's replication factor (1 for dev)."

@@ -62,6 +62,13 @@ class KafkaConsumer:
     def close(self) -> None:
         self._consumer.close()
 
+    def group_metadata(self) -> Any:
+        return self._consumer.consumer_group_metadata()
+
+    def seek(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self._consumer.seek(tp)
+
 
 class KafkaTransport:
     """Makes confluent-kafka clients for the runtime."""
@@ -70,4 +77,9 @@ class KafkaTransport:
         return KafkaConsumer(config, on_commit)
 
     def producer(self, config: dict[str, Any], loop: asyncio.AbstractEventLoop) -> AsyncProducer:
+        return AsyncProducer(config, loop)
+
+    def transactional_producer(
+        self, config: dict[str, Any], loop: asyncio.AbstractEventLoop
+    ) -> AsyncProducer:
         return AsyncProducer(config, loop)

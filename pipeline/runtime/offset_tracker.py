@@ -29,6 +29,7 @@ class PartitionOffsets:
         "_done",
         "_pending",
         "committed",
+        "first",
         "high_water",
         "in_progress",
         "partition",
@@ -43,6 +44,7 @@ class PartitionOffsets:
         self.revoked = False
         self.committed: tuple[int, str | None] | None = None
         self.high_water: int | None = None
+        self.first: int | None = None  # the first offset fetched in this generation
         self.in_progress = 0  # started and neither finished nor abandoned
         self.skip = skip or set()  # finished by an earlier owner, per the commit metadata
         self._pending: deque[int] = deque()
@@ -53,6 +55,8 @@ class PartitionOffsets:
         if self.high_water is not None and offset < self.high_water:
             return False
         self._pending.append(offset)
+        if self.first is None:
+            self.first = offset
         self.high_water = offset + 1
         return True
 

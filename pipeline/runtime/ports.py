@@ -77,6 +77,16 @@ class ConsumerPort(Protocol):
         """Leave the group (revoking what is assigned) and release the client."""
         ...
 
+    def group_metadata(self) -> Any:
+        """The group membership (group, generation, member) as an opaque value for
+        :meth:`TransactionalProducerPort.send_offsets_to_transaction`, which the group
+        coordinator checks, so a member of an older generation cannot commit (KIP-447)."""
+        ...
+
+    def seek(self, partitions: list[TopicPartition]) -> None:
+        """Fetch the partitions from these offsets next (records fetched before are dropped)."""
+        ...
+
 
 class ProducerPort(Protocol):
     """The producer calls the runtime makes, all from the event loop; every
@@ -123,9 +133,45 @@ class ProducerPort(Protocol):
         ...
 
 
+class TransactionalProducerPort(ProducerPort, Protocol):
+    """A producer with a ``transactional.id`` (exactly-once mode).
+
+    The transaction calls block until the coordinator answered: the runtime makes them
+    on the consumer thread, never on the event loop. A failure raises ``KafkaException``
+    whose ``KafkaError`` says what to do: ``txn_requires_abort()`` (abort, then start
+    again from the committed offsets), ``retriable()`` (call again) or ``fatal()`` (the
+    producer was fenced or broken: stop).
+    """
+
+    def init_transactions(self, timeout: float) -> None:
+        """Register the transactional id, fencing (and aborting the open transaction of)
+        any earlier producer with the same id."""
+        ...
+
+    def begin_transaction(self) -> None: ...
+
+    def send_offsets_to_transaction(
+        self, offsets: list[TopicPartition], group_metadata: Any, timeout: float
+    ) -> None:
+        """Add the consumer's offsets (with their metadata) to the open transaction."""
+        ...
+
+    def commit_transaction(self, timeout: float) -> None: ...
+
+    def abort_transaction(self, timeout: float) -> None:
+        """Abort the open transaction; records not yet delivered fail (purged)."""
+        ...
+
+
 class Transport(Protocol):
     """Makes the runtime's consumer and producer."""
 
     def consumer(self, config: dict[str, Any], on_commit: CommitCallback) -> ConsumerPort: ...
 
     def producer(self, config: dict[str, Any], loop: asyncio.AbstractEventLoop) -> ProducerPort: ...
+
+    def transactional_producer(
+        self, config: dict[str, Any], loop: asyncio.AbstractEventLoop
+    ) -> TransactionalProducerPort:
+        """A producer for exactly-once mode; ``config`` carries its ``transactional.id``."""
+        ...

@@ -1,7 +1,10 @@
 """One record's way through its handler: decode, attempts with retries, outputs, dead letter.
 
 A record is finished (its offset may be committed) once everything its successful attempt
-emitted is acknowledged by the broker, or once its dead letter is. A failed attempt emits
+emitted is acknowledged by the broker, or once its dead letter is. In exactly-once mode
+a record's outputs (or its dead letter) enter the open transaction together, through the
+transaction's gate, and not at all once its partition was handed back: the next owner
+handles it again and its transaction carries the outputs. A failed attempt emits
 nothing. A handler error is retried with backoff up to ``max_retries``; an undecodable
 record, a ``RejectEvent`` and an emit of an unknown or undeclared event type
 (``EventTypeError``) go to the dead-letter topic at once.
@@ -25,13 +28,14 @@ from pipeline.events.serde import SingleObjectSerde
 from pipeline.observability.metrics import HandlerMetrics, RuntimeMetrics
 from pipeline.observability.otel import OBSERVE
 from pipeline.observability.spans import observed_attempt
-from pipeline.runtime.context import Context
+from pipeline.runtime.context import Context, Outgoing
 from pipeline.runtime.dead_letter import Failure, dead_letter_record
 from pipeline.runtime.headers import TRACEPARENT, header
 from pipeline.runtime.offset_tracker import PartitionOffsets
 from pipeline.runtime.ports import ProducerPort, Record
 from pipeline.runtime.retry import backoff_seconds
 from pipeline.runtime.run_state import RunState
+from pipeline.runtime.transaction import Transaction
 
 if TYPE_CHECKING:
     from pipeline.runtime.service import HandlerSpec
@@ -93,12 +97,22 @@ class RecordProcessor:
         # A few event types, asked per emit: remember their topic names.
         self.topic_for: Callable[[str], str] = functools.cache(settings.topic)
         self.producer: ProducerPort | None = None
+        self.transaction: Transaction | None = None
         self.unacked = 0  # records produced for handled events, not yet acknowledged
         self.produced_counts: dict[tuple[str, str], int] = {}
         self._produced_children: dict[tuple[str, str], Any] = {}
 
-    def attach(self, producer: ProducerPort) -> None:
+    def attach(self, producer: ProducerPort, transaction: Transaction | None = None) -> None:
+        """``producer`` is the raw one: in exactly-once mode the outputs pass the
+        ``transaction``'s gate here, a record's outputs at once."""
         self.producer = producer
+        self.transaction = transaction
+
+    def _produce_failed(self, err: KafkaError) -> None:
+        if self.transaction is None:
+            self.state.fail(KafkaException(err))
+        else:
+            self.transaction.produce_failed(err)
 
     async def process(self, work: Work) -> bool:
         """Decode, handle with retries, produce outputs; False if abandoned on shutdown."""
@@ -147,11 +161,12 @@ class RecordProcessor:
                     msg.offset(),
                     exc,
                 )
-                for o in ctx.outgoing:
-                    await producer.produce(o.topic, o.value, o.key, o.headers, self._acked)
-                return await self._dead_letter(
-                    work, self._failure(exc.stage, exc, attempt, work, event)
-                )
+                failure = self._failure(exc.stage, exc, attempt, work, event)
+                if self.transaction is None:
+                    for o in ctx.outgoing:
+                        await producer.produce(o.topic, o.value, o.key, o.headers, self._acked)
+                    return await self._dead_letter(work, failure)
+                return await self._dead_letter(work, failure, ctx.outgoing)
             except EventTypeError as exc:
                 # A retry would emit the same type again: dead-letter now, emit nothing.
                 metrics.duration.observe(time.perf_counter() - started)
@@ -206,17 +221,33 @@ class RecordProcessor:
         if not outgoing:
             finished(work)
             return True
+        if self.transaction is not None:
+            async with self.transaction.gate.producing():
+                if work.part.revoked:
+                    return False  # handed back: its next owner produces the outputs
+                await self._produce(work, outgoing)
+            return True
+        await self._produce(work, outgoing)
+        return True
+
+    async def _produce(self, work: Work, outgoing: list[Outgoing]) -> None:
+        producer = self.producer
+        assert producer is not None
         waiting = len(outgoing)
         self.unacked += waiting
+        failed = False
 
         def acknowledged(err: KafkaError | None, _msg: Any) -> None:
-            nonlocal waiting
+            nonlocal waiting, failed
             self.unacked -= 1
             if err is not None:
-                self.state.fail(KafkaException(err))
+                self._produce_failed(err)
+                if not failed:
+                    failed = True
+                    work.part.in_progress -= 1  # abandoned: the transaction aborts
                 return
             waiting -= 1
-            if waiting == 0:
+            if waiting == 0 and not failed:
                 counts = self.produced_counts
                 for o in outgoing:
                     kind = (o.topic, o.event_type)
@@ -229,12 +260,11 @@ class RecordProcessor:
         for o in outgoing:
             if not produce(o.topic, o.value, o.key, o.headers, acknowledged):
                 await producer.produce(o.topic, o.value, o.key, o.headers, acknowledged)
-        return True
 
     def _acked(self, err: KafkaError | None, _msg: Any) -> None:
         # Outputs of a rejected event: the dead letter's acknowledgement gates its commit.
         if err is not None:
-            self.state.fail(KafkaException(err))
+            self._produce_failed(err)
 
     def flush_counts(self) -> None:
         """Add the per-record counts to their metrics: after each fetched batch, when the
@@ -262,14 +292,30 @@ class RecordProcessor:
         handler = work.route.handler.name
         return Failure(stage, exc, attempts, self.name, handler, event.type, event.conversation_id)
 
-    async def _dead_letter(self, work: Work, failure: Failure) -> bool:
-        assert self.producer is not None
+    async def _dead_letter(
+        self, work: Work, failure: Failure, outgoing: list[Outgoing] | None = None
+    ) -> bool:
+        """Dead-letter the record; in exactly-once mode, with ``outgoing`` (what a
+        rejecting handler emitted) in the same transaction."""
+        producer = self.producer
+        assert producer is not None
         value, headers = dead_letter_record(self.serde, work.msg, failure)
-        ack = await self.producer.send(self.dead_letter_topic, value, work.msg.key(), headers)
+        if self.transaction is None:
+            ack = await producer.send(self.dead_letter_topic, value, work.msg.key(), headers)
+        else:
+            async with self.transaction.gate.producing():
+                if work.part.revoked:
+                    return False
+                for o in outgoing or ():
+                    await producer.produce(o.topic, o.value, o.key, o.headers, self._acked)
+                ack = await producer.send(self.dead_letter_topic, value, work.msg.key(), headers)
         try:
             await ack
         except KafkaException as exc:
-            self.state.fail(exc)
+            if self.transaction is None:
+                self.state.fail(exc)
+            else:
+                self.transaction.produce_failed(exc.args[0])
             return False
         handler = failure.handler or "none"
         event_type = failure.event_type or "unknown"

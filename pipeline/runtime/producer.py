@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from pipeline.config import Settings
 from pipeline.runtime.ports import AckCallback, Headers
@@ -52,6 +53,25 @@ def producer_config(settings: Settings, client_id: str) -> dict[str, Any]:
     }
 
 
+def transactional_config(
+    settings: Settings, client_id: str, transactional_id: str
+) -> dict[str, Any]:
+    """:func:`producer_config` for exactly-once mode.
+
+    ``transaction.timeout.ms``: the coordinator aborts a transaction left open longer (a
+    crashed instance's); it must outlast the drain on revoke, while the transaction stays
+    open, so it defaults to the drain deadline plus 30 s (at least librdkafka's 60 s).
+    """
+    timeout_ms = max(60_000, int((settings.drain_timeout_seconds + 30) * 1000))
+    return {
+        "transaction.timeout.ms": timeout_ms,
+        **producer_config(settings, client_id),
+        "transactional.id": transactional_id,
+        "enable.idempotence": True,
+        "acks": "all",
+    }
+
+
 class AsyncProducer:
     """confluent-kafka's ``Producer`` behind :class:`~pipeline.runtime.ports.ProducerPort`:
     produce from asyncio; each record's acknowledgement comes back on the event loop.
@@ -70,6 +90,11 @@ class AsyncProducer:
         self._producer = Producer(config)
         self._loop = loop
         self._pump = loop.create_task(self._serve_reports())
+        # A transactional producer's commit and abort, made on another thread, may serve
+        # delivery reports there: those are handed to the loop.
+        self._transactional = "transactional.id" in config
+        self.fatal: KafkaException | None = None
+        self._loop_thread = threading.get_ident()
 
     def produce_nowait(
         self,
@@ -80,6 +105,8 @@ class AsyncProducer:
         on_ack: AckCallback,
     ) -> bool:
         """Queue one record; False (nothing queued) while librdkafka's local queue is full."""
+        if self._transactional:
+            on_ack = self._on_loop(on_ack)
         try:
             self._producer.produce(topic, value, key, headers=list(headers), on_delivery=on_ack)
         except BufferError:
@@ -121,9 +148,48 @@ class AsyncProducer:
         await self.produce(topic, value, key, headers, settle)
         return future
 
+    def _on_loop(self, on_ack: AckCallback) -> AckCallback:
+        def report(err: KafkaError | None, msg: Any) -> None:
+            if threading.get_ident() == self._loop_thread:
+                on_ack(err, msg)
+            else:
+                self._loop.call_soon_threadsafe(on_ack, err, msg)
+
+        return report
+
+    # Transactions (exactly-once mode): blocking calls, made off the loop.
+
+    def init_transactions(self, timeout: float) -> None:
+        self._producer.init_transactions(timeout)
+
+    def begin_transaction(self) -> None:
+        self._producer.begin_transaction()
+
+    def send_offsets_to_transaction(
+        self, offsets: list[TopicPartition], group_metadata: Any, timeout: float
+    ) -> None:
+        self._producer.send_offsets_to_transaction(offsets, group_metadata, timeout)
+
+    def commit_transaction(self, timeout: float) -> None:
+        self._producer.commit_transaction(timeout)
+
+    def abort_transaction(self, timeout: float) -> None:
+        self._producer.abort_transaction(timeout)
+
+    def _poll(self) -> int:
+        """Serve delivery reports; 0 once the producer hit a fatal error (a fenced
+        transactional producer), which the transaction calls report themselves."""
+        if self.fatal is not None:
+            return 0
+        try:
+            return self._producer.poll(0)
+        except KafkaException as exc:
+            self.fatal = exc
+            return 0
+
     async def _serve_reports(self) -> None:
         while True:
-            served = self._producer.poll(0)
+            served = self._poll()
             if served:
                 await asyncio.sleep(0)
             elif len(self._producer):
@@ -136,10 +202,10 @@ class AsyncProducer:
         remain. Their delivery callbacks run here, on the loop.
         """
         deadline = time.monotonic() + seconds
-        while len(self._producer) and time.monotonic() < deadline:
-            served = self._producer.poll(0)
+        while len(self._producer) and time.monotonic() < deadline and self.fatal is None:
+            served = self._poll()
             await asyncio.sleep(0 if served else self.BUSY_POLL_SECONDS)
-        self._producer.poll(0)
+        self._poll()
         return len(self._producer)
 
     async def aclose(self, flush_seconds: float) -> int:

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from confluent_kafka import KafkaException, TopicPartition
@@ -60,6 +61,7 @@ class Rebalancer:
         self.assigned_hooks = assigned_hooks
         self.revoked_hooks = revoked_hooks
         self.consumer: ConsumerPort | None = None
+        self.rewinds = 0  # times every partition was handed back after an abort
 
     def attach(self, consumer: ConsumerPort, loop: asyncio.AbstractEventLoop) -> None:
         self.consumer = consumer
@@ -78,12 +80,42 @@ class Rebalancer:
 
     def on_revoke(self, partitions: list[TopicPartition]) -> None:
         future = asyncio.run_coroutine_threadsafe(self.revoked(partitions, True), self.loop)
-        offsets = future.result()
-        if offsets and self.state.fatal is None:
-            self.committer.commit_sync(offsets)
+        parts = future.result()
+        if parts and self.state.fatal is None:
+            self.committer.commit_revoked(parts)
 
     def on_lost(self, partitions: list[TopicPartition]) -> None:
+        transaction = self.committer.transaction
+        if transaction is not None and transaction.doomed is None:
+            # The open transaction holds work of partitions another member owns now.
+            transaction.doomed = "partitions were lost"
         asyncio.run_coroutine_threadsafe(self.revoked(partitions, False), self.loop).result()
+
+    def rewind(self, reopen: Callable[[], None]) -> None:
+        """After an aborted transaction (exactly-once mode): hand back every partition and
+        take it again from the committed offsets, as a revoke and an assign would, so
+        state is restored from what was committed and nothing the abort dropped is lost.
+
+        On the consumer thread, so no rebalance runs meanwhile; ``reopen()`` (on the loop)
+        lets records into the new transaction once the old partitions are marked revoked,
+        so work still running for them drops its outputs instead of producing them.
+        """
+        assert self.consumer is not None, "attach a consumer first"
+        before = asyncio.run_coroutine_threadsafe(self._hand_back(reopen), self.loop).result()
+        if not before or self.state.fatal is not None:
+            return
+        partitions = [TopicPartition(topic, partition) for topic, partition, _ in before]
+        committed = self.consumer.committed(partitions, COMMITTED_TIMEOUT_SECONDS)
+        asyncio.run_coroutine_threadsafe(self.assigned(partitions, committed), self.loop).result()
+        resume = {(tp.topic, tp.partition): tp.offset for tp in committed if tp.offset >= 0}
+        seeks = []
+        for topic, partition, first in before:
+            offset = resume.get((topic, partition), first)
+            if offset is not None:
+                seeks.append(TopicPartition(topic, partition, offset))
+        self.consumer.seek(seeks)
+        self.consumer.resume(partitions)  # paused ones were forgotten with their old state
+        log.info("read again from the committed offsets: %s", _names(seeks))
 
     # ------------------------------------------------------------------ on the loop
 
@@ -104,8 +136,21 @@ class Rebalancer:
         log.info("assigned %s", _names(partitions))
         await self._run_hooks(self.assigned_hooks, partitions)
 
-    async def revoked(self, partitions: list[TopicPartition], drain: bool) -> list[TopicPartition]:
-        """Drop unstarted work of the partitions, drain started work, return offsets."""
+    async def _hand_back(self, reopen: Callable[[], None]) -> list[tuple[str, int, int | None]]:
+        parts = list(self.partitions.values())
+        for part in parts:
+            part.revoked = True
+        self.rewinds += 1
+        reopen()
+        partitions = [TopicPartition(p.topic, p.partition) for p in parts]
+        await self.revoked(partitions, True)
+        return [(p.topic, p.partition, p.first) for p in parts]
+
+    async def revoked(
+        self, partitions: list[TopicPartition], drain: bool
+    ) -> list[PartitionOffsets]:
+        """Drop unstarted work of the partitions, drain started work; returns them (to
+        commit their final positions)."""
         parts = [
             p
             for tp in partitions
@@ -119,7 +164,6 @@ class Rebalancer:
         while busy and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
             busy = state.fatal is None and any(p.in_progress > 0 for p in parts)
-        offsets = [tp for _, tp in self.committer.take(parts, force=True)] if drain else []
         for part in parts:
             tp = (part.topic, part.partition)
             del self.partitions[tp]
@@ -130,7 +174,7 @@ class Rebalancer:
         kind = "revoked" if drain else "lost"
         self.metrics.rebalances.labels(self.name, kind).inc(len(partitions))
         log.info("%s %s", kind, _names(partitions))
-        return offsets
+        return parts if drain else []
 
     async def _run_hooks(
         self, hooks: list[PartitionsHook], partitions: list[TopicPartition]

@@ -9,6 +9,7 @@ unfinished work piles up. The other concerns have their own modules:
 - ``lanes``: per-conversation lanes and the worker pool;
 - ``processing``: one record's handling (decode, attempts, retries, outputs, dead letter);
 - ``committer``: watermarks, commit metadata and lag, as one commit sequence;
+- ``transaction``: exactly-once mode's transactional producer, its gate and fencing;
 - ``rebalance``: partitions assigned, revoked and lost;
 - ``ports``: the consumer and producer calls, wired to confluent-kafka
   (``kafka_transport``) or to memory (``pipeline.testing``).
@@ -41,10 +42,17 @@ from pipeline.runtime.lanes import Lanes
 from pipeline.runtime.offset_tracker import PartitionOffsets
 from pipeline.runtime.ports import Record, Transport
 from pipeline.runtime.processing import RecordProcessor, Route, Work
-from pipeline.runtime.producer import producer_config
+from pipeline.runtime.producer import producer_config, transactional_config
 from pipeline.runtime.publisher import Publisher
 from pipeline.runtime.rebalance import Rebalancer
 from pipeline.runtime.run_state import RunState
+from pipeline.runtime.transaction import (
+    GatedProducer,
+    Transaction,
+    TransactionGate,
+    exactly_once,
+    transactional_id,
+)
 from pipeline.topology import load_settings_topology
 
 if TYPE_CHECKING:
@@ -134,19 +142,23 @@ class Runner:
         self.loop = asyncio.get_running_loop()
         self.metrics.in_flight.set_function(lambda: self.lanes.busy)
         self.lanes.start(self.settings.max_in_flight, self.name)
-        self.producer = self.transport.producer(
-            {
-                **producer_config(self.settings, f"{self.name}-producer"),
-                **self.connection.client_config(),
-            },
-            self.loop,
-        )
-        self.processor.attach(self.producer)
-        self.publisher = Publisher(self.settings, self.producer, self.serde, self.name)
-        self.consumer = self.transport.consumer(self._consumer_config(), self.committer.on_commit)
-        self.committer.attach(self.consumer)
+        consumer_config = self._consumer_config()
+        self.consumer = self.transport.consumer(consumer_config, self.committer.on_commit)
+        self.committer.attach(self.consumer, self.loop)
         self.rebalancer.attach(self.consumer, self.loop)
         self.poller = ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-consumer")
+        if exactly_once(self.settings):
+            await self._start_transactions(consumer_config)
+        else:
+            self.producer = self.transport.producer(
+                {
+                    **producer_config(self.settings, f"{self.name}-producer"),
+                    **self.connection.client_config(),
+                },
+                self.loop,
+            )
+            self.processor.attach(self.producer)
+            self.publisher = Publisher(self.settings, self.producer, self.serde, self.name)
         health = self._start_health_server()
         self.consumer.subscribe(
             list(self.routes),
@@ -189,11 +201,39 @@ class Runner:
         if state.fatal is not None:
             raise state.fatal
 
-    async def _fetch(self) -> Sequence[Record]:
-        """One fetch of records, on the consumer thread: the only place the loop fetches."""
-        return await self.loop.run_in_executor(self.poller, self._take)
+    async def _start_transactions(self, consumer_config: dict[str, Any]) -> None:
+        """Exactly-once mode: one transactional producer, its first transaction open."""
+        txn_id = transactional_id(self.settings, self.group_id, consumer_config)
+        config = {
+            **transactional_config(self.settings, f"{self.name}-producer", txn_id),
+            **self.connection.client_config(),
+        }
+        producer = self.transport.transactional_producer(config, self.loop)
+        self.producer = producer
+        gate = TransactionGate()
+        transaction = Transaction(producer, gate, transactional_id=txn_id, fail=self.state.fail)
+        await self.on_consumer_thread(transaction.start)
+        gate.open()
+        self.processor.attach(producer, transaction)
+        self.publisher = Publisher(
+            self.settings, GatedProducer(producer, gate), self.serde, self.name
+        )
+        self.committer.attach_transaction(
+            transaction,
+            on_abort=lambda: self.rebalancer.rewind(self.committer.reopen),
+            flush_seconds=self.settings.drain_timeout_seconds,
+        )
 
-    def _take(self) -> Sequence[Record]:
+    async def _fetch(self) -> Sequence[Record]:
+        """One fetch of records, on the consumer thread: the only place the loop fetches.
+
+        A batch fetched while the partitions were handed back after an aborted transaction
+        is dropped: the consumer reads those records again from the committed offsets.
+        """
+        rewinds, batch = await self.loop.run_in_executor(self.poller, self._consume)
+        return batch if rewinds == self.rebalancer.rewinds else ()
+
+    def _consume(self) -> tuple[int, Sequence[Record]]:
         """The records the client has, as soon as it has one (on the consumer thread).
 
         librdkafka's batch consume returns only when the batch is full or its timeout has
@@ -202,20 +242,24 @@ class Runner:
         rest of the batch is then whatever the client already holds, taken without
         waiting, so heavy traffic still comes in batches (the records that arrived while
         the loop handled the previous one). With no traffic this wakes once per timeout,
-        as before.
+        as before. The rewind count is read here, on the consumer thread, where a
+        hand-back runs whole.
         """
+        rewinds = self.rebalancer.rewinds
         first = self.consumer.consume(1, POLL_TIMEOUT_SECONDS)
         if not first:
-            return first
-        return [*first, *self.consumer.consume(POLL_BATCH - 1, 0)]
+            return rewinds, first
+        return rewinds, [*first, *self.consumer.consume(POLL_BATCH - 1, 0)]
 
     def _consumer_config(self) -> dict[str, Any]:
+        eos = {"isolation.level": "read_committed"} if exactly_once(self.settings) else {}
         return {
             "client.id": f"{self.name}-consumer",
             "auto.offset.reset": self.settings.auto_offset_reset,
             "isolation.level": "read_committed",
             "session.timeout.ms": 45000,
             **self.settings.consumer_config(),
+            **eos,
             # The runtime's guarantees rest on these: never overridden.
             "group.id": self.group_id,
             "enable.auto.commit": False,
@@ -265,9 +309,16 @@ class Runner:
         # Acknowledgements reach the loop in batches; polling beats an event set per record.
         while self.processor.unacked and state.fatal is None and _left(deadline):  # noqa: ASYNC110
             await asyncio.sleep(0.01)
-        offsets = [tp for _, tp in self.committer.take(self.partitions.values(), force=True)]
-        if offsets and state.fatal is None:
-            await self.on_consumer_thread(self.committer.commit_sync, offsets)
+        if self.committer.transaction is not None:
+            if state.fatal is None:
+                await self.on_consumer_thread(
+                    self.committer.commit_transaction, list(self.partitions.values())
+                )
+        else:
+            parts = self.partitions.values()
+            offsets = [tp for _, tp in self.committer.take(parts, force=True)]
+            if offsets and state.fatal is None:
+                await self.on_consumer_thread(self.committer.commit_sync, offsets)
         await self.on_consumer_thread(self.consumer.close)
         self.poller.shutdown(wait=True)
         remaining = await self.producer.aclose(5.0)

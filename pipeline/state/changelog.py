@@ -115,7 +115,11 @@ def _read(
             offset = msg.offset() or 0
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
-                    if reading is not None and offset >= reading.end:
+                    # read_committed: the end it reaches is the last stable offset, below
+                    # the high watermark while a transaction is open on the partition
+                    # (this service's own, in exactly-once mode), whose writes are not
+                    # state yet.
+                    if reading is not None:
                         del pending[partition]
                 elif err.fatal():
                     raise StateRestoreError(f"reading {topic}[{partition}] failed: {err}")

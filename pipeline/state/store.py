@@ -8,7 +8,10 @@ restored by reading its changelog partition to the end; a tombstone (None) delet
 
 A partition handed away keeps its map for ``retain_seconds``: if it comes back (eager
 rebalances revoke everything and give most of it back), only the changelog written
-since its last restore is read again, not the whole partition.
+since its last restore is read again, not the whole partition. Not in exactly-once
+mode: there the writes go in the runtime's transaction with the outputs and offsets, a
+map may hold writes of a transaction that was aborted, and a partition coming back is
+read again in full (read_committed, so only committed writes).
 
 Values are JSON objects (UTF-8, compact); keys are UTF-8 strings.
 """
@@ -227,6 +230,10 @@ class ChangelogStore:
     def _resume_offset(self, partition: int) -> int | None:
         part = self._partitions.get(partition)
         if part is None or part.released_at is None:
+            return None
+        if self.settings.processing_guarantee == "exactly_once":
+            # Its map may hold writes of an aborted transaction, or of work whose outputs
+            # were dropped when the partition was handed back: read it all again.
             return None
         if time.monotonic() - part.released_at > self.retain_seconds:
             return None

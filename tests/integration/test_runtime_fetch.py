@@ -42,7 +42,7 @@ def test_records_come_back_at_once_and_together_not_after_the_timeout(
     # One producer batch: the records reach the client in one fetch response.
     produce(kafka_bootstrap, topic, [("k", b"1"), ("k", b"2"), ("k", b"3")])
     started = time.monotonic()
-    batch = runner._fetch()
+    _, batch = runner._consume()
     elapsed = time.monotonic() - started
     assert [m.value() for m in batch] == [b"1", b"2", b"3"]
     # librdkafka's batch consume would have held them until the timeout.
@@ -54,9 +54,9 @@ def test_with_nothing_to_fetch_it_blocks_for_the_timeout_without_spinning(
 ) -> None:
     runner, _ = fetching
     monkeypatch.setattr(runner_module, "POLL_TIMEOUT_SECONDS", 1.0)
-    runner._fetch()  # the first call connects and joins; measure the next one
+    runner._consume()  # the first call connects and joins; measure the next one
     wall, cpu = time.monotonic(), time.thread_time()
-    assert runner._fetch() == []
+    assert list(runner._consume()[1]) == []
     wall, cpu = time.monotonic() - wall, time.thread_time() - cpu
     assert wall >= 0.9
     assert cpu < 0.1 * wall, f"{cpu:.3f}s of CPU in {wall:.2f}s"
