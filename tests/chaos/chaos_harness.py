@@ -187,7 +187,9 @@ class Instances:
         with (self.workdir / f"instance-{index}.log").open("ab") as out:
             return subprocess.Popen(
                 [sys.executable, "-m", "pipeline", "run", "chaos_app:build_passthrough"],
-                env=self.env,
+                # A stable id per instance: in exactly-once mode a restarted instance fences
+                # its killed predecessor and aborts its open transaction at once.
+                env={**self.env, "PIPELINE_INSTANCE_ID": f"chaos-{index}"},
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=REPO,
