@@ -8,8 +8,7 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from pipeline.config.sections import DeliverySettings
-from pipeline.services.delivery.outcome import (
+from pipeline.channels.outbound import (
     PermanentFailure,
     Retryable,
     classify_status,
@@ -17,6 +16,7 @@ from pipeline.services.delivery.outcome import (
     parse_retry_after,
     transport_failure,
 )
+from pipeline.config.sections import DeliverySettings
 from pipeline.services.delivery.policy import RetryPolicy
 
 NOW = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)

@@ -18,6 +18,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from pydantic import SecretStr
 
 from pipeline.channels.email.outbound import EmailSender
+from pipeline.channels.outbound import PermanentFailure, Retryable, Sent
 from pipeline.channels.slack.outbound import SlackSender
 from pipeline.channels.web import signature
 from pipeline.channels.web.outbound import WebSender
@@ -26,7 +27,6 @@ from pipeline.config.sections import DeliverySettings
 from pipeline.devkafka import free_port
 from pipeline.egress import EgressPolicy, guarded_client
 from pipeline.events.model import Event, Metadata
-from pipeline.services.delivery.outcome import PermanentFailure, Retryable, Sent
 
 Answer = tuple[int, dict[str, str], bytes]
 

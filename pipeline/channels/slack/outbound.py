@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import httpx
 
-from pipeline.config.sections import DeliverySettings
-from pipeline.events.model import Event
-from pipeline.services.delivery.outcome import (
+from pipeline.channels.outbound import (
     IDEMPOTENCY_KEY,
     Outcome,
     PermanentFailure,
@@ -22,6 +20,8 @@ from pipeline.services.delivery.outcome import (
     parse_retry_after,
     post_json,
 )
+from pipeline.config.sections import DeliverySettings
+from pipeline.events.model import Event
 
 RETRYABLE_ERRORS = frozenset({"ratelimited"})
 

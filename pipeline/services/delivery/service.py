@@ -28,6 +28,17 @@ from typing import Any, NoReturn
 
 import httpx
 
+from pipeline.channels.email.outbound import EmailSender
+from pipeline.channels.outbound import (
+    PermanentFailure,
+    Retryable,
+    Sender,
+    Sent,
+    bounded,
+)
+from pipeline.channels.slack.outbound import SlackSender
+from pipeline.channels.web.outbound import WebSender
+from pipeline.channels.whatsapp.outbound import WhatsAppSender
 from pipeline.config import Settings
 from pipeline.errors import PipelineError, RejectEvent
 from pipeline.events.model import Event
@@ -35,13 +46,6 @@ from pipeline.runtime.context import Context
 from pipeline.runtime.publisher import Publisher
 from pipeline.runtime.service import Service
 from pipeline.services.delivery.metrics import DeliveryMetrics
-from pipeline.services.delivery.outcome import (
-    PermanentFailure,
-    Retryable,
-    Sender,
-    Sent,
-    bounded,
-)
 from pipeline.services.delivery.policy import RetryPolicy
 from pipeline.services.delivery.sent_store import SentEntry, SentStore, read_changelog
 
@@ -74,12 +78,6 @@ def default_senders(
     callbacks, whose URLs come from clients, go through ``callbacks``, a client that
     enforces the egress policy (:func:`pipeline.channels.web.outbound.callback_client`).
     """
-    # Imported here: the adapters import this package's outcome types.
-    from pipeline.channels.email.outbound import EmailSender
-    from pipeline.channels.slack.outbound import SlackSender
-    from pipeline.channels.web.outbound import WebSender
-    from pipeline.channels.whatsapp.outbound import WhatsAppSender
-
     section = settings.delivery
     return {
         "web": WebSender.from_settings(section, callbacks),
