@@ -20,6 +20,9 @@ METADATA_TIMEOUT_SECONDS = 10.0
 
 log = logging.getLogger(__name__)
 
+# What a tombstone's key and headers mean, for changelogs whose tombstones carry headers.
+Tombstone = Callable[[str, list[tuple[str, Any]]], Any]
+
 
 class StateError(PipelineError):
     """Root of state store errors."""
@@ -56,12 +59,13 @@ def read_changelog(
     decode: Callable[[bytes], Any],
     *,
     timeout: float,
+    tombstone: Tombstone | None = None,
 ) -> dict[int, Restored]:
     """Read each partition of ``topic`` from ``starts[p]`` (None: the beginning) to its end.
 
     A start below the log's first offset (the log was truncated or recreated) falls back
     to a full read, flagged ``full``. ``decode`` runs on every non-tombstone value; a
-    tombstone reads as None.
+    tombstone reads as None, or as what ``tombstone(key, headers)`` makes of it.
     """
     consumer = Consumer(
         {
@@ -74,7 +78,7 @@ def read_changelog(
         }
     )
     try:
-        return _read(consumer, topic, starts, decode, time.monotonic() + timeout)
+        return _read(consumer, topic, starts, decode, tombstone, time.monotonic() + timeout)
     finally:
         consumer.close()
 
@@ -84,6 +88,7 @@ def _read(
     topic: str,
     starts: Mapping[int, int | None],
     decode: Callable[[bytes], Any],
+    tombstone: Tombstone | None,
     deadline: float,
 ) -> dict[int, Restored]:
     restored: dict[int, Restored] = {}
@@ -125,7 +130,14 @@ def _read(
                 name = key.decode() if isinstance(key, bytes) else str(key)
                 value = msg.value()
                 try:
-                    reading.values[name] = None if value is None else decode(value)
+                    if value is not None:
+                        reading.values[name] = decode(value)
+                    elif tombstone is not None:
+                        headers = msg.headers() or []
+                        pairs = list(headers.items() if isinstance(headers, dict) else headers)
+                        reading.values[name] = tombstone(name, pairs)
+                    else:
+                        reading.values[name] = None
                 except ValueError as exc:
                     raise StateRestoreError(
                         f"{topic}[{partition}]@{offset} (key {name!r}) is not valid state: {exc}; "

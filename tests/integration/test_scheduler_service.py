@@ -23,8 +23,8 @@ from runtime_support import (
 
 from pipeline.events.model import Event, Metadata
 from pipeline.runtime.service import Service
-from pipeline.scheduler.timers import HEADER_ENDED, fired_event_id, to_millis
 from pipeline.services import scheduler
+from pipeline.services.scheduler.timers import HEADER_ENDED, fired_event_id, to_millis
 
 TOPICS = ("timer_requested", "timer_fired", "scheduler_timers", "dead_letters")
 

@@ -34,8 +34,8 @@ from pipeline.events.model import Event
 from pipeline.runtime.context import Context
 from pipeline.runtime.publisher import Publisher
 from pipeline.runtime.service import Service
-from pipeline.scheduler.restore import TIMERS_TOPIC, read_timers
-from pipeline.scheduler.timers import Timer, TimerIndex, fired_event_id
+from pipeline.services.scheduler.restore import TIMERS_TOPIC, read_timers
+from pipeline.services.scheduler.timers import Timer, TimerIndex, fired_event_id
 
 log = logging.getLogger(__name__)
 
