@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.webhooks.rules import RulesError, RuleSet, TemplateError, render
+from pipeline.services.webhooks.rules import RulesError, RuleSet, TemplateError, render
 
 REPO = Path(__file__).resolve().parents[2]
 
