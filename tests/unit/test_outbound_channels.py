@@ -24,7 +24,7 @@ from pipeline.channels.web import signature
 from pipeline.channels.web.outbound import WebSender
 from pipeline.channels.whatsapp.outbound import WhatsAppSender
 from pipeline.config.sections import DeliverySettings
-from pipeline.devkafka import free_port
+from pipeline.dev.kafka import free_port
 from pipeline.egress import EgressPolicy, guarded_client
 from pipeline.events.model import Event, Metadata
 

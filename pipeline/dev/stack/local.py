@@ -13,9 +13,9 @@ from types import TracebackType
 import httpx
 
 from pipeline.config import Settings
-from pipeline.devkafka import DevKafka, port_in_use
+from pipeline.dev.kafka import DevKafka, port_in_use
+from pipeline.dev.stack.supervisor import SERVICES, Supervisor
 from pipeline.errors import PipelineError
-from pipeline.stack.supervisor import SERVICES, Supervisor
 from pipeline.topology import admin_client, apply, load_settings_topology
 
 log = logging.getLogger(__name__)
