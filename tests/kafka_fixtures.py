@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from pipeline.dev.kafka import DevKafka, DevKafkaError, create_topics, free_port
+from pipeline.dev.kafka import DevKafka, create_topics, free_port
+from pipeline.errors import DevKafkaError
 
 __all__ = ["create_topics"]  # re-exported for tests: create_topics(bootstrap, names, partitions)
 

@@ -35,7 +35,7 @@ from types import TracebackType
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from pipeline.errors import PipelineError
+from pipeline.errors import DevKafkaError
 
 __all__ = [
     "DEFAULT_PORT",
@@ -68,10 +68,6 @@ _JVM_OPTS = (
     "-XX:+ExplicitGCInvokesConcurrent",
     "-Djava.awt.headless=true",
 )
-
-
-class DevKafkaError(PipelineError):
-    """The local development broker could not be fetched, started or stopped."""
 
 
 # --- pure parts ---------------------------------------------------------------------------

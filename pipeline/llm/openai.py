@@ -21,14 +21,8 @@ import httpx
 from prometheus_client import CollectorRegistry
 
 from pipeline.config.sections import LLMSettings
-from pipeline.llm.base import (
-    ChatMessage,
-    ChatRequest,
-    Completion,
-    LLMError,
-    ToolCall,
-    Usage,
-)
+from pipeline.errors import LLMError
+from pipeline.llm.base import ChatMessage, ChatRequest, Completion, ToolCall, Usage
 from pipeline.llm.metrics import LLMMetrics
 
 log = logging.getLogger(__name__)

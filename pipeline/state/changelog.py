@@ -14,7 +14,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from pipeline.errors import PipelineError
+from pipeline.errors import StateRestoreError
 
 METADATA_TIMEOUT_SECONDS = 10.0
 
@@ -22,22 +22,6 @@ log = logging.getLogger(__name__)
 
 # What a tombstone's key and headers mean, for changelogs whose tombstones carry headers.
 Tombstone = Callable[[str, list[tuple[str, Any]]], Any]
-
-
-class StateError(PipelineError):
-    """Root of state store errors."""
-
-
-class StateRestoreError(StateError):
-    """A changelog could not be read to its end; the service stops rather than guess."""
-
-
-class StateNotReadyError(StateError):
-    """A handler asked for state of a partition this instance has not restored.
-
-    The runtime restores on assignment, before any record of the partition is handled;
-    seeing this means the subscribed topics and the changelog are not co-partitioned.
-    """
 
 
 @dataclass(slots=True)

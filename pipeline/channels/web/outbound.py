@@ -29,7 +29,8 @@ from pipeline.channels.outbound import (
 )
 from pipeline.channels.web import signature
 from pipeline.config.sections import DeliverySettings
-from pipeline.egress import EgressPolicy, EgressRefused, guarded_client, origin
+from pipeline.egress import EgressPolicy, guarded_client, origin
+from pipeline.errors import EgressRefused
 from pipeline.events.model import Event
 
 ANY_TENANT = "*"

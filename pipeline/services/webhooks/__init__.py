@@ -6,14 +6,8 @@ webhook and say what to emit are in :mod:`.rules`.
 
 from __future__ import annotations
 
-from pipeline.services.webhooks.rules import (
-    Outcome,
-    Rule,
-    RulesError,
-    RuleSet,
-    TemplateError,
-    render,
-)
+from pipeline.errors import RulesError, TemplateError
+from pipeline.services.webhooks.rules import Outcome, Rule, RuleSet, render
 from pipeline.services.webhooks.service import assemble, build
 
 __all__ = [

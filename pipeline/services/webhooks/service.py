@@ -25,11 +25,11 @@ from prometheus_client import Counter
 
 from pipeline.channels.tenancy import web_owner
 from pipeline.config import Settings
-from pipeline.errors import RejectEvent
+from pipeline.errors import RejectEvent, TemplateError
 from pipeline.events.model import Event
 from pipeline.runtime.context import Context
 from pipeline.runtime.service import Service
-from pipeline.services.webhooks.rules import RuleSet, TemplateError
+from pipeline.services.webhooks.rules import RuleSet
 from pipeline.state import ChangelogStore
 
 log = logging.getLogger(__name__)
