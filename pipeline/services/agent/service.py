@@ -30,19 +30,13 @@ from prometheus_client import CollectorRegistry, Counter
 
 from pipeline.config import Settings
 from pipeline.errors import RejectEvent
-from pipeline.events.model import Event, utc_now
+from pipeline.events.model import Event, from_millis, to_millis, utc_now
 from pipeline.llm import ChatRequest, Completion, LLMError, LLMProvider, create_provider
 from pipeline.llm.base import ToolCall
 from pipeline.runtime.context import Context
 from pipeline.runtime.publisher import Publisher
 from pipeline.runtime.service import Background, Service
-from pipeline.services.agent.conversation import (
-    Conversation,
-    Step,
-    Turn,
-    from_millis,
-    to_millis,
-)
+from pipeline.services.agent.conversation import Conversation, Step, Turn
 from pipeline.services.agent.tool_offer import CatalogOffer, ToolOffer
 from pipeline.state import ChangelogStore
 

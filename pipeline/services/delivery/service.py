@@ -41,7 +41,7 @@ from pipeline.channels.web.outbound import WebSender
 from pipeline.channels.whatsapp.outbound import WhatsAppSender
 from pipeline.config import Settings
 from pipeline.errors import PipelineError, RejectEvent
-from pipeline.events.model import Event
+from pipeline.events.model import Event, to_millis
 from pipeline.runtime.context import Context
 from pipeline.runtime.publisher import Publisher
 from pipeline.runtime.service import Service
@@ -172,7 +172,7 @@ class Delivery:
             channel,
             attempt,
             outcome.provider_message_id,
-            int(now.timestamp() * 1000),
+            to_millis(now),
         )
         value = self.store.record(ctx.partition, event.conversation_id, entry)
         ctx.emit_record(self.section.sent_topic, event.conversation_id, value, kind="delivery_sent")
