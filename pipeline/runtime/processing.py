@@ -23,12 +23,12 @@ from pipeline.errors import EventTypeError, RejectEvent, SerdeError
 from pipeline.events.model import Event
 from pipeline.events.serde import SingleObjectSerde
 from pipeline.observability.metrics import HandlerMetrics, RuntimeMetrics
+from pipeline.retry import backoff_seconds
 from pipeline.runtime.context import Context
 from pipeline.runtime.dead_letter import Failure, dead_letter_record
 from pipeline.runtime.headers import TRACEPARENT, header
 from pipeline.runtime.offset_tracker import PartitionOffsets
 from pipeline.runtime.ports import ProducerPort, Record
-from pipeline.runtime.retry import backoff_seconds
 from pipeline.runtime.run_state import RunState
 
 if TYPE_CHECKING:

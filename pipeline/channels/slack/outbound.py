@@ -17,11 +17,11 @@ from pipeline.channels.outbound import (
     Sent,
     classify_status,
     json_body,
-    parse_retry_after,
     post_json,
 )
 from pipeline.config.sections import DeliverySettings
 from pipeline.events.model import Event
+from pipeline.retry import parse_retry_after
 
 RETRYABLE_ERRORS = frozenset({"ratelimited"})
 

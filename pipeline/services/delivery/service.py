@@ -42,11 +42,11 @@ from pipeline.channels.whatsapp.outbound import WhatsAppSender
 from pipeline.config import Settings
 from pipeline.errors import PipelineError, RejectEvent
 from pipeline.events.model import Event, to_millis
+from pipeline.retry import RetryPolicy
 from pipeline.runtime.context import Context
 from pipeline.runtime.publisher import Publisher
 from pipeline.runtime.service import Service
 from pipeline.services.delivery.metrics import DeliveryMetrics
-from pipeline.services.delivery.policy import RetryPolicy
 from pipeline.services.delivery.sent_store import SentEntry, SentStore, read_changelog
 
 log = logging.getLogger("pipeline.delivery")
@@ -95,7 +95,12 @@ class Delivery:
         self.section = service.settings.delivery
         self.name = service.name
         self.registry = service.registry
-        self.policy = RetryPolicy.from_settings(self.section)
+        self.policy = RetryPolicy(
+            max_attempts=self.section.max_attempts,
+            initial_seconds=self.section.backoff_initial_seconds,
+            max_seconds=self.section.backoff_max_seconds,
+            retry_after_max_seconds=self.section.retry_after_max_seconds,
+        )
         self.store = SentStore(self.section.sent_ids_per_conversation)
         self.metrics = DeliveryMetrics(service.registry, service.name)
         self.publisher: Publisher | None = None
@@ -135,7 +140,7 @@ class Delivery:
                 return
             if isinstance(outcome, PermanentFailure):
                 self._fail(ctx, event, attempt, outcome.error, outcome.http_status)
-            if attempt >= self.policy.max_attempts:
+            if self.policy.exhausted(attempt):
                 self._fail(
                     ctx,
                     event,
