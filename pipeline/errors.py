@@ -133,10 +133,10 @@ class EgressRefused(PipelineError):
 
 
 class LLMError(PipelineError):
-    """The model could not be asked: a refused request, or retries ran out.
+    """The model could not be asked: a refused request, or the client's retries ran out.
 
-    The agent's handler lets it propagate so the runtime retries the event, and answers
-    with an apology on the last attempt.
+    The agent answers with an apology at once: the client's retries are the only retries
+    of a model call, never multiplied by the runtime's handler retries.
     """
 
 

@@ -241,8 +241,8 @@ class Agent:
         try:
             return await self.provider.complete(request)
         except LLMError as exc:
-            if ctx.attempt <= self.settings.max_retries:
-                raise  # the runtime retries the event with backoff
+            # The provider has retried already (PIPELINE_LLM__MAX_RETRIES); a handler retry
+            # would multiply those calls, so the user gets the apology at once.
             log.error("giving up on the model for %s: %s", ctx.event.conversation_id, exc)
             return None
 
