@@ -34,6 +34,7 @@ TOPICS = (
     "context_updated",
     "tool_called",
     "tool_result",
+    "tool_catalog",
     "response_ready",
     "timer_requested",
     "timer_fired",
