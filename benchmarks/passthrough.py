@@ -45,7 +45,7 @@ from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry
 
 from pipeline.config import Settings, bundled_dir
-from pipeline.devkafka import DevKafka, create_topics, free_port
+from pipeline.dev.kafka import DevKafka, create_topics, free_port
 from pipeline.events.catalog import KnownSchema, SchemaCatalog
 from pipeline.events.model import Event, Metadata
 from pipeline.events.serde import HEADER_SIZE, MAGIC, SingleObjectSerde

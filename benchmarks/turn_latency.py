@@ -49,12 +49,12 @@ from confluent_kafka.admin import AdminClient
 from turn_http import Connections, Receiver  # the module beside this one
 
 from pipeline.config import Settings, bundled_dir
-from pipeline.devkafka import DevKafka, free_port, port_in_use
+from pipeline.dev.kafka import DevKafka, free_port, port_in_use
+from pipeline.dev.stack.local import LocalStack
 from pipeline.events.catalog import SchemaCatalog
 from pipeline.events.model import Event, Metadata
 from pipeline.events.serde import SingleObjectSerde
 from pipeline.runtime.producer import producer_config
-from pipeline.stack.local import LocalStack
 from pipeline.topology import Topology, admin_client, apply, load_settings_topology
 
 SERVICES = ("gateway", "agent", "tools", "delivery")

@@ -34,7 +34,7 @@ import httpcore
 import httpx
 from pydantic import AfterValidator, AnyHttpUrl
 
-from pipeline.errors import PipelineError
+from pipeline.errors import EgressRefused
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -47,10 +47,6 @@ _ALSO_BLOCKED: tuple[IPNetwork, ...] = (
 )
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
-
-
-class EgressRefused(PipelineError):
-    """An outbound URL was refused by the egress policy; nothing was sent."""
 
 
 def blocked_reason(address: IPAddress) -> str | None:

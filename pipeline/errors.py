@@ -1,7 +1,9 @@
-"""The error tree. Every error the package raises on purpose derives from PipelineError.
+"""The error tree. Every error the package raises on purpose derives from PipelineError,
+and every one of them is defined here (tests/unit/test_exported_members.py checks both).
 
 PipelineError
 ├── ConfigError            settings are missing or contradict each other
+│   └── RulesError             the webhook rules file is missing or a rule is invalid
 ├── SchemaError            a schema file is invalid or cannot be resolved
 ├── SerdeError             bytes could not be turned into an event, or back
 │   ├── UnknownSchemaError     the writer fingerprint is not among the known schemas
@@ -11,9 +13,22 @@ PipelineError
 ├── EventTypeError         a handled or emitted event type is unknown, or not declared
 ├── TopologyError          topic definitions are invalid or cannot be applied
 │   └── UnsafeTopicChangeError  applying would shrink partitions or change cleanup.policy
-├── HandlerError           raised around a handler failure after its retries ran out
+├── RejectEvent            raised by a handler: dead-letter the event at once, no retries
 ├── BrokerUnavailableError the Kafka cluster did not answer in time
-└── TransactionFencedError another instance took over this one's transactions (exactly-once)
+├── StateError             a state store's changelog
+│   ├── StateRestoreError      could not be read to its end
+│   └── StateNotReadyError     a handler asked for a partition not restored here
+├── InboundRejected        a channel's inbound request is refused (status and reason)
+├── EgressRefused          an outbound URL is refused by the egress policy
+├── LLMError               the model could not be asked
+├── ToolError              a tool's failure the model should see
+│   └── CalculatorError        the expression is not plain arithmetic
+├── TemplateError          a webhook rule's template names a missing field (a ValueError too)
+├── DevKafkaError          the local development broker could not be fetched or started
+├── StackError             the local stack (pipeline up, pipeline demo) could not start
+├── TransactionFencedError another instance took over this one's transactions (exactly-once)
+├── AbortableTransactionError  the open transaction must be aborted and its input read again
+└── ReplayError            a replay could not be set up (nothing recorded, Kafka unreadable)
 """
 
 from __future__ import annotations
@@ -25,6 +40,10 @@ class PipelineError(Exception):
 
 class ConfigError(PipelineError):
     """Settings are missing, malformed or contradict each other."""
+
+
+class RulesError(ConfigError):
+    """The rules file is missing, not YAML, or a rule is invalid; the message says where."""
 
 
 class SchemaError(PipelineError):
@@ -87,8 +106,78 @@ class BrokerUnavailableError(PipelineError):
     """The Kafka cluster did not answer within the configured timeout."""
 
 
+class StateError(PipelineError):
+    """Root of state store errors."""
+
+
+class StateRestoreError(StateError):
+    """A changelog could not be read to its end; the service stops rather than guess."""
+
+
+class StateNotReadyError(StateError):
+    """A handler asked for state of a partition this instance has not restored.
+
+    The runtime restores on assignment, before any record of the partition is handled;
+    seeing this means the subscribed topics and the changelog are not co-partitioned.
+    """
+
+
+class InboundRejected(PipelineError):
+    """The request is refused with ``status`` (400, 401, 403, 404) and a reason."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class EgressRefused(PipelineError):
+    """An outbound URL was refused by the egress policy; nothing was sent."""
+
+
+class LLMError(PipelineError):
+    """The model could not be asked: a refused request, or the client's retries ran out.
+
+    The agent answers with an apology at once: the client's retries are the only retries
+    of a model call, never multiplied by the runtime's handler retries.
+    """
+
+
+class ToolError(PipelineError):
+    """Raised by a tool for a failure the caller should see (bad arguments, no match).
+
+    The message becomes the ``error`` of the tool_result, so say what was wrong.
+    """
+
+
+class CalculatorError(ToolError):
+    """The expression is not plain arithmetic, too large, or has no finite value."""
+
+
+class TemplateError(PipelineError, ValueError):
+    """A template names a payload field that is missing or not a plain value."""
+
+
+class DevKafkaError(PipelineError):
+    """The local development broker could not be fetched, started or stopped."""
+
+
+class StackError(PipelineError):
+    """The local stack could not be started."""
+
+
 class TransactionFencedError(PipelineError):
     """In exactly-once mode, a newer instance with the same transactional id (or the
     group, after a rebalance) fenced this one: it must not commit anything more, so it
     stops. Its open transaction is aborted; whatever it had not committed is handled by
     the instance that fenced it."""
+
+
+class AbortableTransactionError(PipelineError):
+    """In exactly-once mode, the open transaction failed in a way Kafka lets one recover
+    from: the runtime aborts it and reads again from the committed offsets. Control flow
+    inside the runtime; it never reaches a handler."""
+
+
+class ReplayError(PipelineError):
+    """A replay could not be set up: nothing recorded, or Kafka could not be read."""

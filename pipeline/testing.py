@@ -214,10 +214,7 @@ class MemoryBroker:
         ``committed``, only what a read_committed reader sees."""
         with self.changed:
             return [
-                r
-                for log in self._topics.get(topic, [])
-                for r in log
-                if not committed or r.visible
+                r for log in self._topics.get(topic, []) for r in log if not committed or r.visible
             ]
 
     def end_transaction(self, transaction: MemoryTransaction, commit: bool) -> None:

@@ -2,9 +2,9 @@
 
 ``kafka_bootstrap`` (session) picks the first broker it can get:
 
-1. ``KAFKA_BOOTSTRAP_SERVERS`` when set (CI starts ``python -m pipeline.devkafka``);
+1. ``KAFKA_BOOTSTRAP_SERVERS`` when set (CI starts ``python -m pipeline.dev.kafka``);
 2. an ``apache/kafka`` container through testcontainers when a Docker engine answers;
-3. ``pipeline.devkafka.DevKafka`` on free ports (Java 17+ and Maven, no Docker).
+3. ``pipeline.dev.kafka.DevKafka`` on free ports (Java 17+ and Maven, no Docker).
 
 When none works the integration tests are skipped with the reason, or fail when
 ``CI=true``: nothing is skipped in CI.
@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from pipeline.devkafka import DevKafka, DevKafkaError, create_topics, free_port
+from pipeline.dev.kafka import DevKafka, create_topics, free_port
+from pipeline.errors import DevKafkaError
 
 __all__ = ["create_topics"]  # re-exported for tests: create_topics(bootstrap, names, partitions)
 
@@ -151,7 +152,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             try:
                 broker.start()
             except DevKafkaError as exc:
-                reasons.append(f"pipeline.devkafka failed: {exc}")
+                reasons.append(f"pipeline.dev.kafka failed: {exc}")
                 _unavailable("; ".join(reasons))
             stack.callback(broker.stop)
             bootstrap = broker.bootstrap_servers

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from pipeline.errors import PipelineError
+from pipeline.errors import InboundRejected
 
 # Fixed forever: event ids derived from provider ids must stay the same across releases,
 # or a provider retry after an upgrade would not be recognised.
@@ -33,15 +33,6 @@ MAX_JSON_DEPTH = 32
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _UNIX_SECONDS = re.compile(r"[0-9]{1,12}")
-
-
-class InboundRejected(PipelineError):
-    """The request is refused with ``status`` (400, 401, 403, 404) and a reason."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pipeline.channels.inbound import InboundRejected
+from pipeline.errors import InboundRejected
 
 CHANNEL_PREFIXES = ("web:", "slack:", "whatsapp:", "email:")
 

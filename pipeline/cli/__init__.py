@@ -262,8 +262,8 @@ def up(kafka_port: int, metrics_base_port: int, log_dir: Path, only: tuple[str, 
     """
     import signal
 
-    from pipeline.stack.local import LocalStack
-    from pipeline.stack.supervisor import SERVICES
+    from pipeline.dev.stack.local import LocalStack
+    from pipeline.dev.stack.supervisor import SERVICES
 
     services = list(only) or list(SERVICES)
     stack = LocalStack(
@@ -314,7 +314,15 @@ def demo(kafka_port: int, gateway_port: int, log_dir: Path, timeout: float) -> N
     Runs every service with local stand-ins for Slack, WhatsApp, web callbacks and SMTP;
     exits non-zero if any expected reply did not arrive.
     """
-    from pipeline.stack.demo import run_demo
+    try:
+        from pipeline.dev.stack.demo import run_demo
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not exc.name.startswith("aiosmtpd"):
+            raise
+        raise click.ClickException(
+            f"pipeline demo needs the dev extra ({exc.name} is missing): "
+            "pip install 'kafka-agent-pipeline[dev]', or run scripts/bootstrap"
+        ) from exc
 
     sys.exit(
         run_demo(kafka_port=kafka_port, gateway_port=gateway_port, log_dir=log_dir, timeout=timeout)

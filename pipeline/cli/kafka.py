@@ -1,4 +1,4 @@
-"""``pipeline kafka ...``: run the local development broker (see ``pipeline.devkafka``)."""
+"""``pipeline kafka ...``: run the local development broker (see ``pipeline.dev.kafka``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pipeline import devkafka
+from pipeline.dev import kafka as devkafka
 
 _port = click.option(
     "--port", type=int, default=devkafka.DEFAULT_PORT, show_default=True, help="Broker port."

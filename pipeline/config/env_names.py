@@ -23,7 +23,7 @@ from pydantic import BaseModel
 PREFIX = "PIPELINE_"
 
 TOOL_VARIABLES: Mapping[str, str] = {
-    "PIPELINE_DEVKAFKA_CACHE": "pipeline.devkafka: where the broker jars are cached",
+    "PIPELINE_DEVKAFKA_CACHE": "pipeline.dev.kafka: where the broker jars are cached",
     "PIPELINE_TOOLS_DIR": ".ci/deploy-tools and tests/deploy: where helm and friends live",
     "PIPELINE_CI_KAFKA_PORT": ".ci/run: port of the broker CI starts",
     "PIPELINE_IMAGE": "docker-compose.yml: the image every service runs (read by Compose)",

@@ -9,12 +9,11 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry
 
 from pipeline.config.sections import LLMSettings
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, LLMError
 from pipeline.llm.base import (
     ChatMessage,
     ChatRequest,
     Completion,
-    LLMError,
     LLMProvider,
     ToolCall,
     ToolSpec,

@@ -11,17 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from pipeline.errors import PipelineError
-
 Role = Literal["user", "assistant", "tool"]
-
-
-class LLMError(PipelineError):
-    """The model could not be asked: a refused request, or retries ran out.
-
-    The agent's handler lets it propagate so the runtime retries the event, and answers
-    with an apology on the last attempt.
-    """
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -21,15 +20,10 @@ import httpx
 from prometheus_client import CollectorRegistry
 
 from pipeline.config.sections import LLMSettings
-from pipeline.llm.base import (
-    ChatMessage,
-    ChatRequest,
-    Completion,
-    LLMError,
-    ToolCall,
-    Usage,
-)
+from pipeline.errors import LLMError
+from pipeline.llm.base import ChatMessage, ChatRequest, Completion, ToolCall, Usage
 from pipeline.llm.metrics import LLMMetrics
+from pipeline.retry import RetryPolicy, parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +62,12 @@ class OpenAIProvider:
         self._duration = metrics.duration.labels(*labels)
         self._prompt_tokens = metrics.tokens.labels(*labels, "prompt")
         self._completion_tokens = metrics.tokens.labels(*labels, "completion")
+        self._policy = RetryPolicy(
+            max_attempts=settings.max_retries + 1,
+            initial_seconds=settings.backoff_initial_seconds,
+            max_seconds=settings.backoff_max_seconds,
+            retry_after_max_seconds=MAX_RETRY_AFTER_SECONDS,
+        )
         self._outcomes = {
             o: metrics.requests.labels(*labels, o) for o in ("ok", "retried", "failed")
         }
@@ -84,7 +84,7 @@ class OpenAIProvider:
 
     async def _attempt(self, body: Mapping[str, Any], attempt: int) -> Completion | float:
         """One HTTP request: the completion, or how long to wait before the next attempt."""
-        last = attempt > self.settings.max_retries
+        last = self._policy.exhausted(attempt)
         started = time.perf_counter()
         try:
             response = await self._client.post("chat/completions", json=body)
@@ -127,10 +127,7 @@ class OpenAIProvider:
                 f"{reason}"
             )
         self._outcomes["retried"].inc()
-        delay = _retry_after_seconds(retry_after)
-        if delay is None:
-            base = self.settings.backoff_initial_seconds * 2 ** (attempt - 1)
-            delay = random.uniform(0, min(base, self.settings.backoff_max_seconds))
+        delay = self._policy.delay(attempt, parse_retry_after(retry_after))
         log.info("chat completion attempt %d failed (%s); retry in %.2fs", attempt, reason, delay)
         return delay
 
@@ -217,15 +214,6 @@ def _arguments(function: Mapping[str, Any]) -> dict[str, Any]:
         log.warning("tool call %s has arguments that are not JSON: %.200s", function["name"], raw)
         return {"_unparsed": raw}
     return parsed if isinstance(parsed, dict) else {"value": parsed}
-
-
-def _retry_after_seconds(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return min(max(0.0, float(value)), MAX_RETRY_AFTER_SECONDS)
-    except ValueError:
-        return None  # an HTTP date: fall back to our own backoff
 
 
 def _excerpt(response: httpx.Response) -> str:

@@ -13,7 +13,7 @@ resource from ``OTEL_SERVICE_NAME`` (default: the service's name) and
 behind a batch processor (``OTEL_BSP_*``). Exporters are found by name as the SDK finds
 them (the ``opentelemetry_traces_exporter`` entry points): ``console`` comes with the
 SDK, ``otlp`` (HTTP/protobuf, or gRPC with ``OTEL_EXPORTER_OTLP_PROTOCOL=grpc``) with
-the ``otel`` extra. The spans themselves are made in :mod:`pipeline.observability.spans`.
+the ``otel`` extra. The spans themselves are made in :mod:`pipeline.runtime.spans`.
 """
 
 from __future__ import annotations

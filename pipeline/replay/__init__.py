@@ -8,11 +8,11 @@ compares the outputs with the recorded ones input by input (:mod:`pipeline.repla
 
 from __future__ import annotations
 
+from pipeline.errors import ReplayError
 from pipeline.replay.diff import ConversationDiff, InputDiff, compare, render, summarise
 from pipeline.replay.engine import Replayed, replay_conversation, run_in_memory
 from pipeline.replay.recording import (
     Recording,
-    ReplayError,
     recent_conversations,
     select,
     state_as_of,

@@ -15,7 +15,7 @@ from datetime import datetime
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from pipeline.config import Settings
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, ReplayError
 from pipeline.events.model import Event, to_millis
 from pipeline.events.serde import SingleObjectSerde
 from pipeline.partitioner import partition_for
@@ -27,10 +27,6 @@ from pipeline.timeline import Entry, conversation_timeline
 
 INBOX = "message_received"  # where conversations start: --sample picks from here
 SCAN_PER_CONVERSATION = 50  # records of each message_received partition read per sampled one
-
-
-class ReplayError(PipelineError):
-    """A replay could not be set up: nothing recorded, or Kafka could not be read."""
 
 
 @dataclass(frozen=True, slots=True)

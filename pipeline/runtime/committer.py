@@ -23,11 +23,12 @@ from typing import Any, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
+from pipeline.errors import AbortableTransactionError
 from pipeline.observability.metrics import RuntimeMetrics
 from pipeline.runtime.offset_tracker import PartitionOffsets
 from pipeline.runtime.ports import ConsumerPort
 from pipeline.runtime.run_state import RunState
-from pipeline.runtime.transaction import MustAbort, Transaction
+from pipeline.runtime.transaction import Transaction
 
 log = logging.getLogger("pipeline.runtime")
 
@@ -209,7 +210,7 @@ class Committer:
             if offsets is None:
                 return  # nothing produced and no position moved: keep it open
             txn.commit(offsets, consumer.group_metadata())
-        except MustAbort as exc:
+        except AbortableTransactionError as exc:
             self.metrics.commits.labels(self.name, "failure").inc()
             log.warning("transaction aborted (%s); reading again from the committed offsets", exc)
             txn.abort()

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from pipeline.errors import EventTypeError
 from pipeline.events.model import Event
 from pipeline.events.serde import SingleObjectSerde
-from pipeline.observability.spans import send_traceparent
 from pipeline.observability.tracing import event_traceparent, parent_trace, trace_from_id
 from pipeline.runtime.headers import Header, event_headers
+from pipeline.runtime.spans import send_traceparent
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span

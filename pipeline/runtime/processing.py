@@ -27,14 +27,14 @@ from pipeline.events.model import Event
 from pipeline.events.serde import SingleObjectSerde
 from pipeline.observability.metrics import HandlerMetrics, RuntimeMetrics
 from pipeline.observability.otel import OBSERVE
-from pipeline.observability.spans import observed_attempt
+from pipeline.retry import backoff_seconds
 from pipeline.runtime.context import Context, Outgoing
 from pipeline.runtime.dead_letter import Failure, dead_letter_record
 from pipeline.runtime.headers import TRACEPARENT, header
 from pipeline.runtime.offset_tracker import PartitionOffsets
 from pipeline.runtime.ports import ProducerPort, Record
-from pipeline.runtime.retry import backoff_seconds
 from pipeline.runtime.run_state import RunState
+from pipeline.runtime.spans import observed_attempt
 from pipeline.runtime.transaction import Transaction
 
 if TYPE_CHECKING:

@@ -19,11 +19,11 @@ from pipeline.events.model import Event, Metadata
 from pipeline.events.serde import SingleObjectSerde
 from pipeline.events.wire import make_serde
 from pipeline.observability.otel import OBSERVE
-from pipeline.observability.spans import publish_span
 from pipeline.observability.tracing import child_traceparent
 from pipeline.runtime.headers import Header, event_headers
 from pipeline.runtime.ports import ProducerPort
 from pipeline.runtime.producer import AsyncProducer, producer_config
+from pipeline.runtime.spans import publish_span
 
 
 class Publisher:

@@ -17,7 +17,7 @@ transaction at once), and the consumer's group metadata sent with the offsets fe
 member of an older group generation (a zombie that lost its partitions in a rebalance).
 A fenced producer stops the service (:class:`~pipeline.errors.TransactionFencedError`);
 an abortable failure aborts the transaction and the runner reads again from the
-committed offsets (:class:`MustAbort`).
+committed offsets (:class:`AbortableTransactionError`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from pipeline.config import Settings
-from pipeline.errors import TransactionFencedError
+from pipeline.errors import AbortableTransactionError, TransactionFencedError
 from pipeline.runtime.ports import AckCallback, Headers, ProducerPort, TransactionalProducerPort
 
 log = logging.getLogger("pipeline.runtime")
@@ -71,11 +71,6 @@ def transactional_id(settings: Settings, group_id: str, consumer_config: dict[st
     if not instance:
         instance = f"{socket.gethostname()}-{os.getpid()}"
     return f"{group_id}-{instance}"
-
-
-class MustAbort(Exception):
-    """The open transaction failed in a way Kafka lets one recover from: abort it and
-    read again from the committed offsets. Control flow inside the runtime only."""
 
 
 class TransactionGate:
@@ -171,7 +166,8 @@ class GatedProducer:
 
 class Transaction:
     """The transaction calls, made on the consumer thread, with Kafka's errors sorted
-    into fenced (stop), abortable (:class:`MustAbort`) and retriable (retried here)."""
+    into fenced (stop), abortable (:class:`AbortableTransactionError`) and retriable
+    (retried here)."""
 
     def __init__(
         self,
@@ -197,9 +193,10 @@ class Transaction:
         log.info("transactional id %s initialised", self.transactional_id)
 
     def commit(self, offsets: list[TopicPartition], group_metadata: Any) -> None:
-        """Add ``offsets`` and commit; raises MustAbort or TransactionFencedError."""
+        """Add ``offsets`` and commit; raises AbortableTransactionError or
+        TransactionFencedError."""
         if self.doomed is not None:
-            raise MustAbort(self.doomed)
+            raise AbortableTransactionError(self.doomed)
         if offsets:
             self._call(
                 "send_offsets_to_transaction",
@@ -219,7 +216,9 @@ class Transaction:
         readers, its offsets never committed) and begin the next one."""
         try:
             self._call("abort_transaction", self.producer.abort_transaction, CALL_TIMEOUT_SECONDS)
-        except MustAbort as exc:  # cannot happen for an abort; keep going if it does
+        except (
+            AbortableTransactionError
+        ) as exc:  # cannot happen for an abort; keep going if it does
             log.warning("abort_transaction: %s", exc)
         self.begin()
 
@@ -240,12 +239,12 @@ class Transaction:
                         "this one stops without committing anything more"
                     ) from exc
                 if error.txn_requires_abort():
-                    raise MustAbort(f"{what} failed: {error.str()}") from exc
+                    raise AbortableTransactionError(f"{what} failed: {error.str()}") from exc
                 if error.retriable() and time.monotonic() < deadline:
                     log.info("%s failed (%s); trying again", what, error.str())
                     time.sleep(0.1)
                     continue
-                raise MustAbort(f"{what} failed: {error.str()}") from exc
+                raise AbortableTransactionError(f"{what} failed: {error.str()}") from exc
 
     # ------------------------------------------------------------------ on the loop
 

@@ -27,10 +27,10 @@ from prometheus_client import Counter, Histogram
 from pipeline.config import Settings
 from pipeline.events.model import Event
 from pipeline.observability.metrics import LATENCY_BUCKETS
-from pipeline.observability.spans import failed, span
 from pipeline.runtime.context import Context
 from pipeline.runtime.publisher import Publisher
 from pipeline.runtime.service import Background, Service
+from pipeline.runtime.spans import failed, span
 from pipeline.toolbox import ToolError, ToolRegistry, build_registry
 from pipeline.toolbox.advertiser import Advertiser
 from pipeline.toolbox.catalog import CatalogFollower

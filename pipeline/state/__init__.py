@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from pipeline.state.changelog import (
-    StateError,
-    StateNotReadyError,
-    StateRestoreError,
-    read_changelog,
-)
+from pipeline.errors import StateError, StateNotReadyError, StateRestoreError
+from pipeline.state.changelog import read_changelog
 from pipeline.state.store import ChangelogStore, decode_value, encode_value
 
 __all__ = [

@@ -14,27 +14,14 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from pipeline.errors import PipelineError
+from pipeline.errors import StateRestoreError
 
 METADATA_TIMEOUT_SECONDS = 10.0
 
 log = logging.getLogger(__name__)
 
-
-class StateError(PipelineError):
-    """Root of state store errors."""
-
-
-class StateRestoreError(StateError):
-    """A changelog could not be read to its end; the service stops rather than guess."""
-
-
-class StateNotReadyError(StateError):
-    """A handler asked for state of a partition this instance has not restored.
-
-    The runtime restores on assignment, before any record of the partition is handled;
-    seeing this means the subscribed topics and the changelog are not co-partitioned.
-    """
+# What a tombstone's key and headers mean, for changelogs whose tombstones carry headers.
+Tombstone = Callable[[str, list[tuple[str, Any]]], Any]
 
 
 @dataclass(slots=True)
@@ -57,13 +44,14 @@ def read_changelog(
     *,
     timeout: float,
     ends: Mapping[int, int] | None = None,
+    tombstone: Tombstone | None = None,
 ) -> dict[int, Restored]:
     """Read each partition of ``topic`` from ``starts[p]`` (None: the beginning) to its end,
     or only up to (not including) ``ends[p]`` where given.
 
     A start below the log's first offset (the log was truncated or recreated) falls back
     to a full read, flagged ``full``. ``decode`` runs on every non-tombstone value; a
-    tombstone reads as None.
+    tombstone reads as None, or as what ``tombstone(key, headers)`` makes of it.
     """
     consumer = Consumer(
         {
@@ -76,7 +64,9 @@ def read_changelog(
         }
     )
     try:
-        return _read(consumer, topic, starts, decode, time.monotonic() + timeout, ends or {})
+        return _read(
+            consumer, topic, starts, decode, tombstone, time.monotonic() + timeout, ends or {}
+        )
     finally:
         consumer.close()
 
@@ -86,6 +76,7 @@ def _read(
     topic: str,
     starts: Mapping[int, int | None],
     decode: Callable[[bytes], Any],
+    tombstone: Tombstone | None,
     deadline: float,
     ends: Mapping[int, int],
 ) -> dict[int, Restored]:
@@ -133,7 +124,14 @@ def _read(
                 name = key.decode() if isinstance(key, bytes) else str(key)
                 value = msg.value()
                 try:
-                    reading.values[name] = None if value is None else decode(value)
+                    if value is not None:
+                        reading.values[name] = decode(value)
+                    elif tombstone is not None:
+                        headers = msg.headers() or []
+                        pairs = list(headers.items() if isinstance(headers, dict) else headers)
+                        reading.values[name] = tombstone(name, pairs)
+                    else:
+                        reading.values[name] = None
                 except ValueError as exc:
                     raise StateRestoreError(
                         f"{topic}[{partition}]@{offset} (key {name!r}) is not valid state: {exc}; "

@@ -29,15 +29,10 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from pipeline.config import Settings
+from pipeline.errors import StateNotReadyError, StateRestoreError
 from pipeline.runtime.context import Context
 from pipeline.runtime.service import Service
-from pipeline.state.changelog import (
-    Restored,
-    StateNotReadyError,
-    StateRestoreError,
-    partition_counts,
-    read_changelog,
-)
+from pipeline.state.changelog import Restored, partition_counts, read_changelog
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,10 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pipeline.config.sections import ToolsSettings
+from pipeline.errors import ToolError
 from pipeline.toolbox.calculator import evaluate
 from pipeline.toolbox.knowledge import KnowledgeBase
-from pipeline.toolbox.registry import Tool, ToolError
+from pipeline.toolbox.registry import Tool
 
 BUILTIN = "builtin"
 

@@ -12,7 +12,7 @@ import math
 import operator
 from collections.abc import Callable
 
-from pipeline.toolbox.registry import ToolError
+from pipeline.errors import CalculatorError
 
 MAX_EXPRESSION_CHARS = 500
 MAX_NODES = 200
@@ -41,10 +41,6 @@ _HINTS: dict[type[ast.AST], str] = {
     ast.Attribute: "attribute access is not allowed",
     ast.Subscript: "subscripts are not allowed",
 }
-
-
-class CalculatorError(ToolError):
-    """The expression is not plain arithmetic, too large, or has no finite value."""
 
 
 def evaluate(expression: str) -> Number:

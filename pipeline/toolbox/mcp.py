@@ -28,8 +28,8 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
 from pipeline.config.sections import McpServerSettings, ToolsSettings
-from pipeline.errors import ConfigError
-from pipeline.toolbox.registry import Tool, ToolError
+from pipeline.errors import ConfigError, ToolError
+from pipeline.toolbox.registry import Tool
 
 log = logging.getLogger(__name__)
 

@@ -12,18 +12,11 @@ from typing import Any
 import jsonschema
 
 from pipeline.config.sections import ToolsSettings
-from pipeline.errors import ConfigError, PipelineError
+from pipeline.errors import ConfigError
 
 ToolFunction = Callable[[Mapping[str, Any]], Awaitable[Any] | Any]
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-
-
-class ToolError(PipelineError):
-    """Raised by a tool for a failure the caller should see (bad arguments, no match).
-
-    The message becomes the ``error`` of the tool_result, so say what was wrong.
-    """
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,7 @@ from confluent_kafka import TopicPartition as TP
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from pipeline.config import bundled_dir
-from pipeline.devkafka import DevKafkaCluster, port_in_use
+from pipeline.dev.kafka import DevKafkaCluster, port_in_use
 from pipeline.events.catalog import SchemaCatalog
 from pipeline.events.model import Event, Metadata
 from pipeline.events.serde import SingleObjectSerde

@@ -19,7 +19,7 @@ from chaos_check import AT_LEAST_ONCE, EXACTLY_ONCE
 from chaos_harness import ChaosPlan, run_chaos, start_cluster
 
 from pipeline.config import Settings
-from pipeline.devkafka import DevKafkaCluster, DevKafkaError
+from pipeline.dev.kafka import DevKafkaCluster, DevKafkaError
 
 pytestmark = pytest.mark.chaos
 

@@ -124,6 +124,13 @@ def test_pipeline_run_echo_help(image_venv: Path) -> None:
     assert "Usage: pipeline run [OPTIONS] SERVICE" in result.stdout
 
 
+def test_the_image_leaves_out_the_demo_and_says_which_extra_it_needs(image_venv: Path) -> None:
+    result = run_in(image_venv, "demo")
+    assert result.returncode == 1, result.stdout
+    assert "pipeline demo needs the dev extra (aiosmtpd is missing)" in result.stderr
+    assert "kafka-agent-pipeline[dev]" in result.stderr
+
+
 def test_a_dockerfile_missing_a_force_included_folder_fails_the_check(tmp_path: Path) -> None:
     """The check catches the image that once failed: deploy/ data not copied."""
     broken = "\n".join(

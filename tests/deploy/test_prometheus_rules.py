@@ -43,7 +43,7 @@ EXPORTED = {
     "pipeline_deliveries_total",
     *_histogram("pipeline_delivery_duration_seconds"),
     *_histogram("pipeline_turn_latency_seconds"),
-    # scheduler (pipeline/services/scheduler.py)
+    # scheduler (pipeline/services/scheduler/service.py)
     "pipeline_timers_fired_total",
     "pipeline_timers_pending",
     *_histogram("pipeline_timer_fire_delay_seconds"),

@@ -33,7 +33,7 @@ from confluent_kafka import Producer
 from deploy_support import RULES, dashboard_exprs, metric_names, rule_exprs
 from scrape_services import callbacks, chat_completions
 
-from pipeline.stack.local import development_env
+from pipeline.dev.stack.local import development_env
 
 HERE = Path(__file__).parent
 DEADLINE = 120.0

@@ -251,8 +251,8 @@ def test_knowledge_base_and_webhook_rules_reach_their_services(
         assert "PIPELINE_WEBHOOKS__RULES_FILE" in env_of(manifests, "webhooks")
         assert "PIPELINE_GATEWAY__PORT" in env_of(manifests, "gateway")
     # What the ConfigMaps carry loads as the services load it at start.
+    from pipeline.services.webhooks.rules import RuleSet
     from pipeline.toolbox.knowledge import KnowledgeBase
-    from pipeline.webhooks.rules import RuleSet
 
     data = {
         key: text

@@ -12,7 +12,7 @@ from confluent_kafka import Consumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from pipeline.config import Settings
-from pipeline.devkafka import free_port
+from pipeline.dev.kafka import free_port
 from pipeline.services.gateway import create_app
 from pipeline.services.gateway.server import gateway_settings
 

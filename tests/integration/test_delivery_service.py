@@ -40,11 +40,11 @@ from runtime_support import (
 from runtime_support import settings_for as base_settings
 
 from pipeline.channels.web import signature
-from pipeline.devkafka import free_port
+from pipeline.dev.kafka import free_port
+from pipeline.dev.stack.local import development_env
 from pipeline.errors import ConfigError
 from pipeline.events.model import Event, Metadata
 from pipeline.services.delivery import build
-from pipeline.stack.local import development_env
 
 TOPICS = ("response_ready", "delivery_status", "delivery_sent", "dead_letters")
 CALLBACK_SECRET = "integration-callback-secret"

@@ -18,7 +18,8 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from pipeline.devkafka import DevKafkaCluster, DevKafkaError, port_in_use
+from pipeline.dev.kafka import DevKafkaCluster, port_in_use
+from pipeline.errors import DevKafkaError
 
 HEAP = ("-Xmx384m",)
 

@@ -30,7 +30,7 @@ from service_apps import relay
 
 from pipeline.errors import TransactionFencedError
 from pipeline.runtime.kafka_transport import KafkaTransport
-from pipeline.runtime.transaction import MustAbort, Transaction, TransactionGate
+from pipeline.runtime.transaction import AbortableTransactionError, Transaction, TransactionGate
 
 AGENT_TOPICS = (
     "message_received",
@@ -244,7 +244,7 @@ def test_a_member_of_an_older_group_generation_cannot_commit_offsets(
         )
         transaction.start()
         producer.produce_nowait(outputs, b"from the old generation", b"c0", (), lambda *_: None)
-        with pytest.raises(MustAbort, match="send_offsets_to_transaction"):
+        with pytest.raises(AbortableTransactionError, match="send_offsets_to_transaction"):
             transaction.commit([TopicPartition(inputs, 0, 2)], stale)
         transaction.abort()
         loop.run_until_complete(producer.aclose(5))

@@ -27,7 +27,7 @@ from runtime_support import Record, read_all_async
 
 from pipeline.channels.webhook.inbound import signature_headers
 from pipeline.config import Settings
-from pipeline.devkafka import free_port
+from pipeline.dev.kafka import free_port
 
 SLACK_SECRET = "slack-signing-secret"
 WA_SECRET = "meta-app-secret"

@@ -58,7 +58,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
-from pipeline.devkafka import free_port
+from pipeline.dev.kafka import free_port
 
 REQUESTS = 10_000
 SCHEMATHESIS_CASES = 300  # ~45 ms each to generate; each is sent twice

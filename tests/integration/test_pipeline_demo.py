@@ -11,7 +11,7 @@ from pathlib import Path
 from runtime_support import SERDE
 
 from pipeline.config import Settings
-from pipeline.devkafka import free_port
+from pipeline.dev.kafka import free_port
 from pipeline.timeline import conversation_timeline
 
 REPO = Path(__file__).resolve().parents[2]

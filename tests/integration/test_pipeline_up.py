@@ -12,8 +12,8 @@ from pathlib import Path
 
 import httpx
 
-from pipeline.devkafka import port_in_use
-from pipeline.stack.supervisor import SERVICES
+from pipeline.dev.kafka import port_in_use
+from pipeline.dev.stack.supervisor import SERVICES
 
 REPO = Path(__file__).resolve().parents[2]
 

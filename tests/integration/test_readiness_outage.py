@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from pipeline.config import Settings
-from pipeline.devkafka import DevKafka, DevKafkaError, free_port
+from pipeline.dev.kafka import DevKafka, DevKafkaError, free_port
 from pipeline.topology import admin_client, apply, load_settings_topology
 
 HEAP = ("-Xmx384m",)

@@ -21,10 +21,10 @@ from runtime_support import (
     stop_service,
 )
 
-from pipeline.events.model import Event, Metadata
+from pipeline.events.model import Event, Metadata, to_millis
 from pipeline.runtime.service import Service
-from pipeline.scheduler.timers import HEADER_ENDED, fired_event_id, to_millis
 from pipeline.services import scheduler
+from pipeline.services.scheduler.timers import HEADER_ENDED, fired_event_id
 
 TOPICS = ("timer_requested", "timer_fired", "scheduler_timers", "dead_letters")
 

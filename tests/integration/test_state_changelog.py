@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from confluent_kafka import Producer, TopicPartition
@@ -13,10 +14,15 @@ from pipeline.state import ChangelogStore, StateRestoreError, decode_value, read
 from pipeline.state.changelog import partition_counts
 
 
-def write(bootstrap: str, topic: str, records: list[tuple[int, str, bytes | None]]) -> None:
+def write(
+    bootstrap: str,
+    topic: str,
+    records: list[tuple[int, str, bytes | None]],
+    headers: list[tuple[str, bytes]] | None = None,
+) -> None:
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
     for partition, key, value in records:
-        producer.produce(topic, value, key, partition=partition)
+        producer.produce(topic, value, key, partition=partition, headers=headers)
     assert producer.flush(30) == 0
 
 
@@ -51,6 +57,23 @@ def test_reads_each_partition_to_its_end_with_tombstones(
     since = read_changelog(config(kafka_bootstrap), topic, {0: 2}, decode_value, timeout=30)
     assert since[0].values == {"a": {"n": 2}, "b": None}
     assert (since[0].start, since[0].full, since[0].records) == (2, False, 2)
+
+
+def test_a_tombstone_reads_as_what_its_headers_say_when_asked(
+    kafka_bootstrap: str, make_topics: Callable[..., list[str]]
+) -> None:
+    (topic,) = make_topics("scheduler_timers", partitions=1)
+    write(kafka_bootstrap, topic, [(0, "t1", None)], headers=[("why", b"fired")])
+
+    def ended(key: str, headers: list[tuple[str, Any]]) -> tuple[str, dict[str, Any]]:
+        return key, dict(headers)
+
+    restored = read_changelog(
+        config(kafka_bootstrap), topic, {0: None}, decode_value, timeout=30, tombstone=ended
+    )
+    assert restored[0].values == {"t1": ("t1", {"why": b"fired"})}
+    plain = read_changelog(config(kafka_bootstrap), topic, {0: None}, decode_value, timeout=30)
+    assert plain[0].values == {"t1": None}
 
 
 def test_a_start_before_the_log_start_reads_everything_left(

@@ -22,7 +22,7 @@ from pipeline.channels.webhook.inbound import signature_headers
 from pipeline.events.model import Event, Metadata
 from pipeline.services import webhooks
 from pipeline.services.agent import assemble
-from pipeline.webhooks.rules import RuleSet
+from pipeline.services.webhooks.rules import RuleSet
 
 CRM_SECRET = "crm-secret"
 T1_CALLBACK = "https://t1.example/cb"
@@ -34,6 +34,7 @@ TOPICS = (
     "context_updated",
     "tool_called",
     "tool_result",
+    "tool_catalog",
     "response_ready",
     "timer_requested",
     "timer_fired",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from runtime_support import REPO
 
-from pipeline.stack.supervisor import SERVICES
+from pipeline.dev.stack.supervisor import SERVICES
 
 
 def test_the_benchmark_runs_end_to_end_at_a_tiny_rate(kafka_bootstrap: str, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from runtime_support import read_all_async, running, settings_for
 from pipeline.channels.webhook.inbound import signature_headers
 from pipeline.runtime.service import Service
 from pipeline.services import webhooks
-from pipeline.webhooks.rules import RuleSet
+from pipeline.services.webhooks.rules import RuleSet
 
 SECRET = "crm-secret"
 RULES = """

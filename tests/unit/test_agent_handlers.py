@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Mapping
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from pipeline.config import Settings, bundled_dir
+from pipeline.config.sections import LLMSettings
 from pipeline.errors import RejectEvent
 from pipeline.events.catalog import SchemaCatalog
 from pipeline.events.model import Event, Metadata
 from pipeline.events.serde import SingleObjectSerde
-from pipeline.llm import ChatRequest, Completion, LLMError, ToolCall
+from pipeline.llm import ChatRequest, Completion, LLMError, ToolCall, create_provider
 from pipeline.runtime.context import Context
 from pipeline.services.agent import Agent, assemble
 from pipeline.services.agent.conversation import Conversation
@@ -236,15 +239,55 @@ async def test_a_failed_tool_reaches_the_model_as_an_error() -> None:
     assert answer["text"] == "Sorry, the calculator tool failed (error): it broke."
 
 
-async def test_a_model_failure_is_retried_then_apologised_for() -> None:
-    provider = ScriptedProvider(LLMError("down"), LLMError("down"))
+async def test_a_model_failure_is_apologised_for_at_once_without_a_handler_retry() -> None:
+    provider = ScriptedProvider(LLMError("down"))
     agent = await Harness(provider).start()
-    question = message("hello")
-    with pytest.raises(LLMError):
-        await agent.send(question, attempt=1)
-    assert agent.agent.store.lookup(0, "c1") is None, "a failed attempt changes no state"
-    (answer,) = await agent.send(question, attempt=3)  # max_retries=2: the last attempt
+    (answer,) = await agent.send(message("hello"), attempt=1)
     assert answer["text"] == LLM_DOWN
+    assert len(provider.requests) == 1
+
+
+class DownModel(BaseHTTPRequestHandler):
+    """A chat-completions server that always answers 503, and counts the requests."""
+
+    requests = 0
+
+    def do_POST(self) -> None:
+        type(self).requests += 1
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = b'{"error": {"message": "overloaded"}}'
+        self.send_response(503)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
+async def test_llm_retries_do_not_nest_inside_handler_retries() -> None:
+    """One message costs at most 1 + PIPELINE_LLM__MAX_RETRIES model calls per step of
+    the tool loop (3 here), not that many per handler attempt (it was 4 x 3 = 12)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), DownModel)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    llm = LLMSettings(
+        provider="openai",
+        base_url=f"http://127.0.0.1:{server.server_address[1]}/v1",
+        max_retries=2,
+        backoff_initial_seconds=0.01,
+        backoff_max_seconds=0.02,
+    )
+    provider = create_provider(llm, registry=CollectorRegistry(), service="agent")
+    try:
+        agent = await Harness(provider).start()
+        (answer,) = await agent.send(message("hello"), attempt=1)
+    finally:
+        await provider.aclose()
+        server.shutdown()
+        server.server_close()
+    assert answer["text"] == LLM_DOWN
+    assert DownModel.requests == 3
 
 
 async def test_history_is_windowed_and_a_repeated_message_is_remembered_once() -> None:

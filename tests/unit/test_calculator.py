@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.toolbox.calculator import MAX_EXPRESSION_CHARS, CalculatorError, evaluate
+from pipeline.errors import CalculatorError
+from pipeline.toolbox.calculator import MAX_EXPRESSION_CHARS, evaluate
 
 
 @pytest.mark.parametrize(

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from pipeline.channels.inbound import InboundRejected
 from pipeline.channels.tenancy import check_addressable, web_conversation, web_owner
 from pipeline.channels.web import inbound as web
 from pipeline.config.sections import GatewaySettings
+from pipeline.errors import InboundRejected
 
 
 def test_a_named_web_conversation_is_put_in_the_tenants_namespace() -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from pipeline.channels.outbound import Outcome, PermanentFailure, Retryable, Sent
 from pipeline.config import Settings, bundled_dir
 from pipeline.errors import RejectEvent
 from pipeline.events.catalog import SchemaCatalog
@@ -18,7 +19,6 @@ from pipeline.events.model import Event, Metadata
 from pipeline.events.serde import SingleObjectSerde
 from pipeline.runtime.context import Context
 from pipeline.services.delivery import build
-from pipeline.services.delivery.outcome import Outcome, PermanentFailure, Retryable, Sent
 from pipeline.services.delivery.sent_store import decode_value
 from pipeline.services.delivery.service import Delivery
 

@@ -8,16 +8,14 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from pipeline.config.sections import DeliverySettings
-from pipeline.services.delivery.outcome import (
+from pipeline.channels.outbound import (
     PermanentFailure,
     Retryable,
     classify_status,
     is_retryable_status,
-    parse_retry_after,
     transport_failure,
 )
-from pipeline.services.delivery.policy import RetryPolicy
+from pipeline.retry import RetryPolicy, parse_retry_after
 
 NOW = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -81,15 +79,13 @@ def test_transport_failures_are_retryable() -> None:
     assert refused.error == "connection error: ConnectError: refused"
 
 
-def policy(**overrides: float) -> RetryPolicy:
-    values = {
-        "max_attempts": 5,
-        "backoff_initial_seconds": 0.5,
-        "backoff_max_seconds": 30.0,
-        "retry_after_max_seconds": 120.0,
-        **overrides,
-    }
-    return RetryPolicy.from_settings(DeliverySettings(**values))
+def policy(
+    max_attempts: int = 5,
+    initial_seconds: float = 0.5,
+    max_seconds: float = 30.0,
+    retry_after_max_seconds: float = 120.0,
+) -> RetryPolicy:
+    return RetryPolicy(max_attempts, initial_seconds, max_seconds, retry_after_max_seconds)
 
 
 def test_backoff_doubles_within_jitter_bounds_and_is_capped() -> None:

@@ -1,4 +1,4 @@
-"""The parts of pipeline.devkafka that need neither Java nor Maven nor a broker."""
+"""The parts of pipeline.dev.kafka that need neither Java nor Maven nor a broker."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from pipeline import devkafka
 from pipeline.cli.kafka import kafka
-from pipeline.devkafka import DevKafka
+from pipeline.dev import kafka as devkafka
+from pipeline.dev.kafka import DevKafka
 
 
 def _props(text: str) -> dict[str, str]:
@@ -60,7 +60,7 @@ def test_default_data_dir_is_per_port_under_cache(
 
 def test_default_cache_is_in_the_repository(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(devkafka.CACHE_ENV, raising=False)
-    repo = Path(devkafka.__file__).resolve().parent.parent
+    repo = Path(devkafka.__file__).resolve().parents[2]
     assert devkafka.cache_root() == repo / ".cache" / "kafka"
 
 

@@ -16,11 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from pipeline.channels.inbound import InboundRejected
 from pipeline.channels.web import inbound as web
 from pipeline.egress import (
     EgressPolicy,
-    EgressRefused,
     IPAddress,
     blocked_reason,
     guarded_client,
@@ -28,6 +26,7 @@ from pipeline.egress import (
     origin,
     parse_ip_literal,
 )
+from pipeline.errors import EgressRefused, InboundRejected
 
 STRICT_HTTP = EgressPolicy.of(True, [])  # http allowed so that address checks are reached
 DEV = EgressPolicy.of(True, ["127.0.0.0/8", "::1/128"])

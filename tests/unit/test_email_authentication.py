@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.channels.email import inbound as email
 from pipeline.channels.email.authentication import aligned, judge, parse_header
-from pipeline.channels.inbound import InboundRejected
+from pipeline.errors import InboundRejected
 
 GMAIL_STYLE = (
     "mx.google.com;\r\n       dkim=pass header.i=@example.org header.s=s1 header.b=AbC;\r\n"

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from test_inbound_gateway import gateway_config
 
-from pipeline.devkafka import free_port
+from pipeline.dev.kafka import free_port
 from pipeline.observability.health import HealthServer
 from pipeline.services.gateway import GatewayServer, create_app
 

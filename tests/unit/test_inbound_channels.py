@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 
 from pipeline.channels.email import inbound as email
-from pipeline.channels.inbound import InboundRejected, Parsed, bearer_tenant, stable_event_id
+from pipeline.channels.inbound import Parsed, bearer_tenant, stable_event_id
 from pipeline.channels.slack import inbound as slack
 from pipeline.channels.web import inbound as web
 from pipeline.channels.webhook import inbound as webhook
 from pipeline.channels.whatsapp import inbound as whatsapp
+from pipeline.errors import InboundRejected
 
 NOW = 1_700_000_000.0
 

@@ -20,17 +20,11 @@ from test_inbound_gateway import (
     slack_headers,
 )
 
-from pipeline.channels.inbound import (
-    MAX_JSON_DEPTH,
-    Inbound,
-    InboundRejected,
-    Parsed,
-    json_object,
-    parse_timestamp,
-)
+from pipeline.channels.inbound import MAX_JSON_DEPTH, Inbound, Parsed, json_object, parse_timestamp
 from pipeline.channels.slack import inbound as slack
 from pipeline.channels.webhook.inbound import signature_headers
 from pipeline.config.sections import GatewaySettings
+from pipeline.errors import InboundRejected
 from pipeline.runtime.publisher import Publisher
 from pipeline.services.gateway import create_app
 from pipeline.services.gateway.limits import check_limits

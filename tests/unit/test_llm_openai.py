@@ -233,6 +233,28 @@ async def test_429_is_retried_then_answered(fake: tuple[FakeOpenAI, str]) -> Non
     assert sample(registry, "pipeline_llm_requests_total", outcome="ok") == 1
 
 
+async def test_retry_after_is_honoured_as_seconds_or_an_http_date(
+    fake: tuple[FakeOpenAI, str],
+) -> None:
+    """The client waits what the server asks (the shared parser of pipeline.retry), not
+    only its own 10-50 ms backoff; an HTTP date in the past waits nothing more."""
+    server, base_url = fake
+    server.replies = [
+        Reply(503, {"error": "busy"}, headers={"Retry-After": "1"}),
+        Reply(503, {"error": "busy"}, headers={"Retry-After": "Wed, 01 Jan 2020 00:00:00 GMT"}),
+        text_reply("after the wait"),
+    ]
+    provider = provider_for(base_url, CollectorRegistry(), max_retries=2)
+    started = time.monotonic()
+    try:
+        answer = await provider.complete(ChatRequest((ChatMessage("user", "hi"),)))
+    finally:
+        await provider.aclose()
+    assert answer.text == "after the wait"
+    assert len(server.requests) == 3
+    assert time.monotonic() - started >= 1.0
+
+
 async def test_retries_run_out(fake: tuple[FakeOpenAI, str]) -> None:
     server, base_url = fake
     server.replies = [Reply(500, {"error": "boom"}) for _ in range(3)]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ast
+import os
 import pickle
 import subprocess
 import sys
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -165,6 +168,44 @@ def test_millis_round_trip_and_naive_times_are_utc() -> None:
     assert to_millis(naive) == 1715938212345
     plus_two = datetime(2024, 5, 17, 11, 30, 12, 345000, tzinfo=timezone(timedelta(hours=2)))
     assert to_millis(plus_two) == 1715938212345
+
+
+def test_the_agent_and_the_scheduler_convert_with_the_same_helper() -> None:
+    """A naive time means UTC everywhere (as Avro's timestamp-millis has it), not the
+    machine's local time, and nothing but the event model converts epoch milliseconds."""
+    from pipeline.services.agent import conversation
+    from pipeline.services.scheduler import timers
+
+    assert conversation.to_millis is to_millis
+    assert timers.to_millis is to_millis and timers.from_millis is from_millis
+    package = Path(__file__).resolve().parents[2] / "pipeline"
+    copies = [
+        f"{path.relative_to(package)}: {node.name}"
+        for path in package.rglob("*.py")
+        if path != package / "events" / "model.py"
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.FunctionDef) and node.name.endswith(("to_millis", "from_millis"))
+    ]
+    assert not copies, copies
+    local = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import datetime as d; from pipeline.services.scheduler.timers import to_millis; "
+            "print(to_millis(d.datetime(2024, 5, 17, 9, 30, 12, 345000)))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "TZ": "America/New_York"},
+    )
+    assert local.stdout.strip() == "1715938212345"
+
+
+def test_from_millis_is_exact_where_floats_are_not() -> None:
+    millis = 1715938212345
+    assert from_millis(millis).microsecond == 345000
+    assert to_millis(datetime(2024, 5, 17, 9, 30, 12, 344999, tzinfo=UTC)) == millis - 1
 
 
 def test_utc_now_is_whole_milliseconds() -> None:

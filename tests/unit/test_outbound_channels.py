@@ -18,15 +18,15 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from pydantic import SecretStr
 
 from pipeline.channels.email.outbound import EmailSender
+from pipeline.channels.outbound import PermanentFailure, Retryable, Sent
 from pipeline.channels.slack.outbound import SlackSender
 from pipeline.channels.web import signature
 from pipeline.channels.web.outbound import WebSender
 from pipeline.channels.whatsapp.outbound import WhatsAppSender
 from pipeline.config.sections import DeliverySettings
-from pipeline.devkafka import free_port
+from pipeline.dev.kafka import free_port
 from pipeline.egress import EgressPolicy, guarded_client
 from pipeline.events.model import Event, Metadata
-from pipeline.services.delivery.outcome import PermanentFailure, Retryable, Sent
 from pipeline.services.delivery.service import http_client
 
 Answer = tuple[int, dict[str, str], bytes]

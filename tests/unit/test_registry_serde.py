@@ -19,7 +19,7 @@ from registry_stand_in import StandInRegistry
 from test_serde import DEAD_LETTER_RECORD, FIELDS, metadata
 
 from pipeline.config import Settings, bundled_dir
-from pipeline.devkafka import free_port
+from pipeline.dev.kafka import free_port
 from pipeline.errors import (
     CorruptEventError,
     RegistryUnavailableError,

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pipeline.events.model import Event, Metadata
-from pipeline.scheduler.timers import (
+from pipeline.services.scheduler.timers import (
     HEADER_APPLIED,
     HEADER_PARTITION,
     Ended,

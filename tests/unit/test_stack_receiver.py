@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from pipeline.channels.web import signature
-from pipeline.devkafka import free_port
-from pipeline.stack.receiver import Receivers
+from pipeline.dev.kafka import free_port
+from pipeline.dev.stack.receiver import Receivers
 
 SECRET = "stack-callback-secret"
 

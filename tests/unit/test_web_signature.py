@@ -15,11 +15,11 @@ import pytest
 import trustme
 from pydantic import SecretStr
 
+from pipeline.channels.outbound import Sent
 from pipeline.channels.web import signature
 from pipeline.channels.web.outbound import WebSender
 from pipeline.egress import EgressPolicy, guarded_client
 from pipeline.events.model import Event, Metadata
-from pipeline.services.delivery.outcome import Sent
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 SECRET = "whsec-tenant-t1"

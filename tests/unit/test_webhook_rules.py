@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.webhooks.rules import RulesError, RuleSet, TemplateError, render
+from pipeline.errors import RulesError, TemplateError
+from pipeline.services.webhooks.rules import RuleSet, render
 
 REPO = Path(__file__).resolve().parents[2]
 

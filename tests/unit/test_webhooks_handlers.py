@@ -15,9 +15,9 @@ from pipeline.events.serde import SingleObjectSerde
 from pipeline.runtime.context import Context
 from pipeline.runtime.service import Service
 from pipeline.services import webhooks
+from pipeline.services.webhooks.rules import RuleSet
 from pipeline.state.changelog import Restored
 from pipeline.state.store import ChangelogStore
-from pipeline.webhooks.rules import RuleSet
 
 SERDE = SingleObjectSerde(SchemaCatalog.load(bundled_dir("schemas")))
 RULES = RuleSet.parse(

@@ -29,14 +29,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from pipeline.channels.email.authentication import judge
-from pipeline.channels.inbound import (
-    Inbound,
-    InboundRejected,
-    Parsed,
-    json_object,
-    stable_event_id,
-    validate,
-)
+from pipeline.channels.inbound import Inbound, Parsed, json_object, stable_event_id, validate
+from pipeline.errors import InboundRejected
 
 MessageId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=998)]
 

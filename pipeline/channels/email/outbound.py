@@ -14,9 +14,9 @@ from email.utils import formatdate, parseaddr
 
 import aiosmtplib
 
+from pipeline.channels.outbound import Outcome, PermanentFailure, Retryable, Sent
 from pipeline.config.sections import DeliverySettings
 from pipeline.events.model import Event
-from pipeline.services.delivery.outcome import Outcome, PermanentFailure, Retryable, Sent
 
 _UNSAFE = re.compile(r"[\s<>]+")
 

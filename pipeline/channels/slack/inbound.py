@@ -26,7 +26,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.channels.inbound import (
     Inbound,
-    InboundRejected,
     Parsed,
     check_signature,
     json_object,
@@ -34,6 +33,7 @@ from pipeline.channels.inbound import (
     stable_event_id,
     validate,
 )
+from pipeline.errors import InboundRejected
 
 TOLERANCE_SECONDS = 300
 # Subtypes that are still a person writing; every other subtype is housekeeping.

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import httpx
 
-from pipeline.config.sections import DeliverySettings
-from pipeline.events.model import Event
-from pipeline.services.delivery.outcome import (
+from pipeline.channels.outbound import (
     IDEMPOTENCY_KEY,
     Outcome,
     PermanentFailure,
@@ -19,9 +17,11 @@ from pipeline.services.delivery.outcome import (
     Sent,
     classify_status,
     json_body,
-    parse_retry_after,
     post_json,
 )
+from pipeline.config.sections import DeliverySettings
+from pipeline.events.model import Event
+from pipeline.retry import parse_retry_after
 
 RETRYABLE_ERRORS = frozenset({"ratelimited"})
 

@@ -17,11 +17,7 @@ from collections.abc import Mapping, Sequence
 import httpx
 from pydantic import SecretStr
 
-from pipeline.channels.web import signature
-from pipeline.config.sections import DeliverySettings
-from pipeline.egress import EgressPolicy, EgressRefused, guarded_client, origin
-from pipeline.events.model import Event
-from pipeline.services.delivery.outcome import (
+from pipeline.channels.outbound import (
     IDEMPOTENCY_KEY,
     Outcome,
     PermanentFailure,
@@ -31,6 +27,11 @@ from pipeline.services.delivery.outcome import (
     provider_id,
     transport_failure,
 )
+from pipeline.channels.web import signature
+from pipeline.config.sections import DeliverySettings
+from pipeline.egress import EgressPolicy, guarded_client, origin
+from pipeline.errors import EgressRefused
+from pipeline.events.model import Event
 
 ANY_TENANT = "*"
 

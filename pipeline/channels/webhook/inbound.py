@@ -35,7 +35,6 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from pipeline.channels.inbound import (
     Inbound,
-    InboundRejected,
     Parsed,
     check_signature,
     hmac_sha256_hex,
@@ -44,6 +43,7 @@ from pipeline.channels.inbound import (
     validate,
 )
 from pipeline.channels.tenancy import check_addressable
+from pipeline.errors import InboundRejected
 
 SIGNATURE_HEADER = "X-Signature-256"
 TIMESTAMP_HEADER = "X-Webhook-Timestamp"

@@ -24,13 +24,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.channels.inbound import (
     Inbound,
-    InboundRejected,
     Parsed,
     check_signature,
     json_object,
     stable_event_id,
     validate,
 )
+from pipeline.errors import InboundRejected
 
 
 class _Loose(BaseModel):

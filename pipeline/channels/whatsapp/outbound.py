@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import httpx
 
-from pipeline.config.sections import DeliverySettings
-from pipeline.events.model import Event
-from pipeline.services.delivery.outcome import (
+from pipeline.channels.outbound import (
     IDEMPOTENCY_KEY,
     Outcome,
     PermanentFailure,
@@ -20,6 +18,8 @@ from pipeline.services.delivery.outcome import (
     json_body,
     post_json,
 )
+from pipeline.config.sections import DeliverySettings
+from pipeline.events.model import Event
 
 # Graph API throttling: app rate limit, business account rate limit, cloud API rate
 # limit, pair (sender/recipient) rate limit.

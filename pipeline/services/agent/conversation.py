@@ -13,21 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from pipeline.events.model import to_millis
 from pipeline.llm.base import ChatMessage, ToolCall
 
 VERSION = 1
 SEEN_LIMIT = 32
-
-
-def to_millis(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
-
-
-def from_millis(millis: int) -> datetime:
-    return datetime.fromtimestamp(millis / 1000, UTC)
 
 
 @dataclass(slots=True)

@@ -31,20 +31,14 @@ from prometheus_client import CollectorRegistry, Counter
 
 from pipeline.config import Settings
 from pipeline.errors import RejectEvent
-from pipeline.events.model import Event, utc_now
+from pipeline.events.model import Event, from_millis, to_millis, utc_now
 from pipeline.llm import ChatRequest, Completion, LLMError, LLMProvider, create_provider
 from pipeline.llm.base import ToolCall
-from pipeline.observability.spans import span
 from pipeline.runtime.context import Context
 from pipeline.runtime.publisher import Publisher
 from pipeline.runtime.service import Background, Service
-from pipeline.services.agent.conversation import (
-    Conversation,
-    Step,
-    Turn,
-    from_millis,
-    to_millis,
-)
+from pipeline.runtime.spans import span
+from pipeline.services.agent.conversation import Conversation, Step, Turn
 from pipeline.services.agent.tool_offer import CatalogOffer, ToolOffer
 from pipeline.state import ChangelogStore
 
@@ -251,8 +245,8 @@ class Agent:
             with span(f"chat {provider.model}", _llm_attributes(provider), kind=SpanKind.CLIENT):
                 return await provider.complete(request)
         except LLMError as exc:
-            if ctx.attempt <= self.settings.max_retries:
-                raise  # the runtime retries the event with backoff
+            # The provider has retried already (PIPELINE_LLM__MAX_RETRIES); a handler retry
+            # would multiply those calls, so the user gets the apology at once.
             log.error("giving up on the model for %s: %s", ctx.event.conversation_id, exc)
             return None
 

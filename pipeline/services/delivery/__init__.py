@@ -1,7 +1,8 @@
 """The delivery service: sends responses to their channels, retries, never sends twice.
 
 ``pipeline run delivery`` runs :func:`build`. Outbound adapters live with their channels
-(``pipeline.channels.<channel>.outbound``) and return the outcomes of :mod:`.outcome`.
+(``pipeline.channels.<channel>.outbound``) and return the outcomes of
+:mod:`pipeline.channels.outbound`.
 """
 
 from pipeline.services.delivery.service import build, default_senders

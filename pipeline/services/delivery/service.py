@@ -31,23 +31,27 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 from opentelemetry.trace import SpanKind
 
-from pipeline.config import Settings
-from pipeline.config.sections import DeliverySettings
-from pipeline.errors import PipelineError, RejectEvent
-from pipeline.events.model import Event
-from pipeline.observability.spans import failed, span
-from pipeline.runtime.context import Context
-from pipeline.runtime.publisher import Publisher
-from pipeline.runtime.service import Service
-from pipeline.services.delivery.metrics import DeliveryMetrics
-from pipeline.services.delivery.outcome import (
+from pipeline.channels.email.outbound import EmailSender
+from pipeline.channels.outbound import (
     PermanentFailure,
     Retryable,
     Sender,
     Sent,
     bounded,
 )
-from pipeline.services.delivery.policy import RetryPolicy
+from pipeline.channels.slack.outbound import SlackSender
+from pipeline.channels.web.outbound import WebSender, callback_client
+from pipeline.channels.whatsapp.outbound import WhatsAppSender
+from pipeline.config import Settings
+from pipeline.config.sections import DeliverySettings
+from pipeline.errors import PipelineError, RejectEvent
+from pipeline.events.model import Event, to_millis
+from pipeline.retry import RetryPolicy
+from pipeline.runtime.context import Context
+from pipeline.runtime.publisher import Publisher
+from pipeline.runtime.service import Service
+from pipeline.runtime.spans import failed, span
+from pipeline.services.delivery.metrics import DeliveryMetrics
 from pipeline.services.delivery.sent_store import SentEntry, SentStore, read_changelog
 
 log = logging.getLogger("pipeline.delivery")
@@ -82,12 +86,6 @@ def default_senders(
     callbacks, whose URLs come from clients, go through ``callbacks``, a client that
     enforces the egress policy (:func:`pipeline.channels.web.outbound.callback_client`).
     """
-    # Imported here: the adapters import this package's outcome types.
-    from pipeline.channels.email.outbound import EmailSender
-    from pipeline.channels.slack.outbound import SlackSender
-    from pipeline.channels.web.outbound import WebSender
-    from pipeline.channels.whatsapp.outbound import WhatsAppSender
-
     section = settings.delivery
     return {
         "web": WebSender.from_settings(section, callbacks),
@@ -139,7 +137,12 @@ class Delivery:
         self.section = service.settings.delivery
         self.name = service.name
         self.registry = service.registry
-        self.policy = RetryPolicy.from_settings(self.section)
+        self.policy = RetryPolicy(
+            max_attempts=self.section.max_attempts,
+            initial_seconds=self.section.backoff_initial_seconds,
+            max_seconds=self.section.backoff_max_seconds,
+            retry_after_max_seconds=self.section.retry_after_max_seconds,
+        )
         self.store = SentStore(self.section.sent_ids_per_conversation)
         self.metrics = DeliveryMetrics(service.registry, service.name)
         self.publisher: Publisher | None = None
@@ -196,7 +199,7 @@ class Delivery:
                 return
             if isinstance(outcome, PermanentFailure):
                 self._fail(ctx, event, attempt, outcome.error, outcome.http_status)
-            if attempt >= self.policy.max_attempts:
+            if self.policy.exhausted(attempt):
                 self._fail(
                     ctx,
                     event,
@@ -233,7 +236,7 @@ class Delivery:
             channel,
             attempt,
             outcome.provider_message_id,
-            int(now.timestamp() * 1000),
+            to_millis(now),
         )
         value = self.store.record(ctx.partition, event.conversation_id, entry)
         ctx.emit_record(self.section.sent_topic, event.conversation_id, value, kind="delivery_sent")
@@ -341,8 +344,6 @@ class Delivery:
 
     def senders(self) -> Mapping[str, Sender]:
         if self._senders is None:
-            from pipeline.channels.web.outbound import callback_client
-
             self._client = http_client(self.section)
             # Web callbacks go to URLs that come from clients: through the client that
             # enforces the egress policy, never the shared pool.

@@ -30,13 +30,13 @@ from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException
 
 from pipeline.channels.email import inbound as email
-from pipeline.channels.inbound import Inbound, InboundRejected, Parsed, bearer_tenant
+from pipeline.channels.inbound import Inbound, Parsed, bearer_tenant
 from pipeline.channels.slack import inbound as slack
 from pipeline.channels.web import inbound as web
 from pipeline.channels.webhook import inbound as webhook
 from pipeline.channels.whatsapp import inbound as whatsapp
 from pipeline.config import Settings
-from pipeline.errors import BrokerUnavailableError, EventValidationError
+from pipeline.errors import BrokerUnavailableError, EventValidationError, InboundRejected
 from pipeline.events.model import Event
 from pipeline.runtime.publisher import Publisher
 from pipeline.services.gateway.dedup import RecentIds

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.channels.inbound import Inbound, InboundRejected, Parsed
+from pipeline.channels.inbound import Inbound, Parsed
 from pipeline.config.sections import GatewaySettings
+from pipeline.errors import InboundRejected
 
 # Fields of an inbound event that are identifiers or addresses (bounded by max_id_chars).
 _ID_FIELDS = ("sender_id", "external_id")

@@ -14,7 +14,7 @@ from opentelemetry.trace import StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipeline.observability.otel import OBSERVE
-from pipeline.observability.spans import server_span
+from pipeline.runtime.spans import server_span
 from pipeline.services.gateway.metrics import GatewayMetrics
 
 

@@ -40,19 +40,11 @@ from pydantic import (
     model_validator,
 )
 
-from pipeline.errors import ConfigError
+from pipeline.errors import RulesError, TemplateError
 
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 _PATH = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 Scalar = str | int | float | bool | None
-
-
-class RulesError(ConfigError):
-    """The rules file is missing, not YAML, or a rule is invalid; the message says where."""
-
-
-class TemplateError(ValueError):
-    """A template names a payload field that is missing or not a plain value."""
 
 
 class Rule(BaseModel):

@@ -13,9 +13,9 @@ from types import TracebackType
 import httpx
 
 from pipeline.config import Settings
-from pipeline.devkafka import DevKafka, port_in_use
-from pipeline.errors import PipelineError
-from pipeline.stack.supervisor import SERVICES, Supervisor
+from pipeline.dev.kafka import DevKafka, port_in_use
+from pipeline.dev.stack.supervisor import SERVICES, Supervisor
+from pipeline.errors import StackError
 from pipeline.topology import admin_client, apply, load_settings_topology
 
 log = logging.getLogger(__name__)
@@ -32,10 +32,6 @@ def development_env(callback_secret: str = DEVELOPMENT_CALLBACK_SECRET) -> dict[
         "PIPELINE_DELIVERY__CALLBACK_ALLOWED_NETWORKS": '["127.0.0.0/8", "::1/128"]',
         "PIPELINE_DELIVERY__CALLBACK_SIGNING_SECRETS": json.dumps({"*": callback_secret}),
     }
-
-
-class StackError(PipelineError):
-    """The local stack could not be started."""
 
 
 class LocalStack:

@@ -10,7 +10,7 @@ command (``pipeline kafka stop``, a CI trap) can stop it.
     with DevKafka(port=19092) as broker:
         producer = Producer({"bootstrap.servers": broker.bootstrap_servers})
 
-From a shell: ``python -m pipeline.devkafka start|stop|status|fetch [--port N]``
+From a shell: ``python -m pipeline.dev.kafka start|stop|status|fetch [--port N]``
 or ``pipeline kafka start|stop|status|fetch``.
 """
 
@@ -35,7 +35,7 @@ from types import TracebackType
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from pipeline.errors import PipelineError
+from pipeline.errors import DevKafkaError
 
 __all__ = [
     "DEFAULT_PORT",
@@ -70,10 +70,6 @@ _JVM_OPTS = (
 )
 
 
-class DevKafkaError(PipelineError):
-    """The local development broker could not be fetched, started or stopped."""
-
-
 # --- pure parts ---------------------------------------------------------------------------
 
 
@@ -82,7 +78,7 @@ def cache_root() -> Path:
     env = os.environ.get(CACHE_ENV)
     if env:
         return Path(env).expanduser().resolve()
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]
     base = repo if (repo / "pyproject.toml").is_file() else Path.cwd()
     return base / ".cache" / "kafka"
 
@@ -159,7 +155,7 @@ def render_server_properties(
         # that long at most.
         props["leader.imbalance.check.interval.seconds"] = "10"
         props["replica.lag.time.max.ms"] = "10000"
-    lines = ["# Written by pipeline.devkafka; regenerated on every start."]
+    lines = ["# Written by pipeline.dev.kafka; regenerated on every start."]
     lines += [f"{key}={value}" for key, value in props.items()]
     return "\n".join(lines) + "\n"
 
@@ -839,7 +835,7 @@ class DevKafkaCluster:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m pipeline.devkafka", description="A local Apache Kafka without Docker."
+        prog="python -m pipeline.dev.kafka", description="A local Apache Kafka without Docker."
     )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("fetch", help="download the broker jars with Maven (cached)")
@@ -895,7 +891,7 @@ def local_kafka(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m pipeline.devkafka``; returns the exit code."""
+    """Entry point of ``python -m pipeline.dev.kafka``; returns the exit code."""
     args = _parser().parse_args(argv)
     try:
         if args.command == "fetch":

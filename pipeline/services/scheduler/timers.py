@@ -19,10 +19,9 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import Any
 
-from pipeline.events.model import Event, Metadata
+from pipeline.events.model import Event, Metadata, from_millis, to_millis
 
 MAX_APPLIED = 8  # request ids remembered per timer id
 DONE_TTL_SECONDS = 600.0  # how long ended timers are remembered in memory
@@ -37,14 +36,6 @@ _FIRED_NAMESPACE = uuid.UUID("6f1d3c52-6a1e-4a53-9a57-1d2f1f6c7b10")
 def fired_event_id(timer_id: str, due_at_ms: int) -> uuid.UUID:
     """The timer_fired event id: the same for every repeat of one timer's firing."""
     return uuid.uuid5(_FIRED_NAMESPACE, f"{timer_id}@{due_at_ms}")
-
-
-def to_millis(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
-
-
-def from_millis(millis: int) -> datetime:
-    return datetime.fromtimestamp(millis / 1000, UTC)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,10 +22,10 @@ import httpx
 
 from pipeline.channels.webhook.inbound import signature_headers
 from pipeline.config import bundled_dir
-from pipeline.devkafka import free_port
+from pipeline.dev.kafka import free_port
+from pipeline.dev.stack.local import LocalStack, development_env
+from pipeline.dev.stack.receiver import Delivered, Receivers
 from pipeline.events.wire import make_serde
-from pipeline.stack.local import LocalStack, development_env
-from pipeline.stack.receiver import Delivered, Receivers
 from pipeline.timeline import conversation_timeline, render
 
 WEB_TOKEN = "demo-web-token"

@@ -12,14 +12,13 @@ which the runtime retries and then dead-letters as a handler failure.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, replace
-from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 import httpx
 
 from pipeline.events.model import Event
+from pipeline.retry import parse_retry_after
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
 
@@ -56,28 +55,6 @@ class Sender(Protocol):
     """An outbound channel adapter: sends one ResponseReady event to its channel."""
 
     async def send(self, response: Event) -> Outcome: ...
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` value: delta-seconds or an HTTP date.
-
-    None when absent or unreadable; a date in the past waits 0 s.
-    """
-    if value is None:
-        return None
-    value = value.strip()
-    if not value:
-        return None
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:  # RFC 9110 dates are GMT; a naive result means "-0000"
-        return None
-    current = time.time() if now is None else now
-    return max(0.0, when.timestamp() - current)
 
 
 def is_retryable_status(status: int) -> bool:

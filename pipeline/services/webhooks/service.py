@@ -1,7 +1,7 @@
 """The webhooks service: webhook_received -> the first matching rule -> context_updated.
 
 Rules come from the YAML file in ``PIPELINE_WEBHOOKS__RULES_FILE`` (see
-:mod:`pipeline.webhooks.rules`), read once at start: a bad file stops the service at
+:mod:`pipeline.services.webhooks.rules`), read once at start: a bad file stops the service at
 start with the reason. A webhook no rule matches is counted and produces nothing. The
 context_updated goes to the webhook's conversation, or to the one the rule names, and
 carries the rule's facts and, if it has one, the proactive message the agent sends.
@@ -25,12 +25,12 @@ from prometheus_client import Counter
 
 from pipeline.channels.tenancy import web_owner
 from pipeline.config import Settings
-from pipeline.errors import RejectEvent
+from pipeline.errors import RejectEvent, TemplateError
 from pipeline.events.model import Event
 from pipeline.runtime.context import Context
 from pipeline.runtime.service import Service
+from pipeline.services.webhooks.rules import RuleSet
 from pipeline.state import ChangelogStore
-from pipeline.webhooks.rules import RuleSet, TemplateError
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from pipeline.channels.web import signature
-from pipeline.stack.local import DEVELOPMENT_CALLBACK_SECRET
+from pipeline.dev.stack.local import DEVELOPMENT_CALLBACK_SECRET
 
 
 @dataclass(frozen=True)

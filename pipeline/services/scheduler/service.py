@@ -30,12 +30,12 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from pipeline.config import Settings
 from pipeline.errors import PipelineError, RejectEvent
-from pipeline.events.model import Event
+from pipeline.events.model import Event, now_millis
 from pipeline.runtime.context import Context
 from pipeline.runtime.publisher import Publisher
 from pipeline.runtime.service import Service
-from pipeline.scheduler.restore import TIMERS_TOPIC, read_timers
-from pipeline.scheduler.timers import Timer, TimerIndex, fired_event_id
+from pipeline.services.scheduler.restore import TIMERS_TOPIC, read_timers
+from pipeline.services.scheduler.timers import Timer, TimerIndex, fired_event_id
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def build(settings: Settings | None = None) -> Service:
         while True:
             await asyncio.sleep(tick)
             async with firing:
-                due = index.due(int(time.time() * 1000))
+                due = index.due(now_millis())
                 if due:
                     await asyncio.gather(*(fire(publisher, t) for t in due))
                 index.prune()

@@ -1,0 +1,1 @@
+"""A shop's own agent on kafka-agent-pipeline: an event type, a handler, two tools."""
