@@ -3,11 +3,20 @@
 Handlers, one per topic, all keyed by conversation (so one conversation's events from
 every topic are handled one at a time, on the instance owning its partition)::
 
-    message_received -> cancel a pending follow-up; remember; ask the model
-                        -> tool_called (wait for results) or response_ready
-    tool_result      -> give the model the result -> the next tool_called or response_ready
-    timer_fired      -> the follow-up, if the user has not written since
-    context_updated  -> merge facts; send its proactive message, if any
+    message_received  -> cancel a pending follow-up; remember; ask the model
+                         -> tool_called (wait for results), approval_requested (wait
+                         for an operator) or response_ready; handoff_requested when
+                         the user asks for a person; while handed off: only logged
+    tool_result       -> give the model the result -> the next tool_called or response_ready
+    timer_fired       -> the follow-up, if the user has not written since and no person
+                         has the conversation; an approval's expiry
+    context_updated   -> merge facts; send its proactive message, if any; a handoff
+    operator_message  -> response_ready with the operator's text, to the user's address
+    handoff_released  -> back to the agent, the handoff's log in the model's context
+    approval_decided  -> tool_called (approved, arguments maybe edited), or the model is
+                         told it was denied
+
+Handoff and approval rules live in :mod:`.handoff` and :mod:`.approvals`.
 
 Each handler reads the conversation from the store, emits its events and writes the new
 state to the changelog last, so state, events and the offset commit together.
@@ -15,7 +24,9 @@ state to the changelog last, so state, events and the offset commit together.
 A conversation belongs to the tenant of its first event. An event of another tenant is
 dead-lettered at once with the reason (:class:`RejectEvent`), before anything is read
 into a turn: it never changes the conversation's reply address or history, and never
-gets an answer drawn from it.
+gets an answer drawn from it. Operator events (operator_message, handoff_released,
+approval_decided) never start a conversation: one naming a conversation the agent does
+not have is dead-lettered too.
 """
 
 from __future__ import annotations
@@ -24,10 +35,12 @@ import asyncio
 import json
 import logging
 import uuid
+from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
 
 from opentelemetry.trace import SpanKind
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry
 
 from pipeline.config import Settings
 from pipeline.errors import RejectEvent
@@ -38,6 +51,7 @@ from pipeline.observability.spans import span
 from pipeline.runtime.context import Context
 from pipeline.runtime.publisher import Publisher
 from pipeline.runtime.service import Background, Service
+from pipeline.services.agent import approvals, handoff
 from pipeline.services.agent.conversation import (
     Conversation,
     Step,
@@ -45,6 +59,7 @@ from pipeline.services.agent.conversation import (
     from_millis,
     to_millis,
 )
+from pipeline.services.agent.metrics import AgentMetrics, OpenWork
 from pipeline.services.agent.tool_offer import CatalogOffer, ToolOffer
 from pipeline.state import ChangelogStore
 
@@ -56,40 +71,7 @@ TOO_DEEP = (
     "message. Could you break the question into smaller steps?"
 )
 LLM_DOWN = "Sorry, I cannot answer right now. Please try again in a moment."
-
-
-class AgentMetrics:
-    def __init__(self, registry: CollectorRegistry, service: str) -> None:
-        turns = Counter(
-            "pipeline_agent_turns_total",
-            "Turns the agent finished, by outcome (answered, too_deep, llm_failed).",
-            ["service", "outcome"],
-            registry=registry,
-        )
-        self.turns = {o: turns.labels(service, o) for o in ("answered", "too_deep", "llm_failed")}
-        self.tool_calls = Counter(
-            "pipeline_agent_tool_calls_total",
-            "Tool calls the agent asked for, by tool.",
-            ["service", "tool"],
-            registry=registry,
-        )
-        ignored = Counter(
-            "pipeline_agent_ignored_events_total",
-            "Events the agent had nothing to do for, by reason.",
-            ["service", "reason"],
-            registry=registry,
-        )
-        self.ignored = {
-            r: ignored.labels(service, r)
-            for r in ("unknown_call", "stale_timer", "no_address", "other_timer")
-        }
-        self.refused_tenant = Counter(
-            "pipeline_agent_tenant_mismatch_total",
-            "Events dead-lettered because their tenant is not the conversation's.",
-            ["service"],
-            registry=registry,
-        ).labels(service)
-        self.service = service
+FAILED = {"too_deep", "llm_failed"}
 
 
 class Agent:
@@ -109,35 +91,39 @@ class Agent:
         self.store = store
         self.metrics = metrics
         self.tools = tools  # what the model is offered: the advertised tool catalog
+        self.open_work = OpenWork(metrics)
 
     # ------------------------------------------------------------------ handlers
 
     async def on_message(self, event: Event, ctx: Context) -> None:
         conversation = self._load(ctx)
-        if conversation.follow_up is not None:
-            ctx.emit(
-                "timer_requested",
-                {
-                    "timer_id": conversation.follow_up["timer_id"],
-                    "action": "cancel",
-                    "due_at": None,
-                    "purpose": FOLLOW_UP,
-                    "payload_json": None,
-                },
-            )
-            conversation.follow_up = None
+        self._cancel_follow_up(conversation, ctx)
         conversation.reply_to = dict(event["reply_to"])
-        if conversation.mark_seen(str(event.id)):  # a repeat after a crash is not remembered twice
-            conversation.remember(
-                "user", event["text"], event.metadata.occurred_at, self.config.history_window
-            )
+        new = conversation.mark_seen(str(event.id))  # a repeat after a crash is not kept twice
+        text, at = event["text"], event.metadata.occurred_at
+        if conversation.handoff is not None:
+            # A person has the conversation: the message reaches them on its topic.
+            if new:
+                handoff.record(conversation, "user", text, at, self.config.history_window)
+            self.metrics.ignored["handed_off"].inc()
+            self._save(ctx, conversation)
+            return
+        if new:
+            conversation.remember("user", text, at, self.config.history_window)
         turn = Turn(
             correlation_id=str(event.metadata.correlation_id),
             reply_to=conversation.reply_to,
             in_reply_to=event.get("external_id"),
             ingress_at=to_millis(event.metadata.occurred_at),
         )
-        await self._advance(conversation, turn, ctx)
+        phrase = handoff.asked_for_person(
+            text, handoff.phrases_for(self.config, conversation.tenant)
+        )
+        if phrase is not None:
+            reason = f"the user asked for a person ({phrase!r})"
+            self._hand_off(conversation, "user", reason, ctx, turn=turn, user_text=text)
+        else:
+            await self._advance(conversation, turn, ctx)
         self._save(ctx, conversation)
 
     async def on_tool_result(self, event: Event, ctx: Context) -> None:
@@ -162,11 +148,18 @@ class Agent:
         self._save(ctx, conversation)
 
     async def on_timer_fired(self, event: Event, ctx: Context) -> None:
+        if event["purpose"] == approvals.EXPIRY:
+            await self._expire(event, ctx)
+            return
         if event["purpose"] != FOLLOW_UP:
             self.metrics.ignored["other_timer"].inc()
             log.info("ignoring timer %s with purpose %r", event["timer_id"], event["purpose"])
             return
         conversation = self._load(ctx)
+        if conversation.handoff is not None:
+            self.metrics.ignored["handed_off"].inc()
+            log.info("no follow-up for %s: a person has it", event.conversation_id)
+            return
         follow_up = conversation.follow_up
         if (
             follow_up is None
@@ -183,10 +176,119 @@ class Agent:
 
     async def on_context_updated(self, event: Event, ctx: Context) -> None:
         conversation = self._load(ctx)
-        conversation.facts.update(event["facts"])
+        facts = dict(event["facts"])
+        wanted = facts.pop(self.config.handoff_fact, "").strip()
+        conversation.facts.update(facts)
         message = event.get("proactive_message")
         if message:
-            self._proactive(conversation, message, event, ctx)
+            if conversation.handoff is None:
+                self._proactive(conversation, message, event, ctx)
+            else:
+                self.metrics.ignored["handed_off"].inc()
+        if wanted:
+            reason = f"webhook rule of {event['source']}: {wanted}"
+            self._hand_off(conversation, "webhook", reason, ctx)
+        self._save(ctx, conversation)
+
+    # ------------------------------------------------------------------ operators
+
+    async def on_operator_message(self, event: Event, ctx: Context) -> None:
+        conversation = self._load(ctx, existing=True)
+        operator, text = event["operator_id"], event["text"]
+        if conversation.handoff is None:  # an operator who writes first takes it
+            reason = f"operator {operator} took the conversation"
+            self._hand_off(conversation, "operator", reason, ctx, operator_id=operator, say=False)
+        state = conversation.handoff
+        assert state is not None
+        if not conversation.mark_seen(str(event.id)):
+            log.info("operator message %s was handled before", event.id)
+            return
+        now = utc_now()
+        if state.get("first_reply_at") is None:
+            state["first_reply_at"] = to_millis(now)
+            self.metrics.first_reply.observe(
+                max(0.0, (now - from_millis(state["since"])).total_seconds())
+            )
+        handoff.record(conversation, "operator", text, now, self.config.history_window, operator)
+        if conversation.reply_to is None:
+            self.metrics.ignored["no_address"].inc()
+            log.warning("no reply address for %s; operator message dropped", event.conversation_id)
+        else:
+            # Delivery sends it as any answer: retried, and never twice (its id is derived
+            # from this event's). Its causation id names the operator's event.
+            ctx.emit(
+                "response_ready",
+                {
+                    "reply_to": conversation.reply_to,
+                    "text": text,
+                    "in_reply_to": None,
+                    "proactive": True,
+                    "ingress_at": event.metadata.occurred_at,
+                },
+            )
+        self._save(ctx, conversation)
+
+    async def on_handoff_released(self, event: Event, ctx: Context) -> None:
+        conversation = self._load(ctx, existing=True)
+        state = conversation.handoff
+        if state is None:
+            self.metrics.ignored["not_handed_off"].inc()
+            log.info("release of %s ignored: no person has it", event.conversation_id)
+            return
+        conversation.context_note = handoff.context_note(
+            state, event["operator_id"], event.get("note"), event.metadata.occurred_at
+        )
+        conversation.handoff = None
+        log.info("%s released by operator %s", event.conversation_id, event["operator_id"])
+        self._save(ctx, conversation)
+
+    async def on_approval_decided(self, event: Event, ctx: Context) -> None:
+        conversation = self._load(ctx, existing=True)
+        found = self._pending_approval(conversation, event["approval_id"], ctx)
+        if found is None:
+            return
+        approval, turn = found
+        call_id, tool = approval["call_id"], approval["tool"]
+        if event["decision"] == "approved":
+            arguments = self._arguments_of(turn, call_id)
+            edited = event.get("arguments_json")
+            if edited is not None:
+                offered = await self.tools.tools_for(ctx.event.metadata.tenant_id)
+                arguments = approvals.edited_arguments(edited, tool, offered)
+                _replace_arguments(turn, call_id, arguments)
+            self._close_approval(conversation, event["approval_id"], ctx)
+            self._call_tool(call_id, tool, arguments, int(approval.get("depth", 0)), ctx)
+            self.metrics.approvals["approved"].inc()
+        else:
+            self._close_approval(conversation, event["approval_id"], ctx)
+            note = event.get("note") or "no reason given"
+            reason = f"an operator denied this call ({note})"
+            self.metrics.approvals["denied"].inc()
+            await self._refuse_call(conversation, turn, call_id, tool, "denied", reason, ctx)
+        self._save(ctx, conversation)
+
+    async def _expire(self, event: Event, ctx: Context) -> None:
+        conversation = self._load(ctx)
+        payload = json.loads(event.get("payload_json") or "{}")
+        approval_id = payload.get("approval_id") if isinstance(payload, dict) else None
+        approval = conversation.approvals.get(str(approval_id))
+        if (
+            approval is None
+            or approval.get("timer_id") != event["timer_id"]
+            or not _fired_by(event, approval.get("request_id"))
+        ):
+            self.metrics.ignored["stale_timer"].inc()
+            log.info("approval expiry %s is no longer wanted", event["timer_id"])
+            return
+        conversation.close_approval(str(approval_id))
+        self.metrics.approvals["expired"].inc()
+        turn = conversation.turns.get(approval["turn"])
+        if turn is not None:
+            seconds = f"{self.config.approval_timeout_seconds:g}"
+            reason = f"no operator approved or denied this call within {seconds} seconds"
+            await self._refuse_call(
+                conversation, turn, approval["call_id"], approval["tool"], "expired", reason, ctx
+            )
         self._save(ctx, conversation)
 
     # ------------------------------------------------------------------ turns
@@ -201,6 +303,11 @@ class Agent:
         if not calls:
             self._answer(conversation, turn, completion.text or "", "answered", ctx)
             return
+        escalate = next((c for c in calls if c.name == handoff.ESCALATE.name), None)
+        if escalate is not None and self.config.escalate_tool:
+            reason = str(escalate.arguments.get("reason") or completion.text or "not given")
+            self._hand_off(conversation, "model", reason, ctx, turn=turn)
+            return
         if turn.depth + len(calls) > self.config.max_tool_depth:
             log.info(
                 "turn %s of %s wants tool call %d, beyond max_tool_depth %d",
@@ -213,22 +320,17 @@ class Agent:
             return
         taken = {c for t in conversation.turns.values() for c in t.pending}
         issued: list[ToolCall] = []
+        waiting = False
         for index, call in enumerate(calls):
             call_id = call.id if call.id and call.id not in taken else _call_id(ctx, index)
             taken.add(call_id)
             issued.append(ToolCall(call_id, call.name, call.arguments))
-            ctx.emit(
-                "tool_called",
-                {
-                    "call_id": call_id,
-                    "tool": call.name,
-                    "arguments_json": json.dumps(dict(call.arguments)),
-                    "timeout_ms": int(self.config.tool_timeout_seconds * 1000),
-                    "depth": turn.depth,
-                },
-            )
+            if approvals.needs_approval(self.config, conversation.tenant, call.name):
+                self._ask_approval(conversation, turn, call_id, call, completion.text, ctx)
+                waiting = True
+            else:
+                self._call_tool(call_id, call.name, call.arguments, turn.depth, ctx)
             turn.depth += 1
-            self.metrics.tool_calls.labels(self.metrics.service, call.name).inc()
         turn.steps.append(Step(calls=issued))
         turn.pending = [c.id for c in issued]
         conversation.turns[turn.correlation_id] = turn
@@ -236,15 +338,139 @@ class Agent:
             oldest = next(iter(conversation.turns))
             log.warning("dropping unanswered turn %s: too many open turns", oldest)
             del conversation.turns[oldest]
+        if waiting and self.config.approval_waiting_text:
+            self._say(conversation, turn, self.config.approval_waiting_text, ctx)
+
+    def _call_tool(
+        self, call_id: str, tool: str, arguments: Mapping[str, Any], depth: int, ctx: Context
+    ) -> None:
+        ctx.emit(
+            "tool_called",
+            {
+                "call_id": call_id,
+                "tool": tool,
+                "arguments_json": json.dumps(dict(arguments)),
+                "timeout_ms": int(self.config.tool_timeout_seconds * 1000),
+                "depth": depth,
+            },
+        )
+        self.metrics.tool_calls.labels(self.metrics.service, tool).inc()
+
+    def _ask_approval(
+        self,
+        conversation: Conversation,
+        turn: Turn,
+        call_id: str,
+        call: ToolCall,
+        reason: str | None,
+        ctx: Context,
+    ) -> None:
+        """approval_requested instead of tool_called, and a timer for its expiry."""
+        approval = approvals.approval_id(ctx.event.id, call_id)
+        expires_at = utc_now() + timedelta(seconds=self.config.approval_timeout_seconds)
+        ctx.emit(
+            "approval_requested",
+            {
+                "approval_id": approval,
+                "call_id": call_id,
+                "tool": call.name,
+                "arguments_json": json.dumps(dict(call.arguments)),
+                "reason": reason or "",
+                "expires_at": expires_at,
+            },
+        )
+        timer = approvals.timer_id(approval)
+        request = ctx.emit(
+            "timer_requested",
+            {
+                "timer_id": timer,
+                "action": "schedule",
+                "due_at": expires_at,
+                "purpose": approvals.EXPIRY,
+                "payload_json": json.dumps({"approval_id": approval}),
+            },
+        )
+        conversation.approvals[approval] = {
+            "call_id": call_id,
+            "tool": call.name,
+            "turn": turn.correlation_id,
+            "depth": turn.depth,
+            "expires_at": to_millis(expires_at),
+            "timer_id": timer,
+            "request_id": str(request.id),
+        }
+
+    def _pending_approval(
+        self, conversation: Conversation, approval_id: str, ctx: Context
+    ) -> tuple[dict[str, Any], Turn] | None:
+        """The approval a decision names and its turn, or None (counted) when it is
+        closed, unknown, or its turn was dropped."""
+        approval = conversation.approvals.get(approval_id)
+        if approval is None:
+            reason = (
+                "late_decision"
+                if approval_id in conversation.closed_approvals
+                else "unknown_approval"
+            )
+            self.metrics.ignored[reason].inc()
+            log.info("decision on %s ignored (%s)", approval_id, reason)
+            return None
+        turn = conversation.turns.get(approval["turn"])
+        if turn is None or approval["call_id"] not in turn.pending:
+            self._close_approval(conversation, approval_id, ctx)
+            self.metrics.ignored["unknown_call"].inc()
+            log.info("decision on %s ignored: its turn is gone", approval_id)
+            self._save(ctx, conversation)
+            return None
+        return approval, turn
+
+    def _close_approval(self, conversation: Conversation, approval_id: str, ctx: Context) -> None:
+        """Close a pending approval and cancel its expiry timer."""
+        approval = conversation.approvals.get(approval_id)
+        if approval is not None:
+            self._cancel_timer(approval["timer_id"], approvals.EXPIRY, ctx)
+        conversation.close_approval(approval_id)
+
+    async def _refuse_call(
+        self,
+        conversation: Conversation,
+        turn: Turn,
+        call_id: str,
+        tool: str,
+        status: str,
+        reason: str,
+        ctx: Context,
+    ) -> None:
+        """The model reads that the call did not run (denied, expired) and goes on."""
+        if call_id in turn.pending:
+            turn.pending.remove(call_id)
+        content = approvals.refused_result(status, reason)
+        turn.steps.append(Step(result_of=call_id, tool=tool, content=content))
+        if not turn.pending:
+            await self._advance(conversation, turn, ctx)
+
+    def _arguments_of(self, turn: Turn, call_id: str) -> Mapping[str, Any]:
+        for step in turn.steps:
+            for call in step.calls:
+                if call.id == call_id:
+                    return call.arguments
+        return {}
 
     async def _complete(
         self, conversation: Conversation, turn: Turn, ctx: Context
     ) -> Completion | None:
+        system = self.settings.llm.system_prompt
+        if conversation.context_note:
+            system = f"{system}\n\n{conversation.context_note}".strip()
+        tools = await self.tools.tools_for(ctx.event.metadata.tenant_id)
+        if self.config.escalate_tool:
+            escalate = handoff.ESCALATE
+            tools = (*(t for t in tools if t.name != escalate.name), escalate)
         request = ChatRequest(
             messages=conversation.messages(turn),
-            system=self.settings.llm.system_prompt,
+            system=system,
             facts=conversation.facts,
-            tools=await self.tools.tools_for(ctx.event.metadata.tenant_id),
+            tools=tools,
         )
         provider = self.provider
         try:
@@ -261,6 +487,17 @@ class Agent:
     ) -> None:
         reply_to = turn.reply_to or conversation.reply_to
         conversation.turns.pop(turn.correlation_id, None)
+        if outcome in FAILED:
+            conversation.failed_turns += 1
+            limit = self.config.handoff_after_failed_turns
+            if limit is not None and conversation.failed_turns >= limit:
+                self.metrics.turns[outcome].inc()
+                reason = f"{conversation.failed_turns} failed turns in a row (last: {outcome})"
+                self._hand_off(conversation, "failed_turns", reason, ctx, turn=turn)
+                return
+        else:
+            conversation.failed_turns = 0
+        conversation.context_note = None  # the model saw the handoff's note in this turn
         self.metrics.turns[outcome].inc()
         if reply_to is None:
             self.metrics.ignored["no_address"].inc()
@@ -297,6 +534,82 @@ class Agent:
                 "request_id": str(request.id),
             }
 
+    # ------------------------------------------------------------------ handoff
+
+    def _hand_off(
+        self,
+        conversation: Conversation,
+        requested_by: str,
+        reason: str,
+        ctx: Context,
+        *,
+        turn: Turn | None = None,
+        operator_id: str | None = None,
+        user_text: str | None = None,
+        say: bool = True,
+    ) -> None:
+        """Give the conversation to a person: handoff_requested, open turns and
+        approvals closed, the follow-up cancelled, the user told (``handoff_text``)."""
+        if conversation.handoff is not None:
+            return
+        self._cancel_follow_up(conversation, ctx)
+        for approval_id in list(conversation.approvals):
+            self._close_approval(conversation, approval_id, ctx)
+        if turn is not None:
+            self.metrics.turns["handed_off"].inc()
+        conversation.turns.clear()  # late tool results are then ignored as unknown calls
+        requested = ctx.emit(
+            "handoff_requested",
+            {
+                "requested_by": requested_by,
+                "reason": reason,
+                "operator_id": operator_id,
+                "user_text": user_text,
+            },
+        )
+        handoff.start(conversation, requested_by, reason, utc_now(), str(requested.id), operator_id)
+        self.metrics.handoffs[requested_by].inc()
+        log.info("%s handed to a person (%s): %s", ctx.event.conversation_id, requested_by, reason)
+        if say and self.config.handoff_text:
+            self._say(conversation, turn, self.config.handoff_text, ctx)
+
+    def _say(self, conversation: Conversation, turn: Turn | None, text: str, ctx: Context) -> None:
+        """Tell the user something that is not a turn's answer (no follow-up after it)."""
+        reply_to = (turn.reply_to if turn else None) or conversation.reply_to
+        if reply_to is None:
+            self.metrics.ignored["no_address"].inc()
+            return
+        ctx.emit(
+            "response_ready",
+            {
+                "reply_to": reply_to,
+                "text": text,
+                "in_reply_to": turn.in_reply_to if turn else None,
+                "proactive": turn is None,
+                "ingress_at": from_millis(turn.ingress_at)
+                if turn
+                else ctx.event.metadata.occurred_at,
+            },
+        )
+        conversation.remember("assistant", text, utc_now(), self.config.history_window)
+
+    def _cancel_follow_up(self, conversation: Conversation, ctx: Context) -> None:
+        if conversation.follow_up is not None:
+            self._cancel_timer(conversation.follow_up["timer_id"], FOLLOW_UP, ctx)
+            conversation.follow_up = None
+
+    def _cancel_timer(self, timer_id: str, purpose: str, ctx: Context) -> None:
+        ctx.emit(
+            "timer_requested",
+            {
+                "timer_id": timer_id,
+                "action": "cancel",
+                "due_at": None,
+                "purpose": purpose,
+                "payload_json": None,
+            },
+        )
+
     def _proactive(self, conversation: Conversation, text: str, event: Event, ctx: Context) -> None:
         if conversation.reply_to is None:
             self.metrics.ignored["no_address"].inc()
@@ -318,10 +631,17 @@ class Agent:
 
     # ------------------------------------------------------------------ state
 
-    def _load(self, ctx: Context) -> Conversation:
-        """The event's conversation; RejectEvent when it belongs to another tenant."""
+    def _load(self, ctx: Context, *, existing: bool = False) -> Conversation:
+        """The event's conversation; RejectEvent when it belongs to another tenant, or
+        (``existing``) when the agent does not have it."""
         event = ctx.event
-        conversation = Conversation.from_json(self.store.get(ctx, event.conversation_id))
+        stored = self.store.get(ctx, event.conversation_id)
+        if existing and stored is None:
+            raise RejectEvent(
+                f"{event.type} names conversation {event.conversation_id!r}, which the agent "
+                "does not have; refused"
+            )
+        conversation = Conversation.from_json(stored)
         tenant = event.metadata.tenant_id
         if conversation.tenant is None:
             conversation.tenant = tenant
@@ -342,7 +662,15 @@ class Agent:
         return conversation
 
     def _save(self, ctx: Context, conversation: Conversation) -> None:
-        self.store.put(ctx, ctx.event.conversation_id, conversation.to_json())
+        state = conversation.to_json()
+        self.store.put(ctx, ctx.event.conversation_id, state)
+        self.open_work.track(ctx.event.conversation_id, state)
+
+    async def recount(self, _: list[tuple[str, int]]) -> None:
+        """Recount open handoffs and approvals after a rebalance (after the restore)."""
+        self.open_work.recount(
+            (key, value) for p in self.store.partitions for key, value in self.store.items(p)
+        )
 
 
 def _result_content(event: Event) -> str:
@@ -371,6 +699,14 @@ def _closes(provider: LLMProvider) -> Background:
             await provider.aclose()
 
     return close_at_shutdown
+
+
+def _replace_arguments(turn: Turn, call_id: str, arguments: Mapping[str, Any]) -> None:
+    """Show the model the arguments the call ran with (an operator edited them)."""
+    for step in turn.steps:
+        step.calls = [
+            ToolCall(c.id, c.name, arguments) if c.id == call_id else c for c in step.calls
+        ]
 
 
 def _call_id(ctx: Context, index: int) -> str:
@@ -405,7 +741,13 @@ def assemble(
         settings=settings,
         registry=registry,
         assignment_strategy="range",
-        emits=["tool_called", "response_ready", "timer_requested"],
+        emits=[
+            "tool_called",
+            "response_ready",
+            "timer_requested",
+            "handoff_requested",
+            "approval_requested",
+        ],
     )
     store = ChangelogStore(
         settings,
@@ -427,6 +769,11 @@ def assemble(
     service.handler("tool_result", name="on_tool_result")(agent.on_tool_result)
     service.handler("timer_fired", name="on_timer_fired")(agent.on_timer_fired)
     service.handler("context_updated", name="on_context_updated")(agent.on_context_updated)
+    service.handler("operator_message", name="on_operator_message")(agent.on_operator_message)
+    service.handler("handoff_released", name="on_handoff_released")(agent.on_handoff_released)
+    service.handler("approval_decided", name="on_approval_decided")(agent.on_approval_decided)
+    service.on_assign(agent.recount)
+    service.on_revoke(agent.recount)
     return service, agent
 
 
