@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from agent_support import ADDRESS, ScriptedProvider, call, running_agent
 
+from pipeline.config import Settings
 from pipeline.llm import Completion, LLMError
+from pipeline.services.agent import assemble
 from pipeline.services.agent.handoff import ESCALATE, asked_for_person
 
 HANDOFF_TEXT = "I am passing you to a person; they will answer you here."
@@ -183,3 +185,22 @@ async def test_a_release_without_a_handoff_is_ignored() -> None:
         await run.send("handoff_released", {"operator_id": "op", "note": "x"})
         assert run.state()["context_note"] is None
         assert run.metric("pipeline_agent_ignored_events_total", reason="not_handed_off") == 1
+
+
+def test_the_agent_exports_the_handoff_and_approval_metrics_from_the_start() -> None:
+    service, _ = assemble(Settings(metrics_port=0))
+    names = {s.name for metric in service.registry.collect() for s in metric.samples}
+    assert {
+        "pipeline_handoffs_open",
+        "pipeline_handoffs_total",
+        "pipeline_handoff_first_reply_seconds_bucket",
+        "pipeline_approvals_pending",
+        "pipeline_approvals_total",
+    } <= names
+    decisions = {
+        s.labels["decision"]
+        for metric in service.registry.collect()
+        for s in metric.samples
+        if s.name == "pipeline_approvals_total"
+    }
+    assert decisions == {"approved", "denied", "expired"}
