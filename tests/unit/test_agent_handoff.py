@@ -204,3 +204,13 @@ def test_the_agent_exports_the_handoff_and_approval_metrics_from_the_start() -> 
         if s.name == "pipeline_approvals_total"
     }
     assert decisions == {"approved", "denied", "expired"}
+
+
+async def test_a_repeated_operator_message_is_sent_and_logged_once() -> None:
+    async with running_agent() as run:
+        await run.user("talk to a person")
+        reply = await run.send("operator_message", {"operator_id": "op", "text": "Hello!"})
+        await run.svc.send_event(reply)  # the same event again, as after a crash
+        await run.svc.settle()
+        assert run.texts() == [HANDOFF_TEXT, "Hello!"]
+        assert [e["text"] for e in run.state()["handoff"]["log"]] == ["Hello!"]

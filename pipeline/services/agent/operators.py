@@ -72,14 +72,14 @@ class OperatorSteps:
     async def on_operator_message(self, event: Event, ctx: Context) -> None:
         conversation = self._load(ctx, existing=True)
         operator, text = event["operator_id"], event["text"]
+        if not conversation.mark_seen(str(event.id)):
+            log.info("operator message %s was handled before", event.id)
+            return
         if conversation.handoff is None:  # an operator who writes first takes it
             reason = f"operator {operator} took the conversation"
             self._hand_off(conversation, "operator", reason, ctx, operator_id=operator, say=False)
         state = conversation.handoff
         assert state is not None
-        if not conversation.mark_seen(str(event.id)):
-            log.info("operator message %s was handled before", event.id)
-            return
         now = utc_now()
         if state.get("first_reply_at") is None:
             state["first_reply_at"] = to_millis(now)
