@@ -219,6 +219,18 @@ class LLMSettings(_Section):
     )
 
 
+DEFAULT_HANDOFF_PHRASES = (
+    "talk to a human",
+    "speak to a human",
+    "talk to a person",
+    "speak to a person",
+    "real person",
+    "human agent",
+    "talk to an agent",
+    "speak to an agent",
+)
+
+
 class AgentSettings(_Section):
     history_window: int = Field(20, ge=1, description="Messages of history kept per conversation.")
     max_tool_depth: int = Field(4, ge=0, description="Tool calls allowed per turn.")
@@ -239,6 +251,42 @@ class AgentSettings(_Section):
     )
     restore_timeout_seconds: float = Field(
         300.0, gt=0, description="Deadline to restore assigned state from the changelog."
+    )
+    handoff_phrases: dict[str, list[str]] = Field(
+        default_factory=lambda: {"*": list(DEFAULT_HANDOFF_PHRASES)},
+        description="Phrases by which a user asks for a person, per tenant (tenant -> "
+        "phrases; '*' for tenants not listed; [] for none); matched case-insensitively "
+        "anywhere in the message.",
+    )
+    handoff_text: str | None = Field(
+        "I am passing you to a person; they will answer you here.",
+        description="Sent to the user when a handoff starts (none if unset).",
+    )
+    escalate_tool: bool = Field(
+        True, description="Offer the model an 'escalate' tool that hands the conversation over."
+    )
+    handoff_fact: str = Field(
+        "handoff",
+        description="A context_updated fact of this name (a webhook rule's) hands the "
+        "conversation over, its value the reason; it is not merged into the facts.",
+    )
+    handoff_after_failed_turns: int | None = Field(
+        3,
+        ge=1,
+        description="Hand over after this many failed turns in a row (model down, tool "
+        "loop too deep); off if unset.",
+    )
+    approval_tools: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Tools that need an operator's approval before they run, per tenant "
+        "(tenant -> tool names; '*' for every tenant).",
+    )
+    approval_timeout_seconds: float = Field(
+        900.0, gt=0, description="An approval not decided this long after it was asked expires."
+    )
+    approval_waiting_text: str | None = Field(
+        "This needs a person's approval first; I will come back to you here.",
+        description="Sent to the user when a tool call waits for approval (none if unset).",
     )
 
 

@@ -126,3 +126,8 @@ def test_operations_name_who_sends_and_receives(document: dict[str, Any]) -> Non
     assert operations["delivery.receive.response_ready"]["action"] == "receive"
     assert "scheduler.receive.timer_requested" in operations
     assert "webhooks.receive.webhook_received" in operations
+    # Handoff and approvals: the agent writes the requests and reads the operators' events.
+    for sent in ("handoff_requested", "approval_requested"):
+        assert operations[f"agent.send.{sent}"]["action"] == "send"
+    for received in ("operator_message", "handoff_released", "approval_decided"):
+        assert operations[f"agent.receive.{received}"]["action"] == "receive"

@@ -59,6 +59,10 @@ def test_dashboard_covers_the_issue_list() -> None:
         "tool errors",
         "deliveries / s by state",
         "gateway requests",
+        "open handoffs",
+        "first operator reply",
+        "pending approvals",
+        "approvals / s by decision",
     ):
         assert word in titles, word
 

@@ -36,6 +36,12 @@ EXPORTED = {
     "pipeline_llm_tokens_total",
     "pipeline_llm_requests_total",
     *_histogram("pipeline_llm_request_duration_seconds"),
+    # agent: handoffs and approvals (pipeline/services/agent/metrics.py)
+    "pipeline_handoffs_total",
+    "pipeline_handoffs_open",
+    *_histogram("pipeline_handoff_first_reply_seconds"),
+    "pipeline_approvals_pending",
+    "pipeline_approvals_total",
     # tools (pipeline/services/tools.py)
     "pipeline_tool_calls_total",
     *_histogram("pipeline_tool_duration_seconds"),

@@ -386,18 +386,24 @@ async def test_without_a_calculator_offered_the_model_says_so() -> None:
     assert "calculator is not available" in answer["text"]
 
 
-def test_agent_is_built_with_range_assignment_and_four_handlers() -> None:
+def test_agent_is_built_with_range_assignment_and_its_handlers() -> None:
     service, agent = assemble(Settings(metrics_port=0))
     assert isinstance(agent, Agent)
     assert service.name == "agent"
     assert service.assignment_strategy == "range"
     assert sorted(h.event_type for h in service.handlers) == [
+        "approval_decided",
         "context_updated",
+        "handoff_released",
         "message_received",
+        "operator_message",
         "timer_fired",
         "tool_result",
     ]
-    assert len(service.assigned_hooks) == 1 and len(service.revoked_hooks) == 1
+    assert service.emits is not None
+    assert {"handoff_requested", "approval_requested"} <= set(service.emits)
+    # The store restores first; then the open handoffs and approvals are recounted.
+    assert len(service.assigned_hooks) == 2 and len(service.revoked_hooks) == 2
 
 
 def foreign(event: Event, tenant: str, **data: Any) -> Event:

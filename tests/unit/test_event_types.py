@@ -49,7 +49,10 @@ def test_a_service_with_an_unknown_handled_type_does_not_start() -> None:
     async def handle(event: Event, ctx: Context) -> None:
         raise AssertionError("never runs")
 
-    with pytest.raises(EventTypeError, match="known event types: context_updated"):
+    with pytest.raises(
+        EventTypeError,
+        match="known event types: approval_decided, approval_requested, context_updated",
+    ):
         TestService(service)
 
 

@@ -25,6 +25,11 @@ EVENT_TYPES = [
     "context_updated",
     "timer_requested",
     "timer_fired",
+    "handoff_requested",
+    "operator_message",
+    "handoff_released",
+    "approval_requested",
+    "approval_decided",
 ]
 ID_FIELDS = {"event_id", "correlation_id", "causation_id", "response_id"}
 

@@ -121,6 +121,29 @@ FIELDS: dict[str, dict[str, Any]] = {
         "due_at": LATER,
         "payload_json": '{"nudge": 1}',
     },
+    "handoff_requested": {
+        "requested_by": "user",
+        "reason": "the user asked for a person ('real person')",
+        "operator_id": None,
+        "user_text": "I want a real person",
+    },
+    "operator_message": {"operator_id": "op-ada", "text": "Hi, Ada here. Let me check."},
+    "handoff_released": {"operator_id": "op-ada", "note": "Refund issued; ticket closed."},
+    "approval_requested": {
+        "approval_id": "approval_0123456789abcdef01234567",
+        "call_id": "call_42",
+        "tool": "refund",
+        "arguments_json": '{"order": "1234", "amount": 20}',
+        "reason": "The user asked for a refund.",
+        "expires_at": LATER,
+    },
+    "approval_decided": {
+        "approval_id": "approval_0123456789abcdef01234567",
+        "decision": "approved",
+        "operator_id": "op-ada",
+        "arguments_json": '{"order": "1234", "amount": 15}',
+        "note": None,
+    },
 }
 
 DEAD_LETTER_RECORD: dict[str, Any] = {

@@ -34,6 +34,11 @@ CONVERSATION_TOPICS = {
     "context_updated",
     "timer_requested",
     "timer_fired",
+    "handoff_requested",
+    "operator_message",
+    "handoff_released",
+    "approval_requested",
+    "approval_decided",
 }
 
 

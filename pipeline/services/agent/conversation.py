@@ -2,11 +2,20 @@
 
 ``{"v": 1, "tenant": "..." | null, "reply_to": {...} | null, "history": [{"role",
 "text", "at"}], "facts": {}, "turns": {correlation_id: {...}}, "follow_up": {"timer_id",
-"due_at", "request_id"} | null, "seen": [event ids]}``. A turn is a user message the
-agent has not answered yet because it waits for tool results; it keeps the tool calls
+"due_at", "request_id"} | null, "seen": [event ids], "handoff": {...} | null,
+"context_note": "..." | null, "approvals": {approval_id: {...}}, "closed_approvals":
+[approval ids], "failed_turns": 0}``. A turn is a user message the agent has not
+answered yet because it waits for tool results (or approvals); it keeps the tool calls
 and results the model saw. ``tenant`` is the tenant the conversation belongs to, set by
 its first event (state written before tenants were stored has none and takes the next
 event's).
+
+``handoff`` is set while a person has the conversation: who asked and why, since when,
+and the log of what the user and the operators wrote meanwhile. On release the log
+becomes ``context_note``, given to the model with the next turn. ``approvals`` are the
+tool calls waiting for an operator's decision; ``closed_approvals`` the ones that
+expired, so a late decision is told from an unknown one. State written before these
+fields existed reads with none of them.
 """
 
 from __future__ import annotations
@@ -106,6 +115,11 @@ class Conversation:
     turns: dict[str, Turn] = field(default_factory=dict)
     follow_up: dict[str, Any] | None = None
     seen: list[str] = field(default_factory=list)
+    handoff: dict[str, Any] | None = None
+    context_note: str | None = None
+    approvals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    closed_approvals: list[str] = field(default_factory=list)
+    failed_turns: int = 0
 
     def remember(self, role: str, text: str, at: datetime, window: int) -> None:
         """Append to the history, keeping the last ``window`` messages."""
@@ -119,6 +133,13 @@ class Conversation:
         self.seen.append(event_id)
         del self.seen[:-SEEN_LIMIT]
         return True
+
+    def close_approval(self, approval_id: str) -> None:
+        """Forget a pending approval, remembering its id as closed (bounded)."""
+        self.approvals.pop(approval_id, None)
+        if approval_id not in self.closed_approvals:
+            self.closed_approvals.append(approval_id)
+            del self.closed_approvals[:-SEEN_LIMIT]
 
     def turn_waiting_for(self, call_id: str) -> Turn | None:
         return next((t for t in self.turns.values() if call_id in t.pending), None)
@@ -143,6 +164,11 @@ class Conversation:
             "turns": {k: t.to_json() for k, t in self.turns.items()},
             "follow_up": self.follow_up,
             "seen": self.seen,
+            "handoff": self.handoff,
+            "context_note": self.context_note,
+            "approvals": self.approvals,
+            "closed_approvals": self.closed_approvals,
+            "failed_turns": self.failed_turns,
         }
 
     @classmethod
@@ -157,4 +183,9 @@ class Conversation:
             turns={k: Turn.from_json(t) for k, t in data.get("turns", {}).items()},
             follow_up=data.get("follow_up"),
             seen=list(data.get("seen", [])),
+            handoff=data.get("handoff"),
+            context_note=data.get("context_note"),
+            approvals=dict(data.get("approvals", {})),
+            closed_approvals=list(data.get("closed_approvals", [])),
+            failed_turns=int(data.get("failed_turns", 0)),
         )

@@ -3,11 +3,21 @@
 Handlers, one per topic, all keyed by conversation (so one conversation's events from
 every topic are handled one at a time, on the instance owning its partition)::
 
-    message_received -> cancel a pending follow-up; remember; ask the model
-                        -> tool_called (wait for results) or response_ready
-    tool_result      -> give the model the result -> the next tool_called or response_ready
-    timer_fired      -> the follow-up, if the user has not written since
-    context_updated  -> merge facts; send its proactive message, if any
+    message_received  -> cancel a pending follow-up; remember; ask the model
+                         -> tool_called (wait for results), approval_requested (wait
+                         for an operator) or response_ready; handoff_requested when
+                         the user asks for a person; while handed off: only logged
+    tool_result       -> give the model the result -> the next tool_called or response_ready
+    timer_fired       -> the follow-up, if the user has not written since and no person
+                         has the conversation; an approval's expiry
+    context_updated   -> merge facts; send its proactive message, if any; a handoff
+    operator_message  -> response_ready with the operator's text, to the user's address
+    handoff_released  -> back to the agent, the handoff's log in the model's context
+    approval_decided  -> tool_called (approved, arguments maybe edited), or the model is
+                         told it was denied
+
+The operators' handlers and the handoff and approval steps are in :mod:`.operators`; their
+rules in :mod:`.handoff` and :mod:`.approvals`.
 
 Each handler reads the conversation from the store, emits its events and writes the new
 state to the changelog last, so state, events and the offset commit together.
@@ -15,7 +25,9 @@ state to the changelog last, so state, events and the offset commit together.
 A conversation belongs to the tenant of its first event. An event of another tenant is
 dead-lettered at once with the reason (:class:`RejectEvent`), before anything is read
 into a turn: it never changes the conversation's reply address or history, and never
-gets an answer drawn from it.
+gets an answer drawn from it. Operator events (operator_message, handoff_released,
+approval_decided) never start a conversation: one naming a conversation the agent does
+not have is dead-lettered too.
 """
 
 from __future__ import annotations
@@ -24,10 +36,12 @@ import asyncio
 import json
 import logging
 import uuid
+from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
 
 from opentelemetry.trace import SpanKind
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry
 
 from pipeline.config import Settings
 from pipeline.errors import RejectEvent
@@ -38,7 +52,10 @@ from pipeline.runtime.context import Context
 from pipeline.runtime.publisher import Publisher
 from pipeline.runtime.service import Background, Service
 from pipeline.runtime.spans import span
+from pipeline.services.agent import approvals, handoff
 from pipeline.services.agent.conversation import Conversation, Step, Turn
+from pipeline.services.agent.metrics import AgentMetrics, OpenWork
+from pipeline.services.agent.operators import OperatorSteps, fired_by
 from pipeline.services.agent.tool_offer import CatalogOffer, ToolOffer
 from pipeline.state import ChangelogStore
 
@@ -50,43 +67,10 @@ TOO_DEEP = (
     "message. Could you break the question into smaller steps?"
 )
 LLM_DOWN = "Sorry, I cannot answer right now. Please try again in a moment."
+FAILED = {"too_deep", "llm_failed"}
 
 
-class AgentMetrics:
-    def __init__(self, registry: CollectorRegistry, service: str) -> None:
-        turns = Counter(
-            "pipeline_agent_turns_total",
-            "Turns the agent finished, by outcome (answered, too_deep, llm_failed).",
-            ["service", "outcome"],
-            registry=registry,
-        )
-        self.turns = {o: turns.labels(service, o) for o in ("answered", "too_deep", "llm_failed")}
-        self.tool_calls = Counter(
-            "pipeline_agent_tool_calls_total",
-            "Tool calls the agent asked for, by tool.",
-            ["service", "tool"],
-            registry=registry,
-        )
-        ignored = Counter(
-            "pipeline_agent_ignored_events_total",
-            "Events the agent had nothing to do for, by reason.",
-            ["service", "reason"],
-            registry=registry,
-        )
-        self.ignored = {
-            r: ignored.labels(service, r)
-            for r in ("unknown_call", "stale_timer", "no_address", "other_timer")
-        }
-        self.refused_tenant = Counter(
-            "pipeline_agent_tenant_mismatch_total",
-            "Events dead-lettered because their tenant is not the conversation's.",
-            ["service"],
-            registry=registry,
-        ).labels(service)
-        self.service = service
-
-
-class Agent:
+class Agent(OperatorSteps):
     """The agent's handlers around one provider and one state store."""
 
     def __init__(
@@ -103,35 +87,39 @@ class Agent:
         self.store = store
         self.metrics = metrics
         self.tools = tools  # what the model is offered: the advertised tool catalog
+        self.open_work = OpenWork(metrics)
 
     # ------------------------------------------------------------------ handlers
 
     async def on_message(self, event: Event, ctx: Context) -> None:
         conversation = self._load(ctx)
-        if conversation.follow_up is not None:
-            ctx.emit(
-                "timer_requested",
-                {
-                    "timer_id": conversation.follow_up["timer_id"],
-                    "action": "cancel",
-                    "due_at": None,
-                    "purpose": FOLLOW_UP,
-                    "payload_json": None,
-                },
-            )
-            conversation.follow_up = None
+        self._cancel_follow_up(conversation, ctx)
         conversation.reply_to = dict(event["reply_to"])
-        if conversation.mark_seen(str(event.id)):  # a repeat after a crash is not remembered twice
-            conversation.remember(
-                "user", event["text"], event.metadata.occurred_at, self.config.history_window
-            )
+        new = conversation.mark_seen(str(event.id))  # a repeat after a crash is not kept twice
+        text, at = event["text"], event.metadata.occurred_at
+        if conversation.handoff is not None:
+            # A person has the conversation: the message reaches them on its topic.
+            if new:
+                handoff.record(conversation, "user", text, at, self.config.history_window)
+            self.metrics.ignored["handed_off"].inc()
+            self._save(ctx, conversation)
+            return
+        if new:
+            conversation.remember("user", text, at, self.config.history_window)
         turn = Turn(
             correlation_id=str(event.metadata.correlation_id),
             reply_to=conversation.reply_to,
             in_reply_to=event.get("external_id"),
             ingress_at=to_millis(event.metadata.occurred_at),
         )
-        await self._advance(conversation, turn, ctx)
+        phrase = handoff.asked_for_person(
+            text, handoff.phrases_for(self.config, conversation.tenant)
+        )
+        if phrase is not None:
+            reason = f"the user asked for a person ({phrase!r})"
+            self._hand_off(conversation, "user", reason, ctx, turn=turn, user_text=text)
+        else:
+            await self._advance(conversation, turn, ctx)
         self._save(ctx, conversation)
 
     async def on_tool_result(self, event: Event, ctx: Context) -> None:
@@ -156,17 +144,24 @@ class Agent:
         self._save(ctx, conversation)
 
     async def on_timer_fired(self, event: Event, ctx: Context) -> None:
+        if event["purpose"] == approvals.EXPIRY:
+            await self._expire(event, ctx)
+            return
         if event["purpose"] != FOLLOW_UP:
             self.metrics.ignored["other_timer"].inc()
             log.info("ignoring timer %s with purpose %r", event["timer_id"], event["purpose"])
             return
         conversation = self._load(ctx)
+        if conversation.handoff is not None:
+            self.metrics.ignored["handed_off"].inc()
+            log.info("no follow-up for %s: a person has it", event.conversation_id)
+            return
         follow_up = conversation.follow_up
         if (
             follow_up is None
             or follow_up["timer_id"] != event["timer_id"]
             or to_millis(event["due_at"]) < follow_up["due_at"]
-            or not _fired_by(event, follow_up.get("request_id"))
+            or not fired_by(event, follow_up.get("request_id"))
         ):
             self.metrics.ignored["stale_timer"].inc()
             log.info("follow-up %s is no longer wanted", event["timer_id"])
@@ -177,10 +172,18 @@ class Agent:
 
     async def on_context_updated(self, event: Event, ctx: Context) -> None:
         conversation = self._load(ctx)
-        conversation.facts.update(event["facts"])
+        facts = dict(event["facts"])
+        wanted = facts.pop(self.config.handoff_fact, "").strip()
+        conversation.facts.update(facts)
         message = event.get("proactive_message")
         if message:
-            self._proactive(conversation, message, event, ctx)
+            if conversation.handoff is None:
+                self._proactive(conversation, message, event, ctx)
+            else:
+                self.metrics.ignored["handed_off"].inc()
+        if wanted:
+            reason = f"webhook rule of {event['source']}: {wanted}"
+            self._hand_off(conversation, "webhook", reason, ctx)
         self._save(ctx, conversation)
 
     # ------------------------------------------------------------------ turns
@@ -195,6 +198,11 @@ class Agent:
         if not calls:
             self._answer(conversation, turn, completion.text or "", "answered", ctx)
             return
+        escalate = next((c for c in calls if c.name == handoff.ESCALATE.name), None)
+        if escalate is not None and self.config.escalate_tool:
+            reason = str(escalate.arguments.get("reason") or completion.text or "not given")
+            self._hand_off(conversation, "model", reason, ctx, turn=turn)
+            return
         if turn.depth + len(calls) > self.config.max_tool_depth:
             log.info(
                 "turn %s of %s wants tool call %d, beyond max_tool_depth %d",
@@ -207,22 +215,17 @@ class Agent:
             return
         taken = {c for t in conversation.turns.values() for c in t.pending}
         issued: list[ToolCall] = []
+        waiting = False
         for index, call in enumerate(calls):
             call_id = call.id if call.id and call.id not in taken else _call_id(ctx, index)
             taken.add(call_id)
             issued.append(ToolCall(call_id, call.name, call.arguments))
-            ctx.emit(
-                "tool_called",
-                {
-                    "call_id": call_id,
-                    "tool": call.name,
-                    "arguments_json": json.dumps(dict(call.arguments)),
-                    "timeout_ms": int(self.config.tool_timeout_seconds * 1000),
-                    "depth": turn.depth,
-                },
-            )
+            if approvals.needs_approval(self.config, conversation.tenant, call.name):
+                self._ask_approval(conversation, turn, call_id, call, completion.text, ctx)
+                waiting = True
+            else:
+                self._call_tool(call_id, call.name, call.arguments, turn.depth, ctx)
             turn.depth += 1
-            self.metrics.tool_calls.labels(self.metrics.service, call.name).inc()
         turn.steps.append(Step(calls=issued))
         turn.pending = [c.id for c in issued]
         conversation.turns[turn.correlation_id] = turn
@@ -230,15 +233,39 @@ class Agent:
             oldest = next(iter(conversation.turns))
             log.warning("dropping unanswered turn %s: too many open turns", oldest)
             del conversation.turns[oldest]
+        if waiting and self.config.approval_waiting_text:
+            self._say(conversation, turn, self.config.approval_waiting_text, ctx)
+
+    def _call_tool(
+        self, call_id: str, tool: str, arguments: Mapping[str, Any], depth: int, ctx: Context
+    ) -> None:
+        ctx.emit(
+            "tool_called",
+            {
+                "call_id": call_id,
+                "tool": tool,
+                "arguments_json": json.dumps(dict(arguments)),
+                "timeout_ms": int(self.config.tool_timeout_seconds * 1000),
+                "depth": depth,
+            },
+        )
+        self.metrics.tool_calls.labels(self.metrics.service, tool).inc()
 
     async def _complete(
         self, conversation: Conversation, turn: Turn, ctx: Context
     ) -> Completion | None:
+        system = self.settings.llm.system_prompt
+        if conversation.context_note:
+            system = f"{system}\n\n{conversation.context_note}".strip()
+        tools = await self.tools.tools_for(ctx.event.metadata.tenant_id)
+        if self.config.escalate_tool:
+            escalate = handoff.ESCALATE
+            tools = (*(t for t in tools if t.name != escalate.name), escalate)
         request = ChatRequest(
             messages=conversation.messages(turn),
-            system=self.settings.llm.system_prompt,
+            system=system,
             facts=conversation.facts,
-            tools=await self.tools.tools_for(ctx.event.metadata.tenant_id),
+            tools=tools,
         )
         provider = self.provider
         try:
@@ -255,6 +282,17 @@ class Agent:
     ) -> None:
         reply_to = turn.reply_to or conversation.reply_to
         conversation.turns.pop(turn.correlation_id, None)
+        if outcome in FAILED:
+            conversation.failed_turns += 1
+            limit = self.config.handoff_after_failed_turns
+            if limit is not None and conversation.failed_turns >= limit:
+                self.metrics.turns[outcome].inc()
+                reason = f"{conversation.failed_turns} failed turns in a row (last: {outcome})"
+                self._hand_off(conversation, "failed_turns", reason, ctx, turn=turn)
+                return
+        else:
+            conversation.failed_turns = 0
+        conversation.context_note = None  # the model saw the handoff's note in this turn
         self.metrics.turns[outcome].inc()
         if reply_to is None:
             self.metrics.ignored["no_address"].inc()
@@ -291,6 +329,45 @@ class Agent:
                 "request_id": str(request.id),
             }
 
+    # ------------------------------------------------------------------ telling the user
+
+    def _say(self, conversation: Conversation, turn: Turn | None, text: str, ctx: Context) -> None:
+        """Tell the user something that is not a turn's answer (no follow-up after it)."""
+        reply_to = (turn.reply_to if turn else None) or conversation.reply_to
+        if reply_to is None:
+            self.metrics.ignored["no_address"].inc()
+            return
+        ctx.emit(
+            "response_ready",
+            {
+                "reply_to": reply_to,
+                "text": text,
+                "in_reply_to": turn.in_reply_to if turn else None,
+                "proactive": turn is None,
+                "ingress_at": from_millis(turn.ingress_at)
+                if turn
+                else ctx.event.metadata.occurred_at,
+            },
+        )
+        conversation.remember("assistant", text, utc_now(), self.config.history_window)
+
+    def _cancel_follow_up(self, conversation: Conversation, ctx: Context) -> None:
+        if conversation.follow_up is not None:
+            self._cancel_timer(conversation.follow_up["timer_id"], FOLLOW_UP, ctx)
+            conversation.follow_up = None
+
+    def _cancel_timer(self, timer_id: str, purpose: str, ctx: Context) -> None:
+        ctx.emit(
+            "timer_requested",
+            {
+                "timer_id": timer_id,
+                "action": "cancel",
+                "due_at": None,
+                "purpose": purpose,
+                "payload_json": None,
+            },
+        )
+
     def _proactive(self, conversation: Conversation, text: str, event: Event, ctx: Context) -> None:
         if conversation.reply_to is None:
             self.metrics.ignored["no_address"].inc()
@@ -312,10 +389,17 @@ class Agent:
 
     # ------------------------------------------------------------------ state
 
-    def _load(self, ctx: Context) -> Conversation:
-        """The event's conversation; RejectEvent when it belongs to another tenant."""
+    def _load(self, ctx: Context, *, existing: bool = False) -> Conversation:
+        """The event's conversation; RejectEvent when it belongs to another tenant, or
+        (``existing``) when the agent does not have it."""
         event = ctx.event
-        conversation = Conversation.from_json(self.store.get(ctx, event.conversation_id))
+        stored = self.store.get(ctx, event.conversation_id)
+        if existing and stored is None:
+            raise RejectEvent(
+                f"{event.type} names conversation {event.conversation_id!r}, which the agent "
+                "does not have; refused"
+            )
+        conversation = Conversation.from_json(stored)
         tenant = event.metadata.tenant_id
         if conversation.tenant is None:
             conversation.tenant = tenant
@@ -336,7 +420,15 @@ class Agent:
         return conversation
 
     def _save(self, ctx: Context, conversation: Conversation) -> None:
-        self.store.put(ctx, ctx.event.conversation_id, conversation.to_json())
+        state = conversation.to_json()
+        self.store.put(ctx, ctx.event.conversation_id, state)
+        self.open_work.track(ctx.event.conversation_id, state)
+
+    async def recount(self, _: list[tuple[str, int]]) -> None:
+        """Recount open handoffs and approvals after a rebalance (after the restore)."""
+        self.open_work.recount(
+            (key, value) for p in self.store.partitions for key, value in self.store.items(p)
+        )
 
 
 def _result_content(event: Event) -> str:
@@ -399,7 +491,13 @@ def assemble(
         settings=settings,
         registry=registry,
         assignment_strategy="range",
-        emits=["tool_called", "response_ready", "timer_requested"],
+        emits=[
+            "tool_called",
+            "response_ready",
+            "timer_requested",
+            "handoff_requested",
+            "approval_requested",
+        ],
     )
     store = ChangelogStore(
         settings,
@@ -421,13 +519,9 @@ def assemble(
     service.handler("tool_result", name="on_tool_result")(agent.on_tool_result)
     service.handler("timer_fired", name="on_timer_fired")(agent.on_timer_fired)
     service.handler("context_updated", name="on_context_updated")(agent.on_context_updated)
+    service.handler("operator_message", name="on_operator_message")(agent.on_operator_message)
+    service.handler("handoff_released", name="on_handoff_released")(agent.on_handoff_released)
+    service.handler("approval_decided", name="on_approval_decided")(agent.on_approval_decided)
+    service.on_assign(agent.recount)
+    service.on_revoke(agent.recount)
     return service, agent
-
-
-def _fired_by(event: Event, request_id: str | None) -> bool:
-    """Whether a timer_fired came from the schedule request the state remembers.
-
-    Two schedules can share a due time to the millisecond; the request id cannot.
-    """
-    causation = event.metadata.causation_id
-    return request_id is None or causation is None or str(causation) == request_id
