@@ -501,7 +501,9 @@ def start_cluster(data_dir: Path) -> DevKafkaCluster:
     for _ in range(200):
         base = random.randrange(20000, 30000, 2)
         if not any(port_in_use(base + i) for i in range(6)):
-            return DevKafkaCluster(3, base, data_dir=data_dir, heap_opts=HEAP).start()
+            return DevKafkaCluster(
+                3, base, data_dir=data_dir, heap_opts=HEAP, start_timeout=180.0
+            ).start()
     raise RuntimeError("no run of six free ports on 127.0.0.1")
 
 

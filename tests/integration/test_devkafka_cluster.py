@@ -22,6 +22,8 @@ from pipeline.dev.kafka import DevKafkaCluster, port_in_use
 from pipeline.errors import DevKafkaError
 
 HEAP = ("-Xmx384m",)
+# Three JVMs starting on two shared cores: allow for a loaded machine.
+START_TIMEOUT = 180.0
 
 
 def _free_base_port(span: int = 6) -> int:
@@ -36,7 +38,9 @@ def _free_base_port(span: int = 6) -> int:
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevKafkaCluster]:
     data = tmp_path_factory.mktemp("cluster")
     try:
-        c = DevKafkaCluster(3, _free_base_port(), data_dir=data, heap_opts=HEAP).start()
+        c = DevKafkaCluster(
+            3, _free_base_port(), data_dir=data, heap_opts=HEAP, start_timeout=START_TIMEOUT
+        ).start()
     except DevKafkaError as exc:  # no Java or Maven here: the same rule as the broker fixture
         pytest.fail(f"the three-node cluster did not start: {exc}")
     try:
@@ -86,7 +90,7 @@ def _isr(bootstrap: str, topic: str) -> list[int]:
     return sorted(meta.topics[topic].partitions[0].isrs)
 
 
-def _wait_isr(bootstrap: str, topic: str, size: int, timeout: float = 60.0) -> list[int]:
+def _wait_isr(bootstrap: str, topic: str, size: int, timeout: float = 120.0) -> list[int]:
     deadline = time.monotonic() + timeout
     isr = _isr(bootstrap, topic)
     while len(isr) != size and time.monotonic() < deadline:
@@ -129,7 +133,12 @@ def test_three_nodes_replicate_and_survive_a_kill_a_pause_and_a_restart(
     # A stop and start of the whole cluster keeps the data (the default for the CLI too).
     assert cluster.stop()
     again = DevKafkaCluster(
-        3, cluster.port, data_dir=cluster.data_dir, keep_data=True, heap_opts=HEAP
+        3,
+        cluster.port,
+        data_dir=cluster.data_dir,
+        keep_data=True,
+        heap_opts=HEAP,
+        start_timeout=START_TIMEOUT,
     ).start()
     try:
         values = _read_all(again.bootstrap_servers, topic, 300)
