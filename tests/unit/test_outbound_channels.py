@@ -327,6 +327,11 @@ async def test_slack_posts_to_chat_post_message_in_the_thread(serve: Any, client
         "channel": "C1",
         "text": "Hello there",
         "thread_ts": "1700000000.000100",
+        # The response id, for finding the message when it is uncertain whether it arrived.
+        "metadata": {
+            "event_type": "pipeline_response",
+            "event_payload": {"response_id": str(event.id)},
+        },
     }
 
 
