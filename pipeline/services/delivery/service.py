@@ -235,8 +235,7 @@ class Delivery:
                     outcome = resolution
             if uncertain is None:
                 attempted = self._entry(event, ATTEMPTED, attempt)
-                await self._record(ctx, event, attempted)
-                answer = await self._send(event, sender, sending, attempt)
+                answer = await self._send(ctx, event, sender, sending, attempted)
                 if isinstance(answer, Sent):
                     await self._sent(ctx, event, attempt, answer)
                     return
@@ -267,15 +266,23 @@ class Delivery:
                 return
 
     async def _send(
-        self, event: Event, sender: Sender, sending: asyncio.Semaphore, attempt: int
+        self,
+        ctx: Context,
+        event: Event,
+        sender: Sender,
+        sending: asyncio.Semaphore,
+        attempted: SentEntry,
     ) -> Outcome:
-        """One attempt, within the channel's bound on sends in progress."""
-        channel = str(event["reply_to"]["channel"])
+        """One attempt, within the channel's bound on sends in progress: recorded (and
+        acknowledged) once its turn has come, then sent. Only the sends in progress at
+        a crash are uncertain, not those waiting their turn."""
+        channel = attempted.channel
         attributes: dict[str, str | int] = {
             "pipeline.channel": channel,
-            "pipeline.attempt": attempt,
+            "pipeline.attempt": attempted.attempt,
         }
         async with sending:
+            await self._record(ctx, event, attempted)
             started = time.perf_counter()
             with span(f"deliver {channel}", attributes, kind=SpanKind.CLIENT) as sending_span:
                 outcome = bounded(await sender.send(event))
