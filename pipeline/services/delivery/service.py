@@ -8,12 +8,17 @@ that will be retried is reported at once (a ``retrying`` status); the final ``se
 A waiting handler holds one of the runtime's in-flight slots; if its partition is
 revoked meanwhile, it hands the response back to the next owner instead of sending.
 
-Never sending twice rests on two things. The response event id is the idempotency key
-(the ``Idempotency-Key`` header; the e-mail Message-ID), so a receiver can recognise a
-repeat. And a store of sent response ids, written with the handler's outputs (so before
-the offset commits) and restored on assignment, skips a response handled again after a
-crash, restart or rebalance. The only window left is a crash between the channel
-accepting and the store record being acknowledged; there the key is what protects.
+Not sending twice rests on the sent store (:mod:`.sent_store`), a compacted topic restored
+on assignment: each attempt is written to it, and acknowledged, once its turn to send has
+come and before it goes out, and the channel's answer as soon as it comes, before the
+status (both awaited through the runtime's publisher, not batched with the outputs). A
+response handled again after a crash, restart or rebalance is skipped when it was sent;
+one with an attempt and no answer is uncertain, and resolved as its channel allows
+(:mod:`.uncertain`): web sends again with the same ``Idempotency-Key`` (the response event
+id; the e-mail Message-ID likewise), Slack looks for the response id in the message
+metadata first, WhatsApp and e-mail follow their guarantee setting. In exactly-once mode
+the records are readable only once the transaction commits: there the window runs to the
+commit.
 """
 
 from __future__ import annotations
