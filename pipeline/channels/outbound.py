@@ -6,6 +6,11 @@ Every outbound channel adapter returns one of three outcomes::
     Retryable(error, status, retry_after)  try again later: 429, 5xx, timeouts, lost connections
     PermanentFailure(error, status)      a retry cannot help: other 4xx, a refusal, bad config
 
+A ``Retryable`` with ``uncertain`` set had no answer (a timeout, a lost connection): the
+request may have arrived, so the next attempt is resolved the way the channel resolves an
+uncertain send (:mod:`pipeline.services.delivery.uncertain`). An adapter that can look up
+whether a message of its own already arrived implements :class:`Lookup`.
+
 Adapters catch transport errors themselves; an exception escaping an adapter is a bug,
 which the runtime retries and then dead-letters as a handler failure.
 """
@@ -13,8 +18,9 @@ which the runtime retries and then dead-letters as a handler failure.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
+import aiohttp
 import httpx
 
 from pipeline.events.model import Event
@@ -33,11 +39,13 @@ class Sent:
 
 @dataclass(frozen=True, slots=True)
 class Retryable:
-    """A failure worth retrying; ``retry_after`` is the wait the channel asked for, in s."""
+    """A failure worth retrying; ``retry_after`` is the wait the channel asked for, in s;
+    ``uncertain``: no answer came, the message may have arrived all the same."""
 
     error: str
     http_status: int | None = None
     retry_after: float | None = None
+    uncertain: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +63,20 @@ class Sender(Protocol):
     """An outbound channel adapter: sends one ResponseReady event to its channel."""
 
     async def send(self, response: Event) -> Outcome: ...
+
+
+@runtime_checkable
+class Lookup(Protocol):
+    """An adapter that can tell whether a response it may have sent arrived.
+
+    ``find_sent`` answers ``Sent`` (found: it arrived, with the channel's id for it), None
+    (not found since ``since_ms``, the attempt's time: send it), or a failure of the
+    lookup itself (Retryable: look again later; PermanentFailure: it cannot be told).
+    """
+
+    async def find_sent(
+        self, response: Event, since_ms: int
+    ) -> Sent | Retryable | PermanentFailure | None: ...
 
 
 def is_retryable_status(status: int) -> bool:
@@ -75,14 +97,28 @@ def classify_status(response: httpx.Response) -> Retryable | PermanentFailure | 
 
 
 def transport_failure(exc: httpx.HTTPError) -> Retryable:
-    """Timeouts and connection errors: the request may or may not have arrived; retry."""
+    """Timeouts and connection errors: retry. Unless the connection was never made, the
+    request may have arrived all the same (``uncertain``)."""
     cause = exc.__cause__
+    uncertain = not never_connected(exc)
     if isinstance(cause, OSError) and not isinstance(cause, TimeoutError):
         # The socket's own error (aiohttp's transport maps a refused connection onto
         # httpx's ConnectTimeout): name what happened, not the mapped class.
-        return Retryable(f"connection error: {type(cause).__name__}: {exc}".rstrip(": "))
+        return Retryable(
+            f"connection error: {type(cause).__name__}: {exc}".rstrip(": "), uncertain=uncertain
+        )
     kind = "timeout" if isinstance(exc, httpx.TimeoutException) else "connection error"
-    return Retryable(f"{kind}: {type(exc).__name__}: {exc}".rstrip(": "))
+    return Retryable(f"{kind}: {type(exc).__name__}: {exc}".rstrip(": "), uncertain=uncertain)
+
+
+def never_connected(exc: httpx.HTTPError) -> bool:
+    """True when the request cannot have left: no connection was made."""
+    cause = exc.__cause__
+    if isinstance(cause, aiohttp.ClientError):
+        # aiohttp's transport maps every lost connection onto ConnectTimeout: only its
+        # connector's error means no connection.
+        return isinstance(cause, aiohttp.ClientConnectorError)
+    return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
 
 
 async def post_json(

@@ -180,6 +180,17 @@ class DeliverySettings(_Section):
     restore_timeout_seconds: float = Field(
         60.0, gt=0, description="Deadline to restore the sent store on assignment."
     )
+    whatsapp_guarantee: Literal["at_least_once", "at_most_once"] = Field(
+        "at_least_once",
+        description="A WhatsApp send that may or may not have arrived (the service stopped "
+        "or the request got no answer): 'at_least_once' sends it again (it may arrive "
+        "twice), 'at_most_once' does not (it may be missing; its delivery_status says "
+        "'unconfirmed').",
+    )
+    email_guarantee: Literal["at_least_once", "at_most_once"] = Field(
+        "at_least_once",
+        description="The same choice for e-mail (a repeat carries the same Message-ID).",
+    )
     callback_signing_secrets: dict[str, SecretStr] = Field(
         default_factory=dict,
         description="Secret signing web callbacks, per tenant (tenant -> secret; '*' for "

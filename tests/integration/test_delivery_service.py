@@ -45,6 +45,7 @@ from pipeline.dev.stack.local import development_env
 from pipeline.errors import ConfigError
 from pipeline.events.model import Event, Metadata
 from pipeline.services.delivery import build
+from pipeline.services.delivery.sent_store import decode_value
 
 TOPICS = ("response_ready", "delivery_status", "delivery_sent", "dead_letters")
 CALLBACK_SECRET = "integration-callback-secret"
@@ -237,9 +238,17 @@ async def test_500_twice_then_200_delivers_once_and_reports_the_retries(
         assert status.metadata.causation_id == event.id
         assert status.metadata.correlation_id == event.metadata.correlation_id
         assert status.conversation_id == "conv-retry"
-    stored = read_all(kafka_bootstrap, sent_topic, lambda r: len(r) >= 1, 10)
-    assert [r.key for r in stored] == ["conv-retry"]
-    assert str(event.id) in stored[0].value.decode()
+    # Each attempt before it went out, and each answer as soon as it came.
+    stored = read_all(kafka_bootstrap, sent_topic, lambda r: len(r) >= 6, 10)
+    assert {r.key for r in stored} == {"conv-retry"}
+    assert [(e.state, e.attempt) for r in stored for e in decode_value(r.value)] == [
+        ("attempted", 1),
+        ("refused", 1),
+        ("attempted", 2),
+        ("refused", 2),
+        ("attempted", 3),
+        ("sent", 3),
+    ]
     assert read_all(kafka_bootstrap, dead, lambda r: False, 1) == []
     sent = service.registry.get_sample_value(
         "pipeline_deliveries_total", {"service": "delivery", "channel": "web", "state": "sent"}
@@ -281,7 +290,10 @@ async def test_400_is_not_retried_fails_and_is_dead_lettered(
     assert letter["attempts"] == 1
     assert letter["source_topic"] == source
     assert SERDE.decode(letter["value"]).id == event.id
-    assert read_all(kafka_bootstrap, sent_topic, lambda r: False, 1) == []
+    # Recorded as failed, not sent: a redrive sends it afresh.
+    stored = read_all(kafka_bootstrap, sent_topic, lambda r: len(r) >= 2, 10)
+    states = [(e.state, e.attempt) for r in stored for e in decode_value(r.value)]
+    assert states == [("attempted", 1), ("failed", 1)]
 
 
 async def test_429_waits_at_least_retry_after(
@@ -391,7 +403,16 @@ async def test_every_channel_is_delivered_through_the_service(
     assert not signature.verify("not-the-secret", web.headers, web.raw)
     slack = by_path["/slack/api/chat.postMessage"]
     assert slack.headers["authorization"] == "Bearer xoxb-1"
-    assert slack.body == {"channel": "C42", "text": "to slack", "thread_ts": "1.5"}
+    slack_event = events[1]
+    assert slack.body == {
+        "channel": "C42",
+        "text": "to slack",
+        "thread_ts": "1.5",
+        "metadata": {
+            "event_type": "pipeline_response",
+            "event_payload": {"response_id": str(slack_event.id)},
+        },
+    }
     whatsapp = by_path["/graph/v21.0/555/messages"]
     assert whatsapp.headers["authorization"] == "Bearer wa-token"
     assert whatsapp.body["to"] == "+491700000"
@@ -503,7 +524,8 @@ async def test_callbacks_to_internal_addresses_fail_without_a_connection(
     for status in statuses:
         assert "address" in status["error"], status["error"]
     assert len(letters) == len(targets)
-    assert read_all(kafka_bootstrap, sent_topic, lambda r: False, 1) == []
+    stored = read_all(kafka_bootstrap, sent_topic, lambda r: False, 1)
+    assert {e.state for r in stored for e in decode_value(r.value)} <= {"attempted", "failed"}
 
 
 # --------------------------------------------------------------------------- crashes

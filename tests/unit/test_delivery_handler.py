@@ -13,7 +13,7 @@ import pytest
 
 from pipeline.channels.outbound import Outcome, PermanentFailure, Retryable, Sent
 from pipeline.config import Settings, bundled_dir
-from pipeline.errors import RejectEvent
+from pipeline.errors import BrokerUnavailableError, RejectEvent
 from pipeline.events.catalog import SchemaCatalog
 from pipeline.events.model import Event, Metadata
 from pipeline.events.serde import SingleObjectSerde
@@ -38,17 +38,30 @@ class Script:
 
 
 class Recorder:
-    """Stands in for the runtime's publisher."""
+    """Stands in for the runtime's publisher: events and records it acknowledged."""
 
     def __init__(self) -> None:
         self.published: list[tuple[str, dict[str, Any], uuid.UUID]] = []
+        self.records: list[tuple[str, str | bytes, bytes | None]] = []
+        self.refuse = False
 
     async def publish(self, event_type: str, data: Mapping[str, Any], **kw: Any) -> None:
         SERDE.validate(event_type, {"metadata": kw["cause"].metadata.to_record(), **data})
         self.published.append((event_type, dict(data), kw["event_id"]))
 
+    async def publish_record(self, topic: str, key: str | bytes, value: bytes | None) -> None:
+        if self.refuse:
+            raise BrokerUnavailableError("Kafka did not acknowledge a record (test)")
+        self.records.append((topic, key, value))
 
-def delivery(senders: Mapping[str, Any], **section: Any) -> Delivery:
+    def states(self) -> list[tuple[str, int]]:
+        """(state, attempt) of the newest entry of each record, in order."""
+        return [(e.state, e.attempt) for *_, v in self.records for e in decode_value(v or b"")[-1:]]
+
+
+def delivery(senders: Mapping[str, Any], *, publisher: bool = True, **section: Any) -> Delivery:
+    """The service's handler owner, with a Recorder as its publisher (without one, as
+    outside a runtime, everything goes out with the handler's outputs)."""
     values = {"backoff_initial_seconds": 0.01, "backoff_max_seconds": 0.02, **section}
     settings = Settings(metrics_port=0, delivery=values)
     service = build(settings, senders=senders)
@@ -56,7 +69,14 @@ def delivery(senders: Mapping[str, Any], **section: Any) -> Delivery:
     assert spec.name == "on_response_ready" and spec.event_type == "response_ready"
     bound: Any = spec.fn
     owner: Delivery = bound.__self__
+    if publisher:
+        owner.publisher = Recorder()  # type: ignore[assignment]
     return owner
+
+
+def recorder(d: Delivery) -> Recorder:
+    assert isinstance(d.publisher, Recorder)
+    return d.publisher
 
 
 def response(channel: str = "web", ingress_at: datetime | None = None) -> Event:
@@ -108,15 +128,16 @@ async def test_sent_at_once_reports_sent_and_records_the_response() -> None:
     assert status["provider_message_id"] == "m-1"
     assert status["http_status"] == 200
     assert status["response_id"] == str(event.id)
-    record = ctx.outgoing[-1]
-    assert (record.topic, record.key, record.event_type) == (
-        "p.delivery_sent",
-        "conv-1",
-        "delivery_sent",
-    )
-    assert record.value is not None
-    assert [e.response_id for e in decode_value(record.value)] == [str(event.id)]
-    assert d.store.get(2, "conv-1", str(event.id)) is not None
+    # The attempt and its result were written (and acknowledged) at once, not queued.
+    assert len(ctx.outgoing) == 1
+    records = recorder(d).records
+    assert [(topic, key) for topic, key, _ in records] == [("delivery_sent", "conv-1")] * 2
+    assert recorder(d).states() == [("attempted", 1), ("sent", 1)]
+    value = records[-1][2]
+    assert value is not None
+    assert [e.response_id for e in decode_value(value)] == [str(event.id)]
+    stored = d.store.get(2, "conv-1", str(event.id))
+    assert stored is not None and stored.state == "sent"
     assert sample(d, "pipeline_deliveries_total", channel="web", state="sent") == 1
     assert sample(d, "pipeline_delivery_duration_seconds_count", channel="web") == 1
     assert sample(d, "pipeline_turn_latency_seconds_count", channel="web") == 1
@@ -128,7 +149,7 @@ async def test_retryable_twice_then_sent_reports_each_attempt_in_order() -> None
     sender = Script(
         Retryable("HTTP 500: boom", 500), Retryable("HTTP 503: busy", 503, 0.05), Sent("m-2")
     )
-    d = delivery({"web": sender})
+    d = delivery({"web": sender}, publisher=False)
     event = response()
     ctx = context(event)
     await d.on_response_ready(event, ctx)
@@ -143,12 +164,10 @@ async def test_retryable_twice_then_sent_reports_each_attempt_in_order() -> None
 async def test_retrying_statuses_are_published_at_once_with_ids_from_the_attempt() -> None:
     sender = Script(Retryable("timeout: ReadTimeout"), Sent("m-3"))
     d = delivery({"web": sender})
-    recorder = Recorder()
-    d.publisher = recorder  # type: ignore[assignment]
     event = response()
     ctx = context(event)
     await d.on_response_ready(event, ctx)
-    [(event_type, data, event_id)] = recorder.published
+    [(event_type, data, event_id)] = recorder(d).published
     assert event_type == "delivery_status"
     assert (data["state"], data["attempt"], data["error"]) == (
         "retrying",
@@ -171,12 +190,13 @@ async def test_permanent_failure_reports_failed_and_rejects_the_event() -> None:
     [status] = statuses(ctx)
     assert (status["state"], status["attempt"], status["http_status"]) == ("failed", 1, 400)
     assert status["error"] == "HTTP 400: bad"
-    assert len(ctx.outgoing) == 1, "nothing recorded as sent"
+    assert len(ctx.outgoing) == 1
+    assert recorder(d).states() == [("attempted", 1), ("failed", 1)]
 
 
 async def test_exhausted_retries_report_failed_with_the_last_error() -> None:
     sender = Script(Retryable("HTTP 502: bad gateway", 502))
-    d = delivery({"web": sender}, max_attempts=3)
+    d = delivery({"web": sender}, publisher=False, max_attempts=3)
     event = response()
     ctx = context(event)
     with pytest.raises(RejectEvent, match="gave up after 3 attempts"):
@@ -236,7 +256,7 @@ async def test_a_partition_revoked_during_the_backoff_is_handed_back_unsent() ->
             return outcome
 
     sender = RevokedMeanwhile(Retryable("HTTP 503: busy", 503), Sent("never"))
-    d = delivery({"web": sender})
+    d = delivery({"web": sender}, publisher=False)
     d.owned = {1, 2}
     event = response()
     ctx = context(event, partition=2)

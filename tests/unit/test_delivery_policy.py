@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
+import aiohttp
 import httpx
 import pytest
 
@@ -70,13 +71,30 @@ def test_classify_status() -> None:
     assert long is not None and len(long.error) < 300
 
 
-def test_transport_failures_are_retryable() -> None:
+def test_transport_failures_are_retryable_and_uncertain_unless_never_connected() -> None:
     request = httpx.Request("POST", "http://x")
     assert transport_failure(httpx.ReadTimeout("read timed out", request=request)) == Retryable(
-        "timeout: ReadTimeout: read timed out"
+        "timeout: ReadTimeout: read timed out", uncertain=True
     )
     refused = transport_failure(httpx.ConnectError("refused", request=request))
     assert refused.error == "connection error: ConnectError: refused"
+    assert not refused.uncertain, "no connection: the request cannot have arrived"
+
+
+def mapped(exc: httpx.HTTPError, cause: BaseException) -> httpx.HTTPError:
+    exc.__cause__ = cause
+    return exc
+
+
+def test_aiohttp_lost_connections_are_uncertain_and_its_connector_errors_are_not() -> None:
+    # aiohttp's transport maps every lost connection onto ConnectTimeout.
+    request = httpx.Request("POST", "http://x")
+    key = aiohttp.client_reqrep.ConnectionKey("x", 80, False, True, None, None, None)
+    connector = aiohttp.ClientConnectorError(key, ConnectionRefusedError(111, "refused"))
+    disconnected = aiohttp.ServerDisconnectedError()
+    never = transport_failure(mapped(httpx.ConnectTimeout("x", request=request), connector))
+    lost = transport_failure(mapped(httpx.ConnectTimeout("x", request=request), disconnected))
+    assert (never.uncertain, lost.uncertain) == (False, True)
 
 
 def policy(

@@ -49,9 +49,33 @@ def test_a_value_is_the_same_json_as_encoding_every_entry_at_once() -> None:
     store = SentStore(keep=3)
     for n in range(5):
         value = store.record(2, "c", entry(n))
+    # An entry's error is left out when there is none.
     document = {"v": 1, "sent": [asdict(entry(n)) for n in (2, 3, 4)]}
+    for fields in document["sent"]:
+        del fields["error"]
     assert value == json.dumps(document, separators=(",", ":")).encode()
     assert value == encode_value([entry(2), entry(3), entry(4)])
     loaded = SentStore(keep=2)
     loaded.load(2, {"c": value})
     assert loaded.record(2, "c", entry(5)) == encode_value([entry(4), entry(5)])
+
+
+def test_entries_written_before_states_existed_read_as_sent() -> None:
+    old = b'{"v":1,"sent":[{"response_id":"r-1","channel":"web","attempt":1,'
+    old += b'"provider_message_id":null,"sent_at_ms":5}]}'
+    [read] = decode_value(old)
+    assert (read.state, read.uncertain, read.error) == ("sent", False, None)
+
+
+def test_a_response_has_one_entry_and_value_with_remembers_nothing() -> None:
+    store = SentStore(keep=5)
+    attempted = SentEntry("r-1", "slack", 1, None, 10, "attempted")
+    value = store.value_with(0, "c", attempted)
+    assert decode_value(value) == [attempted]
+    assert store.get(0, "c", "r-1") is None
+    store.record(0, "c", attempted)
+    assert store.get(0, "c", "r-1") == attempted and attempted.uncertain
+    sent = SentEntry("r-1", "slack", 1, "1.2", 11)
+    store.record(0, "c", entry(2))
+    value = store.record(0, "c", sent)
+    assert decode_value(value) == [entry(2), sent]

@@ -10,6 +10,7 @@ from email import message_from_bytes
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -54,11 +55,14 @@ class Receiver:
         receiver = self
 
         class Handle(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
+            def do_GET(self) -> None:
+                self.do_POST("GET")
+
+            def do_POST(self, method: str = "POST") -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 receiver.seen.append(
                     Seen(
-                        "POST",
+                        method,
                         self.path,
                         {k.lower(): v for k, v in self.headers.items()},
                         self.rfile.read(length),
@@ -327,6 +331,11 @@ async def test_slack_posts_to_chat_post_message_in_the_thread(serve: Any, client
         "channel": "C1",
         "text": "Hello there",
         "thread_ts": "1700000000.000100",
+        # The response id, for finding the message when it is uncertain whether it arrived.
+        "metadata": {
+            "event_type": "pipeline_response",
+            "event_payload": {"response_id": str(event.id)},
+        },
     }
 
 
@@ -354,6 +363,62 @@ async def test_slack_ok_false_is_permanent_except_ratelimited(
     receiver = serve(answer)
     outcome = await SlackSender(slack_settings(receiver.url), client).send(response("slack", "C1"))
     assert outcome == expected
+
+
+def message(response_id: str, ts: str) -> dict[str, Any]:
+    metadata = {"event_type": "pipeline_response", "event_payload": {"response_id": response_id}}
+    return {"type": "message", "ts": ts, "text": "x", "metadata": metadata}
+
+
+async def test_slack_finds_a_sent_response_by_its_metadata(serve: Any, client: Any) -> None:
+    event = response("slack", "C1")
+    receiver = serve(
+        ok({"ok": True, "messages": [message("other", "5.1")], "has_more": True,
+            "response_metadata": {"next_cursor": "page2"}}),
+        ok({"ok": True, "messages": [message(str(event.id), "5.0")], "has_more": False}),
+    )  # fmt: skip
+    sender = SlackSender(slack_settings(receiver.url), client)
+    found = await sender.find_sent(event, 1_700_000_300_000)
+    assert found == Sent("5.0", 200)
+    first, second = receiver.seen
+    assert first.method == "GET"
+    assert first.path.startswith("/api/conversations.history?")
+    assert first.headers["authorization"] == "Bearer xoxb-test"
+    query = parse_qs(urlsplit(first.path).query)
+    assert query["channel"] == ["C1"]
+    assert query["include_all_metadata"] == ["true"]
+    assert float(query["oldest"][0]) == 1_700_000_300 - 120  # the attempt, less a margin
+    assert parse_qs(urlsplit(second.path).query)["cursor"] == ["page2"]
+
+
+async def test_slack_looks_in_the_thread_and_finding_nothing_means_send(
+    serve: Any, client: Any
+) -> None:
+    receiver = serve(ok({"ok": True, "messages": [message("other", "5.1")], "has_more": False}))
+    event = response("slack", "C1", thread_id="1700000000.000100")
+    sender = SlackSender(slack_settings(receiver.url), client)
+    assert await sender.find_sent(event, 1_700_000_300_000) is None
+    [request] = receiver.seen
+    assert request.path.startswith("/api/conversations.replies?")
+    assert parse_qs(urlsplit(request.path).query)["ts"] == ["1700000000.000100"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "kind"),
+    [
+        (ok({"ok": False, "error": "ratelimited"}), Retryable),
+        ((503, {}, b""), Retryable),
+        (ok({"ok": False, "error": "missing_scope"}), PermanentFailure),
+    ],
+)
+async def test_slack_lookup_failures_are_outcomes(
+    serve: Any, client: Any, answer: Answer, kind: type
+) -> None:
+    receiver = serve(answer)
+    found = await SlackSender(slack_settings(receiver.url), client).find_sent(
+        response("slack", "C1"), 0
+    )
+    assert isinstance(found, kind), found
 
 
 async def test_slack_without_a_token_fails_permanently(client: Any) -> None:

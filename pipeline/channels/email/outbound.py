@@ -79,7 +79,8 @@ class EmailSender:
         except (aiosmtplib.SMTPNotSupported, ValueError) as exc:
             return PermanentFailure(f"SMTP: {type(exc).__name__}: {exc}")
         except (aiosmtplib.SMTPException, OSError) as exc:  # timeouts, refused connections
-            return Retryable(f"SMTP: {type(exc).__name__}: {exc}")
+            # No answer to the message: the server may have taken it all the same.
+            return Retryable(f"SMTP: {type(exc).__name__}: {exc}", uncertain=True)
         return Sent(str(message["Message-ID"]))
 
 

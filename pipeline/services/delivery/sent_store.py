@@ -1,12 +1,16 @@
-"""Which responses were sent: a per-partition store backed by a compacted topic.
+"""Which responses were sent or are being sent: a per-partition store backed by a
+compacted topic.
 
 Keyed like everything else by conversation id, the ``delivery_sent`` topic has the same
 partition count as ``response_ready``, so partition N of it records what was sent for the
-responses of partition N. The value per conversation is the list of the most recent sent
-response ids (a conversation's responses are handled one at a time, in order, so the list
-only grows at one place). It is written with the handler's outputs, so it is
-acknowledged before the response's offset commits, and read back from the beginning of
-the partition when the partition is assigned.
+responses of partition N. The value per conversation is the list of its most recent
+responses with where each stands (a conversation's responses are handled one at a time,
+in order, so the list only changes at its end): ``attempted`` is written (and
+acknowledged) before each send, then ``sent``, ``refused`` (the channel answered that it
+did not take it; a retry follows) or ``failed`` as soon as the channel answered. A
+response read back as ``attempted`` was being sent when its instance stopped: whether the
+channel took it is *uncertain* (:mod:`pipeline.services.delivery.uncertain`). The
+partition is read back from the beginning when it is assigned.
 """
 
 from __future__ import annotations
@@ -23,16 +27,35 @@ from pipeline.state.changelog import read_changelog as read_partitions
 
 FORMAT_VERSION = 1
 
+ATTEMPTED = "attempted"
+SENT = "sent"
+REFUSED = "refused"
+FAILED = "failed"
+UNCONFIRMED = "unconfirmed"
+
 
 @dataclass(frozen=True, slots=True)
 class SentEntry:
-    """One response that its channel accepted."""
+    """Where one response stands: ``state`` is ``sent`` (the channel accepted it),
+    ``attempted`` (attempt ``attempt`` went out at ``sent_at_ms``, no answer recorded),
+    ``refused`` (the channel refused that attempt; another follows), ``failed``, or
+    ``unconfirmed`` (an uncertain attempt not repeated: at-most-once; ``error`` says why).
+
+    Entries written before the state existed were all sent, hence its default.
+    """
 
     response_id: str
     channel: str
     attempt: int
     provider_message_id: str | None
     sent_at_ms: int
+    state: str = SENT
+    error: str | None = None
+
+    @property
+    def uncertain(self) -> bool:
+        """An attempt went out and no answer was recorded: it may have arrived."""
+        return self.state == ATTEMPTED
 
 
 class SentStore:
@@ -51,19 +74,32 @@ class SentStore:
         return set(self._partitions)
 
     def get(self, partition: int, conversation_id: str, response_id: str) -> SentEntry | None:
-        """The entry of ``response_id`` if it was sent, else None."""
+        """The entry of ``response_id`` if it was attempted or sent, else None."""
         for entry, _ in self._partitions.get(partition, {}).get(conversation_id, ()):
             if entry.response_id == response_id:
                 return entry
         return None
 
     def record(self, partition: int, conversation_id: str, entry: SentEntry) -> bytes:
-        """Remember ``entry``; returns the changelog value to write for the conversation."""
+        """Remember ``entry`` (replacing the response's earlier one); returns the changelog
+        value to write for the conversation."""
         conversations = self._partitions.setdefault(partition, {})
         entries = conversations.setdefault(conversation_id, [])
+        if entries and entries[-1][0].response_id == entry.response_id:
+            entries.pop()
+        else:
+            entries[:] = [e for e in entries if e[0].response_id != entry.response_id]
         entries.append((entry, _encode_entry(entry)))
         del entries[: -self.keep]
         return _join([encoded for _, encoded in entries])
+
+    def value_with(self, partition: int, conversation_id: str, entry: SentEntry) -> bytes:
+        """The changelog value :meth:`record` would return, without remembering ``entry``
+        (until its write was acknowledged)."""
+        entries = self._partitions.get(partition, {}).get(conversation_id, [])
+        kept = [e for e in entries if e[0].response_id != entry.response_id]
+        kept.append((entry, _encode_entry(entry)))
+        return _join([encoded for _, encoded in kept[-self.keep :]])
 
     def load(self, partition: int, values: dict[str, bytes]) -> None:
         """Replace a partition's entries with the changelog's latest values."""
@@ -83,7 +119,10 @@ def encode_value(entries: list[SentEntry]) -> bytes:
 
 
 def _encode_entry(entry: SentEntry) -> bytes:
-    return json.dumps(asdict(entry), separators=(",", ":")).encode()
+    fields = asdict(entry)
+    if entry.error is None:
+        del fields["error"]
+    return json.dumps(fields, separators=(",", ":")).encode()
 
 
 def _join(encoded: list[bytes]) -> bytes:
@@ -93,7 +132,11 @@ def _join(encoded: list[bytes]) -> bytes:
 
 def decode_value(value: bytes) -> list[SentEntry]:
     document: dict[str, Any] = json.loads(value)
-    return [SentEntry(**entry) for entry in document.get("sent", [])]
+    known = set(SentEntry.__dataclass_fields__)
+    return [
+        SentEntry(**{k: v for k, v in entry.items() if k in known})
+        for entry in document.get("sent", [])
+    ]
 
 
 def read_changelog(

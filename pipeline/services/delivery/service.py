@@ -8,12 +8,17 @@ that will be retried is reported at once (a ``retrying`` status); the final ``se
 A waiting handler holds one of the runtime's in-flight slots; if its partition is
 revoked meanwhile, it hands the response back to the next owner instead of sending.
 
-Never sending twice rests on two things. The response event id is the idempotency key
-(the ``Idempotency-Key`` header; the e-mail Message-ID), so a receiver can recognise a
-repeat. And a store of sent response ids, written with the handler's outputs (so before
-the offset commits) and restored on assignment, skips a response handled again after a
-crash, restart or rebalance. The only window left is a crash between the channel
-accepting and the store record being acknowledged; there the key is what protects.
+Not sending twice rests on the sent store (:mod:`.sent_store`), a compacted topic restored
+on assignment: each attempt is written to it, and acknowledged, once its turn to send has
+come and before it goes out, and the channel's answer as soon as it comes, before the
+status (both awaited through the runtime's publisher, not batched with the outputs). A
+response handled again after a crash, restart or rebalance is skipped when it was sent;
+one with an attempt and no answer is uncertain, and resolved as its channel allows
+(:mod:`.uncertain`): web sends again with the same ``Idempotency-Key`` (the response event
+id; the e-mail Message-ID likewise), Slack looks for the response id in the message
+metadata first, WhatsApp and e-mail follow their guarantee setting. In exactly-once mode
+the records are readable only once the transaction commits: there the window runs to the
+commit.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from opentelemetry.trace import SpanKind
 
 from pipeline.channels.email.outbound import EmailSender
 from pipeline.channels.outbound import (
+    Outcome,
     PermanentFailure,
     Retryable,
     Sender,
@@ -52,7 +58,23 @@ from pipeline.runtime.publisher import Publisher
 from pipeline.runtime.service import Service
 from pipeline.runtime.spans import failed, span
 from pipeline.services.delivery.metrics import DeliveryMetrics
-from pipeline.services.delivery.sent_store import SentEntry, SentStore, read_changelog
+from pipeline.services.delivery.sent_store import (
+    ATTEMPTED,
+    FAILED,
+    REFUSED,
+    SENT,
+    UNCONFIRMED,
+    SentEntry,
+    SentStore,
+    read_changelog,
+)
+from pipeline.services.delivery.uncertain import (
+    Found,
+    Resend,
+    Unconfirmed,
+    guarantee_of,
+    resolve,
+)
 
 log = logging.getLogger("pipeline.delivery")
 
@@ -160,16 +182,28 @@ class Delivery:
     # ------------------------------------------------------------------ handler
 
     async def on_response_ready(self, event: Event, ctx: Context) -> None:
-        """Send one response, retrying with backoff; report each attempt's outcome."""
+        """Send one response, retrying with backoff; report each attempt's outcome.
+
+        Each attempt is recorded in the sent store (acknowledged) before it goes out and
+        its answer as soon as it comes; an attempt without a recorded answer is resolved
+        as its channel allows (:mod:`pipeline.services.delivery.uncertain`).
+        """
         channel = str(event["reply_to"]["channel"])
         response_id = str(event.id)
-        done = self.store.get(ctx.partition, event.conversation_id, response_id)
-        if done is not None:
-            # Handled again after a crash or rebalance: report it sent, do not send.
+        known = self.store.get(ctx.partition, event.conversation_id, response_id)
+        if known is not None and known.state in (SENT, UNCONFIRMED):
+            # Handled again after a crash or rebalance: report it as before, do not send.
             # Emitted first, like the original, so the status has the same event id.
             self.metrics.count(channel, "duplicate")
-            log.info("response %s was already sent; not sending it again", response_id)
-            self._status(ctx, event, "sent", done.attempt, provider_id=done.provider_message_id)
+            log.info("response %s was already handled (%s); not again", response_id, known.state)
+            self._status(
+                ctx,
+                event,
+                known.state,
+                known.attempt,
+                provider_id=known.provider_message_id,
+                error=known.error,
+            )
             return
         sender = self.senders().get(channel)
         if sender is None:
@@ -178,25 +212,46 @@ class Delivery:
         sending = self._sending.get(channel)
         if sending is None:
             sending = self._sending[channel] = asyncio.Semaphore(self.section.max_concurrent_sends)
-        attempt = 0
+        # An answered attempt (refused) counts on; a failed response starts afresh (a
+        # dead letter redriven).
+        attempt = 0 if known is None or known.state == FAILED else known.attempt
+        uncertain = known if known is not None and known.uncertain else None
+        guarantee = guarantee_of(self.section, channel)
         while True:
             attempt += 1
-            attributes: dict[str, str | int] = {
-                "pipeline.channel": channel,
-                "pipeline.attempt": attempt,
-            }
-            async with sending:
-                started = time.perf_counter()
-                with span(f"deliver {channel}", attributes, kind=SpanKind.CLIENT) as sending_span:
-                    outcome = bounded(await sender.send(event))
-                    if outcome.http_status is not None:
-                        sending_span.set_attribute("http.response.status_code", outcome.http_status)
-                    if not isinstance(outcome, Sent):
-                        failed(sending_span, outcome.error)
-            self.metrics.observe_send(channel, time.perf_counter() - started)
-            if isinstance(outcome, Sent):
-                self._sent(ctx, event, attempt, outcome)
-                return
+            outcome: Retryable | PermanentFailure
+            if uncertain is not None:
+                self.metrics.count(channel, "uncertain")
+                resolution = await resolve(
+                    sender, event, uncertain.attempt, uncertain.sent_at_ms, guarantee
+                )
+                if isinstance(resolution, Found):
+                    log.info("response %s was found in %s: not sent again", event.id, channel)
+                    await self._sent(ctx, event, uncertain.attempt, resolution.outcome)
+                    return
+                if isinstance(resolution, Unconfirmed):
+                    await self._unconfirmed(ctx, event, uncertain.attempt, resolution.reason)
+                    return
+                if isinstance(resolution, Resend):
+                    log.info("response %s: %s", event.id, resolution.reason)
+                    uncertain = None
+                else:
+                    # The lookup failed; the attempt stays uncertain (also for a redrive).
+                    outcome = resolution
+            if uncertain is None:
+                attempted = self._entry(event, ATTEMPTED, attempt)
+                answer = await self._send(ctx, event, sender, sending, attempted)
+                if isinstance(answer, Sent):
+                    await self._sent(ctx, event, attempt, answer)
+                    return
+                outcome = answer
+                if isinstance(outcome, Retryable) and outcome.uncertain:
+                    uncertain = attempted
+                else:
+                    # The channel answered: the attempt did not arrive.
+                    state = FAILED if isinstance(outcome, PermanentFailure) else REFUSED
+                    entry = self._entry(event, state, attempt, error=outcome.error)
+                    await self._record(ctx, event, entry)
             if isinstance(outcome, PermanentFailure):
                 self._fail(ctx, event, attempt, outcome.error, outcome.http_status)
             if self.policy.exhausted(attempt):
@@ -215,13 +270,84 @@ class Delivery:
                 log.info("partition %d revoked; response %s handed back", ctx.partition, event.id)
                 return
 
-    def _sent(self, ctx: Context, event: Event, attempt: int, outcome: Sent) -> None:
-        channel = str(event["reply_to"]["channel"])
-        now = datetime.now(UTC)
+    async def _send(
+        self,
+        ctx: Context,
+        event: Event,
+        sender: Sender,
+        sending: asyncio.Semaphore,
+        attempted: SentEntry,
+    ) -> Outcome:
+        """One attempt, within the channel's bound on sends in progress: recorded (and
+        acknowledged) once its turn has come, then sent. Only the sends in progress at
+        a crash are uncertain, not those waiting their turn."""
+        channel = attempted.channel
+        attributes: dict[str, str | int] = {
+            "pipeline.channel": channel,
+            "pipeline.attempt": attempted.attempt,
+        }
+        async with sending:
+            await self._record(ctx, event, attempted)
+            started = time.perf_counter()
+            with span(f"deliver {channel}", attributes, kind=SpanKind.CLIENT) as sending_span:
+                outcome = bounded(await sender.send(event))
+                if outcome.http_status is not None:
+                    sending_span.set_attribute("http.response.status_code", outcome.http_status)
+                if not isinstance(outcome, Sent):
+                    failed(sending_span, outcome.error)
+        self.metrics.observe_send(channel, time.perf_counter() - started)
+        return outcome
+
+    @staticmethod
+    def _entry(
+        event: Event,
+        state: str,
+        attempt: int,
+        *,
+        provider_id: str | None = None,
+        error: str | None = None,
+    ) -> SentEntry:
+        return SentEntry(
+            str(event.id),
+            str(event["reply_to"]["channel"]),
+            attempt,
+            provider_id,
+            to_millis(datetime.now(UTC)),
+            state,
+            error,
+        )
+
+    async def _record(self, ctx: Context, event: Event, entry: SentEntry) -> None:
+        """Write ``entry`` to the sent store's topic and wait for the broker's ack.
+
+        An attempt that cannot be recorded is not made (the error fails the handler, which
+        the runtime retries). An answer that cannot be recorded at once goes out with the
+        handler's outputs, still before the response's offset commits.
+        """
+        partition, conversation = ctx.partition, event.conversation_id
+        value = self.store.value_with(partition, conversation, entry)
+        if self.publisher is not None:
+            try:
+                await self.publisher.publish_record(self.section.sent_topic, conversation, value)
+            except PipelineError as exc:
+                if entry.state == ATTEMPTED:
+                    raise
+                log.warning("sent store record written with the outputs instead: %s", exc)
+                ctx.emit_record(self.section.sent_topic, conversation, value, kind="delivery_sent")
+        else:
+            ctx.emit_record(self.section.sent_topic, conversation, value, kind="delivery_sent")
+        if self.owned is None or partition in self.owned:
+            # (A partition revoked meanwhile is not remembered here again.)
+            self.store.record(partition, conversation, entry)
+
+    async def _sent(self, ctx: Context, event: Event, attempt: int, outcome: Sent) -> None:
+        entry = self._entry(event, SENT, attempt, provider_id=outcome.provider_message_id)
+        await self._record(ctx, event, entry)
+        channel = entry.channel
         self.metrics.count(channel, "sent")
         ingress_at = event.get("ingress_at")
         if isinstance(ingress_at, datetime):
-            latency = max(0.0, (now - ingress_at).total_seconds())
+            latency = max(0.0, (datetime.now(UTC) - ingress_at).total_seconds())
             self.metrics.observe_turn(channel, latency)
         self._status(
             ctx,
@@ -231,15 +357,14 @@ class Delivery:
             http_status=outcome.http_status,
             provider_id=outcome.provider_message_id,
         )
-        entry = SentEntry(
-            str(event.id),
-            channel,
-            attempt,
-            outcome.provider_message_id,
-            to_millis(now),
-        )
-        value = self.store.record(ctx.partition, event.conversation_id, entry)
-        ctx.emit_record(self.section.sent_topic, event.conversation_id, value, kind="delivery_sent")
+
+    async def _unconfirmed(self, ctx: Context, event: Event, attempt: int, reason: str) -> None:
+        """At-most-once: the uncertain attempt is not repeated, and the status says so."""
+        entry = self._entry(event, UNCONFIRMED, attempt, error=reason)
+        await self._record(ctx, event, entry)
+        self.metrics.count(entry.channel, UNCONFIRMED)
+        log.warning("response %s %s", event.id, reason)
+        self._status(ctx, event, UNCONFIRMED, attempt, error=reason)
 
     def _fail(
         self, ctx: Context, event: Event, attempt: int, error: str, http_status: int | None
