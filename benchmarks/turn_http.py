@@ -98,6 +98,10 @@ class Receiver:
                 _, body = await _read_message(reader)
                 now = time.time()
                 conversation = json.loads(body).get("conversation_id", "")
+                # The gateway keeps a web conversation in its tenant's namespace,
+                # web:<tenant>:<the id the client named>; turns are keyed by the latter.
+                if conversation.startswith("web:"):
+                    conversation = conversation.split(":", 2)[-1]
                 self.replies.setdefault(conversation, now)
                 writer.write(self.ANSWER)
         writer.close()

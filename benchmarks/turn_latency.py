@@ -110,6 +110,8 @@ class TopicTimes:
                     continue
                 by_key = self.times[msg.topic() or ""]
                 key = (msg.key() or b"").decode()
+                if key.startswith("web:"):  # the tenant's namespace: web:<tenant>:<turn key>
+                    key = key.split(":", 2)[-1]
                 by_key.setdefault(key, msg.timestamp()[1])
 
     def close(self) -> None:
