@@ -89,6 +89,10 @@ class AsyncProducer:
     def __init__(self, config: dict[str, Any], loop: asyncio.AbstractEventLoop) -> None:
         self._producer = Producer(config)
         self._loop = loop
+        # Set by every produce: the report task, asleep while nothing was in flight, wakes
+        # at once instead of up to IDLE_POLL_SECONDS later, so a lone record's ack (which
+        # an awaited send and the next commit wait for) is served as soon as it comes.
+        self._produced = asyncio.Event()
         self._pump = loop.create_task(self._serve_reports())
         # A transactional producer's commit and abort, made on another thread, may serve
         # delivery reports there: those are handed to the loop.
@@ -111,6 +115,7 @@ class AsyncProducer:
             self._producer.produce(topic, value, key, headers=list(headers), on_delivery=on_ack)
         except BufferError:
             return False
+        self._produced.set()
         return True
 
     async def produce(
@@ -188,6 +193,7 @@ class AsyncProducer:
             return 0
 
     async def _serve_reports(self) -> None:
+        produced = self._produced
         while True:
             served = self._poll()
             if served:
@@ -195,7 +201,9 @@ class AsyncProducer:
             elif len(self._producer):
                 await asyncio.sleep(self.BUSY_POLL_SECONDS)
             else:
-                await asyncio.sleep(self.IDLE_POLL_SECONDS)
+                produced.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(produced.wait(), self.IDLE_POLL_SECONDS)
 
     async def flush(self, seconds: float) -> int:
         """Wait until queued records are delivered, at most ``seconds``; returns how many
