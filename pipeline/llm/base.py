@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+import jsonschema
+
 Role = Literal["user", "assistant", "tool"]
 
 
@@ -21,6 +23,15 @@ class ToolSpec:
     name: str
     description: str
     parameters: Mapping[str, Any]
+
+    def argument_problems(self, arguments: Mapping[str, Any]) -> list[str]:
+        """Every way ``arguments`` do not fit :attr:`parameters`, each as ``path: message``
+        (empty when they fit). Raises ``jsonschema.SchemaError`` for an invalid schema."""
+        validator = jsonschema.validators.validator_for(self.parameters)(dict(self.parameters))
+        return sorted(
+            f"{'/'.join(map(str, e.absolute_path)) or 'arguments'}: {e.message}"
+            for e in validator.iter_errors(arguments)
+        )
 
 
 @dataclass(frozen=True, slots=True)

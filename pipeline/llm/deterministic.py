@@ -142,11 +142,7 @@ def explicit_tool_call(text: str, tools: Sequence[ToolSpec]) -> Completion | Non
     if not isinstance(arguments, dict):
         return Completion(text=f"The arguments of {name} must be a JSON object.")
     try:
-        validator = jsonschema.validators.validator_for(spec.parameters)(dict(spec.parameters))
-        problems = sorted(
-            f"{'/'.join(map(str, e.absolute_path)) or 'arguments'}: {e.message}"
-            for e in validator.iter_errors(arguments)
-        )
+        problems = spec.argument_problems(arguments)
     except jsonschema.SchemaError as exc:
         return Completion(text=f"The tool {name} has an invalid argument schema: {exc.message}.")
     if problems:

@@ -52,11 +52,7 @@ def edited_arguments(raw: str, tool: str, offered: Sequence[ToolSpec]) -> dict[s
     if not isinstance(arguments, dict):
         raise RejectEvent(f"edited arguments of {tool!r} must be a JSON object")
     try:
-        validator = jsonschema.validators.validator_for(spec.parameters)(dict(spec.parameters))
-        problems = sorted(
-            f"{'/'.join(map(str, e.absolute_path)) or 'arguments'}: {e.message}"
-            for e in validator.iter_errors(arguments)
-        )
+        problems = spec.argument_problems(arguments)
     except jsonschema.SchemaError as exc:
         raise RejectEvent(f"the schema of {tool!r} is invalid: {exc.message}") from None
     if problems:
