@@ -121,6 +121,17 @@ class Conversation:
     closed_approvals: list[str] = field(default_factory=list)
     failed_turns: int = 0
 
+    def proactive(self, text: str, ingress_at: datetime) -> dict[str, Any]:
+        """The response_ready body of a message the user did not ask for (a webhook's
+        proactive text, an operator's reply), to the conversation's reply address."""
+        return {
+            "reply_to": self.reply_to,
+            "text": text,
+            "in_reply_to": None,
+            "proactive": True,
+            "ingress_at": ingress_at,
+        }
+
     def remember(self, role: str, text: str, at: datetime, window: int) -> None:
         """Append to the history, keeping the last ``window`` messages."""
         self.history.append({"role": role, "text": text, "at": to_millis(at)})

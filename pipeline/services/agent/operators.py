@@ -87,16 +87,7 @@ class OperatorSteps:
         else:
             # Delivery sends it as any answer: retried, and never twice (its id is derived
             # from this event's). Its causation id names the operator's event.
-            ctx.emit(
-                "response_ready",
-                {
-                    "reply_to": conversation.reply_to,
-                    "text": text,
-                    "in_reply_to": None,
-                    "proactive": True,
-                    "ingress_at": event.metadata.occurred_at,
-                },
-            )
+            ctx.emit("response_ready", conversation.proactive(text, event.metadata.occurred_at))
         self._save(ctx, conversation)
 
     async def on_handoff_released(self, event: Event, ctx: Context) -> None:

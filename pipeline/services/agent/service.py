@@ -375,16 +375,7 @@ class Agent(OperatorSteps):
                 "no reply address for %s yet; proactive message dropped", event.conversation_id
             )
             return
-        ctx.emit(
-            "response_ready",
-            {
-                "reply_to": conversation.reply_to,
-                "text": text,
-                "in_reply_to": None,
-                "proactive": True,
-                "ingress_at": event.metadata.occurred_at,
-            },
-        )
+        ctx.emit("response_ready", conversation.proactive(text, event.metadata.occurred_at))
         conversation.remember("assistant", text, utc_now(), self.config.history_window)
 
     # ------------------------------------------------------------------ state
