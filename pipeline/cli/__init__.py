@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from pipeline.cli.app_dir import app_dir_option, use_app_dir
 from pipeline.cli.asyncapi import asyncapi
 from pipeline.cli.events import events
 from pipeline.cli.exits import errors_as_exit
@@ -44,13 +45,7 @@ main.add_command(replay)
 
 @main.command()
 @click.argument("service")
-@click.option(
-    "--app-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("."),
-    show_default=True,
-    help="Folder put first on sys.path to import module.path:attribute from.",
-)
+@app_dir_option
 def run(service: str, app_dir: Path) -> None:
     """Run SERVICE until SIGTERM: a built-in name (echo) or module.path:attribute.
 
@@ -59,7 +54,7 @@ def run(service: str, app_dir: Path) -> None:
     """
     from pipeline.services import load_service
 
-    sys.path.insert(0, str(app_dir.resolve()))
+    use_app_dir(app_dir)
     settings = _settings()
     try:
         svc = load_service(service, settings)

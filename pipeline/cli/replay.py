@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 from confluent_kafka import KafkaException
 
+from pipeline.cli.app_dir import app_dir_option, use_app_dir
 from pipeline.cli.exits import errors_as_exit
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, PipelineError
@@ -86,13 +87,7 @@ def _unreachable_as_exit() -> Iterator[None]:
     default=None,
     help="Replay the N most recent conversations (by message_received) instead of one.",
 )
-@click.option(
-    "--app-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("."),
-    show_default=True,
-    help="Folder put first on sys.path to import module.path:attribute from.",
-)
+@app_dir_option
 def replay(
     conversation: str | None, spec: str, since: str | None, sample: int | None, app_dir: Path
 ) -> None:
@@ -109,7 +104,7 @@ def replay(
     if (conversation is None) == (sample is None):
         raise click.UsageError("give either CONVERSATION or --sample N")
     moment = _moment(since)
-    sys.path.insert(0, str(app_dir.resolve()))
+    use_app_dir(app_dir)
     diffs: list[ConversationDiff] = []
     with errors_as_exit(), _unreachable_as_exit():
         settings = Settings()
