@@ -32,6 +32,10 @@ def test_up_starts_every_service_restarts_a_killed_one_and_stops_on_sigterm(
         "PIPELINE_TOPIC_PREFIX": topic_prefix,
         "PIPELINE_TOPIC_REPLICATION_FACTOR": "1",
         "PIPELINE_GATEWAY__PORT": str(gateway),
+        # Ready means a stable group: a killed member's partitions move once its session
+        # times out, so keep that short here (the default is 45 s).
+        "PIPELINE_CONSUMER__SESSION_TIMEOUT_MS": "6000",
+        "PIPELINE_CONSUMER__HEARTBEAT_INTERVAL_MS": "500",
     }
     up = subprocess.Popen(
         [
