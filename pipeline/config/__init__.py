@@ -20,6 +20,7 @@ from pipeline.config.client_check import client_problems
 from pipeline.config.env_names import unknown_variables
 from pipeline.config.sections import (
     AgentSettings,
+    ConsoleSettings,
     DeliverySettings,
     GatewaySettings,
     LLMSettings,
@@ -150,6 +151,7 @@ class Settings(BaseSettings):
     tools: ToolsSettings = Field(default_factory=ToolsSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     webhooks: WebhooksSettings = Field(default_factory=WebhooksSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
 
     @field_validator("kafka", "consumer", "producer", mode="before")
     @classmethod

@@ -412,3 +412,66 @@ class SchemaRegistrySettings(_Section):
         description="After the registry failed to answer, records with a schema id not yet "
         "cached are dead-lettered at once for this long instead of waiting again.",
     )
+
+
+class ConsoleOperator(_Section):
+    """One operator of the console: a password hash (``pipeline console hash-password``)
+    for the sign-in page and/or a bearer token for API use."""
+
+    password_hash: SecretStr | None = Field(
+        None, description="scrypt$<n>$<r>$<p>$<salt b64>$<hash b64>, as hash-password prints."
+    )
+    token: SecretStr | None = Field(
+        None, description="Bearer token for API use (Authorization: Bearer <token>)."
+    )
+
+    @model_validator(mode="after")
+    def _some_credential(self) -> ConsoleOperator:
+        if self.password_hash is None and self.token is None:
+            raise ValueError("an operator needs a password_hash or a token")
+        return self
+
+
+OperatorId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")]
+
+
+class ConsoleSettings(_Section):
+    host: str = Field("0.0.0.0", description="Address the operator console listens on.")
+    port: int = Field(8090, ge=0, le=65535, description="Operator console HTTP port.")
+    operators: dict[OperatorId, ConsoleOperator] = Field(
+        default_factory=dict,
+        description="Operators by id: password_hash and/or token (secrets).",
+    )
+    operators_file: Path | None = Field(
+        None,
+        description="A JSON file of more operators in the same shape (a mounted secret); "
+        "read at start.",
+    )
+    session_secret: SecretStr | None = Field(
+        None,
+        description="Key signing the session cookies; the same on every replica (a random "
+        "one per process if unset: sessions then end with the process).",
+    )
+    session_max_age_seconds: int = Field(
+        8 * 3600, ge=60, description="A session ends this long after sign-in."
+    )
+    cookie_secure: bool = Field(
+        True, description="Mark the session cookie Secure (HTTPS only); false for plain HTTP."
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins (scheme://host[:port]) besides the console's own from which "
+        "forms may be posted (a proxy's public address).",
+    )
+    lookback_hours: float = Field(
+        24.0, gt=0, description="At start, read the topics from this long ago."
+    )
+    max_conversations: int = Field(
+        5000, ge=10, description="Conversations kept in the live view; the oldest go first."
+    )
+    max_messages: int = Field(
+        50, ge=1, description="Messages kept per conversation in the live view."
+    )
+    max_dead_letters: int = Field(
+        500, ge=1, description="Dead letters kept in the live view, newest first."
+    )

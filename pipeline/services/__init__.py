@@ -17,6 +17,7 @@ BUILT_IN = {
     "delivery": "pipeline.services.delivery:build",
     "scheduler": "pipeline.services.scheduler:build",
     "webhooks": "pipeline.services.webhooks:build",
+    "console": "pipeline.services.console:build",
 }
 
 

@@ -10,6 +10,7 @@ import httpx
 import uvicorn
 from confluent_kafka import Consumer, TopicPartition
 from prometheus_client import CollectorRegistry
+from starlette.types import ASGIApp
 
 from pipeline.config import Settings
 from pipeline.dev.kafka import free_port
@@ -22,8 +23,15 @@ async def serving(
     settings: Settings, registry: CollectorRegistry | None = None
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The gateway app under uvicorn on 127.0.0.1 (lifespan on); a client for it."""
-    port = free_port()
     app = create_app(gateway_settings(settings), registry=registry)
+    async with serving_app(app) as http:
+        yield http
+
+
+@contextlib.asynccontextmanager
+async def serving_app(app: ASGIApp) -> AsyncIterator[httpx.AsyncClient]:
+    """``app`` under uvicorn on a free port of 127.0.0.1 (lifespan on); a client for it."""
+    port = free_port()
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, lifespan="on", log_config=None, access_log=False
     )

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 
 import uvicorn
@@ -43,15 +43,16 @@ def gateway_settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"producer": producer})
 
 
-class _Server(uvicorn.Server):
-    """uvicorn's server, telling readiness about the signal as soon as it arrives."""
+class GracefulServer(uvicorn.Server):
+    """uvicorn's server, calling ``on_exit`` (readiness: not ready) as soon as the signal
+    arrives; the console runs under it too."""
 
-    def __init__(self, config: uvicorn.Config, gateway: Gateway) -> None:
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None]) -> None:
         super().__init__(config)
-        self.gateway = gateway
+        self.on_exit = on_exit
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        self.gateway.readiness.stop()
+        self.on_exit()
         super().handle_exit(sig, frame)
 
     @contextlib.contextmanager
@@ -88,7 +89,7 @@ class GatewayServer:
             access_log=False,
             timeout_graceful_shutdown=int(self.settings.drain_timeout_seconds),
         )
-        self.server = _Server(config, self.gateway)
+        self.server = GracefulServer(config, self.gateway.readiness.stop)
 
     def health_server(self) -> HealthServer | None:
         """/metrics, /healthz, /readyz (with the reason) and the API documentation: on the

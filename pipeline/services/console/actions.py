@@ -1,0 +1,147 @@
+"""What an operator does, as events carrying the operator's id: the audit trail is the topics.
+
+- **take** a conversation waiting for a person: ``handoff_requested`` with
+  ``requested_by=operator`` and the operator's id (what the agent itself emits when an
+  operator writes first); the agent, already silent, is not concerned.
+- **reply**: ``operator_message``. An operator writing in a conversation the agent has
+  takes it over (the agent does that on receipt); delivery sends it on the user's channel.
+- **release**: ``handoff_released`` with an optional note for the agent.
+- **approve / deny / edit** a pending approval: ``approval_decided``; edited arguments
+  must be a JSON object the tool's schema (from the tool catalog) accepts, checked here
+  with the agent's own check, so a bad edit is refused with the reason before anything
+  is produced.
+
+An action on a conversation or approval the console does not know is refused
+(:class:`ActionRefused`, a 4xx with the reason).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pipeline.errors import RejectEvent
+from pipeline.events.model import Event
+from pipeline.runtime.publisher import Publisher
+from pipeline.services.agent.approvals import edited_arguments
+from pipeline.services.agent.tool_offer import ToolOffer
+from pipeline.services.console.metrics import ConsoleMetrics
+from pipeline.services.console.view import ConsoleView, Conversation
+
+MAX_TEXT_CHARS = 32_768
+
+
+class ActionRefused(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class OperatorActions:
+    def __init__(
+        self,
+        view: ConsoleView,
+        tools: ToolOffer,
+        metrics: ConsoleMetrics,
+        publisher: Publisher | None = None,
+        ack_timeout: float = 10.0,
+    ) -> None:
+        self.view = view
+        self.tools = tools
+        self.metrics = metrics
+        self.publisher = publisher
+        self.ack_timeout = ack_timeout
+
+    async def take(self, operator: str, conversation_id: str) -> Event:
+        conversation = self._conversation(conversation_id)
+        if not conversation.handed_off:
+            raise ActionRefused(409, "the agent has this conversation: write to it to take it over")
+        if conversation.operator is not None:
+            raise ActionRefused(409, f"operator {conversation.operator} has it already")
+        data = {
+            "requested_by": "operator",
+            "reason": f"operator {operator} took the conversation",
+            "operator_id": operator,
+            "user_text": None,
+        }
+        return await self._publish("take", "handoff_requested", conversation, data)
+
+    async def reply(self, operator: str, conversation_id: str, text: str) -> Event:
+        conversation = self._conversation(conversation_id)
+        text = text.strip()
+        if not text:
+            raise ActionRefused(400, "the reply is empty")
+        if len(text) > MAX_TEXT_CHARS:
+            raise ActionRefused(413, f"the reply is longer than {MAX_TEXT_CHARS} characters")
+        data = {"operator_id": operator, "text": text}
+        return await self._publish("reply", "operator_message", conversation, data)
+
+    async def release(self, operator: str, conversation_id: str, note: str | None) -> Event:
+        conversation = self._conversation(conversation_id)
+        if not conversation.handed_off:
+            raise ActionRefused(409, "no person has this conversation")
+        data = {"operator_id": operator, "note": (note or "").strip() or None}
+        return await self._publish("release", "handoff_released", conversation, data)
+
+    async def decide(
+        self,
+        operator: str,
+        approval_id: str,
+        decision: str,
+        arguments_json: str | None = None,
+        note: str | None = None,
+    ) -> Event:
+        approval = self.view.approval(approval_id)
+        if approval is None:
+            raise ActionRefused(404, f"no pending approval {approval_id!r} (decided or expired?)")
+        if decision not in ("approved", "denied"):
+            raise ActionRefused(400, "decision must be approved or denied")
+        action = "approve" if decision == "approved" else "deny"
+        edited = None
+        if decision == "approved" and arguments_json and arguments_json.strip():
+            try:
+                same = json.loads(arguments_json) == json.loads(approval.arguments_json)
+            except ValueError:
+                same = False
+            if not same:
+                offered = await self.tools.tools_for(approval.tenant)
+                try:
+                    arguments = edited_arguments(arguments_json, approval.tool, offered)
+                except RejectEvent as exc:
+                    self.metrics.refused.labels("invalid").inc()
+                    raise ActionRefused(400, str(exc)) from None
+                edited, action = json.dumps(arguments), "edit"
+        conversation = self._conversation(approval.conversation_id)
+        data = {
+            "approval_id": approval_id,
+            "decision": decision,
+            "operator_id": operator,
+            "arguments_json": edited,
+            "note": (note or "").strip() or None,
+        }
+        return await self._publish(action, "approval_decided", conversation, data)
+
+    def _conversation(self, conversation_id: str) -> Conversation:
+        found = self.view.conversations.get(conversation_id)
+        if found is None:
+            raise ActionRefused(404, f"no conversation {conversation_id!r} in the console's view")
+        return found
+
+    async def _publish(
+        self, action: str, event_type: str, conversation: Conversation, data: dict[str, Any]
+    ) -> Event:
+        if self.publisher is None:
+            raise ActionRefused(503, "the console's Kafka producer is not running yet")
+        event = await self.publisher.publish(
+            event_type,
+            data,
+            conversation_id=conversation.conversation_id,
+            tenant_id=conversation.tenant,
+            ack_timeout=self.ack_timeout,
+        )
+        self.metrics.actions.labels(action).inc()
+        # Shown at once, before the reader reads it back (folding it twice is harmless).
+        if self.view.apply(event):
+            await self.view.changed()
+        return event

@@ -1,0 +1,143 @@
+"""The console's reader: every partition of the view's topics, folded into the view.
+
+Each console replica reads everything itself (partitions assigned, no consumer group
+membership, no commits), so every replica shows every conversation. At start it seeks
+each partition to the first offset at or after ``now - lookback_hours``
+(offsets_for_times; the end when nothing is that recent), so an empty topic or a
+fresh cluster just yields nothing. A topic that does not exist yet is looked for again
+every two seconds. Records are read on a worker thread (``poll``, then whatever is
+already fetched), decoded, and folded on the event loop; an undecodable record is
+skipped and counted, never stops the reader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from pipeline.config import Settings
+from pipeline.errors import PipelineError
+from pipeline.events.model import Event, to_millis, utc_now
+from pipeline.events.serde import SingleObjectSerde
+from pipeline.services.console.view import TOPICS, ConsoleView
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+RETRY_TOPICS_SECONDS = 2.0
+
+
+class Feed:
+    """Reads the topics into ``view`` until cancelled; ``caught_up`` once the backlog
+    present at start has been read."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        serde: SingleObjectSerde,
+        view: ConsoleView,
+        *,
+        on_skipped: Callable[[], None] = lambda: None,
+        client_config: dict[str, Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.serde = serde
+        self.view = view
+        self.on_skipped = on_skipped
+        self.topics = {settings.topic(t): t for t in TOPICS}
+        self.caught_up = asyncio.Event()
+        self._assigned: set[str] = set()
+        self._ends: dict[tuple[str, int], int] = {}
+        self._consumer = Consumer(
+            {
+                **settings.consumer_config(),
+                **(client_config or {}),
+                # Never joins: assign() only; the id names the reader in broker logs.
+                "group.id": f"{settings.topic_prefix}console-reader-{uuid.uuid4()}",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "isolation.level": "read_committed",
+            }
+        )
+
+    async def run(self) -> None:
+        try:
+            next_lookup = 0.0
+            while True:
+                if len(self._assigned) < len(self.topics) and time.monotonic() >= next_lookup:
+                    await asyncio.to_thread(self._assign_new)
+                    next_lookup = time.monotonic() + RETRY_TOPICS_SECONDS
+                events = await asyncio.to_thread(self._fetch)
+                if self.view.apply_all(events):
+                    await self.view.changed()
+                if not self._ends and self._assigned and not self.caught_up.is_set():
+                    self.caught_up.set()
+                    await self.view.changed()
+        finally:
+            await asyncio.to_thread(self._consumer.close)
+
+    def _assign_new(self) -> None:
+        try:
+            metadata = self._consumer.list_topics(timeout=5.0)
+        except KafkaException as exc:
+            log.warning("console reader: no metadata yet (%s)", exc)
+            return
+        since = to_millis(utc_now() - timedelta(hours=self.settings.console.lookback_hours))
+        wanted = []
+        for physical in self.topics:
+            found = metadata.topics.get(physical)
+            if physical in self._assigned or found is None or found.error is not None:
+                continue
+            wanted += [TopicPartition(physical, p, since) for p in found.partitions]
+            self._assigned.add(physical)
+        if not wanted:
+            if not self._assigned:
+                log.warning("console reader: none of its topics exists yet")
+            return
+        try:
+            self._seek_and_assign(wanted)
+        except KafkaException as exc:  # leaders not elected yet, a timeout: try again
+            log.warning("console reader: cannot assign its partitions yet (%s)", exc)
+            self._assigned -= {tp.topic for tp in wanted}
+
+    def _seek_and_assign(self, wanted: list[TopicPartition]) -> None:
+        # The end first: a record written after it is read even if offsets_for_times
+        # (which says -1 when nothing is that recent) answers after that record came.
+        highs = {
+            (tp.topic, tp.partition): self._consumer.get_watermark_offsets(tp, timeout=10.0)[1]
+            for tp in wanted
+        }
+        starts = self._consumer.offsets_for_times(wanted, timeout=10.0)
+        for tp in starts:
+            high = highs[(tp.topic, tp.partition)]
+            if tp.offset < 0 or tp.offset > high:
+                tp.offset = high
+            if tp.offset < high:
+                self._ends[(tp.topic, tp.partition)] = high
+        self._consumer.incremental_assign(starts)
+        log.info("console reader: reading %d partitions", len(starts))
+
+    def _fetch(self) -> list[Event]:
+        """What one poll returns, and what else is already fetched (up to BATCH)."""
+        events: list[Event] = []
+        msg = self._consumer.poll(0.5)
+        while msg is not None and len(events) < BATCH:
+            if msg.error() is None:
+                where = (msg.topic() or "", msg.partition() or 0)
+                end = self._ends.get(where)
+                if end is not None and (msg.offset() or 0) + 1 >= end:
+                    del self._ends[where]
+                try:
+                    events.append(self.serde.decode(msg.value() or b""))
+                except PipelineError as exc:
+                    self.on_skipped()
+                    log.warning("console reader: skipping %s[%d]@%s: %s", *where, msg.offset(), exc)
+            msg = self._consumer.poll(0)
+        return events

@@ -1,0 +1,173 @@
+"""The console's door: no route without an operator, no cross-site state change.
+
+:class:`Guard` is ASGI middleware in front of every route, so a route added later is
+guarded without anyone remembering to. A request is an operator's when it carries a
+valid session cookie or ``Authorization: Bearer <operator token>``; otherwise a page
+(GET asking for HTML) is redirected to the sign-in page and anything else gets 401.
+Only :data:`PUBLIC` paths are open: the sign-in page and the probes.
+
+Every request with another method than GET/HEAD must come from the console's own
+pages: ``Sec-Fetch-Site`` (sent by browsers) must be same-origin and ``Origin``, when
+sent, the console's own (or an allowed one); then a session's request must repeat the
+session's CSRF token, as the form field ``csrf_token`` or the header ``X-CSRF-Token``.
+The body is read here for that (bounded) and handed on unchanged. A bearer-token
+request needs no CSRF token: browsers never attach it on their own.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from starlette.datastructures import Headers
+from starlette.requests import cookie_parser
+
+from pipeline.services.console.auth import (
+    SESSION_COOKIE,
+    Operators,
+    Sessions,
+    cross_site,
+    same_token,
+)
+from pipeline.services.console.metrics import ConsoleMetrics
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+PUBLIC = frozenset({"/signin", "/healthz", "/readyz"})
+SAFE_METHODS = frozenset({"GET", "HEAD"})
+MAX_FORM_BYTES = 256 * 1024
+
+
+class Guard:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        operators: Operators,
+        sessions: Sessions,
+        metrics: ConsoleMetrics,
+        allowed_origins: frozenset[str],
+    ) -> None:
+        self.app = app
+        self.operators = operators
+        self.sessions = sessions
+        self.metrics = metrics
+        self.allowed_origins = allowed_origins
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        method, path = scope["method"], scope["path"]
+        if method not in SAFE_METHODS:
+            own = f"{scope.get('scheme', 'http')}://{headers.get('host', '')}"
+            why = cross_site(
+                headers.get("origin"), headers.get("sec-fetch-site"), own, self.allowed_origins
+            )
+            if why is not None:
+                self.metrics.refused.labels("cross_site").inc()
+                await _json(send, 403, why)
+                return
+        if path in PUBLIC:
+            await self.app(scope, receive, send)
+            return
+        session = self.sessions.read(cookie_parser(headers.get("cookie", "")).get(SESSION_COOKIE))
+        operator = session.operator if session is not None else self._bearer(headers)
+        if operator is None:
+            self.metrics.refused.labels("unauthenticated").inc()
+            if method == "GET" and "text/html" in headers.get("accept", "") and path != "/stream":
+                target = urllib.parse.quote(path + _query(scope), safe="")
+                await _redirect(send, f"/signin?next={target}")
+            else:
+                await _json(send, 401, "sign in first (session cookie or bearer token)")
+            return
+        state = scope.setdefault("state", {})
+        state["operator"] = operator
+        state["csrf"] = session.csrf if session is not None else None
+        if method in SAFE_METHODS or session is None:
+            await self.app(scope, receive, send)
+            return
+        body = await _read_body(receive)
+        if body is None:
+            self.metrics.refused.labels("invalid").inc()
+            await _json(send, 413, f"form larger than {MAX_FORM_BYTES} bytes")
+            return
+        given = headers.get("x-csrf-token") or _form_field(headers, body, "csrf_token")
+        if not same_token(given, session.csrf):
+            self.metrics.refused.labels("csrf_token").inc()
+            await _json(send, 403, "missing or wrong CSRF token: reload the page and try again")
+            return
+        await self.app(scope, _replay(body), send)
+
+    def _bearer(self, headers: Headers) -> str | None:
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        return self.operators.operator_for_token(token.strip())
+
+
+def _query(scope: Scope) -> str:
+    query = scope.get("query_string", b"").decode("latin-1")
+    return f"?{query}" if query else ""
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_FORM_BYTES:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+def _form_field(headers: Headers, body: bytes, name: str) -> str | None:
+    if not headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        return None
+    values = urllib.parse.parse_qs(body.decode("utf-8", "replace")).get(name)
+    return values[0] if values else None
+
+
+async def _json(send: Send, status: int, reason: str) -> None:
+    body = json.dumps({"error": reason}).encode()
+    await _answer(send, status, body, [(b"content-type", b"application/json")])
+
+
+async def _redirect(send: Send, location: str) -> None:
+    await _answer(send, 303, b"", [(b"location", location.encode())])
+
+
+async def _answer(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    headers = [
+        *headers,
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,73 @@
+"""The console process: the app under uvicorn, metrics and probes on the metrics port."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+from prometheus_client import CollectorRegistry
+
+from pipeline.config import Settings, load_settings
+from pipeline.errors import ConfigError
+from pipeline.observability.health import HealthServer
+from pipeline.observability.otel import start_observability, stop_observability
+from pipeline.services.console.app import Console, create_app
+from pipeline.services.gateway.server import GracefulServer
+
+log = logging.getLogger(__name__)
+
+
+class ConsoleServer:
+    """What ``pipeline run console`` runs: ``name`` and ``run_forever()``."""
+
+    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+        self.settings = settings
+        self.name = settings.service_name or "console"
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.app = create_app(settings, registry=self.registry)
+        self.console: Console = self.app.state.console
+        config = uvicorn.Config(
+            self.app,
+            host=settings.console.host,
+            port=settings.console.port,
+            lifespan="on",
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=int(settings.drain_timeout_seconds),
+        )
+        self.server = GracefulServer(config, self.console.readiness.stop)
+
+    def run_forever(self) -> int:
+        """Serve until SIGTERM or SIGINT; returns the process exit code."""
+        settings = self.settings
+        try:
+            start_observability(self.name, settings.log_level, settings.log_format)
+            health = None
+            if settings.metrics_port:
+                health = HealthServer(
+                    self.registry,
+                    settings.metrics_host,
+                    settings.metrics_port,
+                    healthy=lambda: (True, "serving"),
+                    ready=self.console.readiness.verdict,
+                )
+        except ConfigError as exc:
+            log.error("cannot start: %s", exc)
+            return 2
+        if health is not None:
+            health.start()
+        try:
+            self.server.run()
+        except Exception:
+            log.exception("console stopped on an error")
+            return 1
+        finally:
+            if health is not None:
+                health.stop()
+            stop_observability()
+        return 0 if self.server.started else 1
+
+
+def build(settings: Settings | None = None) -> ConsoleServer:
+    """The console server for ``settings`` (default: read from the environment)."""
+    return ConsoleServer(settings if settings is not None else load_settings())

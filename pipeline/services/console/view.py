@@ -1,0 +1,314 @@
+"""What the console shows, folded from the topics' events: conversations with their
+state, the handoff inbox, pending approvals, dead letters.
+
+The reader (:mod:`pipeline.services.console.feed`) reads several topics at once, so
+events of one conversation may arrive out of order across topics (at start above all);
+the fold therefore compares occurred-at times instead of trusting arrival order: a
+handoff is open when its latest start is later than its latest release, an approval is
+pending until a decision or an expiry for it is seen, whichever came first. The view is
+bounded: the conversations with the oldest activity and the oldest dead letters go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import OrderedDict, deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pipeline.events.model import Event, utc_now
+from pipeline.services.agent.approvals import EXPIRY
+
+WITH_AGENT = "with the agent"
+WAITING_FOR_PERSON = "waiting for a person"
+WITH_PERSON = "with a person"
+WAITING_FOR_APPROVAL = "waiting for approval"
+STATES = (WITH_AGENT, WAITING_FOR_PERSON, WITH_PERSON, WAITING_FOR_APPROVAL)
+
+TOPICS = (
+    "message_received",
+    "response_ready",
+    "delivery_status",
+    "tool_called",
+    "tool_result",
+    "handoff_requested",
+    "operator_message",
+    "handoff_released",
+    "approval_requested",
+    "approval_decided",
+    "timer_fired",
+)
+"""The conversation topics the view folds (dead letters come as their own records)."""
+
+
+@dataclass(slots=True)
+class Line:
+    """One message of a conversation: who wrote it, when, what."""
+
+    at: datetime
+    role: str  # user, agent, operator
+    who: str
+    text: str
+    event_id: str = ""
+    cause: str | None = None
+
+
+@dataclass(slots=True)
+class Approval:
+    approval_id: str
+    conversation_id: str
+    tenant: str
+    tool: str
+    arguments_json: str
+    reason: str
+    requested_at: datetime
+    expires_at: datetime
+
+
+@dataclass(slots=True)
+class Conversation:
+    conversation_id: str
+    tenant: str
+    channel: str = ""
+    last_activity: datetime = field(default_factory=utc_now)
+    handoff_at: datetime | None = None
+    handoff_reason: str = ""
+    handoff_by: str = ""
+    operator: str | None = None
+    released_at: datetime | None = None
+    approvals: dict[str, Approval] = field(default_factory=dict)
+    closed_approvals: set[str] = field(default_factory=set)
+    lines: deque[Line] = field(default_factory=deque)
+
+    @property
+    def handed_off(self) -> bool:
+        return self.handoff_at is not None and (
+            self.released_at is None or self.handoff_at > self.released_at
+        )
+
+    def pending(self, now: datetime | None = None) -> list[Approval]:
+        now = now or utc_now()
+        return [a for a in self.approvals.values() if a.expires_at > now]
+
+    @property
+    def state(self) -> str:
+        if self.handed_off:
+            return WITH_PERSON if self.operator else WAITING_FOR_PERSON
+        if self.pending():
+            return WAITING_FOR_APPROVAL
+        return WITH_AGENT
+
+    @property
+    def last_text(self) -> str:
+        return self.lines[-1].text if self.lines else ""
+
+
+@dataclass(slots=True)
+class DeadLetterLine:
+    """A dead letter as the console lists it (its id is its position in dead_letters)."""
+
+    letter_id: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    error: str
+    event_type: str
+    conversation_id: str
+    at: datetime
+    redriven: bool = False
+
+
+_EPOCH = datetime.fromtimestamp(0, UTC)
+
+
+class ConsoleView:
+    """The fold of the topics; :meth:`changed` wakes the live streams."""
+
+    def __init__(self, max_conversations: int, max_messages: int, max_dead_letters: int) -> None:
+        self.max_conversations = max_conversations
+        self.max_messages = max_messages
+        self.max_dead_letters = max_dead_letters
+        self.conversations: OrderedDict[str, Conversation] = OrderedDict()
+        self.dead_letters: OrderedDict[str, DeadLetterLine] = OrderedDict()
+        self.version = 0
+        self._changed = asyncio.Condition()
+
+    # ------------------------------------------------------------------ reading
+
+    def listed(
+        self, tenant: str | None = None, channel: str | None = None, state: str | None = None
+    ) -> list[Conversation]:
+        """Conversations, newest activity first, filtered."""
+        found = [
+            c
+            for c in self.conversations.values()
+            if (not tenant or c.tenant == tenant)
+            and (not channel or c.channel == channel)
+            and (not state or c.state == state)
+        ]
+        return sorted(found, key=lambda c: c.last_activity, reverse=True)
+
+    def inbox(self) -> list[Conversation]:
+        """Handed-off conversations, the longest waiting first."""
+        handed = [c for c in self.conversations.values() if c.handed_off]
+        return sorted(
+            handed, key=lambda c: (c.operator is not None, c.handoff_at or c.last_activity)
+        )
+
+    def pending_approvals(self) -> list[Approval]:
+        now = utc_now()
+        found = [a for c in self.conversations.values() for a in c.pending(now)]
+        return sorted(found, key=lambda a: a.requested_at)
+
+    def approval(self, approval_id: str) -> Approval | None:
+        return next((a for a in self.pending_approvals() if a.approval_id == approval_id), None)
+
+    def tenants(self) -> list[str]:
+        return sorted({c.tenant for c in self.conversations.values()})
+
+    def channels(self) -> list[str]:
+        return sorted({c.channel for c in self.conversations.values() if c.channel})
+
+    async def wait_changed(self, since: int) -> int:
+        """Wait until the view changes after version ``since``; the new version."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.version > since)
+            return self.version
+
+    # ------------------------------------------------------------------ folding
+
+    async def changed(self) -> None:
+        async with self._changed:
+            self.version += 1
+            self._changed.notify_all()
+
+    def apply_all(self, events: Iterable[Event]) -> int:
+        """Fold events; how many changed the view."""
+        return sum(1 for event in events if self.apply(event))
+
+    def apply(self, event: Event) -> bool:
+        """Fold one event; whether it concerned the view."""
+        meta = event.metadata
+        if meta.event_type not in TOPICS:
+            return False
+        if meta.event_type == "timer_fired" and event.get("purpose") != EXPIRY:
+            return False
+        conversation = self._conversation(meta.conversation_id, meta.tenant_id)
+        at = meta.occurred_at
+        if at > conversation.last_activity:
+            conversation.last_activity = at
+            self.conversations.move_to_end(meta.conversation_id)
+        getattr(self, f"_on_{meta.event_type}")(conversation, event, at)
+        return True
+
+    def add_dead_letter(self, letter: DeadLetterLine) -> None:
+        self.dead_letters[letter.letter_id] = letter
+        while len(self.dead_letters) > self.max_dead_letters:
+            self.dead_letters.popitem(last=False)
+
+    def _conversation(self, conversation_id: str, tenant: str) -> Conversation:
+        found = self.conversations.get(conversation_id)
+        if found is None:
+            found = Conversation(conversation_id, tenant, last_activity=_EPOCH)
+            self.conversations[conversation_id] = found
+            while len(self.conversations) > self.max_conversations:
+                self.conversations.popitem(last=False)
+        return found
+
+    def _line(self, conversation: Conversation, line: Line) -> None:
+        lines = conversation.lines
+        if line.event_id and any(seen.event_id == line.event_id for seen in lines):
+            return  # read back after the console produced it, or read again
+        lines.append(line)
+        if len(lines) > 1 and lines[-2].at > line.at:  # arrived out of order
+            conversation.lines = deque(sorted(lines, key=lambda item: item.at))
+        while len(conversation.lines) > self.max_messages:
+            conversation.lines.popleft()
+
+    def _on_message_received(self, c: Conversation, event: Event, at: datetime) -> None:
+        c.channel = str(event.get("channel") or c.channel)
+        who = event.get("sender_name") or event.get("sender_id") or "user"
+        self._line(c, Line(at, "user", str(who), str(event.get("text") or ""), str(event.id)))
+
+    def _on_response_ready(self, c: Conversation, event: Event, at: datetime) -> None:
+        if event.metadata.producer == "agent" or not c.channel:
+            reply_to = event.get("reply_to") or {}
+            c.channel = c.channel or str(reply_to.get("channel") or "")
+        cause = str(event.metadata.causation_id) if event.metadata.causation_id else None
+        if any(line.role == "operator" and line.event_id == cause for line in c.lines):
+            return  # an operator's message on its way out: listed as the operator's
+        text = str(event.get("text") or "")
+        self._line(c, Line(at, "agent", event.metadata.producer, text, str(event.id), cause))
+
+    def _on_delivery_status(self, c: Conversation, event: Event, at: datetime) -> None:
+        pass  # activity only
+
+    def _on_tool_called(self, c: Conversation, event: Event, at: datetime) -> None:
+        pass
+
+    def _on_tool_result(self, c: Conversation, event: Event, at: datetime) -> None:
+        pass
+
+    def _on_handoff_requested(self, c: Conversation, event: Event, at: datetime) -> None:
+        if c.handoff_at is None or at > c.handoff_at:
+            if not c.handed_off or event.get("requested_by") != "operator":
+                c.handoff_at = at
+                c.handoff_reason = str(event.get("reason") or "")
+                c.handoff_by = str(event.get("requested_by") or "")
+                c.operator = None
+            if event.get("operator_id"):
+                c.operator = str(event["operator_id"])
+        # The agent closes every pending approval when it hands over.
+        for approval_id, approval in list(c.approvals.items()):
+            if approval.requested_at <= at:
+                del c.approvals[approval_id]
+                c.closed_approvals.add(approval_id)
+
+    def _on_operator_message(self, c: Conversation, event: Event, at: datetime) -> None:
+        operator = str(event.get("operator_id") or "")
+        if not c.handed_off:
+            # An operator who writes first takes the conversation (as the agent does).
+            c.handoff_at = at
+            c.handoff_by = "operator"
+            c.handoff_reason = f"operator {operator} took the conversation"
+        c.operator = operator
+        event_id = str(event.id)
+        c.lines = deque(line for line in c.lines if line.cause != event_id)
+        self._line(c, Line(at, "operator", operator, str(event.get("text") or ""), event_id))
+
+    def _on_handoff_released(self, c: Conversation, event: Event, at: datetime) -> None:
+        if c.released_at is None or at > c.released_at:
+            c.released_at = at
+
+    def _on_approval_requested(self, c: Conversation, event: Event, at: datetime) -> None:
+        approval_id = str(event["approval_id"])
+        if approval_id in c.closed_approvals:
+            return
+        c.approvals[approval_id] = Approval(
+            approval_id,
+            c.conversation_id,
+            event.metadata.tenant_id,
+            str(event["tool"]),
+            str(event["arguments_json"]),
+            str(event.get("reason") or ""),
+            at,
+            event["expires_at"],
+        )
+
+    def _on_approval_decided(self, c: Conversation, event: Event, at: datetime) -> None:
+        self._close(c, str(event["approval_id"]))
+
+    def _on_timer_fired(self, c: Conversation, event: Event, at: datetime) -> None:
+        try:
+            payload: Any = json.loads(event.get("payload_json") or "{}")
+        except ValueError:
+            return
+        if isinstance(payload, dict) and payload.get("approval_id"):
+            self._close(c, str(payload["approval_id"]))
+
+    def _close(self, c: Conversation, approval_id: str) -> None:
+        c.approvals.pop(approval_id, None)
+        c.closed_approvals.add(approval_id)
