@@ -472,6 +472,9 @@ class ConsoleSettings(_Section):
     max_messages: int = Field(
         50, ge=1, description="Messages kept per conversation in the live view."
     )
-    max_dead_letters: int = Field(
-        500, ge=1, description="Dead letters kept in the live view, newest first."
+    dead_letters_listed: int = Field(
+        100,
+        ge=1,
+        le=1000,
+        description="Dead letters listed on the dead-letters page, newest first.",
     )

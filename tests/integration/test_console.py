@@ -16,9 +16,18 @@ import pytest
 from fastapi.routing import APIRoute
 from gateway_support import serving_app
 from prometheus_client import CollectorRegistry
-from runtime_support import Record, message, produce, produce_events, read_all_async, settings_for
+from runtime_support import (
+    SERDE,
+    Record,
+    message,
+    produce,
+    produce_events,
+    read_all_async,
+    settings_for,
+)
 
 from pipeline.config import Settings
+from pipeline.events.catalog import DEAD_LETTER
 from pipeline.events.model import Event, Metadata, utc_now
 from pipeline.services.console import create_app
 from pipeline.services.console.auth import hash_password
@@ -61,7 +70,7 @@ def console_settings(bootstrap: str, prefix: str) -> Settings:
 
 @pytest.fixture
 def topics(make_topics: Callable[..., list[str]]) -> None:
-    make_topics(*TOPICS, "tool_catalog", "dead_letters", partitions=2)
+    make_topics(*TOPICS, "tool_catalog", "dead_letters", "dead_letter_redrives", partitions=2)
 
 
 @pytest.fixture
@@ -344,3 +353,56 @@ async def test_the_stream_announces_changes_from_kafka(
         assert len(seen) == 2
     page = await page_until(http, "/", lambda text: "conv-s" in text, 5)
     assert "conv-s" in page
+
+
+async def test_dead_letters_are_listed_and_redriven_once_by_the_operator(
+    kafka_bootstrap: str,
+    topic_prefix: str,
+    console: tuple[httpx.AsyncClient, CollectorRegistry, Settings],
+) -> None:
+    http, registry, _ = console
+    topic = topic_prefix.__add__
+    original = message("conv-d", "a message that failed <b>once</b>")
+    letter = {
+        "source_topic": topic("message_received"),
+        "source_partition": 1,
+        "source_offset": 41,
+        "source_timestamp": None,
+        "key": b"conv-d",
+        "value": SERDE.encode(original),
+        "headers": [{"key": "event-type", "value": b"message_received"}],
+        "stage": "handler",
+        "error_type": "LLMError",
+        "error_message": "the model <i>was</i> down",
+        "attempts": 4,
+        "service": "agent",
+        "handler": "on_message",
+        "event_type": "message_received",
+        "conversation_id": "conv-d",
+        "failed_at": utc_now(),
+    }
+    produce(
+        kafka_bootstrap,
+        topic("dead_letters"),
+        [("conv-d", SERDE.encode_record(DEAD_LETTER, letter))],
+    )
+    token = await signed_in(http)
+    page = await http.get("/dead-letters")
+    assert page.status_code == 200
+    assert f"{topic('message_received')}[1]@41" in page.text
+    assert "LLMError: the model &lt;i&gt;was&lt;/i&gt; down" in page.text
+    (letter_id,) = re.findall(r'data-letter="([^"]+)"', page.text)
+    redrive = f"/dead-letters/{letter_id}/redrive"
+    assert (await http.post(redrive, data={"csrf_token": token})).status_code == 303
+    copies = await read_all_async(kafka_bootstrap, topic("message_received"), bool, 30)
+    assert [c.event().id for c in copies] == [original.id]
+    again = await http.post(
+        redrive, data={"csrf_token": token}, headers={"Accept": "application/json"}
+    )
+    assert again.status_code == 409
+    listed = await http.get("/dead-letters")
+    assert "redriven by ada" in listed.text
+    assert (
+        registry.get_sample_value("pipeline_console_operator_actions_total", {"action": "redrive"})
+        == 1
+    )

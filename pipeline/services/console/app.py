@@ -27,7 +27,16 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.exceptions import HTTPException
 
 from pipeline.config import Settings
-from pipeline.errors import BrokerUnavailableError, EventValidationError, PipelineError
+from pipeline.deadletters import DeadLetterStore
+from pipeline.errors import (
+    AlreadyRedriven,
+    BrokerUnavailableError,
+    DeadLetterError,
+    EventValidationError,
+    PipelineError,
+    RedriveConflictError,
+    UnknownDeadLetterError,
+)
 from pipeline.events.model import Event
 from pipeline.events.serde import SingleObjectSerde
 from pipeline.events.wire import make_serde
@@ -69,11 +78,12 @@ class Console:
         self.metrics = ConsoleMetrics(registry, self.name)
         self.operators = Operators.from_settings(settings)
         self.sessions = Sessions.from_settings(settings)
-        self.view = ConsoleView(cfg.max_conversations, cfg.max_messages, cfg.max_dead_letters)
+        self.view = ConsoleView(cfg.max_conversations, cfg.max_messages)
         self.serde: SingleObjectSerde = make_serde(settings, register=False)
         self.tools = CatalogOffer(settings)
         self.actions = OperatorActions(self.view, self.tools, self.metrics, publisher)
         self.readiness = KafkaReadiness(settings, ("operator_message", "approval_decided"))
+        self.dead_letters: DeadLetterStore | None = None  # created at startup
         self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(TEMPLATES),
             autoescape=True,
@@ -88,7 +98,6 @@ class Console:
         state = request.scope.get("state", {})
         values.setdefault("operator", state.get("operator"))
         values.setdefault("csrf", state.get("csrf") or "")
-        values.setdefault("dead_letters_enabled", False)
         values.setdefault("lookback_hours", self.settings.console.lookback_hours)
         body = self.templates.get_template(name).render(**values)
         return HTMLResponse(body, status_code=status, headers=SECURITY_HEADERS)
@@ -149,6 +158,7 @@ def create_app(
             asyncio.create_task(_follow_catalog(console.tools), name="tool-catalog"),
         ]
         app.state.feed = feed
+        console.dead_letters = DeadLetterStore.from_settings(settings, connection)
         try:
             yield
         finally:
@@ -158,6 +168,8 @@ def create_app(
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            await asyncio.to_thread(console.dead_letters.close)
+            console.dead_letters = None
             if owned and console.actions.publisher is not None:
                 await console.actions.publisher.close(settings.drain_timeout_seconds)
                 console.actions.publisher = None
@@ -176,6 +188,10 @@ def create_app(
             back = request.headers.get("referer") or "/"
             return console.page(request, "error.html", status, error=reason, back=back)
         return JSONResponse({"error": reason}, status_code=status)
+
+    @app.exception_handler(ActionRefused)
+    async def action_refused(request: Request, exc: ActionRefused) -> Response:
+        return refused(request, exc.status, exc.reason)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
@@ -388,6 +404,41 @@ def create_app(
             lambda: console.actions.decide(operator, approval_id, decision, arguments_json, note),
         )
 
+    @app.get("/dead-letters")
+    async def dead_letters(
+        request: Request, source_topic: Annotated[str, Query(max_length=249)] = ""
+    ) -> Response:
+        """The newest dead letters: error, source position, redriven or not."""
+        store = _store(console)
+        try:
+            entries = await asyncio.to_thread(
+                store.list, limit=cfg.dead_letters_listed, source_topic=source_topic or None
+            )
+        except DeadLetterError as exc:
+            return refused(request, 503, f"cannot read the dead letters: {exc}")
+        return console.page(
+            request, "dead_letters.html", entries=entries, source_topic=source_topic
+        )
+
+    @app.post("/dead-letters/{letter_id}/redrive")
+    async def redrive(request: Request, letter_id: str) -> Response:
+        """Produce the letter's original again to its source topic, once (recorded on the
+        redrives topic with the operator's id), as ``pipeline dlq redrive`` does."""
+        operator = _operator(request)
+        store = _store(console)
+        try:
+            done = await asyncio.to_thread(store.redrive, letter_id, operator=operator)
+        except UnknownDeadLetterError as exc:
+            return refused(request, 404, str(exc))
+        except (AlreadyRedriven, RedriveConflictError) as exc:
+            return refused(request, 409, str(exc))
+        except DeadLetterError as exc:
+            return refused(request, 503, f"not redriven: {exc}")
+        console.metrics.actions.labels("redrive").inc()
+        if _browser(request):
+            return RedirectResponse("/dead-letters", status_code=303)
+        return JSONResponse(done.as_json(), status_code=202)
+
     app.add_middleware(
         Guard,
         operators=console.operators,
@@ -396,6 +447,12 @@ def create_app(
         allowed_origins=frozenset(cfg.allowed_origins),
     )
     return app
+
+
+def _store(console: Console) -> DeadLetterStore:
+    if console.dead_letters is None:
+        raise ActionRefused(503, "the console is starting")
+    return console.dead_letters
 
 
 async def _follow_catalog(tools: CatalogOffer) -> None:

@@ -1,12 +1,13 @@
-"""What the console shows, folded from the topics' events: conversations with their
-state, the handoff inbox, pending approvals, dead letters.
+"""What the console shows live, folded from the topics' events: conversations with
+their state, the handoff inbox, pending approvals. (Dead letters are read from their
+topic when the page is asked for: :mod:`pipeline.deadletters`.)
 
 The reader (:mod:`pipeline.services.console.feed`) reads several topics at once, so
 events of one conversation may arrive out of order across topics (at start above all);
 the fold therefore compares occurred-at times instead of trusting arrival order: a
 handoff is open when its latest start is later than its latest release, an approval is
 pending until a decision or an expiry for it is seen, whichever came first. The view is
-bounded: the conversations with the oldest activity and the oldest dead letters go.
+bounded: the conversations with the oldest activity go first.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ TOPICS = (
     "approval_decided",
     "timer_fired",
 )
-"""The conversation topics the view folds (dead letters come as their own records)."""
+"""The conversation topics the view folds."""
 
 
 @dataclass(slots=True)
@@ -106,33 +107,16 @@ class Conversation:
         return self.lines[-1].text if self.lines else ""
 
 
-@dataclass(slots=True)
-class DeadLetterLine:
-    """A dead letter as the console lists it (its id is its position in dead_letters)."""
-
-    letter_id: str
-    source_topic: str
-    source_partition: int
-    source_offset: int
-    error: str
-    event_type: str
-    conversation_id: str
-    at: datetime
-    redriven: bool = False
-
-
 _EPOCH = datetime.fromtimestamp(0, UTC)
 
 
 class ConsoleView:
     """The fold of the topics; :meth:`changed` wakes the live streams."""
 
-    def __init__(self, max_conversations: int, max_messages: int, max_dead_letters: int) -> None:
+    def __init__(self, max_conversations: int, max_messages: int) -> None:
         self.max_conversations = max_conversations
         self.max_messages = max_messages
-        self.max_dead_letters = max_dead_letters
         self.conversations: OrderedDict[str, Conversation] = OrderedDict()
-        self.dead_letters: OrderedDict[str, DeadLetterLine] = OrderedDict()
         self.version = 0
         self._changed = asyncio.Condition()
 
@@ -203,11 +187,6 @@ class ConsoleView:
             self.conversations.move_to_end(meta.conversation_id)
         getattr(self, f"_on_{meta.event_type}")(conversation, event, at)
         return True
-
-    def add_dead_letter(self, letter: DeadLetterLine) -> None:
-        self.dead_letters[letter.letter_id] = letter
-        while len(self.dead_letters) > self.max_dead_letters:
-            self.dead_letters.popitem(last=False)
 
     def _conversation(self, conversation_id: str, tenant: str) -> Conversation:
         found = self.conversations.get(conversation_id)
