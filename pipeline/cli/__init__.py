@@ -13,6 +13,7 @@ import click
 
 from pipeline.cli.app_dir import app_dir_option, use_app_dir
 from pipeline.cli.asyncapi import asyncapi
+from pipeline.cli.console import console
 from pipeline.cli.dlq import dlq
 from pipeline.cli.events import events
 from pipeline.cli.exits import errors_as_exit
@@ -39,6 +40,7 @@ def main() -> None:
 main.add_command(topics)
 main.add_command(kafka)
 main.add_command(asyncapi)
+main.add_command(console)
 main.add_command(events)
 main.add_command(schemas)
 main.add_command(replay)

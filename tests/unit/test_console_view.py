@@ -1,0 +1,122 @@
+"""The console's view: conversation states folded from events, whatever their order."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from pipeline.events.model import Event, Metadata, utc_now
+from pipeline.services.console.view import (
+    WAITING_FOR_APPROVAL,
+    WAITING_FOR_PERSON,
+    WITH_AGENT,
+    WITH_PERSON,
+    ConsoleView,
+)
+
+T0 = utc_now()
+
+
+def event(
+    event_type: str, seconds: int, conversation: str = "c1", cause: Event | None = None, **data: Any
+) -> Event:
+    metadata = Metadata(
+        uuid.uuid4(),
+        event_type,
+        conversation,
+        "t1",
+        uuid.uuid4(),
+        cause.id if cause is not None else None,
+        T0 + timedelta(seconds=seconds),
+        "agent",
+    )
+    return Event(metadata, data)
+
+
+def received(seconds: int, text: str = "hi", conversation: str = "c1") -> Event:
+    return event("message_received", seconds, conversation, channel="web", sender_id="u", text=text)
+
+
+def approval(seconds: int, approval_id: str = "a1") -> Event:
+    return event(
+        "approval_requested",
+        seconds,
+        approval_id=approval_id,
+        call_id="k",
+        tool="calculator",
+        arguments_json="{}",
+        reason="",
+        expires_at=T0 + timedelta(hours=1),
+    )
+
+
+def view_of(events: list[Event]) -> ConsoleView:
+    view = ConsoleView(max_conversations=100, max_messages=10)
+    view.apply_all(events)
+    return view
+
+
+def test_the_states_of_a_handoff_in_any_order_of_arrival() -> None:
+    story = [
+        received(0),
+        event("handoff_requested", 1, requested_by="user", reason="asked", operator_id=None),
+        event("operator_message", 2, operator_id="ada", text="Hello"),
+        event("handoff_released", 3, operator_id="ada", note=None),
+    ]
+    expected = [WITH_AGENT, WAITING_FOR_PERSON, WITH_PERSON, WITH_AGENT]
+    for n in range(1, len(story) + 1):
+        for order in itertools.permutations(story[:n]):
+            (conversation,) = view_of(list(order)).conversations.values()
+            assert conversation.state == expected[n - 1], [e.type for e in order]
+
+
+def test_an_operator_writing_first_takes_the_conversation() -> None:
+    view = view_of([received(0), event("operator_message", 1, operator_id="bob", text="Hi")])
+    conversation = view.conversations["c1"]
+    assert (conversation.state, conversation.operator) == (WITH_PERSON, "bob")
+    assert [line.role for line in conversation.lines] == ["user", "operator"]
+
+
+def test_approvals_pend_until_decided_or_expired_and_a_handoff_closes_them() -> None:
+    decided = event("approval_decided", 2, approval_id="a1", decision="denied", operator_id="x")
+    for order in ([approval(1), decided], [decided, approval(1)]):
+        assert view_of(order).conversations["c1"].state == WITH_AGENT
+    assert view_of([approval(1)]).conversations["c1"].state == WAITING_FOR_APPROVAL
+    expired = event(
+        "timer_fired",
+        3,
+        timer_id="t",
+        purpose="approval_expiry",
+        payload_json=json.dumps({"approval_id": "a1"}),
+    )
+    assert view_of([approval(1), expired]).pending_approvals() == []
+    handed = event("handoff_requested", 2, requested_by="model", reason="r", operator_id=None)
+    assert view_of([approval(1), handed]).pending_approvals() == []
+
+
+def test_newest_activity_first_filtered_and_bounded() -> None:
+    view = ConsoleView(max_conversations=3, max_messages=2)
+    view.apply_all(received(i, f"m{i}", f"c{i}") for i in range(5))
+    assert [c.conversation_id for c in view.listed()] == ["c4", "c3", "c2"]
+    view.apply_all([received(9, "a", "c3"), received(10, "b", "c3"), received(11, "c", "c3")])
+    assert view.listed()[0].conversation_id == "c3"
+    assert [line.text for line in view.conversations["c3"].lines] == ["b", "c"]
+    assert view.listed(channel="slack") == [] and len(view.listed(tenant="t1")) == 3
+    assert [c.conversation_id for c in view.listed(state=WITH_AGENT)] == ["c3", "c4", "c2"]
+
+
+def test_an_operator_reply_on_its_way_out_is_listed_once() -> None:
+    wrote = event("operator_message", 1, operator_id="ada", text="On it")
+    out = event(
+        "response_ready",
+        1,
+        cause=wrote,
+        text="On it",
+        reply_to={"channel": "web", "address": "x", "thread_id": None},
+    )
+    for order in ([wrote, out], [out, wrote], [wrote, wrote, out]):
+        lines = view_of(order).conversations["c1"].lines
+        assert [(line.role, line.text) for line in lines] == [("operator", "On it")]
