@@ -281,9 +281,11 @@ def up(kafka_port: int, metrics_base_port: int, log_dir: Path, only: tuple[str, 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: supervisor.stopping.set())
     gateway = stack.env.get("PIPELINE_GATEWAY__PORT", "8080")
+    console = stack.env.get("PIPELINE_CONSOLE__PORT", "8090")
     click.echo(
         f"up: {', '.join(services)} on {stack.env['PIPELINE_BOOTSTRAP_SERVERS']}; "
-        f"gateway on http://127.0.0.1:{gateway}; logs in {log_dir}; Ctrl-C stops"
+        f"gateway on http://127.0.0.1:{gateway}; console on http://127.0.0.1:{console}; "
+        f"logs in {log_dir}; Ctrl-C stops"
     )
     supervisor.watch()
     codes = stack.stop()

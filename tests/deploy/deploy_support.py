@@ -28,7 +28,7 @@ DASHBOARD = REPO / "deploy" / "grafana" / "dashboards" / "pipeline.json"
 COMPOSE = REPO / "docker-compose.yml"
 
 # Every service `pipeline run` is meant to know; compose and the chart carry each one.
-SERVICES = ("gateway", "agent", "tools", "delivery", "scheduler", "webhooks", "echo")
+SERVICES = ("gateway", "agent", "tools", "delivery", "scheduler", "webhooks", "console", "echo")
 
 
 def tools_dir() -> Path:

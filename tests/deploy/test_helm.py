@@ -307,7 +307,8 @@ def test_every_service_has_an_ingress_policy_and_delivery_an_egress_policy(
         wanted_types = ["Ingress", "Egress"] if component == "delivery" else ["Ingress"]
         assert spec["policyTypes"] == wanted_types
         ports = {p["port"] for rule in spec["ingress"] for p in rule["ports"]}
-        assert ports == ({"metrics", "http"} if component == "gateway" else {"metrics"})
+        http = component in ("gateway", "console")
+        assert ports == ({"metrics", "http"} if http else {"metrics"})
         named = {p["name"] for c in containers(deployments[component]) for p in c["ports"]}
         assert ports <= named
 

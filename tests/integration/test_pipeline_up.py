@@ -23,7 +23,7 @@ def test_up_starts_every_service_restarts_a_killed_one_and_stops_on_sigterm(
 ) -> None:
     # Below Linux's ephemeral range, so no outgoing connection takes one meanwhile.
     base = random.randrange(20000, 30000, 10)
-    while any(port_in_use(base + i) for i in range(len(SERVICES) + 1)):
+    while any(port_in_use(base + i) for i in range(len(SERVICES) + 2)):
         base = random.randrange(20000, 30000, 10)
     gateway = base + len(SERVICES)
     env = {
@@ -32,6 +32,7 @@ def test_up_starts_every_service_restarts_a_killed_one_and_stops_on_sigterm(
         "PIPELINE_TOPIC_PREFIX": topic_prefix,
         "PIPELINE_TOPIC_REPLICATION_FACTOR": "1",
         "PIPELINE_GATEWAY__PORT": str(gateway),
+        "PIPELINE_CONSOLE__PORT": str(gateway + 1),
         # Ready means a stable group: a killed member's partitions move once its session
         # times out, so keep that short here (the default is 45 s).
         "PIPELINE_CONSUMER__SESSION_TIMEOUT_MS": "6000",

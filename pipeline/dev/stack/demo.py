@@ -52,6 +52,8 @@ def demo_env(receivers: Receivers, gateway_port: int) -> dict[str, str]:
         **development_env(receivers.callback_secret),
         "PIPELINE_GATEWAY__PORT": str(gateway_port),
         "PIPELINE_GATEWAY__HOST": "127.0.0.1",
+        "PIPELINE_CONSOLE__PORT": str(free_port()),
+        "PIPELINE_CONSOLE__HOST": "127.0.0.1",
         "PIPELINE_GATEWAY__WEB_TOKENS": json.dumps({TENANT: WEB_TOKEN}),
         "PIPELINE_GATEWAY__EMAIL_RELAYS": json.dumps(
             {"relay": {"token": EMAIL_TOKEN, "tenant": TENANT, "authserv_id": "mx.demo.example"}}

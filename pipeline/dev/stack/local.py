@@ -26,8 +26,9 @@ DEVELOPMENT_CALLBACK_SECRET = "development-callback-secret"
 def development_env(callback_secret: str = DEVELOPMENT_CALLBACK_SECRET) -> dict[str, str]:
     """The development settings of a stack on one machine: web callbacks may go to local
     receivers on 127.0.0.1 over http (production allows neither), and are signed with
-    ``callback_secret`` for every tenant."""
+    ``callback_secret`` for every tenant; the console's cookie works over plain http."""
     return {
+        "PIPELINE_CONSOLE__COOKIE_SECURE": "false",
         "PIPELINE_DELIVERY__CALLBACK_ALLOW_HTTP": "true",
         "PIPELINE_DELIVERY__CALLBACK_ALLOWED_NETWORKS": '["127.0.0.0/8", "::1/128"]',
         "PIPELINE_DELIVERY__CALLBACK_SIGNING_SECRETS": json.dumps({"*": callback_secret}),

@@ -15,7 +15,7 @@ from typing import IO
 
 log = logging.getLogger(__name__)
 
-SERVICES = ("gateway", "agent", "tools", "delivery", "scheduler", "webhooks")
+SERVICES = ("gateway", "agent", "tools", "delivery", "scheduler", "webhooks", "console")
 
 
 @dataclass
