@@ -53,6 +53,12 @@ EXPORTED = {
     "pipeline_timers_fired_total",
     "pipeline_timers_pending",
     *_histogram("pipeline_timer_fire_delay_seconds"),
+    # console (pipeline/services/console/metrics.py)
+    "pipeline_console_operator_actions_total",
+    "pipeline_console_signins_total",
+    "pipeline_console_refused_requests_total",
+    "pipeline_console_stream_clients",
+    "pipeline_console_skipped_records_total",
     # gateway (pipeline/services/gateway/metrics.py)
     "pipeline_gateway_requests_total",
     *_histogram("pipeline_gateway_request_duration_seconds"),

@@ -120,6 +120,7 @@ SERVICES = {
     "delivery": "delivery",
     "scheduler": "scheduler",
     "webhooks": "webhooks",
+    "console": "console",
     "echo": "echo",
     "flaky": "scrape_services:build_flaky",
 }
@@ -160,6 +161,10 @@ def test_prometheus_scrapes_every_service(
                 "PIPELINE_GATEWAY__HOST": "127.0.0.1",
                 "PIPELINE_GATEWAY__PORT": str(gateway_port),
                 "PIPELINE_GATEWAY__WEB_TOKENS": json.dumps({"scrape": WEB_TOKEN}),
+            },
+            "console": {
+                "PIPELINE_CONSOLE__HOST": "127.0.0.1",
+                "PIPELINE_CONSOLE__PORT": str(free_port()),
             },
             "agent": {
                 "PIPELINE_LLM__PROVIDER": "openai",

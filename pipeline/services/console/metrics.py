@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+ACTIONS = ("reply", "take", "release", "approve", "deny", "edit", "redrive")
+REFUSALS = ("unauthenticated", "cross_site", "csrf_token", "invalid")
+
 
 class ConsoleMetrics:
     def __init__(self, registry: CollectorRegistry, service: str) -> None:
@@ -38,6 +41,13 @@ class ConsoleMetrics:
             "Browsers connected to the live stream (server-sent events).",
             registry=registry,
         )
+        # Every series from the start at 0, so rates and alerts see the first one.
+        for action in ACTIONS:
+            self.actions.labels(action)
+        for result in ("success", "failure"):
+            self.signins.labels(result)
+        for reason in REFUSALS:
+            self.refused.labels(reason)
         self.skipped = Counter(
             "pipeline_console_skipped_records_total",
             "Records the console's reader could not decode and left out of its view.",
