@@ -215,13 +215,14 @@ async def test_handoff_inbox_take_reply_release_are_events_with_the_operator_id(
     topic = topic_prefix.__add__
     asking = message("conv-h", "I want a person <script>alert(1)</script>")
     produce_events(kafka_bootstrap, topic("message_received"), [asking])
-    requested = event(
-        "handoff_requested",
-        "conv-h",
-        requested_by="user",
-        reason="asked",
-        operator_id=None,
-        user_text=asking["text"],
+    requested = Event(
+        asking.metadata.caused("handoff_requested", producer="agent"),
+        {
+            "requested_by": "user",
+            "reason": "asked",
+            "operator_id": None,
+            "user_text": asking["text"],
+        },
     )
     produce_events(kafka_bootstrap, topic("handoff_requested"), [requested])
     token = await signed_in(http)
@@ -253,6 +254,11 @@ async def test_handoff_inbox_take_reply_release_are_events_with_the_operator_id(
     assert {e.conversation_id for e in [*took, *wrote, *released]} == {"conv-h"}
     assert {e.metadata.tenant_id for e in [*wrote, *released]} == {"t1"}
     await page_until(http, "/inbox", lambda text: "conv-h" not in text)
+    timeline = (await http.get("/conversations/conv-h/timeline")).text
+    # Every event of the conversation, the handoff linked to the message that caused it.
+    assert timeline.count('<tr id="event-') == 5
+    assert f'class="cause" href="#event-{asking.id}"' in timeline
+    assert "&lt;script&gt;" in timeline and "<script>alert" not in timeline
     listed = await page_until(http, "/", lambda text: "with the agent" in text)
     assert "conv-h" in listed
     actions = {
