@@ -144,8 +144,8 @@ class DeadLetterStore:
             found: builtins.list[DeadLetterEntry] = []
             for partition in range(partitions):
                 found.extend(self._newest(partition, limit, keep))
-        found.sort(key=_newest_first)
-        return [e.with_redrive(self._redrives.get(e.dead_letter_id)) for e in found[:limit]]
+            found.sort(key=_newest_first)
+            return [e.with_redrive(self._redrives.get(e.dead_letter_id)) for e in found[:limit]]
 
     def get(self, letter_id: str) -> DeadLetterEntry:
         """The dead letter at ``letter_id`` (``<partition>:<offset>``), with its redrive."""
