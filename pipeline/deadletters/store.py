@@ -144,8 +144,8 @@ class DeadLetterStore:
             found: builtins.list[DeadLetterEntry] = []
             for partition in range(partitions):
                 found.extend(self._newest(partition, limit, keep))
-        found.sort(key=_newest_first)
-        return [e.with_redrive(self._redrives.get(e.dead_letter_id)) for e in found[:limit]]
+            found.sort(key=_newest_first)
+            return [e.with_redrive(self._redrives.get(e.dead_letter_id)) for e in found[:limit]]
 
     def get(self, letter_id: str) -> DeadLetterEntry:
         """The dead letter at ``letter_id`` (``<partition>:<offset>``), with its redrive."""
@@ -190,10 +190,9 @@ class DeadLetterStore:
                 "transaction.timeout.ms": REDRIVE_TRANSACTION_TIMEOUT_MS,
             }
         )
-        try:
-            return self._redrive(producer, entry, operator)
-        finally:
-            producer.close()
+        # Not closed: close() would try to abort what a fencing already aborted. Nothing
+        # is left queued: every record is flushed inside the transaction.
+        return self._redrive(producer, entry, operator)
 
     def _redrive(self, producer: Producer, entry: DeadLetterEntry, operator: str) -> Redrive:
         timeout = self.timeout * 3
@@ -239,15 +238,17 @@ class DeadLetterStore:
                 timeout,
             )
             producer.commit_transaction(timeout)
-        except KafkaException as exc:
-            error = exc.args[0] if exc.args else None
-            if isinstance(error, KafkaError) and error.code() in FENCED_ERRORS:
+        except (KafkaException, SystemError) as exc:
+            # A fatal error (fenced) raised while the client serves a delivery callback
+            # reaches here as a SystemError whose context is the KafkaException.
+            error = _kafka_error(exc)
+            if error is not None and error.code() in FENCED_ERRORS:
                 raise RedriveConflictError(
                     f"another redrive of dead letter {entry.letter_id} started meanwhile and "
                     "took over; nothing was produced by this one (`pipeline dlq show "
                     f"{entry.letter_id}` tells whether it finished)"
                 ) from None
-            if isinstance(error, KafkaError) and error.txn_requires_abort():
+            if error is not None and error.txn_requires_abort():
                 producer.abort_transaction(timeout)
             raise DeadLetterError(
                 f"redrive of dead letter {entry.letter_id} failed, nothing was produced: {exc}"
@@ -421,6 +422,16 @@ class DeadLetterStore:
         finally:
             self._consumer.unassign()
         return out
+
+
+def _kafka_error(exc: BaseException) -> KafkaError | None:
+    """The KafkaError of ``exc`` or of the exception it was raised while handling."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KafkaException) and seen.args and isinstance(seen.args[0], KafkaError):
+            return seen.args[0]
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _already(letter_id: str, redrive: Redrive) -> AlreadyRedriven:
