@@ -19,6 +19,7 @@ PipelineError
 │   ├── StateRestoreError      could not be read to its end
 │   └── StateNotReadyError     a handler asked for a partition not restored here
 ├── InboundRejected        a channel's inbound request is refused (status and reason)
+├── OperatorActionRefused  an operator's console action is refused (status and reason)
 ├── EgressRefused          an outbound URL is refused by the egress policy
 ├── LLMError               the model could not be asked
 ├── ToolError              a tool's failure the model should see
@@ -128,6 +129,16 @@ class StateNotReadyError(StateError):
 
 class InboundRejected(PipelineError):
     """The request is refused with ``status`` (400, 401, 403, 404) and a reason."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class OperatorActionRefused(PipelineError):
+    """An operator's action in the console is refused with ``status`` (400, 404, 409, 413,
+    503) and a reason; nothing was produced."""
 
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)

@@ -12,7 +12,7 @@
   is produced.
 
 An action on a conversation or approval the console does not know is refused
-(:class:`ActionRefused`, a 4xx with the reason).
+(:class:`OperatorActionRefused`, a 4xx with the reason).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pipeline.errors import RejectEvent
+from pipeline.errors import OperatorActionRefused, RejectEvent
 from pipeline.events.model import Event
 from pipeline.runtime.publisher import Publisher
 from pipeline.services.agent.approvals import edited_arguments
@@ -29,13 +29,6 @@ from pipeline.services.console.metrics import ConsoleMetrics
 from pipeline.services.console.view import ConsoleView, Conversation
 
 MAX_TEXT_CHARS = 32_768
-
-
-class ActionRefused(Exception):
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
 
 
 class OperatorActions:
@@ -56,9 +49,11 @@ class OperatorActions:
     async def take(self, operator: str, conversation_id: str) -> Event:
         conversation = self._conversation(conversation_id)
         if not conversation.handed_off:
-            raise ActionRefused(409, "the agent has this conversation: write to it to take it over")
+            raise OperatorActionRefused(
+                409, "the agent has this conversation: write to it to take it over"
+            )
         if conversation.operator is not None:
-            raise ActionRefused(409, f"operator {conversation.operator} has it already")
+            raise OperatorActionRefused(409, f"operator {conversation.operator} has it already")
         data = {
             "requested_by": "operator",
             "reason": f"operator {operator} took the conversation",
@@ -71,16 +66,18 @@ class OperatorActions:
         conversation = self._conversation(conversation_id)
         text = text.strip()
         if not text:
-            raise ActionRefused(400, "the reply is empty")
+            raise OperatorActionRefused(400, "the reply is empty")
         if len(text) > MAX_TEXT_CHARS:
-            raise ActionRefused(413, f"the reply is longer than {MAX_TEXT_CHARS} characters")
+            raise OperatorActionRefused(
+                413, f"the reply is longer than {MAX_TEXT_CHARS} characters"
+            )
         data = {"operator_id": operator, "text": text}
         return await self._publish("reply", "operator_message", conversation, data)
 
     async def release(self, operator: str, conversation_id: str, note: str | None) -> Event:
         conversation = self._conversation(conversation_id)
         if not conversation.handed_off:
-            raise ActionRefused(409, "no person has this conversation")
+            raise OperatorActionRefused(409, "no person has this conversation")
         data = {"operator_id": operator, "note": (note or "").strip() or None}
         return await self._publish("release", "handoff_released", conversation, data)
 
@@ -94,9 +91,11 @@ class OperatorActions:
     ) -> Event:
         approval = self.view.approval(approval_id)
         if approval is None:
-            raise ActionRefused(404, f"no pending approval {approval_id!r} (decided or expired?)")
+            raise OperatorActionRefused(
+                404, f"no pending approval {approval_id!r} (decided or expired?)"
+            )
         if decision not in ("approved", "denied"):
-            raise ActionRefused(400, "decision must be approved or denied")
+            raise OperatorActionRefused(400, "decision must be approved or denied")
         action = "approve" if decision == "approved" else "deny"
         edited = None
         if decision == "approved" and arguments_json and arguments_json.strip():
@@ -110,7 +109,7 @@ class OperatorActions:
                     arguments = edited_arguments(arguments_json, approval.tool, offered)
                 except RejectEvent as exc:
                     self.metrics.refused.labels("invalid").inc()
-                    raise ActionRefused(400, str(exc)) from None
+                    raise OperatorActionRefused(400, str(exc)) from None
                 edited, action = json.dumps(arguments), "edit"
         conversation = self._conversation(approval.conversation_id)
         data = {
@@ -125,14 +124,16 @@ class OperatorActions:
     def _conversation(self, conversation_id: str) -> Conversation:
         found = self.view.conversations.get(conversation_id)
         if found is None:
-            raise ActionRefused(404, f"no conversation {conversation_id!r} in the console's view")
+            raise OperatorActionRefused(
+                404, f"no conversation {conversation_id!r} in the console's view"
+            )
         return found
 
     async def _publish(
         self, action: str, event_type: str, conversation: Conversation, data: dict[str, Any]
     ) -> Event:
         if self.publisher is None:
-            raise ActionRefused(503, "the console's Kafka producer is not running yet")
+            raise OperatorActionRefused(503, "the console's Kafka producer is not running yet")
         event = await self.publisher.publish(
             event_type,
             data,

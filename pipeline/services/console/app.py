@@ -33,6 +33,7 @@ from pipeline.errors import (
     BrokerUnavailableError,
     DeadLetterError,
     EventValidationError,
+    OperatorActionRefused,
     PipelineError,
     RedriveConflictError,
     UnknownDeadLetterError,
@@ -42,7 +43,7 @@ from pipeline.events.serde import SingleObjectSerde
 from pipeline.events.wire import make_serde
 from pipeline.runtime.publisher import Publisher
 from pipeline.services.agent.tool_offer import CatalogOffer
-from pipeline.services.console.actions import ActionRefused, OperatorActions
+from pipeline.services.console.actions import OperatorActions
 from pipeline.services.console.auth import SESSION_COOKIE, Operators, Sessions
 from pipeline.services.console.feed import Feed
 from pipeline.services.console.guard import Guard
@@ -189,8 +190,8 @@ def create_app(
             return console.page(request, "error.html", status, error=reason, back=back)
         return JSONResponse({"error": reason}, status_code=status)
 
-    @app.exception_handler(ActionRefused)
-    async def action_refused(request: Request, exc: ActionRefused) -> Response:
+    @app.exception_handler(OperatorActionRefused)
+    async def action_refused(request: Request, exc: OperatorActionRefused) -> Response:
         return refused(request, exc.status, exc.reason)
 
     @app.exception_handler(HTTPException)
@@ -345,7 +346,7 @@ def create_app(
     async def act(request: Request, back: str, action: Callable[[], Awaitable[Event]]) -> Response:
         try:
             event = await action()
-        except ActionRefused as exc:
+        except OperatorActionRefused as exc:
             return refused(request, exc.status, exc.reason)
         except EventValidationError as exc:
             return refused(request, 400, f"the action does not fit its event schema: {exc}")
@@ -451,7 +452,7 @@ def create_app(
 
 def _store(console: Console) -> DeadLetterStore:
     if console.dead_letters is None:
-        raise ActionRefused(503, "the console is starting")
+        raise OperatorActionRefused(503, "the console is starting")
     return console.dead_letters
 
 
