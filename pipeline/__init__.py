@@ -7,10 +7,12 @@ run it; the runtime owns ordering, concurrency, commits, retries and dead letter
 from pipeline.config import Settings
 from pipeline.errors import (
     AbortableTransactionError,
+    AlreadyRedriven,
     BrokerUnavailableError,
     CalculatorError,
     ConfigError,
     CorruptEventError,
+    DeadLetterError,
     DevKafkaError,
     EgressRefused,
     EventTypeError,
@@ -18,6 +20,7 @@ from pipeline.errors import (
     InboundRejected,
     LLMError,
     PipelineError,
+    RedriveConflictError,
     RegistryUnavailableError,
     RejectEvent,
     ReplayError,
@@ -32,6 +35,7 @@ from pipeline.errors import (
     ToolError,
     TopologyError,
     TransactionFencedError,
+    UnknownDeadLetterError,
     UnknownSchemaError,
     UnsafeTopicChangeError,
 )
@@ -46,11 +50,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AbortableTransactionError",
+    "AlreadyRedriven",
     "BrokerUnavailableError",
     "CalculatorError",
     "ConfigError",
     "Context",
     "CorruptEventError",
+    "DeadLetterError",
     "DevKafkaError",
     "EgressRefused",
     "Event",
@@ -61,6 +67,7 @@ __all__ = [
     "Metadata",
     "PipelineError",
     "Publisher",
+    "RedriveConflictError",
     "RegistryUnavailableError",
     "RejectEvent",
     "ReplayError",
@@ -79,6 +86,7 @@ __all__ = [
     "ToolError",
     "TopologyError",
     "TransactionFencedError",
+    "UnknownDeadLetterError",
     "UnknownSchemaError",
     "UnsafeTopicChangeError",
     "__version__",

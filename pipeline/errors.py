@@ -28,7 +28,11 @@ PipelineError
 ├── StackError             the local stack (pipeline up, pipeline demo) could not start
 ├── TransactionFencedError another instance took over this one's transactions (exactly-once)
 ├── AbortableTransactionError  the open transaction must be aborted and its input read again
-└── ReplayError            a replay could not be set up (nothing recorded, Kafka unreadable)
+├── ReplayError            a replay could not be set up (nothing recorded, Kafka unreadable)
+└── DeadLetterError        a dead letter could not be read or redriven
+    ├── UnknownDeadLetterError  no dead letter has that id
+    ├── AlreadyRedriven         the letter was redriven before (nothing is produced again)
+    └── RedriveConflictError    another redrive of the same letter took over this one
 """
 
 from __future__ import annotations
@@ -181,3 +185,33 @@ class AbortableTransactionError(PipelineError):
 
 class ReplayError(PipelineError):
     """A replay could not be set up: nothing recorded, or Kafka could not be read."""
+
+
+class DeadLetterError(PipelineError):
+    """A dead letter could not be read or redriven (Kafka unreadable, a redrive failed)."""
+
+
+class UnknownDeadLetterError(DeadLetterError):
+    """No dead letter has this id: the id is not ``<partition>:<offset>``, or no record of
+    the dead-letter topic is there (never written, or past the topic's retention).
+    ``pipeline dlq list`` shows the ids there are."""
+
+
+class AlreadyRedriven(DeadLetterError):
+    """The dead letter was redriven before, by ``operator`` at ``redriven_at``: a letter
+    is redriven once, so nothing was produced. Its copy written again after a crash (same
+    event id) counts as the same letter."""
+
+    def __init__(self, letter_id: str, operator: str, redriven_at: object) -> None:
+        super().__init__(
+            f"dead letter {letter_id} was already redriven by {operator} at {redriven_at}; "
+            "nothing was produced"
+        )
+        self.letter_id = letter_id
+        self.operator = operator
+        self.redriven_at = redriven_at
+
+
+class RedriveConflictError(DeadLetterError):
+    """Another process started a redrive of the same letter while this one ran and fenced
+    it; this one produced nothing. ``pipeline dlq show`` tells whether the other finished."""

@@ -13,6 +13,7 @@ import click
 
 from pipeline.cli.app_dir import app_dir_option, use_app_dir
 from pipeline.cli.asyncapi import asyncapi
+from pipeline.cli.dlq import dlq
 from pipeline.cli.events import events
 from pipeline.cli.exits import errors_as_exit
 from pipeline.cli.kafka import kafka
@@ -41,6 +42,7 @@ main.add_command(asyncapi)
 main.add_command(events)
 main.add_command(schemas)
 main.add_command(replay)
+main.add_command(dlq)
 
 
 @main.command()

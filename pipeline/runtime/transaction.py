@@ -44,7 +44,7 @@ INIT_TIMEOUT_SECONDS = 60.0
 CALL_TIMEOUT_SECONDS = 30.0
 
 # Errors that mean another producer owns the transactional id now.
-_FENCED = frozenset(
+FENCED_ERRORS = frozenset(
     {
         KafkaError._FENCED,
         KafkaError.PRODUCER_FENCED,
@@ -232,7 +232,7 @@ class Transaction:
                 error = exc.args[0] if exc.args else None
                 if not isinstance(error, KafkaError):
                     raise
-                if error.fatal() or error.code() in _FENCED:
+                if error.fatal() or error.code() in FENCED_ERRORS:
                     raise TransactionFencedError(
                         f"{what} failed: transactional id {self.transactional_id} was fenced "
                         f"({error.str()}); another instance took over its partitions, so "
@@ -252,7 +252,7 @@ class Transaction:
         """A record of the open transaction failed: the transaction will abort at the next
         commit (its other records with it) and its inputs are read again; a fenced
         producer stops the service."""
-        if err.fatal() or err.code() in _FENCED:
+        if err.fatal() or err.code() in FENCED_ERRORS:
             self.fail(
                 TransactionFencedError(
                     f"producing failed: transactional id {self.transactional_id} was fenced "

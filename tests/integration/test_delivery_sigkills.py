@@ -5,10 +5,14 @@ What each channel may do across the kills is what the README's table promises: n
 missing; Slack never twice (an uncertain send is looked up by its metadata first); web
 repeats only with the same Idempotency-Key; WhatsApp repeats (at_least_once) or may miss
 and says so in delivery_status (at_most_once), counted and printed.
+
+And an operator's message, produced as the console does, sent on by the agent: delivery
+SIGKILLed in the crash window and restarted, the user's receiver processes it once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import signal
@@ -24,10 +28,32 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from runtime_support import SERDE, Record, produce_events, read_all, stop_service
-from test_delivery_service import TOPICS, response, start_delivery
+from runtime_support import (
+    SERDE,
+    Causes,
+    Record,
+    produce_events,
+    read_all,
+    read_all_async,
+    running,
+    settings_for,
+    stop_service,
+)
+from test_agent_handoff_pipeline import HANDOFF_TEXT, operator_event
+from test_agent_handoff_pipeline import TOPICS as HANDOFF_TOPICS
+from test_delivery_service import (
+    TOPICS,
+    Receiver,
+    Seen,
+    committed_offsets,
+    has_state,
+    response,
+    start_delivery,
+    statuses_of,
+)
 
-from pipeline.events.model import Event
+from pipeline.events.model import Event, Metadata
+from pipeline.services.agent import assemble
 
 WEB, SLACK, WHATSAPP = 300, 100, 100
 KILLS = 10
@@ -297,3 +323,118 @@ def test_ten_sigkills_while_sending_lose_nothing_and_repeat_only_as_each_channel
     else:
         assert figures["whatsapp"]["repeated"] == 0, "at-most-once sent a WhatsApp reply twice"
     assert kills_mid_send == KILLS, "a kill did not land while sending"
+
+
+# --------------------------------------------------------------------------- operators
+
+OPERATOR_TEXT = "Ada here: your parcel left the depot this morning."
+
+
+def asking_for_a_person(conversation: str, callback: str) -> Event:
+    metadata = Metadata.new("message_received", conversation, tenant_id="t1", producer="test")
+    reply_to = {"channel": "web", "address": callback, "thread_id": None}
+    return Event(
+        metadata,
+        {
+            "channel": "web",
+            "sender_id": "u1",
+            "text": "I want to talk to a human",
+            "reply_to": reply_to,
+        },
+    )
+
+
+@pytest.mark.parametrize("window", ["after_the_answer", "after_the_sent_record"])
+async def test_an_operator_message_reaches_the_user_once_across_a_delivery_sigkill(
+    kafka_bootstrap: str,
+    topic_prefix: str,
+    make_topics: Callable[..., list[str]],
+    tmp_path: Path,
+    window: str,
+) -> None:
+    """The console's operator_message becomes the agent's reply; delivery is SIGKILLed
+    in the crash window (right after the receiver answered it, or after the sent record
+    but before any offset commit) and restarted: the user's callback receiver gets the
+    operator's text once (by Idempotency-Key; a web resend carries the same key)."""
+    make_topics(*dict.fromkeys((*HANDOFF_TOPICS, *TOPICS)), partitions=2)
+    topic = topic_prefix.__add__
+    log = tmp_path / "delivery.log"
+    processes: list[subprocess.Popen[bytes]] = []
+    killed = threading.Event()
+
+    def kill_after_the_operator_text(seen: Seen, number: int) -> None:
+        first = seen.body["text"] == OPERATOR_TEXT and not killed.is_set()
+        if window == "after_the_answer" and first:
+            killed.set()
+            processes[0].send_signal(signal.SIGKILL)
+
+    receiver = Receiver(after=kill_after_the_operator_text)
+    # No commit before the kill in the second window: the restart reads both replies again.
+    never = {"PIPELINE_COMMIT_INTERVAL_SECONDS": "3600"} if window != "after_the_answer" else {}
+    # A restart takes over the killed member's partitions at once.
+    member = {"PIPELINE_CONSUMER__GROUP_INSTANCE_ID": "delivery-0"}
+    settings = settings_for(kafka_bootstrap, topic_prefix, tools={"catalog_wait_seconds": 0})
+    asking = asking_for_a_person("conv-op", f"{receiver.url}/cb")
+    try:
+        async with running(assemble(settings)[0]):
+            processes.append(start_delivery(kafka_bootstrap, topic_prefix, log, **never, **member))
+            produce_events(kafka_bootstrap, topic("message_received"), [asking])
+            await read_all_async(kafka_bootstrap, topic("handoff_requested"), bool, 60)
+            reply = operator_event(
+                "operator_message", "conv-op", operator_id="op-ada", text=OPERATOR_TEXT
+            )
+            produce_events(kafka_bootstrap, topic("operator_message"), [reply])
+            [response] = [
+                r.event()
+                for r in await read_all_async(
+                    kafka_bootstrap, topic("response_ready"), Causes({str(reply.id)}), 60
+                )
+                if r.event().metadata.causation_id == reply.id
+            ]
+            if window == "after_the_sent_record":
+                await read_all_async(
+                    kafka_bootstrap, topic("delivery_status"), has_state(response.id, "sent"), 60
+                )
+                processes[0].send_signal(signal.SIGKILL)
+            code = await asyncio.to_thread(processes[0].wait, 60)
+            assert code == -signal.SIGKILL, log.read_text()[-3000:]
+            offsets = committed_offsets(
+                kafka_bootstrap, f"{topic_prefix}delivery", topic("response_ready"), 2
+            )
+            processes.append(start_delivery(kafka_bootstrap, topic_prefix, log, **member))
+            # A second operator message: once it is sent, the first was handled again.
+            later = operator_event("operator_message", "conv-op", operator_id="op-ada", text="bye")
+            produce_events(kafka_bootstrap, topic("operator_message"), [later])
+            [next_response] = [
+                r.event()
+                for r in await read_all_async(
+                    kafka_bootstrap, topic("response_ready"), Causes({str(later.id)}), 60
+                )
+                if r.event().metadata.causation_id == later.id
+            ]
+            statuses = await read_all_async(
+                kafka_bootstrap, topic("delivery_status"), has_state(next_response.id, "sent"), 90
+            )
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                stop_service(process)
+        receiver.close()
+
+    raw = [s for s in receiver.seen if s.body["text"] == OPERATOR_TEXT]
+    processed = [s.body["text"] for s in receiver.processed]
+    print(
+        f"\nSIGKILL {window.replace('_', ' ')}: the operator's text reached the receiver in "
+        f"{len(raw)} request(s), processed {processed.count(OPERATOR_TEXT)} time(s); "
+        f"offsets committed before the kill: {offsets}"
+    )
+    assert processed.count(OPERATOR_TEXT) == 1, processed
+    assert processed == [HANDOFF_TEXT, OPERATOR_TEXT, "bye"]
+    assert {s.key for s in raw} == {str(response.id)}, "a repeat carries the same key"
+    assert len({s.raw for s in raw}) == 1, "and the same body"
+    assert "sent" in [s["state"] for s in statuses_of(statuses, response.id)]
+    if window == "after_the_sent_record":
+        assert all(o < 0 for o in offsets), f"an offset was committed: {offsets}"
+        assert len(raw) == 1, "recorded as sent: not sent again"
+    else:
+        assert 1 <= len(raw) <= 2

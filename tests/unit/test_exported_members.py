@@ -77,7 +77,9 @@ def test_the_tree_in_the_errors_docstring_is_the_class_tree() -> None:
     drawn: dict[str, str] = {}
     parents: list[str] = []
     for line in errors.__doc__.splitlines():
-        found = re.match(r"^([│ ]*)(?:[├└]── )?([A-Z]\w+(?:Error|Event|Rejected|Refused))\b", line)
+        found = re.match(
+            r"^([│ ]*)(?:[├└]── )?([A-Z]\w+(?:Error|Event|Rejected|Refused|Redriven))\b", line
+        )
         if found is None:
             continue
         depth = len(found.group(1)) // 4 + (1 if "──" in line else 0)

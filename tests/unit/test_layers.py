@@ -21,7 +21,7 @@ LAYERS: list[set[str]] = [
     {"runtime", "state"},
     {"", "testing"},  # the package's facade (pipeline/__init__.py) and the test harness
     {"channels", "llm", "toolbox"},
-    {"services", "timeline", "asyncapi", "replay"},
+    {"services", "timeline", "asyncapi", "replay", "deadletters"},
     {"dev", "cli", "__main__"},
 ]
 LAYER_OF = {part: level for level, parts in enumerate(LAYERS) for part in parts}

@@ -79,6 +79,7 @@ def test_bundled_definitions_load_with_their_schemas() -> None:
         "scheduler_timers",
         "webhook_deliveries",
         "tool_catalog",
+        "dead_letter_redrives",
     }
     assert topology.co_partition_count == 12
 
@@ -119,6 +120,10 @@ def test_bundled_changelogs_are_compacted_and_state_is_co_partitioned() -> None:
         "compact",
     )
     assert catalog.value_schema == "pipeline.events.ToolAdvertised"
+    redrives = topology["dead_letter_redrives"]
+    # Never deleted: a redriven letter must stay redriven as long as it can be read.
+    assert (redrives.key, redrives.configs["cleanup.policy"]) == ("dead_letter_id", "compact")
+    assert "retention.ms" not in redrives.configs
     assert int(dead_letters.configs["retention.ms"]) > int(
         topology["message_received"].configs["retention.ms"]
     )
