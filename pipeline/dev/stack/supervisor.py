@@ -71,13 +71,23 @@ class Supervisor:
         self.stop_timeout = stop_timeout
         self.stopping = threading.Event()
         self.failure: str | None = None
+        self._watcher: threading.Thread | None = None
 
     def start(self) -> None:
+        """Start every service and supervise them from a thread of their own, at once: a
+        service that dies while the others are still starting is restarted too."""
         for service in self.services:
             service.start()
+        self._watcher = threading.Thread(target=self._watch, name="supervisor", daemon=True)
+        self._watcher.start()
 
     def watch(self) -> None:
-        """Supervise until ``stopping`` is set or a service cannot be kept running."""
+        """Block until ``stopping`` is set (by a signal handler, or because a service
+        cannot be kept running)."""
+        while not self.stopping.wait(0.5):
+            pass
+
+    def _watch(self) -> None:
         while not self.stopping.wait(0.5):
             for service in self.services:
                 assert service.process is not None
@@ -101,6 +111,8 @@ class Supervisor:
     def stop(self) -> dict[str, int | None]:
         """SIGTERM every service, wait for them to drain, SIGKILL what is left."""
         self.stopping.set()
+        if self._watcher is not None:
+            self._watcher.join()  # no restart can race the stop
         for service in self.services:
             if service.process and service.process.poll() is None:
                 service.process.send_signal(signal.SIGTERM)

@@ -1,0 +1,23 @@
+"""The supervisor restarts a dead service from the moment it starts them, not only once
+every service is ready, and gives up on one that keeps exiting."""
+
+from __future__ import annotations
+
+import os
+
+from pipeline.dev.stack.supervisor import Supervisor
+
+
+def test_a_service_dying_during_start_up_is_restarted_until_the_supervisor_gives_up() -> None:
+    # `pipeline run no-such-service` exits at once with a usage error.
+    supervisor = Supervisor({"no-such-service": dict(os.environ)}, max_restarts=2)
+    supervisor.start()
+    try:
+        # Nobody calls watch(): supervision runs from start().
+        assert supervisor.stopping.wait(60), "the supervisor never gave up"
+    finally:
+        codes = supervisor.stop()
+    assert supervisor.failure is not None
+    assert "no-such-service keeps exiting" in supervisor.failure
+    assert supervisor.services[0].restarts == 3
+    assert codes["no-such-service"] not in (0, None)
