@@ -33,7 +33,6 @@ from pipeline.channels.email import inbound as email
 from pipeline.channels.inbound import Inbound, Parsed, bearer_tenant
 from pipeline.channels.slack import inbound as slack
 from pipeline.channels.web import inbound as web
-from pipeline.channels.web.stream_log import STREAM_EVENT
 from pipeline.channels.webhook import inbound as webhook
 from pipeline.channels.whatsapp import inbound as whatsapp
 from pipeline.config import Settings
@@ -57,7 +56,9 @@ PUBLIC_NOT_READY = {"status": "unavailable", "reason": "not ready"}
 # Wait a little longer than librdkafka's message timeout (set to the publish timeout), so
 # that a 503 usually follows librdkafka giving the record up, not merely our impatience.
 ACK_MARGIN_SECONDS = 1.0
-TOPICS = ("message_received", "webhook_received", STREAM_EVENT)
+# What the gateway needs to accept messages; web_outgoing (the streams) is not among
+# them: without it streams answer 503 and the reader retries (see stream_hub).
+TOPICS = ("message_received", "webhook_received")
 
 DESCRIPTION = """\
 Inbound channels of the agent pipeline. Each accepted request is stored in Kafka

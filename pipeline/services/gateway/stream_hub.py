@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from pipeline.channels.web.stream_log import (
     STREAM_EVENT,
@@ -46,6 +46,7 @@ QUEUE_LIMIT = 1000
 reconnect (with its last event id) reads them from Kafka instead."""
 RECENT_IDS = 64
 START_TIMEOUT_SECONDS = 30.0
+RETRY_SECONDS = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +120,6 @@ class StreamHub:
     def open(self, tenant: str, conversation_id: str) -> Stream:
         """Register a stream for live records; 429 over the tenant's or conversation's
         bound, 503 while the reader is not running."""
-        if self._failed is not None:
-            raise InboundRejected(503, f"the stream reader is not running: {self._failed}")
         streams = self._streams.setdefault(conversation_id, set())
         if len(streams) >= self.section.stream_max_per_conversation:
             raise InboundRejected(429, "too many open streams for this conversation")
@@ -147,13 +146,16 @@ class StreamHub:
         return sum(self._per_tenant.values())
 
     async def ready(self) -> None:
-        """Wait until the live reader has its start positions (or failed: 503)."""
+        """Wait until the live reader has its start positions; 503 while it cannot get
+        them (the topic is missing, Kafka does not answer)."""
+        if self._started.is_set():
+            return
+        if self._failed is not None:
+            raise InboundRejected(503, f"the stream reader is not running: {self._failed}")
         try:
             await asyncio.wait_for(self._started.wait(), START_TIMEOUT_SECONDS)
         except TimeoutError:
             raise InboundRejected(503, "the stream reader is not running yet") from None
-        if self._failed is not None:
-            raise InboundRejected(503, f"the stream reader is not running: {self._failed}")
 
     def partition_of(self, conversation_id: str) -> int:
         return partition_for(conversation_id, self.partitions)
@@ -210,22 +212,11 @@ class StreamHub:
     def _run(self) -> None:
         consumer = reader(self.settings.consumer_config())
         try:
-            deadline = time.monotonic() + START_TIMEOUT_SECONDS
-            count = partition_count(consumer, self.topic)
-            starts = [
-                TopicPartition(self.topic, p, watermarks(consumer, self.topic, p, deadline)[1])
-                for p in range(count)
-            ]
-            consumer.assign(starts)
-            self.partitions = count
-        except PipelineError as exc:
-            self._failed = str(exc)
-            log.error("the web stream reader cannot start: %s", exc)
+            while not self._assign_from_the_end(consumer):
+                if self._stopping.wait(RETRY_SECONDS):
+                    return
+            self._failed = None
             self._call(self._started.set)
-            consumer.close()
-            return
-        self._call(self._started.set)
-        try:
             while not self._stopping.is_set():
                 for msg in consumer.consume(500, 0.2):
                     err = msg.error()
@@ -238,6 +229,25 @@ class StreamHub:
                         self._call(self._dispatch, item)
         finally:
             consumer.close()
+
+    def _assign_from_the_end(self, consumer: Consumer) -> bool:
+        """Assign every partition at its current end; False (and why, for 503 answers)
+        when that cannot be done yet."""
+        try:
+            deadline = time.monotonic() + START_TIMEOUT_SECONDS
+            count = partition_count(consumer, self.topic)
+            starts = [
+                TopicPartition(self.topic, p, watermarks(consumer, self.topic, p, deadline)[1])
+                for p in range(count)
+            ]
+        except (PipelineError, KafkaException) as exc:
+            if self._failed is None:
+                log.error("the web stream reader cannot start yet (retrying): %s", exc)
+            self._failed = str(exc)
+            return False
+        consumer.assign(starts)
+        self.partitions = count
+        return True
 
     def _call(self, function: Callable[..., Any], *args: Any) -> None:
         loop = self._loop
