@@ -17,6 +17,7 @@ from pipeline.channels.web import inbound as web
 from pipeline.channels.web.chat_token import ChatScope
 from pipeline.channels.web.stream_log import Position
 from pipeline.channels.web.stream_sender import WebReplies, streamed
+from pipeline.dev.stack.local import DEVELOPMENT_CHAT_SECRET, LocalStack
 from pipeline.errors import InboundRejected
 from pipeline.events.model import Event, Metadata
 from pipeline.services.gateway import create_app
@@ -130,3 +131,11 @@ async def test_the_web_adapter_posts_to_a_callback_url_and_streams_without_one()
     assert callbacks.sent == ["https://cb.example/x"] and stream.sent == [""]
     assert streamed(_response("")) and not streamed(_response("https://cb.example/x"))
     assert await replies.find_sent(_response("https://cb.example/x"), 0) is None
+
+
+def test_pipeline_up_offers_a_chat_url_with_a_token_for_a_development_user() -> None:
+    stack = LocalStack({"PIPELINE_GATEWAY__PORT": "8123"})
+    url = stack.chat_url()
+    assert url is not None and url.startswith("http://127.0.0.1:8123/chat#token=")
+    scope = chat_token.verify(DEVELOPMENT_CHAT_SECRET, url.split("#token=", 1)[1], time.time())
+    assert scope.conversation_id == "web:demo:you"
