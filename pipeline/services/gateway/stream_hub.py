@@ -242,7 +242,7 @@ class StreamHub:
             ]
         except (PipelineError, KafkaException) as exc:
             if self._failed is None:
-                log.error("the web stream reader cannot start yet (retrying): %s", exc)
+                log.warning("the web stream reader cannot start yet (retrying): %s", exc)
             self._failed = str(exc)
             return False
         consumer.assign(starts)
