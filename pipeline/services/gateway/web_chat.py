@@ -82,7 +82,7 @@ class WebChat:
         scheme, _, presented = (authorization or "").partition(" ")
         if scheme.lower() == "bearer" and presented.strip():
             bearer = presented.strip()
-        if token is None and bearer is not None and not bearer.startswith(chat_token.VERSION):
+        if token is None and bearer is not None and not bearer.startswith(chat_token.VERSION + "."):
             tenant = self.tenant_of(authorization)
             if conversation_id is None:
                 raise InboundRejected(400, "name the conversation: ?conversation_id=<name>")
