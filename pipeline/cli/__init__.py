@@ -283,6 +283,9 @@ def up(kafka_port: int, metrics_base_port: int, log_dir: Path, only: tuple[str, 
         f"up: {', '.join(services)} on {stack.env['PIPELINE_BOOTSTRAP_SERVERS']}; "
         f"gateway on http://127.0.0.1:{gateway}; logs in {log_dir}; Ctrl-C stops"
     )
+    chat_url = stack.chat_url() if "gateway" in services else None
+    if chat_url is not None:
+        click.echo(f"chat in your browser: {chat_url}")
     supervisor.watch()
     codes = stack.stop()
     click.echo(f"stopped: {codes}")

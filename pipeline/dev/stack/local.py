@@ -12,6 +12,8 @@ from types import TracebackType
 
 import httpx
 
+from pipeline.channels.web import chat_token
+from pipeline.channels.web.chat_token import ChatScope
 from pipeline.config import Settings
 from pipeline.dev.kafka import DevKafka, port_in_use
 from pipeline.dev.stack.supervisor import SERVICES, Supervisor
@@ -21,13 +23,17 @@ from pipeline.topology import admin_client, apply, load_settings_topology
 log = logging.getLogger(__name__)
 
 DEVELOPMENT_CALLBACK_SECRET = "development-callback-secret"
+DEVELOPMENT_CHAT_SECRET = "development-chat-token-secret"
+CHAT_TENANT, CHAT_USER = "demo", "you"
 
 
 def development_env(callback_secret: str = DEVELOPMENT_CALLBACK_SECRET) -> dict[str, str]:
     """The development settings of a stack on one machine: web callbacks may go to local
     receivers on 127.0.0.1 over http (production allows neither), and are signed with
-    ``callback_secret`` for every tenant."""
+    ``callback_secret`` for every tenant; chat tokens for the chat page are signed with a
+    development secret."""
     return {
+        "PIPELINE_GATEWAY__CHAT_TOKEN_SECRET": DEVELOPMENT_CHAT_SECRET,
         "PIPELINE_DELIVERY__CALLBACK_ALLOW_HTTP": "true",
         "PIPELINE_DELIVERY__CALLBACK_ALLOWED_NETWORKS": '["127.0.0.0/8", "::1/128"]',
         "PIPELINE_DELIVERY__CALLBACK_SIGNING_SECRETS": json.dumps({"*": callback_secret}),
@@ -99,6 +105,17 @@ class LocalStack:
         finally:
             os.environ.clear()
             os.environ.update(saved)
+
+    def chat_url(self) -> str | None:
+        """The gateway's chat page with a fresh chat token for a development user, or None
+        when chat tokens are not configured."""
+        gateway = self.settings().gateway
+        if gateway.chat_token_secret is None:
+            return None
+        expires = int(time.time()) + gateway.chat_token_ttl_seconds
+        scope = ChatScope(CHAT_TENANT, CHAT_USER, f"web:{CHAT_TENANT}:{CHAT_USER}", expires)
+        token = chat_token.issue(gateway.chat_token_secret.get_secret_value(), scope)
+        return f"http://127.0.0.1:{gateway.port}/chat#token={token}"
 
     def wait_until_ready(self) -> None:
         """Poll every service's /readyz until all answer 200."""
