@@ -269,6 +269,15 @@ def up(kafka_port: int, metrics_base_port: int, log_dir: Path, only: tuple[str, 
         metrics_base_port=metrics_base_port,
         log_dir=log_dir,
     )
+
+    def request_stop(*_: object) -> None:
+        stack.stop_requested.set()
+        if stack.supervisor is not None:
+            stack.supervisor.stopping.set()
+
+    # Before the start: a signal while the services are starting stops them too.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, request_stop)
     try:
         stack.start()
     except PipelineError as exc:
@@ -276,8 +285,8 @@ def up(kafka_port: int, metrics_base_port: int, log_dir: Path, only: tuple[str, 
         raise click.ClickException(str(exc)) from exc
     assert stack.supervisor is not None
     supervisor = stack.supervisor
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: supervisor.stopping.set())
+    if stack.stop_requested.is_set():
+        supervisor.stopping.set()
     gateway = stack.env.get("PIPELINE_GATEWAY__PORT", "8080")
     click.echo(
         f"up: {', '.join(services)} on {stack.env['PIPELINE_BOOTSTRAP_SERVERS']}; "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -68,6 +69,8 @@ class LocalStack:
         self.ready_timeout = ready_timeout
         self.broker: DevKafka | None = None
         self.supervisor: Supervisor | None = None
+        # Set from a signal handler: the wait for readiness gives up at once.
+        self.stop_requested = threading.Event()
 
     def metrics_port(self, service: str) -> int:
         return self.metrics_base_port + self.services.index(service)
@@ -123,6 +126,8 @@ class LocalStack:
         waiting = set(self.services)
         with httpx.Client(timeout=2.0) as client:
             while waiting and time.monotonic() < deadline:
+                if self.stop_requested.is_set():
+                    raise StackError("stopped before every service was ready")
                 for service in sorted(waiting):
                     url = f"http://127.0.0.1:{self.metrics_port(service)}/readyz"
                     try:
