@@ -271,6 +271,15 @@ def up(kafka_port: int, metrics_base_port: int, log_dir: Path, only: tuple[str, 
         metrics_base_port=metrics_base_port,
         log_dir=log_dir,
     )
+
+    def request_stop(*_: object) -> None:
+        stack.stop_requested.set()
+        if stack.supervisor is not None:
+            stack.supervisor.stopping.set()
+
+    # Before the start: a signal while the services are starting stops them too.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, request_stop)
     try:
         stack.start()
     except PipelineError as exc:
@@ -278,8 +287,8 @@ def up(kafka_port: int, metrics_base_port: int, log_dir: Path, only: tuple[str, 
         raise click.ClickException(str(exc)) from exc
     assert stack.supervisor is not None
     supervisor = stack.supervisor
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: supervisor.stopping.set())
+    if stack.stop_requested.is_set():
+        supervisor.stopping.set()
     gateway = stack.env.get("PIPELINE_GATEWAY__PORT", "8080")
     console = stack.env.get("PIPELINE_CONSOLE__PORT", "8090")
     click.echo(
@@ -287,6 +296,9 @@ def up(kafka_port: int, metrics_base_port: int, log_dir: Path, only: tuple[str, 
         f"gateway on http://127.0.0.1:{gateway}; console on http://127.0.0.1:{console}; "
         f"logs in {log_dir}; Ctrl-C stops"
     )
+    chat_url = stack.chat_url() if "gateway" in services else None
+    if chat_url is not None:
+        click.echo(f"chat in your browser: {chat_url}")
     supervisor.watch()
     codes = stack.stop()
     click.echo(f"stopped: {codes}")

@@ -113,6 +113,29 @@ class GatewaySettings(_Section):
         description="Also serve /docs, /redoc and /openapi.json on the public port "
         "(always served on the metrics port).",
     )
+    chat_token_secret: SecretStr | None = Field(
+        None,
+        description="Key signing browser chat tokens (POST /v1/web/chat-tokens); without it "
+        "chat tokens are not issued and the chat page cannot be used.",
+    )
+    chat_token_ttl_seconds: int = Field(
+        3600, ge=60, le=7 * 86400, description="Longest lifetime of a chat token."
+    )
+    stream_heartbeat_seconds: float = Field(
+        15.0, gt=0, le=300, description="Interval of the comment lines that keep a stream open."
+    )
+    stream_max_per_conversation: int = Field(
+        4, ge=1, description="Open streams one conversation may hold on a replica (else 429)."
+    )
+    stream_max_per_tenant: int = Field(
+        1000, ge=1, description="Open streams one tenant may hold on a replica (else 429)."
+    )
+    stream_catchup_max_records: int = Field(
+        10_000,
+        ge=1,
+        description="Most records of its partition a reconnect reads to catch up; beyond "
+        "it the stream says it skipped some (an SSE 'gap' event).",
+    )
 
     @model_validator(mode="after")
     def _one_name_one_source(self) -> GatewaySettings:

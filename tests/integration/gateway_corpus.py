@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.channels.web import chat_token
+from pipeline.channels.web.chat_token import ChatScope
 from pipeline.channels.webhook.inbound import signature_headers
 
 WEB_TOKEN = "fuzz-web"
@@ -26,6 +28,7 @@ WA_SECRET = "fuzz-meta"
 WA_VERIFY = "fuzz-verify"
 HOOK_SOURCE = "crm"
 HOOK_SECRET = "fuzz-hook"
+CHAT_SECRET = "fuzz-chat"
 
 # Limits the fuzzed gateway runs with, small enough that bodies can cross each of them.
 LIMITS: dict[str, Any] = {
@@ -38,6 +41,7 @@ LIMITS: dict[str, Any] = {
 
 ROUTES = (
     "/v1/web/messages",
+    "/v1/web/chat/messages",
     "/v1/slack/events",
     "/v1/whatsapp/webhook",
     "/v1/email/inbound",
@@ -87,6 +91,9 @@ def credentials(request: Request) -> dict[str, str]:
     path, raw = request.path, request.body
     if path == "/v1/web/messages":
         return {"Authorization": f"Bearer {WEB_TOKEN}"}
+    if path == "/v1/web/chat/messages":
+        scope = ChatScope("fuzz", "u-fuzz", "web:fuzz:u-fuzz", int(time.time()) + 3600)
+        return {"Authorization": f"Bearer {chat_token.issue(CHAT_SECRET, scope)}"}
     if path == "/v1/email/inbound":
         return {"Authorization": f"Bearer {MAIL_TOKEN}"}
     if path == "/v1/slack/events":
@@ -198,8 +205,16 @@ def webhook(rng: random.Random) -> dict[str, Any]:
     }
 
 
+def chat(rng: random.Random) -> dict[str, Any]:
+    body: dict[str, Any] = {"text": _text(rng)}
+    if rng.random() < 0.5:
+        body["message_id"] = _uid(rng)
+    return body
+
+
 VALID: dict[str, Callable[[random.Random], dict[str, Any]]] = {
     "/v1/web/messages": web,
+    "/v1/web/chat/messages": chat,
     "/v1/slack/events": slack,
     "/v1/whatsapp/webhook": whatsapp,
     "/v1/email/inbound": email,

@@ -39,6 +39,7 @@ import schemathesis
 from confluent_kafka import Consumer, TopicPartition
 from fast_http import Connection
 from gateway_corpus import (
+    CHAT_SECRET,
     EXPECTED_REFUSALS,
     HOOK_SECRET,
     HOOK_SOURCE,
@@ -88,11 +89,13 @@ def gateway(
 ) -> Iterator[Running]:
     """``pipeline run gateway`` in its own process, every channel configured."""
     topics = make_topics("message_received", "webhook_received", partitions=3)
+    make_topics("web_outgoing", partitions=3)
     port, metrics_port = free_port(), free_port()
     gateway_env = {
         "HOST": "127.0.0.1",
         "PORT": str(port),
         "WEB_TOKENS": json.dumps({"fuzz": WEB_TOKEN}),
+        "CHAT_TOKEN_SECRET": CHAT_SECRET,
         "SLACK_SIGNING_SECRET": SLACK_SECRET,
         "WHATSAPP_APP_SECRET": WA_SECRET,
         "WHATSAPP_VERIFY_TOKEN": WA_VERIFY,

@@ -69,6 +69,7 @@ def test_up_starts_every_service_restarts_a_killed_one_and_stops_on_sigterm(
         output, _ = up.communicate(timeout=90)
     assert up.returncode == 0, output
     assert "stopped:" in output
+    assert "chat in your browser: http://127.0.0.1:" in output and "/chat#token=v1." in output
     assert {name: 0 for name in SERVICES}.items() <= _codes(output).items(), output
 
 

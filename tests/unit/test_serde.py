@@ -144,6 +144,12 @@ FIELDS: dict[str, dict[str, Any]] = {
         "arguments_json": '{"order": "1234", "amount": 15}',
         "note": None,
     },
+    "web_outgoing": {
+        "response_id": uuid.UUID("5f0c6a34-9d1e-4d55-8f7e-0b1c2d3e4f50"),
+        "text": "12 * 7 = 84",
+        "in_reply_to": "msg-1",
+        "proactive": False,
+    },
 }
 
 DEAD_LETTER_RECORD: dict[str, Any] = {

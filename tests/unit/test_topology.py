@@ -39,6 +39,7 @@ CONVERSATION_TOPICS = {
     "handoff_released",
     "approval_requested",
     "approval_decided",
+    "web_outgoing",
 }
 
 

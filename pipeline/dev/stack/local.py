@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -12,6 +13,8 @@ from types import TracebackType
 
 import httpx
 
+from pipeline.channels.web import chat_token
+from pipeline.channels.web.chat_token import ChatScope
 from pipeline.config import Settings
 from pipeline.dev.kafka import DevKafka, port_in_use
 from pipeline.dev.stack.supervisor import SERVICES, Supervisor
@@ -21,13 +24,17 @@ from pipeline.topology import admin_client, apply, load_settings_topology
 log = logging.getLogger(__name__)
 
 DEVELOPMENT_CALLBACK_SECRET = "development-callback-secret"
+DEVELOPMENT_CHAT_SECRET = "development-chat-token-secret"
+CHAT_TENANT, CHAT_USER = "demo", "you"
 
 
 def development_env(callback_secret: str = DEVELOPMENT_CALLBACK_SECRET) -> dict[str, str]:
     """The development settings of a stack on one machine: web callbacks may go to local
     receivers on 127.0.0.1 over http (production allows neither), and are signed with
-    ``callback_secret`` for every tenant; the console's cookie works over plain http."""
+    ``callback_secret`` for every tenant; chat tokens for the chat page are signed with a
+    development secret; the console's cookie works over plain http."""
     return {
+        "PIPELINE_GATEWAY__CHAT_TOKEN_SECRET": DEVELOPMENT_CHAT_SECRET,
         "PIPELINE_CONSOLE__COOKIE_SECURE": "false",
         "PIPELINE_DELIVERY__CALLBACK_ALLOW_HTTP": "true",
         "PIPELINE_DELIVERY__CALLBACK_ALLOWED_NETWORKS": '["127.0.0.0/8", "::1/128"]',
@@ -63,6 +70,8 @@ class LocalStack:
         self.ready_timeout = ready_timeout
         self.broker: DevKafka | None = None
         self.supervisor: Supervisor | None = None
+        # Set from a signal handler: the wait for readiness gives up at once.
+        self.stop_requested = threading.Event()
 
     def metrics_port(self, service: str) -> int:
         return self.metrics_base_port + self.services.index(service)
@@ -101,12 +110,25 @@ class LocalStack:
             os.environ.clear()
             os.environ.update(saved)
 
+    def chat_url(self) -> str | None:
+        """The gateway's chat page with a fresh chat token for a development user, or None
+        when chat tokens are not configured."""
+        gateway = self.settings().gateway
+        if gateway.chat_token_secret is None:
+            return None
+        expires = int(time.time()) + gateway.chat_token_ttl_seconds
+        scope = ChatScope(CHAT_TENANT, CHAT_USER, f"web:{CHAT_TENANT}:{CHAT_USER}", expires)
+        token = chat_token.issue(gateway.chat_token_secret.get_secret_value(), scope)
+        return f"http://127.0.0.1:{gateway.port}/chat#token={token}"
+
     def wait_until_ready(self) -> None:
         """Poll every service's /readyz until all answer 200."""
         deadline = time.monotonic() + self.ready_timeout
         waiting = set(self.services)
         with httpx.Client(timeout=2.0) as client:
             while waiting and time.monotonic() < deadline:
+                if self.stop_requested.is_set():
+                    raise StackError("stopped before every service was ready")
                 for service in sorted(waiting):
                     url = f"http://127.0.0.1:{self.metrics_port(service)}/readyz"
                     try:

@@ -27,7 +27,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
@@ -47,6 +47,8 @@ from pipeline.channels.outbound import (
 )
 from pipeline.channels.slack.outbound import SlackSender
 from pipeline.channels.web.outbound import WebSender, callback_client
+from pipeline.channels.web.stream_log import STREAM_EVENT
+from pipeline.channels.web.stream_sender import StreamSender, WebReplies
 from pipeline.channels.whatsapp.outbound import WhatsAppSender
 from pipeline.config import Settings
 from pipeline.config.sections import DeliverySettings
@@ -89,7 +91,7 @@ def build(
     ``senders`` (channel -> adapter) replaces the built-in adapters, for tests and for
     channels of your own.
     """
-    service = Service("delivery", settings=settings, emits=[STATUS])
+    service = Service("delivery", settings=settings, emits=[STATUS, STREAM_EVENT])
     # The outcome of each send is logged here and published as a delivery_status; httpx's
     # own line per request would repeat it hundreds of times a second under load.
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -102,15 +104,22 @@ def build(
 
 
 def default_senders(
-    settings: Settings, client: httpx.AsyncClient, callbacks: httpx.AsyncClient
+    settings: Settings,
+    client: httpx.AsyncClient,
+    callbacks: httpx.AsyncClient,
+    publisher: Callable[[], Publisher | None] = lambda: None,
 ) -> dict[str, Sender]:
     """The built-in adapters, one per channel: the channel APIs share ``client``; web
     callbacks, whose URLs come from clients, go through ``callbacks``, a client that
-    enforces the egress policy (:func:`pipeline.channels.web.outbound.callback_client`).
+    enforces the egress policy (:func:`pipeline.channels.web.outbound.callback_client`);
+    web replies without a callback URL are written to the stream topic by ``publisher``.
     """
     section = settings.delivery
     return {
-        "web": WebSender.from_settings(section, callbacks),
+        "web": WebReplies(
+            WebSender.from_settings(section, callbacks),
+            StreamSender(settings, publisher, section.timeout_seconds),
+        ),
         "slack": SlackSender(section, client),
         "whatsapp": WhatsAppSender(section, client),
         "email": EmailSender(section),
@@ -473,7 +482,9 @@ class Delivery:
             # Web callbacks go to URLs that come from clients: through the client that
             # enforces the egress policy, never the shared pool.
             self._callback_client = callback_client(self.section)
-            self._senders = default_senders(self.settings, self._client, self._callback_client)
+            self._senders = default_senders(
+                self.settings, self._client, self._callback_client, lambda: self.publisher
+            )
         return self._senders
 
     async def attach(self, publisher: Publisher) -> None:

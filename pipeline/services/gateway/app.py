@@ -39,11 +39,13 @@ from pipeline.config import Settings
 from pipeline.errors import BrokerUnavailableError, EventValidationError, InboundRejected
 from pipeline.events.model import Event
 from pipeline.runtime.publisher import Publisher
+from pipeline.services.gateway import chat_page, web_chat
 from pipeline.services.gateway.dedup import RecentIds
 from pipeline.services.gateway.limits import check_limits
 from pipeline.services.gateway.metrics import GatewayMetrics
 from pipeline.services.gateway.middleware import BodyLimit, RequestMetrics, ServerSpans
 from pipeline.services.gateway.readiness import KafkaReadiness
+from pipeline.services.gateway.stream_hub import StreamHub
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,8 @@ PUBLIC_NOT_READY = {"status": "unavailable", "reason": "not ready"}
 # Wait a little longer than librdkafka's message timeout (set to the publish timeout), so
 # that a 503 usually follows librdkafka giving the record up, not merely our impatience.
 ACK_MARGIN_SECONDS = 1.0
+# What the gateway needs to accept messages; web_outgoing (the streams) is not among
+# them: without it streams answer 503 and the reader retries (see stream_hub).
 TOPICS = ("message_received", "webhook_received")
 
 DESCRIPTION = """\
@@ -99,6 +103,8 @@ class Accepted(BaseModel):
 
 BODY_MODELS: tuple[type[BaseModel], ...] = (
     web.WebMessage,
+    web.ChatMessage,
+    web.ChatTokenRequest,
     slack.SlackEnvelope,
     whatsapp.WhatsAppNotification,
     email.EmailMessage,
@@ -129,6 +135,7 @@ class Gateway:
         self.recent = RecentIds()
         self.readiness = KafkaReadiness(settings, TOPICS)
         self.ack_timeout = settings.gateway.publish_timeout_seconds + ACK_MARGIN_SECONDS
+        self.hub = StreamHub(settings)
 
     async def handle(
         self, channel: str, request: Request, parse: Callable[[bytes], Parsed | Response]
@@ -235,9 +242,12 @@ def create_app(
             connection = gw.readiness.connection
             gw.publisher = Publisher.create(settings, gw.name, connection.client_config())
         checker = asyncio.create_task(gw.readiness.run(), name="kafka-readiness")
+        if gw.publisher is not None:
+            gw.hub.start(gw.publisher.serde)
         try:
             yield
         finally:
+            await gw.hub.stop()
             gw.readiness.stop()
             checker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -439,6 +449,9 @@ def create_app(
             return webhook.parse(source, found, body)
 
         return await gw.handle("webhook", request, parse)
+
+    web_chat.add_routes(app, web_chat.WebChat(gw, gw.hub), _errors(400, 401, 403, 404, 429))
+    chat_page.add_routes(app)
 
     # /webhooks/{source} is the path of the first design, kept for senders configured so.
     for path, listed in (("/v1/webhooks/{source}", True), ("/webhooks/{source}", False)):

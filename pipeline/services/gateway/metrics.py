@@ -6,7 +6,7 @@ produced-rate panel shows the gateway beside the other services.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from pipeline.observability.metrics import produced_counter
 
@@ -49,5 +49,16 @@ class GatewayMetrics:
             "pipeline_gateway_broker_unavailable_total",
             "Requests answered 503 because Kafka did not acknowledge in time, by channel.",
             ["channel"],
+            registry=registry,
+        )
+        self.streams_open = Gauge(
+            "pipeline_gateway_streams_open",
+            "Web streams (server-sent events) open on this replica.",
+            registry=registry,
+        )
+        self.streamed = Counter(
+            "pipeline_gateway_streamed_messages_total",
+            "Web messages written to open streams, by how they came: live or catch_up.",
+            ["source"],
             registry=registry,
         )

@@ -1,0 +1,384 @@
+"""Web replies streamed to browsers: two gateway processes, delivery, a real broker.
+
+Two ``pipeline run gateway`` replicas each hold their own clients' streams; delivery
+writes web replies without a callback URL to ``web_outgoing`` and marks them sent; a
+client that reconnects (to the other replica) with its last event id gets what it missed
+and nothing twice; tokens are checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from confluent_kafka import Producer
+from runtime_support import (
+    SERDE,
+    produce,
+    produce_events,
+    read_all_async,
+    running,
+    settings_for,
+    start_service,
+    stop_service,
+)
+
+from pipeline.channels.web import chat_token
+from pipeline.channels.web.chat_token import ChatScope
+from pipeline.channels.web.stream_log import stream_event_id
+from pipeline.dev.kafka import free_port
+from pipeline.events.model import Event, Metadata, to_millis
+from pipeline.partitioner import partition_for
+from pipeline.runtime.headers import event_headers
+from pipeline.services.delivery import build as build_delivery
+from pipeline.services.delivery.sent_store import ATTEMPTED, SentEntry, SentStore
+
+TOPICS = (
+    "message_received",
+    "webhook_received",
+    "response_ready",
+    "delivery_status",
+    "delivery_sent",
+    "web_outgoing",
+    "dead_letters",
+)
+TENANT_TOKENS = {"t1": "token-of-t1", "t2": "token-of-t2"}
+CHAT_SECRET = "chat-token-secret-for-tests"
+
+
+@dataclass
+class Replica:
+    url: str
+    process: Any
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url, timeout=30)
+
+
+@pytest.fixture
+def replicas(
+    kafka_bootstrap: str,
+    topic_prefix: str,
+    make_topics: Callable[..., list[str]],
+    tmp_path: Path,
+) -> Iterator[list[Replica]]:
+    """Two gateway processes on the same topics, ready."""
+    make_topics(*TOPICS, partitions=3)
+    started: list[Replica] = []
+    try:
+        for n in range(2):
+            port = free_port()
+            env = {
+                "PIPELINE_GATEWAY__HOST": "127.0.0.1",
+                "PIPELINE_GATEWAY__PORT": str(port),
+                "PIPELINE_GATEWAY__WEB_TOKENS": json.dumps(TENANT_TOKENS),
+                "PIPELINE_GATEWAY__CHAT_TOKEN_SECRET": CHAT_SECRET,
+                "PIPELINE_GATEWAY__STREAM_HEARTBEAT_SECONDS": "1",
+                "PIPELINE_SERVICE_NAME": f"gateway-{n}",
+            }
+            process = start_service(
+                "gateway",
+                bootstrap=kafka_bootstrap,
+                prefix=topic_prefix,
+                log=tmp_path / f"gateway-{n}.log",
+                env=env,
+            )
+            started.append(Replica(f"http://127.0.0.1:{port}", process))
+        for replica in started:
+            _wait_ready(replica, tmp_path)
+        yield started
+    finally:
+        for replica in started:
+            stop_service(replica.process)
+
+
+def _wait_ready(replica: Replica, logs: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if replica.process.poll() is not None:
+            raise AssertionError("a gateway exited: " + _logs(logs))
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(replica.url + "/readyz", timeout=2).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise AssertionError("a gateway did not get ready: " + _logs(logs))
+
+
+def _logs(folder: Path) -> str:
+    return "\n".join(p.read_text()[-2000:] for p in sorted(folder.glob("gateway-*.log")))
+
+
+@dataclass
+class Received:
+    id: str
+    event: str
+    data: dict[str, Any]
+
+
+class StreamClient:
+    """An SSE client: the events of one open stream, as they come."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self.lines = response.aiter_lines()
+        self.got: list[Received] = []
+
+    async def next(self, seconds: float = 30.0) -> Received:
+        return await asyncio.wait_for(self._next(), seconds)
+
+    async def _next(self) -> Received:
+        fields: dict[str, str] = {}
+        async for line in self.lines:
+            if line.startswith(":"):
+                continue  # a heartbeat
+            if not line:
+                if "data" in fields:
+                    got = Received(
+                        fields.get("id", ""), fields.get("event", ""), json.loads(fields["data"])
+                    )
+                    self.got.append(got)
+                    return got
+                continue
+            name, _, value = line.partition(":")
+            fields[name] = value.removeprefix(" ")
+        raise AssertionError("the stream ended")
+
+    async def texts(self, count: int) -> list[str]:
+        return [(await self.next()).data["text"] for _ in range(count)]
+
+
+@contextlib.asynccontextmanager
+async def stream(
+    client: httpx.AsyncClient, params: dict[str, str], headers: dict[str, str] | None = None
+) -> AsyncIterator[StreamClient]:
+    async with client.stream("GET", "/v1/web/stream", params=params, headers=headers) as answer:
+        assert answer.status_code == 200, (await answer.aread()).decode()
+        assert answer.headers["content-type"].startswith("text/event-stream")
+        yield StreamClient(answer)
+
+
+async def token_for(client: httpx.AsyncClient, tenant: str, user: str) -> dict[str, Any]:
+    answer = await client.post(
+        "/v1/web/chat-tokens",
+        json={"user_id": user},
+        headers={"Authorization": f"Bearer {TENANT_TOKENS[tenant]}"},
+    )
+    assert answer.status_code == 201, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def reply(conversation: str, text: str, tenant: str = "t1") -> Event:
+    """A web response_ready without a callback URL: for the stream."""
+    metadata = Metadata.new("response_ready", conversation, tenant_id=tenant, producer="agent")
+    return Event(
+        metadata,
+        {
+            "reply_to": {"channel": "web", "address": "", "thread_id": None},
+            "text": text,
+            "in_reply_to": None,
+            "proactive": False,
+            "ingress_at": metadata.occurred_at,
+        },
+    )
+
+
+def sent_ids(records: list[Any]) -> set[str]:
+    return {
+        str(event["response_id"])
+        for event in (r.event() for r in records)
+        if event["state"] == "sent"
+    }
+
+
+async def test_two_replicas_each_stream_their_own_conversations_and_delivery_marks_them_sent(
+    kafka_bootstrap: str, topic_prefix: str, replicas: list[Replica]
+) -> None:
+    first, second = replicas
+    settings = settings_for(kafka_bootstrap, topic_prefix)
+    async with first.client() as a, second.client() as b:
+        alice, bob = await token_for(a, "t1", "alice"), await token_for(b, "t1", "bob")
+        async with (
+            stream(a, {"token": alice["token"]}) as alice_stream,
+            stream(b, {"token": bob["token"]}) as bob_stream,
+            running(build_delivery(settings)),
+        ):
+            replies = [
+                reply(conversation, f"{name} {n}")
+                for n in range(3)
+                for conversation, name in (
+                    (alice["conversation_id"], "alice"),
+                    (bob["conversation_id"], "bob"),
+                )
+            ]
+            produce_events(kafka_bootstrap, topic_prefix + "response_ready", replies)
+            assert await alice_stream.texts(3) == ["alice 0", "alice 1", "alice 2"]
+            assert await bob_stream.texts(3) == ["bob 0", "bob 1", "bob 2"]
+            wanted = {str(r.id) for r in replies}
+            statuses = await read_all_async(
+                kafka_bootstrap,
+                topic_prefix + "delivery_status",
+                lambda records: sent_ids(records) >= wanted,
+                60,
+            )
+    assert sent_ids(statuses) == wanted
+    for got in alice_stream.got + bob_stream.got:
+        assert got.event == "message"
+        assert got.data["conversation_id"] in (alice["conversation_id"], bob["conversation_id"])
+    # Each replica pushed only to its own connections: nothing else arrived meanwhile.
+    assert len(alice_stream.got) == 3 and len(bob_stream.got) == 3
+    # The stream record is the one delivery reported as sent, written once per response.
+    outgoing = await read_all_async(
+        kafka_bootstrap, topic_prefix + "web_outgoing", lambda r: len(r) >= 6, 30
+    )
+    assert sorted(str(r.event().id) for r in outgoing) == sorted(
+        str(stream_event_id(r.id)) for r in replies
+    )
+
+
+async def test_a_reconnect_with_the_last_event_id_gets_what_it_missed_once(
+    kafka_bootstrap: str, topic_prefix: str, replicas: list[Replica]
+) -> None:
+    first, second = replicas
+    settings = settings_for(kafka_bootstrap, topic_prefix)
+    response_ready = topic_prefix + "response_ready"
+    async with first.client() as a, second.client() as b, running(build_delivery(settings)):
+        alice = await token_for(a, "t1", "alice")
+        conversation = alice["conversation_id"]
+        async with stream(a, {"token": alice["token"]}) as before:
+            produce_events(kafka_bootstrap, response_ready, [reply(conversation, "m0")])
+            produce_events(kafka_bootstrap, response_ready, [reply(conversation, "m1")])
+            assert await before.texts(2) == ["m0", "m1"]
+        last = before.got[-1].id
+        # Missed while disconnected: these are only in Kafka now.
+        produce_events(
+            kafka_bootstrap, response_ready, [reply(conversation, f"m{n}") for n in (2, 3, 4)]
+        )
+        missed = await read_all_async(
+            kafka_bootstrap, topic_prefix + "web_outgoing", lambda r: len(r) >= 5, 60
+        )
+        assert len(missed) == 5
+        # The other replica resumes after the last event id, then goes on live.
+        async with stream(b, {"token": alice["token"]}, {"Last-Event-ID": last}) as after:
+            assert await after.texts(3) == ["m2", "m3", "m4"]
+            produce_events(
+                kafka_bootstrap, response_ready, [reply(conversation, f"m{n}") for n in (5, 6)]
+            )
+            assert await after.texts(2) == ["m5", "m6"]
+            with pytest.raises(TimeoutError):
+                await after.next(seconds=2.0)  # nothing repeated after the live point
+        ids = [got.id for got in after.got]
+        assert len(set(ids)) == len(ids) and last not in ids
+
+
+async def test_tokens_are_checked_and_scoped_to_their_tenant_and_conversation(
+    kafka_bootstrap: str, topic_prefix: str, replicas: list[Replica]
+) -> None:
+    first, _ = replicas
+    async with first.client() as a:
+        alice = await token_for(a, "t1", "alice")
+        expired = chat_token.issue(
+            CHAT_SECRET, ChatScope("t1", "alice", "web:t1:alice", int(time.time()) - 1)
+        )
+        forged = chat_token.issue("not-the-secret", ChatScope("t1", "alice", "web:t1:alice", 2**40))
+        t1 = {"Authorization": f"Bearer {TENANT_TOKENS['t1']}"}
+        cases: list[tuple[dict[str, str], dict[str, str], int]] = [
+            ({}, {}, 401),
+            ({"token": "nonsense"}, {}, 401),
+            ({"token": expired}, {}, 401),
+            ({"token": forged}, {}, 401),
+            ({"token": alice["token"], "conversation_id": "web:t1:bob"}, {}, 403),
+            ({"conversation_id": "web:t2:carol"}, t1, 403),
+            ({"conversation_id": "x"}, {"Authorization": "Bearer wrong"}, 401),
+            ({"token": alice["token"], "last_event_id": "banana"}, {}, 400),
+        ]
+        for params, headers, status in cases:
+            answer = await a.get("/v1/web/stream", params=params, headers=headers)
+            assert answer.status_code == status, (params, answer.text)
+            assert answer.json()["error"]
+        # The tenant's token names its own conversation (server to server).
+        async with stream(a, {"conversation_id": "alice"}, t1):
+            pass
+        # Chat tokens are only issued for the bearer's tenant, and only with its token.
+        answer = await a.post("/v1/web/chat-tokens", json={"user_id": "u"})
+        assert answer.status_code == 401
+        answer = await a.post(
+            "/v1/web/chat-tokens", json={"user_id": "u", "conversation_id": "web:t2:x"}, headers=t1
+        )
+        assert answer.status_code == 403
+        # A chat page message goes in the token's conversation, to be answered on the stream.
+        sent = await a.post(
+            "/v1/web/chat/messages",
+            json={"text": "what is 12*7?", "message_id": "m-1"},
+            headers={"Authorization": f"Bearer {alice['token']}"},
+        )
+        assert sent.status_code == 202, sent.text
+        refused = await a.post(
+            "/v1/web/chat/messages",
+            json={"text": "hi"},
+            headers={"Authorization": f"Bearer {expired}"},
+        )
+        assert refused.status_code == 401
+    (record,) = await read_all_async(
+        kafka_bootstrap, topic_prefix + "message_received", lambda r: len(r) >= 1, 30
+    )
+    event = record.event()
+    assert event.conversation_id == "web:t1:alice"
+    assert event["reply_to"]["address"] == ""
+    assert event["text"] == "what is 12*7?"
+
+
+async def test_an_interrupted_stream_attempt_found_in_the_topic_is_not_written_again(
+    kafka_bootstrap: str, topic_prefix: str, make_topics: Callable[..., list[str]]
+) -> None:
+    """The crash window: the attempt was recorded and the record written, the answer was
+    not recorded. Delivery finds the record and reports it sent without writing again."""
+    make_topics(*TOPICS, partitions=3)
+    settings = settings_for(kafka_bootstrap, topic_prefix)
+    response = reply("web:t1:dora", "written before the crash")
+    attempted = SentEntry(
+        str(response.id), "web", 1, None, to_millis(response.metadata.occurred_at), ATTEMPTED
+    )
+    partition = partition_for(response.conversation_id, 3)
+    value = SentStore(64).value_with(partition, response.conversation_id, attempted)
+    produce(kafka_bootstrap, topic_prefix + "delivery_sent", [(response.conversation_id, value)])
+    written = Event(
+        response.metadata.caused(
+            "web_outgoing",
+            producer="delivery",
+            event_id=stream_event_id(response.id),
+            conversation_id=response.conversation_id,
+        ),
+        {"response_id": str(response.id), "text": response["text"], "in_reply_to": None},
+    )
+    # As delivery writes it: with the event-id header, which the lookup reads.
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "partitioner": "murmur2_random"})
+    producer.produce(
+        topic_prefix + "web_outgoing",
+        SERDE.encode(written),
+        written.conversation_id,
+        headers=list(event_headers("web_outgoing", str(written.id), "")),
+    )
+    assert producer.flush(30) == 0
+    async with running(build_delivery(settings)):
+        produce_events(kafka_bootstrap, topic_prefix + "response_ready", [response])
+        statuses = await read_all_async(
+            kafka_bootstrap,
+            topic_prefix + "delivery_status",
+            lambda records: str(response.id) in sent_ids(records),
+            60,
+        )
+    assert str(response.id) in sent_ids(statuses)
+    outgoing = await read_all_async(
+        kafka_bootstrap, topic_prefix + "web_outgoing", lambda r: len(r) >= 1, 5
+    )
+    assert len(outgoing) == 1, "found in the topic: not written a second time"
+    assert SERDE.decode(outgoing[0].value)["response_id"] == response.id
