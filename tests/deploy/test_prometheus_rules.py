@@ -61,6 +61,8 @@ EXPORTED = {
     "pipeline_console_skipped_records_total",
     # gateway (pipeline/services/gateway/metrics.py)
     "pipeline_gateway_requests_total",
+    "pipeline_gateway_streams_open",
+    "pipeline_gateway_streamed_messages_total",
     *_histogram("pipeline_gateway_request_duration_seconds"),
 }
 

@@ -62,3 +62,5 @@ class GatewayMetrics:
             ["source"],
             registry=registry,
         )
+        for source in ("live", "catch_up"):  # exported at zero from the start
+            self.streamed.labels(source)
