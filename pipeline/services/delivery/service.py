@@ -66,6 +66,7 @@ from pipeline.services.delivery.sent_store import (
     UNCONFIRMED,
     SentEntry,
     SentStore,
+    encode_entry,
     read_changelog,
 )
 from pipeline.services.delivery.uncertain import (
@@ -333,7 +334,8 @@ class Delivery:
         handler's outputs, still before the response's offset commits.
         """
         partition, conversation = ctx.partition, event.conversation_id
-        value = self.store.value_with(partition, conversation, entry)
+        encoded = encode_entry(entry)
+        value = self.store.value_with(partition, conversation, entry, encoded)
         if self.publisher is not None:
             try:
                 await self.publisher.publish_record(self.section.sent_topic, conversation, value)
@@ -346,7 +348,7 @@ class Delivery:
             ctx.emit_record(self.section.sent_topic, conversation, value, kind="delivery_sent")
         if self.owned is None or partition in self.owned:
             # (A partition revoked meanwhile is not remembered here again.)
-            self.store.record(partition, conversation, entry)
+            self.store.record(partition, conversation, entry, encoded)
 
     async def _sent(self, ctx: Context, event: Event, attempt: int, outcome: Sent) -> None:
         entry = self._entry(event, SENT, attempt, provider_id=outcome.provider_message_id)
