@@ -10,8 +10,10 @@ revoked meanwhile, it hands the response back to the next owner instead of sendi
 
 Not sending twice rests on the sent store (:mod:`.sent_store`), a compacted topic restored
 on assignment: each attempt is written to it, and acknowledged, once its turn to send has
-come and before it goes out, and the channel's answer as soon as it comes, before the
-status (both awaited through the runtime's publisher, not batched with the outputs). A
+come and before it goes out (awaited through the runtime's publisher, not batched with
+the outputs); the channel's answer as soon as it comes: a refusal or failure awaited
+likewise, a ``sent`` with the handler's outputs, beside the status, so the response's
+offset commits only once it is stored (one wait per send instead of two). A
 response handled again after a crash, restart or rebalance is skipped when it was sent;
 one with an attempt and no answer is uncertain, and resolved as its channel allows
 (:mod:`.uncertain`): web sends again with the same ``Idempotency-Key`` (the response event
@@ -326,6 +328,22 @@ class Delivery:
             error,
         )
 
+    def _record_with_outputs(self, ctx: Context, event: Event, entry: SentEntry) -> None:
+        """Write ``entry`` with the handler's outputs, beside its status, not awaited.
+
+        For a ``sent`` answer: the response's offset commits only once both are
+        acknowledged, so a crash before then finds the attempt without an answer, as a
+        crash before an awaited write of it would; the next record of the conversation
+        (the next response's attempt) goes out through the same producer after it, so
+        the compacted topic keeps the newer value.
+        """
+        partition, conversation = ctx.partition, event.conversation_id
+        encoded = encode_entry(entry)
+        value = self.store.value_with(partition, conversation, entry, encoded)
+        ctx.emit_record(self.section.sent_topic, conversation, value, kind="delivery_sent")
+        if self.owned is None or partition in self.owned:
+            self.store.record(partition, conversation, entry, encoded)
+
     async def _record(self, ctx: Context, event: Event, entry: SentEntry) -> None:
         """Write ``entry`` to the sent store's topic and wait for the broker's ack.
 
@@ -352,13 +370,13 @@ class Delivery:
 
     async def _sent(self, ctx: Context, event: Event, attempt: int, outcome: Sent) -> None:
         entry = self._entry(event, SENT, attempt, provider_id=outcome.provider_message_id)
-        await self._record(ctx, event, entry)
         channel = entry.channel
         self.metrics.count(channel, "sent")
         ingress_at = event.get("ingress_at")
         if isinstance(ingress_at, datetime):
             latency = max(0.0, (datetime.now(UTC) - ingress_at).total_seconds())
             self.metrics.observe_turn(channel, latency)
+        # The status first, as a repeat emits it (the same event id), then the answer.
         self._status(
             ctx,
             event,
@@ -367,6 +385,7 @@ class Delivery:
             http_status=outcome.http_status,
             provider_id=outcome.provider_message_id,
         )
+        self._record_with_outputs(ctx, event, entry)
 
     async def _unconfirmed(self, ctx: Context, event: Event, attempt: int, reason: str) -> None:
         """At-most-once: the uncertain attempt is not repeated, and the status says so."""
