@@ -12,7 +12,8 @@ what may be reached; :func:`guarded_client` is an HTTP client that enforces it:
   ``allowed_networks``;
 - the connection goes to the address that was checked (the name is not looked up a
   second time, so a DNS answer that changes in between cannot redirect it), while the
-  Host header and TLS server name stay those of the URL;
+  Host header and TLS server name stay those of the URL; a connection kept alive for
+  the next request stays with that address, and a new one is looked up and checked;
 - no redirects are followed and no proxy from the environment is used.
 
 A refusal raises :class:`EgressRefused` before any connection is made.
@@ -26,12 +27,14 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import urlsplit
 
+import aiohttp
 import anyio
-import httpcore
 import httpx
+from aiohttp.abc import AbstractResolver, ResolveResult
+from httpx_aiohttp import AiohttpTransport
 from pydantic import AfterValidator, AnyHttpUrl
 
 from pipeline.errors import EgressRefused
@@ -191,74 +194,62 @@ def origin(url: str) -> str:
 
 async def system_resolve(host: str, port: int) -> list[IPAddress]:
     """The addresses the system resolver gives for ``host``, in its order."""
-    try:
-        infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise httpcore.ConnectError(f"cannot resolve {host!r}: {exc}") from exc
+    infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
 
 
 Resolver = Callable[[str, int], Awaitable[list[IPAddress]]]
 
 
-class _GuardedBackend(httpcore.AsyncNetworkBackend):
-    """Resolves the name itself, checks every address, and connects to a checked one."""
+class _GuardedResolver(AbstractResolver):
+    """aiohttp's name lookup for the guarded pool: resolves the name, checks every
+    address, and gives aiohttp only checked ones to connect to.
+
+    aiohttp asks it once per new connection (its DNS cache is off), so a kept-alive
+    connection stays with the address checked when it was opened.
+    """
 
     def __init__(self, policy: EgressPolicy, resolve: Resolver) -> None:
         self.policy = policy
-        self.resolve = resolve
-        self.inner = httpcore.AnyIOBackend()
+        self._resolve = resolve
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        try:
-            with anyio.fail_after(timeout):
-                addresses = await self._resolve(host, port)
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(f"resolving {host!r} timed out") from exc
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        literal = parse_ip_literal(host)
+        addresses = [literal] if literal is not None else await self._resolve(host, port)
+        if not addresses:
+            raise OSError(f"{host!r} resolves to no address")
         for address in addresses:
             reason = self.policy.check_address(address)
             if reason is not None:
                 raise EgressRefused(
                     f"callback host {host!r} resolves to a {reason} address; not connecting"
                 )
-        return await self.inner.connect_tcp(
-            str(addresses[0]),
-            port,
-            timeout=timeout,
-            local_address=local_address,
-            socket_options=socket_options,
-        )
+        return [
+            ResolveResult(
+                hostname=host,
+                host=str(address),
+                port=port,
+                family=socket.AF_INET6 if address.version == 6 else socket.AF_INET,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+            for address in dict.fromkeys(addresses)
+        ]
 
-    async def _resolve(self, host: str, port: int) -> list[IPAddress]:
-        literal = parse_ip_literal(host)
-        if literal is not None:
-            return [literal]
-        addresses = await self.resolve(host, port)
-        if not addresses:
-            raise httpcore.ConnectError(f"{host!r} resolves to no address")
-        return list(dict.fromkeys(addresses))
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise EgressRefused("unix sockets are not reachable through an outbound URL")
-
-    async def sleep(self, seconds: float) -> None:
-        await self.inner.sleep(seconds)
+    async def close(self) -> None:
+        return None
 
 
-class GuardedTransport(httpx.AsyncHTTPTransport):
-    """httpx's transport over a connection pool whose every connection is checked."""
+class GuardedTransport(httpx.AsyncBaseTransport):
+    """httpx's interface on an aiohttp connection pool whose every connection is checked.
+
+    Connections are kept alive between requests (per host and port, as many as
+    ``limits`` allow) instead of opened for each send. A name is resolved and checked by
+    :class:`_GuardedResolver` when a connection is opened; an IP literal, which aiohttp
+    connects to without asking its resolver, is checked here before the request.
+    """
 
     def __init__(
         self,
@@ -268,16 +259,43 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
         limits: httpx.Limits = DEFAULT_LIMITS,
         resolve: Resolver = system_resolve,
     ) -> None:
-        super().__init__(verify=verify, trust_env=False, limits=limits)
-        # httpx builds its httpcore pool without a network backend parameter; this is
-        # the same pool with the guarded backend (handle_async_request uses _pool).
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(verify=verify, trust_env=False),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=_GuardedBackend(policy, resolve),
-        )
+        self.policy = policy
+        ssl_context = httpx.create_ssl_context(verify=verify, trust_env=False)
+        connections = limits.max_connections or 0
+
+        def session() -> aiohttp.ClientSession:
+            # Made on the first request, inside the running loop; no proxy from the
+            # environment (trust_env off), no cached lookups (each connection checks).
+            connector = aiohttp.TCPConnector(
+                limit=connections,
+                keepalive_timeout=limits.keepalive_expiry,
+                ssl=ssl_context,
+                resolver=_GuardedResolver(policy, resolve),
+                use_dns_cache=False,
+            )
+            return aiohttp.ClientSession(connector=connector, trust_env=False)
+
+        self._inner = AiohttpTransport(client=session)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        host = request.url.host
+        literal = parse_ip_literal(host)
+        if literal is not None:
+            reason = self.policy.check_address(literal)
+            if reason is not None:
+                raise EgressRefused(f"callback host {host!r} is a {reason} address; not connecting")
+        elif _looks_numeric(host):
+            # aiohttp would hand it to the system to connect to without a lookup of ours.
+            raise EgressRefused(f"callback host {host!r} is not a valid address; not connecting")
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def _looks_numeric(host: str) -> bool:
+    """What aiohttp takes for an IP address and connects to without resolving it."""
+    return ":" in host or host.replace(".", "").isdigit()
 
 
 def guarded_client(
@@ -287,14 +305,16 @@ def guarded_client(
     verify: ssl.SSLContext | bool = True,
     headers: dict[str, str] | None = None,
     resolve: Resolver = system_resolve,
+    limits: httpx.Limits = DEFAULT_LIMITS,
 ) -> httpx.AsyncClient:
     """An HTTP client for client-supplied URLs: checked addresses, no redirects, no proxy.
 
     ``verify`` is the TLS trust (an ``ssl.SSLContext`` for a private CA in tests);
-    ``resolve`` looks names up (the system resolver; tests give their own).
+    ``resolve`` looks names up (the system resolver; tests give their own); ``limits``
+    bounds the connections, which are kept alive between requests.
     """
     return httpx.AsyncClient(
-        transport=GuardedTransport(policy, verify=verify, resolve=resolve),
+        transport=GuardedTransport(policy, verify=verify, limits=limits, resolve=resolve),
         timeout=httpx.Timeout(timeout),
         follow_redirects=False,
         trust_env=False,

@@ -178,10 +178,11 @@ class DeliverySettings(_Section):
     email_from: str = Field("assistant@example.com", description="From address of replies.")
     timeout_seconds: float = Field(10.0, gt=0, description="Per-request timeout.")
     max_concurrent_sends: int = Field(
-        32,
+        128,
         ge=1,
-        description="Sends in progress at once per channel; more wait their turn. The HTTP "
-        "client keeps this many connections per channel alive.",
+        description="Sends in progress at once per channel; more wait their turn. A send "
+        "holds its place while its attempt record is acknowledged and its request answered. "
+        "The HTTP client keeps this many connections per channel alive.",
     )
     max_attempts: int = Field(5, ge=1, description="Attempts before a send has failed.")
     backoff_initial_seconds: float = Field(0.5, gt=0)

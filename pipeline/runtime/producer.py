@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -44,17 +45,24 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
 }
 
 
-def producer_config(settings: Settings, client_id: str) -> dict[str, Any]:
-    """Defaults, then the shared passthrough, then producer-only settings."""
+def producer_config(
+    settings: Settings, client_id: str, defaults: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Defaults (``defaults``, a service's own, over :data:`PRODUCER_DEFAULTS`), then the
+    shared passthrough, then producer-only settings."""
     return {
         **PRODUCER_DEFAULTS,
+        **(defaults or {}),
         "client.id": client_id,
         **settings.producer_config(),
     }
 
 
 def transactional_config(
-    settings: Settings, client_id: str, transactional_id: str
+    settings: Settings,
+    client_id: str,
+    transactional_id: str,
+    defaults: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """:func:`producer_config` for exactly-once mode.
 
@@ -65,7 +73,7 @@ def transactional_config(
     timeout_ms = max(60_000, int((settings.drain_timeout_seconds + 30) * 1000))
     return {
         "transaction.timeout.ms": timeout_ms,
-        **producer_config(settings, client_id),
+        **producer_config(settings, client_id, defaults),
         "transactional.id": transactional_id,
         "enable.idempotence": True,
         "acks": "all",

@@ -152,7 +152,9 @@ class Runner:
         else:
             self.producer = self.transport.producer(
                 {
-                    **producer_config(self.settings, f"{self.name}-producer"),
+                    **producer_config(
+                        self.settings, f"{self.name}-producer", self.service.producer_defaults
+                    ),
                     **self.connection.client_config(),
                 },
                 self.loop,
@@ -205,7 +207,9 @@ class Runner:
         """Exactly-once mode: one transactional producer, its first transaction open."""
         txn_id = transactional_id(self.settings, self.group_id, consumer_config)
         config = {
-            **transactional_config(self.settings, f"{self.name}-producer", txn_id),
+            **transactional_config(
+                self.settings, f"{self.name}-producer", txn_id, self.service.producer_defaults
+            ),
             **self.connection.client_config(),
         }
         producer = self.transport.transactional_producer(config, self.loop)

@@ -6,9 +6,9 @@ import asyncio
 import gc
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 
@@ -75,18 +75,25 @@ class Service:
         registry: CollectorRegistry | None = None,
         assignment_strategy: str | None = None,
         emits: Iterable[str] | None = None,
+        producer_defaults: Mapping[str, Any] | None = None,
     ) -> None:
         """``emits`` declares the event types the handlers emit: each is checked against
         the schemas and topics at start-up, and ``ctx.emit`` of any other type
         dead-letters the event at once. Without it, any known type may be emitted.
 
         ``assignment_strategy="range"`` co-partitions the subscribed topics: partition
-        N of every topic goes to the same instance, which state stores rely on."""
+        N of every topic goes to the same instance, which state stores rely on.
+
+        ``producer_defaults`` replaces some of the runtime's producer defaults
+        (:data:`pipeline.runtime.producer.PRODUCER_DEFAULTS`) for this service, e.g.
+        ``{"linger.ms": 0}`` for one that waits for each record's acknowledgement;
+        ``PIPELINE_PRODUCER__*`` settings still override them."""
         self.settings = settings or Settings()
         self.name = self.settings.service_name or name
         self.registry = registry if registry is not None else CollectorRegistry()
         self.assignment_strategy = assignment_strategy or self.settings.assignment_strategy
         self.emits = None if emits is None else tuple(emits)
+        self.producer_defaults = dict(producer_defaults or {})
         self._handlers: dict[str, HandlerSpec] = {}
         self.assigned_hooks: list[PartitionsHook] = []
         self.revoked_hooks: list[PartitionsHook] = []

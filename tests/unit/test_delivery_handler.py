@@ -111,6 +111,16 @@ def statuses(ctx: Context) -> list[dict[str, Any]]:
     return [dict(o.event.data) for o in ctx.outgoing if o.event is not None]
 
 
+def answers(ctx: Context) -> list[tuple[str, int]]:
+    """(state, attempt) of the newest entry of each sent-store record in the outputs."""
+    return [
+        (e.state, e.attempt)
+        for o in ctx.outgoing
+        if o.event_type == "delivery_sent"
+        for e in decode_value(o.value or b"")[-1:]
+    ]
+
+
 def sample(d: Delivery, name: str, **labels: str) -> float | None:
     value = d.registry.get_sample_value(name, {"service": "delivery", **labels})
     return value
@@ -128,14 +138,21 @@ async def test_sent_at_once_reports_sent_and_records_the_response() -> None:
     assert status["provider_message_id"] == "m-1"
     assert status["http_status"] == 200
     assert status["response_id"] == str(event.id)
-    # The attempt and its result were written (and acknowledged) at once, not queued.
-    assert len(ctx.outgoing) == 1
+    # The attempt was written (and acknowledged) before the send, not queued; the answer
+    # goes out with the outputs, beside the status, so the offset commits after both.
     records = recorder(d).records
-    assert [(topic, key) for topic, key, _ in records] == [("delivery_sent", "conv-1")] * 2
-    assert recorder(d).states() == [("attempted", 1), ("sent", 1)]
-    value = records[-1][2]
-    assert value is not None
-    assert [e.response_id for e in decode_value(value)] == [str(event.id)]
+    assert [(topic, key) for topic, key, _ in records] == [("delivery_sent", "conv-1")]
+    assert recorder(d).states() == [("attempted", 1)]
+    status_record, answer = ctx.outgoing
+    assert (answer.event_type, answer.topic, answer.key) == (
+        "delivery_sent",
+        "p.delivery_sent",
+        "conv-1",
+    )
+    assert status_record.event is not None and status_record.event.type == "delivery_status"
+    assert answer.value is not None
+    [stored_entry] = decode_value(answer.value)
+    assert (stored_entry.response_id, stored_entry.state) == (str(event.id), "sent")
     stored = d.store.get(2, "conv-1", str(event.id))
     assert stored is not None and stored.state == "sent"
     assert sample(d, "pipeline_deliveries_total", channel="web", state="sent") == 1

@@ -33,9 +33,13 @@ DEV = EgressPolicy.of(True, ["127.0.0.0/8", "::1/128"])
 
 
 class CountingListener:
-    """A TCP listener in a thread: counts accepted connections, answers HTTP 200."""
+    """A TCP listener in a thread: counts accepted connections, answers HTTP 200.
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    It closes each connection after one request, unless ``keep_alive``: then it answers
+    every request a connection brings until the client closes it.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, keep_alive: bool = False) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -43,6 +47,7 @@ class CountingListener:
         self.sock.listen(16)
         self.sock.settimeout(0.05)
         self.port: int = self.sock.getsockname()[1]
+        self.keep_alive = keep_alive
         self.accepted = 0
         self.requests: list[bytes] = []
         self._stop = threading.Event()
@@ -56,21 +61,50 @@ class CountingListener:
             except TimeoutError:
                 continue
             self.accepted += 1
-            with conn:
-                conn.settimeout(2)
-                data = b""
+            if self.keep_alive:
+                threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+            else:
+                self._answer(conn)
+
+    def _answer(self, conn: socket.socket) -> None:
+        close = b"" if self.keep_alive else b"Connection: close\r\n"
+        with conn:
+            conn.settimeout(2)
+            data = b""
+            while True:
                 while b"\r\n\r\n" not in data:
+                    try:
+                        chunk = conn.recv(4096)
+                    except OSError:
+                        return
+                    if not chunk:
+                        return
+                    data += chunk
+                head, _, data = data.partition(b"\r\n\r\n")
+                length = _content_length(head)
+                while len(data) < length:
                     chunk = conn.recv(4096)
                     if not chunk:
-                        break
+                        return
                     data += chunk
-                self.requests.append(data)
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+                data = data[length:]
+                self.requests.append(head)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n%b\r\n{}" % close)
+                if not self.keep_alive:
+                    return
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join()
         self.sock.close()
+
+
+def _content_length(head: bytes) -> int:
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    return 0
 
 
 @pytest.fixture
@@ -314,6 +348,33 @@ async def test_the_connection_goes_to_the_checked_address_keeping_the_host_name(
         assert f"host: rebind.test:{listener.port}".encode() in listener.requests[0].lower()
     finally:
         rebound.close()
+
+
+async def test_connections_are_kept_alive_between_requests_to_the_checked_address() -> None:
+    """Sends to one callback host reuse a connection: one lookup, one check, one accept."""
+    server = CountingListener(keep_alive=True)
+    try:
+        resolve, calls = resolver(["127.0.0.1"])
+        policy = EgressPolicy.of(True, ["127.0.0.1/32"])
+        async with guarded_client(policy, timeout=2, resolve=resolve) as client:
+            answers = [
+                await client.post(f"http://hooks.test:{server.port}/cb", content=b"{}")
+                for _ in range(5)
+            ]
+        assert [a.status_code for a in answers] == [200] * 5
+        assert (server.accepted, len(server.requests), calls) == (1, 5, ["hooks.test"])
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("host", ["1.2.3.4.5", "999999999999", "127.0.0.1.5"])
+async def test_a_numeric_host_that_is_no_address_is_refused(host: str) -> None:
+    """aiohttp would hand such a host to the system without asking the guard's resolver."""
+    resolve, calls = resolver(["93.184.215.14"])
+    async with guarded_client(STRICT_HTTP, timeout=2, resolve=resolve) as client:
+        with pytest.raises(EgressRefused, match="not a valid address"):
+            await client.post(f"http://{host}/cb", content=b"{}")
+    assert calls == []
 
 
 async def test_no_proxy_from_the_environment_is_used(

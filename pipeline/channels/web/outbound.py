@@ -112,9 +112,13 @@ class WebSender:
 
 
 def callback_client(section: DeliverySettings) -> httpx.AsyncClient:
-    """The HTTP client for callback URLs: the section's egress policy, enforced."""
+    """The HTTP client for callback URLs: the section's egress policy, enforced. It keeps
+    as many connections alive as the channel may use at once, so under load a callback
+    reuses one instead of opening its own."""
+    connections = section.max_concurrent_sends
     return guarded_client(
         WebSender.policy_of(section),
         timeout=section.timeout_seconds,
         headers={"User-Agent": "pipeline-delivery"},
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
     )

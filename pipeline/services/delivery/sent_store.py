@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer
@@ -80,31 +80,36 @@ class SentStore:
                 return entry
         return None
 
-    def record(self, partition: int, conversation_id: str, entry: SentEntry) -> bytes:
+    def record(
+        self, partition: int, conversation_id: str, entry: SentEntry, encoded: bytes | None = None
+    ) -> bytes:
         """Remember ``entry`` (replacing the response's earlier one); returns the changelog
-        value to write for the conversation."""
+        value to write for the conversation. ``encoded`` is :func:`encode_entry` of
+        ``entry`` when the caller has it already."""
         conversations = self._partitions.setdefault(partition, {})
         entries = conversations.setdefault(conversation_id, [])
         if entries and entries[-1][0].response_id == entry.response_id:
             entries.pop()
         else:
             entries[:] = [e for e in entries if e[0].response_id != entry.response_id]
-        entries.append((entry, _encode_entry(entry)))
+        entries.append((entry, encoded or encode_entry(entry)))
         del entries[: -self.keep]
         return _join([encoded for _, encoded in entries])
 
-    def value_with(self, partition: int, conversation_id: str, entry: SentEntry) -> bytes:
+    def value_with(
+        self, partition: int, conversation_id: str, entry: SentEntry, encoded: bytes | None = None
+    ) -> bytes:
         """The changelog value :meth:`record` would return, without remembering ``entry``
         (until its write was acknowledged)."""
         entries = self._partitions.get(partition, {}).get(conversation_id, [])
         kept = [e for e in entries if e[0].response_id != entry.response_id]
-        kept.append((entry, _encode_entry(entry)))
+        kept.append((entry, encoded or encode_entry(entry)))
         return _join([encoded for _, encoded in kept[-self.keep :]])
 
     def load(self, partition: int, values: dict[str, bytes]) -> None:
         """Replace a partition's entries with the changelog's latest values."""
         self._partitions[partition] = {
-            conversation: [(e, _encode_entry(e)) for e in decode_value(value)[-self.keep :]]
+            conversation: [(e, encode_entry(e)) for e in decode_value(value)[-self.keep :]]
             for conversation, value in values.items()
         }
 
@@ -115,13 +120,21 @@ class SentStore:
 
 def encode_value(entries: list[SentEntry]) -> bytes:
     """A conversation's changelog value: ``{"v":1,"sent":[entry, ...]}``, compact JSON."""
-    return _join([_encode_entry(e) for e in entries])
+    return _join([encode_entry(e) for e in entries])
 
 
-def _encode_entry(entry: SentEntry) -> bytes:
-    fields = asdict(entry)
-    if entry.error is None:
-        del fields["error"]
+def encode_entry(entry: SentEntry) -> bytes:
+    """One entry of a changelog value, compact JSON (``error`` only when there is one)."""
+    fields: dict[str, Any] = {
+        "response_id": entry.response_id,
+        "channel": entry.channel,
+        "attempt": entry.attempt,
+        "provider_message_id": entry.provider_message_id,
+        "sent_at_ms": entry.sent_at_ms,
+        "state": entry.state,
+    }
+    if entry.error is not None:
+        fields["error"] = entry.error
     return json.dumps(fields, separators=(",", ":")).encode()
 
 
