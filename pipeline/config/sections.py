@@ -184,6 +184,17 @@ class DeliverySettings(_Section):
         "holds its place while its attempt record is acknowledged and its request answered. "
         "The HTTP client keeps this many connections per channel alive.",
     )
+    channel_concurrent_sends: dict[str, Annotated[int, Field(ge=1)]] = Field(
+        default_factory=lambda: {"slack": 32, "whatsapp": 32},
+        description="max_concurrent_sends for particular channels (channel -> sends): the "
+        "providers' APIs rate-limit a workspace or number, so they get fewer at once than "
+        "the web callbacks and the stream.",
+    )
+
+    def concurrent_sends(self, channel: str) -> int:
+        """Sends in progress at once on ``channel``."""
+        return self.channel_concurrent_sends.get(channel, self.max_concurrent_sends)
+
     max_attempts: int = Field(5, ge=1, description="Attempts before a send has failed.")
     backoff_initial_seconds: float = Field(0.5, gt=0)
     backoff_max_seconds: float = Field(30.0, gt=0)

@@ -574,3 +574,12 @@ async def test_email_unreachable_server_is_retryable() -> None:
 async def test_email_to_something_that_is_no_address_fails_permanently() -> None:
     outcome = await EmailSender(DeliverySettings()).send(response("email", "not an address"))
     assert isinstance(outcome, PermanentFailure)
+
+
+def test_slack_and_whatsapp_get_fewer_sends_at_once_than_web_unless_configured() -> None:
+    section = DeliverySettings()
+    assert section.concurrent_sends("web") == section.max_concurrent_sends == 128
+    assert section.concurrent_sends("slack") == section.concurrent_sends("whatsapp") == 32
+    tuned = DeliverySettings(max_concurrent_sends=16, channel_concurrent_sends={"web": 256})
+    assert tuned.concurrent_sends("web") == 256
+    assert tuned.concurrent_sends("slack") == 16

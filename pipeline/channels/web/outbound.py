@@ -115,7 +115,7 @@ def callback_client(section: DeliverySettings) -> httpx.AsyncClient:
     """The HTTP client for callback URLs: the section's egress policy, enforced. It keeps
     as many connections alive as the channel may use at once, so under load a callback
     reuses one instead of opening its own."""
-    connections = section.max_concurrent_sends
+    connections = section.concurrent_sends("web")
     return guarded_client(
         WebSender.policy_of(section),
         timeout=section.timeout_seconds,

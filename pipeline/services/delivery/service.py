@@ -140,7 +140,7 @@ def default_senders(
     }
 
 
-HTTP_CHANNELS = 2  # slack and whatsapp share the HTTP client (web has its own)
+HTTP_CHANNELS = ("slack", "whatsapp")  # share the HTTP client (web has its own)
 
 
 def http_client(section: DeliverySettings) -> httpx.AsyncClient:
@@ -153,7 +153,7 @@ def http_client(section: DeliverySettings) -> httpx.AsyncClient:
     pool holds as many connections as the channels may use at once, so under load a
     connection is reused instead of closed after its request and opened again.
     """
-    connections = section.max_concurrent_sends * HTTP_CHANNELS
+    connections = sum(section.concurrent_sends(channel) for channel in HTTP_CHANNELS)
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
 
     def session() -> aiohttp.ClientSession:
@@ -234,7 +234,9 @@ class Delivery:
 
         sending = self._sending.get(channel)
         if sending is None:
-            sending = self._sending[channel] = asyncio.Semaphore(self.section.max_concurrent_sends)
+            sending = self._sending[channel] = asyncio.Semaphore(
+                self.section.concurrent_sends(channel)
+            )
         # An answered attempt (refused) counts on; a failed response starts afresh (a
         # dead letter redriven).
         attempt = 0 if known is None or known.state == FAILED else known.attempt
