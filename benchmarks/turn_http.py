@@ -11,7 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import multiprocessing
+import multiprocessing.process
+import threading
 import time
+from multiprocessing.connection import Connection
 
 
 async def _read_message(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
@@ -79,20 +83,54 @@ class Connections:
 
 
 class Receiver:
-    """The web callback: notes when each conversation's reply arrived, answers ``{}``."""
+    """The web callback: notes when each conversation's reply arrived, answers ``{}``.
 
-    ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+    It serves from a process of its own, as a user's callback server would: in the
+    process that drives the load (and reads the topics for the hop table) it would share
+    one interpreter lock with them, and its answers, and so the delivery hop, would wait
+    for that work. Each reply's arrival time is taken there and sent here over a pipe.
+    """
 
     def __init__(self) -> None:
         self.replies: dict[str, float] = {}  # conversation id -> first reply time
         self.port = 0
-        self._server: asyncio.Server | None = None
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._reader: threading.Thread | None = None
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
+        context = multiprocessing.get_context("spawn")
+        ours, theirs = context.Pipe(duplex=False)
+        self._process = context.Process(target=_serve_replies, args=(theirs,), daemon=True)
+        self._process.start()
+        theirs.close()
+        self.port = await asyncio.to_thread(ours.recv)
+        self._reader = threading.Thread(target=self._read, args=(ours,), daemon=True)
+        self._reader.start()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _read(self, replies: Connection) -> None:
+        with contextlib.suppress(EOFError, OSError):
+            while True:
+                conversation, arrived = replies.recv()
+                self.replies.setdefault(conversation, arrived)
+
+    async def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            await asyncio.to_thread(self._process.join, 5)
+        if self._reader is not None:
+            await asyncio.to_thread(self._reader.join, 5)
+
+
+ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+
+
+def _serve_replies(replies: Connection) -> None:
+    """The receiver process: its port first, then (conversation, arrival time) per reply."""
+    asyncio.run(_receive(replies))
+
+
+async def _receive(replies: Connection) -> None:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             while True:
                 _, body = await _read_message(reader)
@@ -102,12 +140,11 @@ class Receiver:
                 # web:<tenant>:<the id the client named>; turns are keyed by the latter.
                 if conversation.startswith("web:"):
                     conversation = conversation.split(":", 2)[-1]
-                self.replies.setdefault(conversation, now)
-                writer.write(self.ANSWER)
+                writer.write(ANSWER)
+                replies.send((conversation, now))
         writer.close()
 
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 5)
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    replies.send(server.sockets[0].getsockname()[1])
+    async with server:
+        await server.serve_forever()
