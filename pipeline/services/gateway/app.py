@@ -135,7 +135,8 @@ class Gateway:
         self.recent = RecentIds()
         self.readiness = KafkaReadiness(settings, TOPICS)
         self.ack_timeout = settings.gateway.publish_timeout_seconds + ACK_MARGIN_SECONDS
-        self.hub = StreamHub(settings)
+        # The stream reader's client logs go where the gateway's other clients' do.
+        self.hub = StreamHub(settings, self.readiness.connection.client_config())
 
     async def handle(
         self, channel: str, request: Request, parse: Callable[[bytes], Parsed | Response]

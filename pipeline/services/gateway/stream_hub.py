@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,8 +100,10 @@ class Stream:
 class StreamHub:
     """The replica's live reader and its open streams, by conversation."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, client_config: Mapping[str, Any] | None = None) -> None:
         self.settings = settings
+        # Logs and errors of the reader's clients (a ClusterConnection's), with the settings.
+        self._config = {**settings.consumer_config(), **(client_config or {})}
         self.section = settings.gateway
         self.topic = settings.topic(STREAM_EVENT)
         self._serde: SingleObjectSerde | None = None
@@ -164,7 +166,7 @@ class StreamHub:
         """What ``stream``'s conversation got after ``after``, read from Kafka up to the
         end; and whether some could not be read (expired, or over the catch-up bound)."""
         key = stream.conversation_id.encode()
-        config = self.settings.consumer_config()
+        config = self._config
         limit = self.section.stream_catchup_max_records
 
         def read() -> tuple[list[Message], bool]:
@@ -210,7 +212,7 @@ class StreamHub:
                     stream.queue.put_nowait(None)
 
     def _run(self) -> None:
-        consumer = reader(self.settings.consumer_config())
+        consumer = reader(self._config)
         try:
             while not self._assign_from_the_end(consumer):
                 if self._stopping.wait(RETRY_SECONDS):
