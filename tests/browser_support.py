@@ -20,8 +20,10 @@ from typing import TypeVar
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -95,3 +97,25 @@ def screenshot(driver: WebDriver, name: str) -> Path:
     if not driver.save_screenshot(str(path)):
         raise AssertionError(f"the browser could not save a screenshot to {path}")
     return path
+
+
+def texts(driver: WebDriver, selector: str) -> list[str]:
+    """The text of every element ``selector`` finds, read in one call (a live refresh may
+    replace the elements between two WebDriver calls)."""
+    found: list[str] = driver.execute_script(
+        "return [...document.querySelectorAll(arguments[0])].map(e => e.textContent)", selector
+    )
+    return found
+
+
+def click(driver: WebDriver, selector: str) -> None:
+    """Click ``selector``, again if a live refresh replaced it meanwhile."""
+
+    def clicked(d: WebDriver) -> bool:
+        try:
+            d.find_element(By.CSS_SELECTOR, selector).click()
+        except StaleElementReferenceException:
+            return False
+        return True
+
+    wait_for(driver, clicked)

@@ -18,9 +18,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from browser_support import chromium, screenshot, wait_for
+from browser_support import chromium, click, screenshot, texts, wait_for
 from confluent_kafka import Producer
-from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
@@ -129,28 +128,6 @@ def say(bootstrap: str, topic: str, text: str) -> None:
     producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random"})
     producer.produce(topic, key=CONVERSATION, value=SERDE.encode(event))
     assert producer.flush(30) == 0
-
-
-def texts(driver: WebDriver, selector: str) -> list[str]:
-    """The text of every element ``selector`` finds, read at once (the live refresh may
-    replace the elements between two WebDriver calls)."""
-    found: list[str] = driver.execute_script(
-        "return [...document.querySelectorAll(arguments[0])].map(e => e.textContent)", selector
-    )
-    return found
-
-
-def click(driver: WebDriver, selector: str) -> None:
-    """Click ``selector``, again if the live refresh replaced it meanwhile."""
-
-    def clicked(d: WebDriver) -> bool:
-        try:
-            d.find_element(By.CSS_SELECTOR, selector).click()
-        except StaleElementReferenceException:
-            return False
-        return True
-
-    wait_for(driver, clicked)
 
 
 def test_an_operator_handles_a_handoff_and_an_approval_in_the_browser(

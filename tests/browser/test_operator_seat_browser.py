@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from browser_support import chromium, screenshot, wait_for
-from selenium.common.exceptions import StaleElementReferenceException
+from browser_support import chromium, click, screenshot, texts, wait_for
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
@@ -68,36 +67,14 @@ def stack(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> Iterator[L
         yield running
 
 
-def texts(driver: WebDriver, selector: str) -> list[str]:
-    """Every match's text, read in one call (live refreshes replace elements)."""
-    found: list[str] = driver.execute_script(
-        "return [...document.querySelectorAll(arguments[0])].map(e => e.textContent)", selector
-    )
-    return found
-
-
-def click(driver: WebDriver, selector: str) -> None:
-    """Click ``selector``, again if a live refresh replaced it meanwhile."""
-
-    def clicked(d: WebDriver) -> bool:
-        try:
-            d.find_element(By.CSS_SELECTOR, selector).click()
-        except StaleElementReferenceException:
-            return False
-        return True
-
-    wait_for(driver, clicked)
-
-
 def say(chat: WebDriver, text: str) -> None:
     chat.find_element(By.ID, "text").send_keys(text)
     chat.find_element(By.ID, "send").click()
     wait_for(chat, lambda d: text in texts(d, "#messages li.user"))
 
 
-def answered(chat: WebDriver, predicate: object, after: int) -> str:
+def answered(chat: WebDriver, predicate: Callable[[str], bool], after: int) -> str:
     """The first bot message after the first ``after`` ones that ``predicate`` accepts."""
-    assert callable(predicate)
     return wait_for(
         chat,
         lambda d: next((t for t in texts(d, "#messages li.bot")[after:] if predicate(t)), None),

@@ -10,9 +10,9 @@ from prometheus_client import CollectorRegistry
 from pipeline.config import Settings, load_settings
 from pipeline.errors import ConfigError
 from pipeline.observability.health import HealthServer
-from pipeline.observability.otel import start_observability, stop_observability
+from pipeline.observability.otel import start_observability
 from pipeline.services.console.app import Console, create_app
-from pipeline.services.gateway.server import GracefulServer
+from pipeline.services.gateway.server import GracefulServer, serve
 
 log = logging.getLogger(__name__)
 
@@ -54,18 +54,7 @@ class ConsoleServer:
         except ConfigError as exc:
             log.error("cannot start: %s", exc)
             return 2
-        if health is not None:
-            health.start()
-        try:
-            self.server.run()
-        except Exception:
-            log.exception("console stopped on an error")
-            return 1
-        finally:
-            if health is not None:
-                health.stop()
-            stop_observability()
-        return 0 if self.server.started else 1
+        return serve(self.server, health, self.name)
 
 
 def build(settings: Settings | None = None) -> ConsoleServer:

@@ -71,6 +71,24 @@ class GracefulServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
+def serve(server: GracefulServer, health: HealthServer | None, name: str) -> int:
+    """Run ``server`` with ``health`` (metrics and probes) beside it until SIGTERM or
+    SIGINT, then stop observability; the process exit code."""
+    if health is not None:
+        health.start()
+    try:
+        server.run()
+    except Exception:
+        log.exception("%s stopped on an error", name)
+        return 1
+    finally:
+        if health is not None:
+            health.stop()
+        stop_observability()
+    # uvicorn returns without raising when it cannot bind or the lifespan fails.
+    return 0 if server.started else 1
+
+
 class GatewayServer:
     """What ``pipeline run gateway`` runs: ``name`` and ``run_forever()``."""
 
@@ -114,19 +132,7 @@ class GatewayServer:
         except ConfigError as exc:  # an exporter not installed, the metrics port in use
             log.error("cannot start: %s", exc)
             return 2
-        if health is not None:
-            health.start()
-        try:
-            self.server.run()
-        except Exception:
-            log.exception("gateway stopped on an error")
-            return 1
-        finally:
-            if health is not None:
-                health.stop()
-            stop_observability()
-        # uvicorn returns without raising when it cannot bind or the lifespan fails.
-        return 0 if self.server.started else 1
+        return serve(self.server, health, self.name)
 
 
 def build(settings: Settings | None = None) -> GatewayServer:
