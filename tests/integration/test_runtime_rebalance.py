@@ -10,6 +10,8 @@ from prometheus_client import CollectorRegistry
 from runtime_support import message, produce_events, read_all_async, settings_for
 from service_apps import relay
 
+from pipeline.events.model import Event
+
 
 async def test_partitions_move_between_instances_without_loss_or_reordering(
     kafka_bootstrap: str, topic_prefix: str, make_topics: Callable[..., list[str]]
@@ -18,15 +20,18 @@ async def test_partitions_move_between_instances_without_loss_or_reordering(
     inputs, outputs, _ = make_topics(
         "message_received", "response_ready", "dead_letters", partitions=6
     )
-    events = produce_events(
-        kafka_bootstrap,
-        inputs,
-        (
-            message(f"conv-{c}", str(seq))
-            for seq in range(per_conversation)
-            for c in range(conversations)
-        ),
-    )
+    half = per_conversation // 2
+
+    def produce_sequences(numbers: range) -> list[Event]:
+        return produce_events(
+            kafka_bootstrap,
+            inputs,
+            (message(f"conv-{c}", str(seq)) for seq in numbers for c in range(conversations)),
+        )
+
+    # The first half is there before either instance starts; the second half only once the
+    # second instance has partitions, so some of it is certainly the second's to handle.
+    events = produce_sequences(range(half))
     settings = settings_for(kafka_bootstrap, topic_prefix, max_in_flight=16)
     first, second = relay(settings, max_sleep=0.04), relay(settings, max_sleep=0.04)
     first.registry, second.registry = CollectorRegistry(), CollectorRegistry()
@@ -45,7 +50,8 @@ async def test_partitions_move_between_instances_without_loss_or_reordering(
             break
         await asyncio.sleep(0.05)
     assert rebalances(first.registry, "revoked") > 0, "no partition left the first instance"
-    await read_all_async(kafka_bootstrap, outputs, lambda r: len(r) >= 1500, 60)
+    events += produce_sequences(range(half, per_conversation))
+    await read_all_async(kafka_bootstrap, outputs, lambda r: len(r) >= 2000, 60)
     stop_first.set()
     await asyncio.wait_for(running_first, 60)
 
