@@ -140,10 +140,12 @@ def test_an_operator_handles_a_handoff_and_an_approval_in_the_browser(
         driver.get(f"{console}/inbox")
         wait_for(driver, lambda d: "/signin" in d.current_url)
         sign_in(driver, "wrong password")
-        assert "Unknown operator or wrong password" in driver.find_element(By.ID, "error").text
+        # The refused sign-in answers with a new page: wait for it, not for the old one.
+        refusal = wait_for(driver, lambda d: d.find_elements(By.ID, "error"))
+        assert "Unknown operator or wrong password" in refusal[0].text
         sign_in(driver, PASSWORD)
         wait_for(driver, lambda d: d.current_url.endswith("/inbox"))
-        assert driver.find_element(By.ID, "operator").text == "ada"
+        assert wait_for(driver, lambda d: texts(d, "#operator")) == ["ada"]
 
         # The agent hands the conversation over; the open inbox shows it by itself.
         say(kafka_bootstrap, topic_prefix + "message_received", HOSTILE)
