@@ -69,7 +69,15 @@ def test_sigkill_mid_run_then_restart_loses_nothing(
         (message(f"conv-{i % 300}", str(i)) for i in range(6000)),
     )
     log = tmp_path / "relay.log"
-    first = start_relay(kafka_bootstrap, topic_prefix, log, RELAY_MAX_SLEEP_SECONDS="0.01")
+    # Eight at a time, about 5 ms each: several seconds of work, so the kill lands mid-run
+    # however soon the outputs are seen (at full speed the relay can finish all 6,000 first).
+    first = start_relay(
+        kafka_bootstrap,
+        topic_prefix,
+        log,
+        RELAY_MAX_SLEEP_SECONDS="0.01",
+        PIPELINE_MAX_IN_FLIGHT="8",
+    )
     try:
         wait_for_outputs(kafka_bootstrap, outputs, 1500, timeout=60)
     finally:
