@@ -15,10 +15,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import fastavro.schema
-
-from pipeline.errors import ConfigError, PipelineError, UnknownDeadLetterError
-from pipeline.events.catalog import DEAD_LETTER, SchemaCatalog, type_name
+from pipeline.errors import PipelineError, UnknownDeadLetterError
+from pipeline.events.catalog import DEAD_LETTER
 from pipeline.events.jsonable import jsonable
 from pipeline.events.serde import SingleObjectSerde
 from pipeline.runtime.headers import EVENT_ID, EVENT_TYPE
@@ -242,14 +240,7 @@ class RedriveCodec:
     """DeadLetterRedriven records, single-object encoded."""
 
     def __init__(self, schemas_dir: Path) -> None:
-        path = schemas_dir / f"{type_name(REDRIVE_RECORD)}.avsc"
-        try:
-            schema = fastavro.schema.load_schema(str(path), _write_hint=False)
-        except Exception as exc:  # fastavro raises parse, lookup and repository errors
-            raise ConfigError(f"cannot load the redrive schema {path}: {exc}") from exc
-        if not isinstance(schema, dict):
-            raise ConfigError(f"{path} must hold one record schema")
-        self._serde = SingleObjectSerde(SchemaCatalog([schema]))
+        self._serde = SingleObjectSerde.for_record(schemas_dir, REDRIVE_RECORD, "redrive")
 
     def encode(self, redrive: Redrive) -> bytes:
         return self._serde.encode_record(

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import fastavro
+import fastavro.schema
 from fastavro.validation import validate
 
-from pipeline.errors import CorruptEventError, EventValidationError, UnknownSchemaError
-from pipeline.events.catalog import SINGLE_OBJECT_MARKER, KnownSchema, SchemaCatalog
+from pipeline.errors import ConfigError, CorruptEventError, EventValidationError, UnknownSchemaError
+from pipeline.events.catalog import SINGLE_OBJECT_MARKER, KnownSchema, SchemaCatalog, type_name
 from pipeline.events.model import Event, metadata_from_wire
 
 MAGIC = SINGLE_OBJECT_MARKER
@@ -33,6 +35,20 @@ class SingleObjectSerde:
     def __init__(self, catalog: SchemaCatalog) -> None:
         self.catalog = catalog
         self._plans: dict[bytes, _Plan] = {}  # by writer fingerprint, made on first sight
+
+    @classmethod
+    def for_record(cls, schemas_dir: Path, record_type: str, what: str) -> SingleObjectSerde:
+        """A serde of the one record schema ``<record_type>.avsc`` in ``schemas_dir`` (a
+        record kept beside the events, such as a catalog entry); ``what`` names it in the
+        error when the file cannot be loaded."""
+        path = schemas_dir / f"{type_name(record_type)}.avsc"
+        try:
+            schema = fastavro.schema.load_schema(str(path), _write_hint=False)
+        except Exception as exc:  # fastavro raises parse, lookup and repository errors
+            raise ConfigError(f"cannot load the {what} schema {path}: {exc}") from exc
+        if not isinstance(schema, dict):
+            raise ConfigError(f"{path} must hold one record schema")
+        return cls(SchemaCatalog([schema]))
 
     def encode_record(self, event_type: str, record: Mapping[str, Any]) -> bytes:
         schema = self.catalog.reader(event_type)

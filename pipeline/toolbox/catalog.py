@@ -21,11 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import fastavro.schema
-
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, PipelineError
-from pipeline.events.catalog import SchemaCatalog, type_name
 from pipeline.events.model import utc_now
 from pipeline.events.serde import SingleObjectSerde
 from pipeline.state.changelog import Restored, partition_counts, read_changelog
@@ -71,14 +68,7 @@ class CatalogCodec:
     """ToolAdvertised records, single-object encoded like every event."""
 
     def __init__(self, schemas_dir: Path) -> None:
-        path = schemas_dir / f"{type_name(RECORD_TYPE)}.avsc"
-        try:
-            schema = fastavro.schema.load_schema(str(path), _write_hint=False)
-        except Exception as exc:  # fastavro raises parse, lookup and repository errors
-            raise ConfigError(f"cannot load the tool catalog schema {path}: {exc}") from exc
-        if not isinstance(schema, dict):
-            raise ConfigError(f"{path} must hold one record schema")
-        self._serde = SingleObjectSerde(SchemaCatalog([schema]))
+        self._serde = SingleObjectSerde.for_record(schemas_dir, RECORD_TYPE, "tool catalog")
 
     def encode(self, entry: CatalogEntry) -> bytes:
         return self._serde.encode_record(
