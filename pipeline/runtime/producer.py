@@ -123,6 +123,15 @@ class AsyncProducer:
             self._producer.produce(topic, value, key, headers=list(headers), on_delivery=on_ack)
         except BufferError:
             return False
+        except KafkaException as exc:
+            if not self._transactional:
+                raise
+            # A transaction that must abort (after a broker failure, say) refuses records
+            # at once. The record is reported failed, as one the broker refused would be:
+            # its transaction aborts at the next commit and its inputs are read again (a
+            # fatal error, such as being fenced, still stops the service from there).
+            on_ack(exc.args[0], None)
+            return True
         self._produced.set()
         return True
 
