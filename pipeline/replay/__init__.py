@@ -2,7 +2,7 @@
 
 ``pipeline replay CONVERSATION --service my_agent:build`` reads the conversation's events
 across topics (:mod:`pipeline.timeline`), feeds the service's recorded inputs through it
-in memory (:mod:`pipeline.replay.engine`, on :class:`pipeline.testing.TestService`) and
+in memory (:mod:`pipeline.replay.engine`, on :class:`pipeline.in_memory.InMemoryService`) and
 compares the outputs with the recorded ones input by input (:mod:`pipeline.replay.diff`).
 """
 

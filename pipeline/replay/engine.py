@@ -1,6 +1,6 @@
 """Running recorded inputs through a service in memory, and comparing what comes out.
 
-The service runs under :class:`~pipeline.testing.TestService`: the real runtime over an
+The service runs under :class:`~pipeline.in_memory.InMemoryService`: the real runtime over an
 in-memory broker, so nothing it emits reaches Kafka or a channel. Inputs go in one at a
 time, each handled to the end (outputs, state) before the next, in the order they were
 recorded. The service's state stores start from the in-memory changelog: empty when the
@@ -16,10 +16,10 @@ from datetime import datetime
 from pipeline.config import Settings
 from pipeline.events.model import Event
 from pipeline.events.serde import SingleObjectSerde
+from pipeline.in_memory import InMemoryService
 from pipeline.replay.diff import ConversationDiff, compare
 from pipeline.replay.recording import read_conversation, select, state_as_of
 from pipeline.runtime.service import Service
-from pipeline.testing import TestService
 
 SETTLE_SECONDS = 60.0  # one input's handling, tool catalog wait and model call included
 
@@ -44,7 +44,7 @@ async def run_in_memory(
     ``state`` holds (changelog, key, value) records the stores restore before the first
     input. Returns the events the service emitted in answer to ``inputs``.
     """
-    harness = TestService(service)
+    harness = InMemoryService(service)
     for changelog, key, value in state:
         harness.broker.append(harness.settings.topic(changelog), key, value)
     wanted = {e.metadata.event_id_text for e in inputs}

@@ -18,11 +18,11 @@ from pipeline.config import Settings
 from pipeline.errors import PipelineError, ReplayError
 from pipeline.events.model import Event, to_millis
 from pipeline.events.serde import SingleObjectSerde
+from pipeline.in_memory import state_stores
 from pipeline.partitioner import partition_for
 from pipeline.runtime.service import Service
 from pipeline.state import read_changelog
 from pipeline.state.changelog import METADATA_TIMEOUT_SECONDS, partition_counts, watermarks
-from pipeline.testing import state_stores
 from pipeline.timeline import Entry, conversation_timeline
 
 INBOX = "message_received"  # where conversations start: --sample picks from here

@@ -1,7 +1,8 @@
 """No module of the package imports from a layer above its own.
 
 The layers, lowest first; a module may import from its own layer and those below it.
-Parsed, not imported, so every import counts, including those inside functions.
+Parsed, not imported, so every import counts, including those inside functions. The
+test harness (``pipeline.testing``) is for tests: no module of the package imports it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ LAYERS: list[set[str]] = [
     {"observability"},  # metrics, health, logs, traces and Kafka client logs: errors only
     {"events", "partitioner", "topology", "egress"},
     {"runtime", "state"},
-    {"", "testing"},  # the package's facade (pipeline/__init__.py) and the test harness
+    # The package's facade (pipeline/__init__.py), a service run in memory, the test harness.
+    {"", "in_memory", "testing"},
     {"channels", "llm", "toolbox"},
     {"services", "timeline", "asyncapi", "replay", "deadletters"},
     {"dev", "cli", "__main__"},
@@ -95,3 +97,11 @@ def test_the_check_sees_a_channel_importing_a_service(source: str) -> None:
     path = PACKAGE / "channels" / "slack" / "outbound.py"
     assert higher_imports(path, source), source
     assert not higher_imports(path, "from pipeline.channels.outbound import Sent\n")
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_no_module_of_the_package_imports_the_test_harness(path: Path) -> None:
+    if module_name(path) == "pipeline.testing":
+        return
+    harness = sorted(t for t in imported(path) if t.startswith("pipeline.testing"))
+    assert not harness, f"{module_name(path)} imports the test harness: {harness}"

@@ -1,0 +1,484 @@
+"""The runtime's ports wired to memory: a broker of topics as lists, its consumer, its
+producers and its transactions.
+
+:class:`MemoryTransport` makes them for a :class:`~pipeline.runtime.runner.Runner`, so a
+service's handlers run through the same lanes, retries, dead letters and commits as on
+Kafka (:mod:`pipeline.in_memory` runs a whole service on it; ``pipeline.testing`` is the
+users' face). Keys are placed with Kafka's murmur2 partitioner, so a conversation lands
+where it would on a real broker. Transactions are kept as Kafka keeps them: records of an
+open transaction are held back from read_committed readers, aborted ones are skipped,
+and a newer producer with the same transactional id fences the older one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+from pipeline.partitioner import partition_for
+from pipeline.runtime.ports import AckCallback, CommitCallback, Headers, PartitionsCallback
+
+
+class MemoryRecord:
+    """A record in the memory broker, read as confluent-kafka's ``Message`` is."""
+
+    __slots__ = (
+        "_headers",
+        "_key",
+        "_offset",
+        "_partition",
+        "_timestamp",
+        "_topic",
+        "_value",
+        "transaction",
+    )
+
+    def __init__(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: str | bytes | None,
+        value: bytes | None,
+        headers: Headers,
+    ) -> None:
+        self._topic = topic
+        self._partition = partition
+        self._offset = offset
+        self._key = key.encode() if isinstance(key, str) else key
+        self._value = value
+        self._headers = [(k, v.encode() if isinstance(v, str) else v) for k, v in headers]
+        self._timestamp = int(time.time() * 1000)
+        self.transaction: MemoryTransaction | None = None  # None: not transactional
+
+    @property
+    def visible(self) -> bool:
+        """Whether a read_committed reader sees it (now or, if its transaction is open,
+        once it commits)."""
+        return self.transaction is None or self.transaction.state == "committed"
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def key(self) -> bytes | None:
+        return self._key
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def headers(self) -> list[tuple[str, str | bytes | None]]:
+        return list(self._headers)
+
+    def error(self) -> KafkaError | None:
+        return None
+
+    def timestamp(self) -> tuple[int, int]:
+        return 1, self._timestamp  # TIMESTAMP_CREATE_TIME
+
+    def __repr__(self) -> str:
+        return f"MemoryRecord({self._topic}[{self._partition}]@{self._offset}, key={self._key!r})"
+
+
+class MemoryTransaction:
+    """One transaction of a transactional producer: its records and offsets become
+    visible together on commit; on abort, never."""
+
+    __slots__ = ("group_offsets", "state")
+
+    def __init__(self) -> None:
+        self.state = "open"  # open, committed or aborted
+        self.group_offsets: dict[str, list[TopicPartition]] = {}
+
+
+class MemoryBroker:
+    """Topics as lists of records per partition, and each group's committed offsets.
+
+    Transactions as Kafka keeps them: records of an open transaction sit in the log
+    where read_committed readers stop; an aborted one's are skipped; a newer producer
+    with the same transactional id fences the older one. ``fail_next_commit`` makes the
+    next transaction commit fail with an error (to test aborts).
+
+    Thread-safe: the runtime's consumer thread reads while the loop appends.
+    """
+
+    def __init__(self, partitions_of: Callable[[str], int] = lambda _topic: 1) -> None:
+        self._partitions_of = partitions_of
+        self._topics: dict[str, list[list[MemoryRecord]]] = {}
+        self.offsets: dict[tuple[str, str, int], TopicPartition] = {}
+        self.changed = threading.Condition()
+        # While not None, acknowledgements wait here instead of reaching the producer.
+        self.held_acks: list[tuple[AckCallback, MemoryRecord]] | None = None
+        self.epochs: dict[str, int] = {}  # transactional id -> its current producer's epoch
+        self.open_transactions: dict[str, MemoryTransaction] = {}
+        self.commit_failures: list[KafkaError] = []
+        self.transactions = {"committed": 0, "aborted": 0}
+
+    def fail_next_commit(self, error: KafkaError) -> None:
+        """The next transaction commit raises ``KafkaException(error)`` (and fails
+        the transaction as Kafka would, for an abortable error)."""
+        self.commit_failures.append(error)
+
+    def hold_acknowledgements(self) -> None:
+        """Keep produced records unacknowledged until :meth:`release_acknowledgements`."""
+        self.held_acks = []
+
+    def release_acknowledgements(self) -> None:
+        """Acknowledge every record held back (call from the event loop)."""
+        held, self.held_acks = self.held_acks or [], None
+        for on_ack, record in held:
+            on_ack(None, record)
+
+    def partitions(self, topic: str) -> list[list[MemoryRecord]]:
+        with self.changed:
+            return self._partitions(topic)
+
+    def _partitions(self, topic: str) -> list[list[MemoryRecord]]:
+        parts = self._topics.get(topic)
+        if parts is None:
+            parts = self._topics[topic] = [[] for _ in range(self._partitions_of(topic))]
+        return parts
+
+    def append(
+        self,
+        topic: str,
+        key: str | bytes | None,
+        value: bytes | None,
+        headers: Headers = (),
+        partition: int | None = None,
+        transaction: MemoryTransaction | None = None,
+    ) -> MemoryRecord:
+        """Store a record on its key's partition (murmur2, as the runtime's producer)."""
+        with self.changed:
+            parts = self._partitions(topic)
+            if partition is None:
+                partition = 0 if key is None else partition_for(key, len(parts))
+            log = parts[partition]
+            record = MemoryRecord(topic, partition, len(log), key, value, headers)
+            record.transaction = transaction
+            log.append(record)
+            self.changed.notify_all()
+        return record
+
+    def records(self, topic: str, *, committed: bool = False) -> list[MemoryRecord]:
+        """Every record of a topic, partition by partition, each in offset order; with
+        ``committed``, only what a read_committed reader sees."""
+        with self.changed:
+            return [
+                r for log in self._topics.get(topic, []) for r in log if not committed or r.visible
+            ]
+
+    def end_transaction(self, transaction: MemoryTransaction, commit: bool) -> None:
+        with self.changed:
+            transaction.state = "committed" if commit else "aborted"
+            self.transactions[transaction.state] += 1
+            if commit:
+                for group, offsets in transaction.group_offsets.items():
+                    self._commit(group, offsets)
+            self.changed.notify_all()
+
+    def commit(self, group: str, offsets: Sequence[TopicPartition]) -> None:
+        with self.changed:
+            self._commit(group, offsets)
+
+    def _commit(self, group: str, offsets: Sequence[TopicPartition]) -> None:
+        for tp in offsets:
+            self.offsets[(group, tp.topic, tp.partition)] = (
+                TopicPartition(tp.topic, tp.partition, tp.offset)
+                if tp.metadata is None
+                else TopicPartition(tp.topic, tp.partition, tp.offset, tp.metadata)
+            )
+
+    def committed(self, group: str, topic: str, partition: int) -> TopicPartition:
+        """The group's committed position, or offset -1001 (none) before any commit."""
+        with self.changed:
+            found = self.offsets.get((group, topic, partition))
+        return found if found is not None else TopicPartition(topic, partition)
+
+
+class MemoryConsumer:
+    """A group member that owns every partition of its topics (assigned at first fetch)."""
+
+    def __init__(
+        self,
+        broker: MemoryBroker,
+        group: str,
+        on_commit: CommitCallback,
+        *,
+        read_committed: bool = False,
+    ) -> None:
+        self.broker = broker
+        self.group = group
+        self.read_committed = read_committed
+        self.on_commit = on_commit
+        self.topics: list[str] = []
+        self.assigned: list[TopicPartition] = []
+        self.paused: set[tuple[str, int]] = set()
+        self.positions: dict[tuple[str, int], int] = {}  # the next offset to fetch
+        self.fetches = 0
+        self._callbacks: tuple[PartitionsCallback, PartitionsCallback, PartitionsCallback]
+
+    def subscribe(
+        self,
+        topics: list[str],
+        *,
+        on_assign: PartitionsCallback,
+        on_revoke: PartitionsCallback,
+        on_lost: PartitionsCallback,
+    ) -> None:
+        self.topics = list(topics)
+        self._callbacks = (on_assign, on_revoke, on_lost)
+
+    def consume(self, max_records: int, timeout: float) -> list[MemoryRecord]:
+        self.fetches += 1
+        if not self.assigned and self.topics:
+            self._assign()
+        batch = self._take(max_records)
+        if not batch:
+            with self.broker.changed:
+                self.broker.changed.wait(timeout)
+            batch = self._take(max_records)
+        return batch
+
+    def _assign(self) -> None:
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in self.topics
+            for p in range(len(self.broker.partitions(topic)))
+        ]
+        for tp in partitions:
+            committed = self.broker.committed(self.group, tp.topic, tp.partition).offset
+            self.positions[(tp.topic, tp.partition)] = max(committed, 0)
+        self.assigned = partitions
+        self._callbacks[0](partitions)
+
+    def _take(self, max_records: int) -> list[MemoryRecord]:
+        batch: list[MemoryRecord] = []
+        for tp in self.assigned:
+            where = (tp.topic, tp.partition)
+            if where in self.paused:
+                continue
+            log = self.broker.partitions(tp.topic)[tp.partition]
+            start = self.positions[where]
+            taken = log[start : start + max_records - len(batch)]
+            if self.read_committed:
+                taken = self._stable(taken)
+                self.positions[where] = start + len(taken)
+                batch.extend(r for r in taken if r.visible)
+            else:
+                self.positions[where] = start + len(taken)
+                batch.extend(taken)
+            if len(batch) >= max_records:
+                break
+        return batch
+
+    def _stable(self, records: list[MemoryRecord]) -> list[MemoryRecord]:
+        """The records before the first one of an open transaction (Kafka's last stable
+        offset); aborted ones among them are passed over."""
+        for i, record in enumerate(records):
+            if record.transaction is not None and record.transaction.state == "open":
+                return records[:i]
+        return records
+
+    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        return [self.broker.committed(self.group, tp.topic, tp.partition) for tp in partitions]
+
+    def commit(self, offsets: list[TopicPartition], *, asynchronous: bool) -> None:
+        self.broker.commit(self.group, offsets)
+        if asynchronous:
+            self.on_commit(None, offsets)
+
+    def pause(self, partitions: list[TopicPartition]) -> None:
+        self.paused.update((tp.topic, tp.partition) for tp in partitions)
+
+    def resume(self, partitions: list[TopicPartition]) -> None:
+        self.paused.difference_update((tp.topic, tp.partition) for tp in partitions)
+
+    def high_watermark(self, topic: str, partition: int) -> int | None:
+        return len(self.broker.partitions(topic)[partition])
+
+    def close(self) -> None:
+        if self.assigned:
+            assigned, self.assigned = self.assigned, []
+            self._callbacks[1](assigned)
+
+    def group_metadata(self) -> tuple[str, int]:
+        return (self.group, id(self))
+
+    def seek(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self.positions[(tp.topic, tp.partition)] = tp.offset
+
+
+class MemoryProducer:
+    """Appends to the memory broker; each acknowledgement runs on the loop soon after."""
+
+    def __init__(self, broker: MemoryBroker, loop: asyncio.AbstractEventLoop) -> None:
+        self.broker = broker
+        self.loop = loop
+
+    def produce_nowait(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | str | None,
+        headers: Headers,
+        on_ack: AckCallback,
+    ) -> bool:
+        record = self.broker.append(topic, key, value, headers)
+        if self.broker.held_acks is not None:
+            self.broker.held_acks.append((on_ack, record))
+        else:
+            self.loop.call_soon(on_ack, None, record)
+        return True
+
+    async def produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | str | None,
+        headers: Headers,
+        on_ack: AckCallback,
+    ) -> None:
+        self.produce_nowait(topic, value, key, headers, on_ack)
+
+    async def send(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | str | None = None,
+        headers: Headers = (),
+    ) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = self.loop.create_future()
+        self.produce_nowait(topic, value, key, headers, lambda _err, _rec: future.set_result(None))
+        return future
+
+    async def flush(self, seconds: float) -> int:
+        await asyncio.sleep(0)  # let the acknowledgements queued with call_soon run
+        return 0
+
+    async def aclose(self, flush_seconds: float) -> int:
+        return await self.flush(flush_seconds)
+
+
+class MemoryTransactionalProducer(MemoryProducer):
+    """A producer with a transactional id: records go into its open transaction.
+
+    The transaction calls behave as librdkafka's: a producer fenced by a newer one with
+    the same id fails with a fatal ``_FENCED`` error, an injected commit failure
+    (``MemoryBroker.fail_next_commit``) leaves the transaction to be aborted.
+    """
+
+    def __init__(
+        self, broker: MemoryBroker, loop: asyncio.AbstractEventLoop, transactional_id: str
+    ) -> None:
+        super().__init__(broker, loop)
+        self.transactional_id = transactional_id
+        self.epoch = -1
+        self.current: MemoryTransaction | None = None
+
+    def produce_nowait(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | str | None,
+        headers: Headers,
+        on_ack: AckCallback,
+    ) -> bool:
+        if self.current is None:
+            raise KafkaException(KafkaError(KafkaError._STATE, "no transaction is open"))
+        record = self.broker.append(topic, key, value, headers, transaction=self.current)
+        if self.broker.held_acks is not None:
+            self.broker.held_acks.append((on_ack, record))
+        else:
+            self.loop.call_soon_threadsafe(on_ack, None, record)
+        return True
+
+    def _check_epoch(self) -> None:
+        if self.broker.epochs.get(self.transactional_id) != self.epoch:
+            raise KafkaException(
+                KafkaError(KafkaError._FENCED, "fenced by a newer producer", fatal=True)
+            )
+
+    def init_transactions(self, timeout: float) -> None:
+        broker = self.broker
+        with broker.changed:
+            self.epoch = broker.epochs.get(self.transactional_id, -1) + 1
+            broker.epochs[self.transactional_id] = self.epoch
+            zombie = broker.open_transactions.pop(self.transactional_id, None)
+        if zombie is not None:
+            broker.end_transaction(zombie, commit=False)
+
+    def begin_transaction(self) -> None:
+        self._check_epoch()
+        self.current = MemoryTransaction()
+        with self.broker.changed:
+            self.broker.open_transactions[self.transactional_id] = self.current
+
+    def send_offsets_to_transaction(
+        self, offsets: list[TopicPartition], group_metadata: Any, timeout: float
+    ) -> None:
+        self._check_epoch()
+        assert self.current is not None, "begin a transaction first"
+        group, _member = group_metadata
+        self.current.group_offsets.setdefault(group, []).extend(offsets)
+
+    def commit_transaction(self, timeout: float) -> None:
+        self._check_epoch()
+        assert self.current is not None, "begin a transaction first"
+        if self.broker.commit_failures:
+            raise KafkaException(self.broker.commit_failures.pop(0))
+        self._end(commit=True)
+
+    def abort_transaction(self, timeout: float) -> None:
+        self._check_epoch()
+        if self.current is not None:
+            self._end(commit=False)
+
+    def _end(self, *, commit: bool) -> None:
+        current, self.current = self.current, None
+        assert current is not None
+        with self.broker.changed:
+            self.broker.open_transactions.pop(self.transactional_id, None)
+        self.broker.end_transaction(current, commit)
+
+
+class MemoryTransport:
+    """The runtime's ports wired to one :class:`MemoryBroker`."""
+
+    def __init__(self, broker: MemoryBroker) -> None:
+        self.broker = broker
+        self.consumers: list[MemoryConsumer] = []
+        self.producers: list[MemoryProducer] = []
+
+    def consumer(self, config: dict[str, Any], on_commit: CommitCallback) -> MemoryConsumer:
+        consumer = MemoryConsumer(
+            self.broker,
+            str(config["group.id"]),
+            on_commit,
+            read_committed=config.get("isolation.level") == "read_committed",
+        )
+        self.consumers.append(consumer)
+        return consumer
+
+    def producer(self, config: dict[str, Any], loop: asyncio.AbstractEventLoop) -> MemoryProducer:
+        producer = MemoryProducer(self.broker, loop)
+        self.producers.append(producer)
+        return producer
+
+    def transactional_producer(
+        self, config: dict[str, Any], loop: asyncio.AbstractEventLoop
+    ) -> MemoryTransactionalProducer:
+        producer = MemoryTransactionalProducer(self.broker, loop, str(config["transactional.id"]))
+        self.producers.append(producer)
+        return producer
