@@ -29,6 +29,7 @@ PipelineError
 ├── StackError             the local stack (pipeline up, pipeline demo) could not start
 ├── TransactionFencedError another instance took over this one's transactions (exactly-once)
 ├── AbortableTransactionError  the open transaction must be aborted and its input read again
+├── KafkaCallStuckError    a Kafka client call did not return within the runtime's deadline
 ├── ReplayError            a replay could not be set up (nothing recorded, Kafka unreadable)
 └── DeadLetterError        a dead letter could not be read or redriven
     ├── UnknownDeadLetterError  no dead letter has that id
@@ -192,6 +193,14 @@ class AbortableTransactionError(PipelineError):
     """In exactly-once mode, the open transaction failed in a way Kafka lets one recover
     from: the runtime aborts it and reads again from the committed offsets. Control flow
     inside the runtime; it never reaches a handler."""
+
+
+class KafkaCallStuckError(PipelineError):
+    """A blocking Kafka client call (a transaction call, a commit) did not return within
+    the deadline the runtime enforces on top of the client's own timeout. The instance
+    gives up its producer and stops without committing anything more (exit status 1), so
+    its supervisor starts a fresh one; its open transaction is aborted by the new
+    instance or by the transaction coordinator's timeout."""
 
 
 class ReplayError(PipelineError):

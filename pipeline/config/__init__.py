@@ -137,6 +137,21 @@ class Settings(BaseSettings):
         description="text, or json: one object per line with trace_id, span_id, "
         "conversation_id and event_id on the lines a handler writes.",
     )
+    kafka_call_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="In exactly_once mode, how long a transaction call (init, send offsets, "
+        "commit, abort) may take. librdkafka is given this timeout and the runtime enforces "
+        "it too: a call still running 5 s past it makes the instance give up its producer "
+        "and exit with status 1, for its supervisor to restart it.",
+    )
+    liveness_stuck_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="/healthz fails when a Kafka call (a fetch, a commit, a transaction call) "
+        "has not returned for this long, or the poll loop has not advanced for this long "
+        "outside a rebalance, so a liveness probe restarts the process.",
+    )
     broker_down_not_ready_seconds: float = Field(
         15.0,
         gt=0,

@@ -169,6 +169,27 @@ class RuntimeMetrics:
             ["service"],
             registry=registry,
         ).labels(service)
+        self.kafka_call_blocked = Gauge(
+            "pipeline_kafka_call_blocked_seconds",
+            "How long the Kafka call running now on a client thread (consumer, "
+            "transactions) has been inside the client; 0 when none runs.",
+            ["service", "thread"],
+            registry=registry,
+        )
+        self.poll_stalled = Gauge(
+            "pipeline_poll_loop_stalled_seconds",
+            "Seconds since the poll loop last fetched, while it should be fetching (0 during "
+            "a rebalance callback or while not consuming).",
+            ["service"],
+            registry=registry,
+        ).labels(service)
+        self.held_partitions = Gauge(
+            "pipeline_partitions_held",
+            "Assigned partitions held back (nothing handled) because their committed "
+            "offsets could not be read yet.",
+            ["service"],
+            registry=registry,
+        ).labels(service)
         self.consumer_lag = Gauge(
             "pipeline_consumer_lag",
             "Records in a partition not yet committed by this service (high watermark - commit).",

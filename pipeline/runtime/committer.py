@@ -213,7 +213,11 @@ class Committer:
         except AbortableTransactionError as exc:
             self.metrics.commits.labels(self.name, "failure").inc()
             log.warning("transaction aborted (%s); reading again from the committed offsets", exc)
-            txn.abort()
+            try:
+                txn.abort()
+            except Exception as stuck:  # fenced or stuck: nothing more may be committed
+                self.state.fail(stuck)
+                return
             self.on_abort()
             return
         except Exception as exc:  # fenced, or a bug: stop before committing anything more

@@ -38,6 +38,9 @@ class KafkaConsumer:
     def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
         return self._consumer.committed(partitions, timeout=timeout)
 
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        return self._consumer.position(partitions)
+
     def commit(self, offsets: list[TopicPartition], *, asynchronous: bool) -> None:
         if asynchronous:
             self._consumer.commit(offsets=offsets, asynchronous=True)

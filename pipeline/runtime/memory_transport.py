@@ -35,6 +35,7 @@ class MemoryRecord:
         "_timestamp",
         "_topic",
         "_value",
+        "control",
         "transaction",
     )
 
@@ -55,11 +56,14 @@ class MemoryRecord:
         self._headers = [(k, v.encode() if isinstance(v, str) else v) for k, v in headers]
         self._timestamp = int(time.time() * 1000)
         self.transaction: MemoryTransaction | None = None  # None: not transactional
+        self.control = False  # a transaction marker: takes an offset, never handed over
 
     @property
     def visible(self) -> bool:
         """Whether a read_committed reader sees it (now or, if its transaction is open,
         once it commits)."""
+        if self.control:
+            return False
         return self.transaction is None or self.transaction.state == "committed"
 
     def topic(self) -> str:
@@ -94,20 +98,27 @@ class MemoryTransaction:
     """One transaction of a transactional producer: its records and offsets become
     visible together on commit; on abort, never."""
 
-    __slots__ = ("group_offsets", "state")
+    __slots__ = ("group_offsets", "state", "written")
 
     def __init__(self) -> None:
         self.state = "open"  # open, committed or aborted
         self.group_offsets: dict[str, list[TopicPartition]] = {}
+        self.written: set[tuple[str, int]] = set()  # partitions that get its marker
 
 
 class MemoryBroker:
     """Topics as lists of records per partition, and each group's committed offsets.
 
     Transactions as Kafka keeps them: records of an open transaction sit in the log
-    where read_committed readers stop; an aborted one's are skipped; a newer producer
-    with the same transactional id fences the older one. ``fail_next_commit`` makes the
-    next transaction commit fail with an error (to test aborts).
+    where read_committed readers stop; an aborted one's are skipped; its end writes a
+    marker (a control record, which takes an offset and is never handed to a consumer)
+    to every partition it wrote; a newer producer with the same transactional id fences
+    the older one.
+
+    Faults, for tests: ``fail_next_commit`` makes the next transaction commit fail with an
+    error (to test aborts); ``fail_committed_reads`` makes reads of committed offsets fail
+    (a group coordinator that does not answer); ``stall`` makes a transaction call block
+    until ``release_stalled`` (a client call that never returns).
 
     Thread-safe: the runtime's consumer thread reads while the loop appends.
     """
@@ -123,6 +134,24 @@ class MemoryBroker:
         self.open_transactions: dict[str, MemoryTransaction] = {}
         self.commit_failures: list[KafkaError] = []
         self.transactions = {"committed": 0, "aborted": 0}
+        self.committed_read_failures = 0
+        self.stalled_call: str | None = None
+        self.stalled = threading.Event()  # set while a stalled call is blocked
+        self.unstall = threading.Event()
+
+    def fail_committed_reads(self, times: int) -> None:
+        """The next ``times`` reads of committed offsets fail as a timeout would."""
+        self.committed_read_failures = times
+
+    def stall(self, call: str) -> None:
+        """The next transaction call named ``call`` (``send_offsets_to_transaction``,
+        ``commit_transaction``, ...) blocks until :meth:`release_stalled`."""
+        self.unstall.clear()
+        self.stalled_call = call
+
+    def release_stalled(self) -> None:
+        self.stalled_call = None
+        self.unstall.set()
 
     def fail_next_commit(self, error: KafkaError) -> None:
         """The next transaction commit raises ``KafkaException(error)`` (and fails
@@ -130,7 +159,8 @@ class MemoryBroker:
         self.commit_failures.append(error)
 
     def hold_acknowledgements(self) -> None:
-        """Keep produced records unacknowledged until :meth:`release_acknowledgements`."""
+        """Keep produced records unacknowledged until :meth:`release_acknowledgements` or
+        a producer's flush (which, as librdkafka's, returns once they are acknowledged)."""
         self.held_acks = []
 
     def release_acknowledgements(self) -> None:
@@ -166,16 +196,21 @@ class MemoryBroker:
             log = parts[partition]
             record = MemoryRecord(topic, partition, len(log), key, value, headers)
             record.transaction = transaction
+            if transaction is not None:
+                transaction.written.add((topic, partition))
             log.append(record)
             self.changed.notify_all()
         return record
 
     def records(self, topic: str, *, committed: bool = False) -> list[MemoryRecord]:
-        """Every record of a topic, partition by partition, each in offset order; with
-        ``committed``, only what a read_committed reader sees."""
+        """Every record of a topic (transaction markers left out), partition by partition,
+        each in offset order; with ``committed``, only what a read_committed reader sees."""
         with self.changed:
             return [
-                r for log in self._topics.get(topic, []) for r in log if not committed or r.visible
+                r
+                for log in self._topics.get(topic, [])
+                for r in log
+                if not r.control and (not committed or r.visible)
             ]
 
     def end_transaction(self, transaction: MemoryTransaction, commit: bool) -> None:
@@ -185,6 +220,11 @@ class MemoryBroker:
             if commit:
                 for group, offsets in transaction.group_offsets.items():
                     self._commit(group, offsets)
+            for topic, partition in sorted(transaction.written):
+                log = self._topics[topic][partition]
+                marker = MemoryRecord(topic, partition, len(log), None, None, ())
+                marker.control = True
+                log.append(marker)
             self.changed.notify_all()
 
     def commit(self, group: str, offsets: Sequence[TopicPartition]) -> None:
@@ -277,7 +317,7 @@ class MemoryConsumer:
                 batch.extend(r for r in taken if r.visible)
             else:
                 self.positions[where] = start + len(taken)
-                batch.extend(taken)
+                batch.extend(r for r in taken if not r.control)
             if len(batch) >= max_records:
                 break
         return batch
@@ -291,7 +331,20 @@ class MemoryConsumer:
         return records
 
     def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        if self.broker.committed_read_failures > 0:
+            self.broker.committed_read_failures -= 1
+            raise KafkaException(
+                KafkaError(KafkaError._TIMED_OUT, "Failed to get committed offsets: timed out")
+            )
         return [self.broker.committed(self.group, tp.topic, tp.partition) for tp in partitions]
+
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        return [
+            TopicPartition(
+                tp.topic, tp.partition, self.positions.get((tp.topic, tp.partition), -1001)
+            )
+            for tp in partitions
+        ]
 
     def commit(self, offsets: list[TopicPartition], *, asynchronous: bool) -> None:
         self.broker.commit(self.group, offsets)
@@ -364,7 +417,12 @@ class MemoryProducer:
         return future
 
     async def flush(self, seconds: float) -> int:
+        """Every record acknowledged when it returns, as librdkafka's flush: held
+        acknowledgements too (their callbacks run here, the others just before)."""
         await asyncio.sleep(0)  # let the acknowledgements queued with call_soon run
+        if self.broker.held_acks:
+            self.broker.release_acknowledgements()
+            self.broker.held_acks = []
         return 0
 
     async def aclose(self, flush_seconds: float) -> int:
@@ -411,6 +469,7 @@ class MemoryTransactionalProducer(MemoryProducer):
             )
 
     def init_transactions(self, timeout: float) -> None:
+        self._stall("init_transactions")
         broker = self.broker
         with broker.changed:
             self.epoch = broker.epochs.get(self.transactional_id, -1) + 1
@@ -429,12 +488,14 @@ class MemoryTransactionalProducer(MemoryProducer):
         self, offsets: list[TopicPartition], group_metadata: Any, timeout: float
     ) -> None:
         self._check_epoch()
+        self._stall("send_offsets_to_transaction")
         assert self.current is not None, "begin a transaction first"
         group, _member = group_metadata
         self.current.group_offsets.setdefault(group, []).extend(offsets)
 
     def commit_transaction(self, timeout: float) -> None:
         self._check_epoch()
+        self._stall("commit_transaction")
         assert self.current is not None, "begin a transaction first"
         if self.broker.commit_failures:
             raise KafkaException(self.broker.commit_failures.pop(0))
@@ -442,8 +503,18 @@ class MemoryTransactionalProducer(MemoryProducer):
 
     def abort_transaction(self, timeout: float) -> None:
         self._check_epoch()
+        self._stall("abort_transaction")
         if self.current is not None:
             self._end(commit=False)
+
+    def _stall(self, call: str) -> None:
+        """Block, as a client call that never returns, while the broker stalls ``call``
+        (at most a minute, so a test that forgets to release it still ends)."""
+        broker = self.broker
+        if broker.stalled_call == call:
+            broker.stalled.set()
+            broker.unstall.wait(60.0)
+            broker.stalled.clear()
 
     def _end(self, *, commit: bool) -> None:
         current, self.current = self.current, None

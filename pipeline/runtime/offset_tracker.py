@@ -8,6 +8,15 @@ skip it.
 Offsets above the watermark that are already finished travel in the commit's metadata
 as a compressed bitmap, as Confluent's Parallel Consumer does, so the next owner of the
 partition skips them instead of handling them again.
+
+A partition whose committed offsets could not be read when it was assigned is *held*:
+nothing of it is handled until they are read, because its finished offsets (and, in
+exactly-once mode, the position its committed state vouches for) are not known.
+
+When everything fetched is finished and the consumer's position is past the last record
+handed over (transaction markers and aborted records are never handed over), the position
+is what commits, as Kafka Streams does: a partition written in transactions then shows
+lag 0 once all is read, not 1 for its last marker.
 """
 
 from __future__ import annotations
@@ -30,11 +39,14 @@ class PartitionOffsets:
         "_pending",
         "committed",
         "first",
+        "held",
+        "held_from",
         "high_water",
         "in_progress",
         "partition",
         "revoked",
         "skip",
+        "start",
         "topic",
     )
 
@@ -47,6 +59,9 @@ class PartitionOffsets:
         self.first: int | None = None  # the first offset fetched in this generation
         self.in_progress = 0  # started and neither finished nor abandoned
         self.skip = skip or set()  # finished by an earlier owner, per the commit metadata
+        self.held = False  # the committed offsets are not known yet: handle nothing
+        self.held_from: int | None = None  # the first offset fetched (and dropped) while held
+        self.start: int | None = None  # the committed offset when assigned (None: none)
         self._pending: deque[int] = deque()
         self._done: set[int] = set()
 
@@ -59,6 +74,23 @@ class PartitionOffsets:
             self.first = offset
         self.high_water = offset + 1
         return True
+
+    def hold_back(self, offset: int) -> None:
+        """A record fetched while held: dropped, to be fetched again once released."""
+        if self.held_from is None or offset < self.held_from:
+            self.held_from = offset
+
+    def advance_to(self, position: int) -> None:
+        """The consumer's position, read when everything it handed over was tracked: with
+        nothing pending, the offsets below it are finished or were never handed over
+        (transaction markers, aborted records), so the watermark may move up to it."""
+        if self._pending or self.held or self.skip or position < 0:
+            return  # (offsets an earlier owner finished are still to come: not past them)
+        if self.high_water is None:
+            if self.start is not None and position > self.start:
+                self.high_water = position  # stepped over markers right after the commit
+        elif position > self.high_water:
+            self.high_water = position
 
     def finished(self, offset: int) -> None:
         """Mark an offset finished; the watermark moves over every finished prefix."""
@@ -79,7 +111,14 @@ class PartitionOffsets:
         return self.high_water
 
     def commit_metadata(self) -> str | None:
-        """The finished offsets above the watermark, encoded for the commit's metadata."""
+        """The finished offsets above the watermark, encoded for the commit's metadata:
+        those finished here and those an earlier owner finished that were not fetched yet
+        (so a commit before they arrive does not forget them)."""
+        if self.skip:
+            mark = self.watermark()
+            if mark is None:
+                return None
+            return encode_finished(mark, self._done | self.skip)
         if not self._done or not self._pending:
             return None
         return encode_finished(self._pending[0], self._done)

@@ -62,6 +62,11 @@ class ConsumerPort(Protocol):
         """The group's committed offsets (with their metadata) of these partitions."""
         ...
 
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        """The next offset the consumer hands over for each partition (past transaction
+        markers and aborted records it stepped over); negative when not known."""
+        ...
+
     def commit(self, offsets: list[TopicPartition], *, asynchronous: bool) -> None:
         """Commit offsets; an asynchronous commit reports through the commit callback."""
         ...

@@ -296,32 +296,41 @@ class RecordProcessor:
         self, work: Work, failure: Failure, outgoing: list[Outgoing] | None = None
     ) -> bool:
         """Dead-letter the record; in exactly-once mode, with ``outgoing`` (what a
-        rejecting handler emitted) in the same transaction."""
+        rejecting handler emitted) in the same transaction.
+
+        The record is finished in the dead letter's acknowledgement callback itself, as a
+        handler's outputs finish theirs: a commit that takes the positions right after
+        the producer's flush then carries the dead letter's offset with the dead letter,
+        never the dead letter without its offset.
+        """
         producer = self.producer
         assert producer is not None
         value, headers = dead_letter_record(self.serde, work.msg, failure)
-        if self.transaction is None:
-            ack = await producer.send(self.dead_letter_topic, value, work.msg.key(), headers)
-        else:
-            async with self.transaction.gate.producing():
-                if work.part.revoked:
-                    return False
-                for o in outgoing or ():
-                    await producer.produce(o.topic, o.value, o.key, o.headers, self._acked)
-                ack = await producer.send(self.dead_letter_topic, value, work.msg.key(), headers)
-        try:
-            await ack
-        except KafkaException as exc:
-            if self.transaction is None:
-                self.state.fail(exc)
-            else:
-                self.transaction.produce_failed(exc.args[0])
-            return False
         handler = failure.handler or "none"
         event_type = failure.event_type or "unknown"
-        self.metrics.dead_letters.labels(self.name, handler, event_type, failure.stage).inc()
-        self.metrics.handled.labels(self.name, handler, event_type, "dead_lettered").inc()
-        finished(work)
+        self.unacked += 1
+
+        def acknowledged(err: KafkaError | None, _msg: Any) -> None:
+            self.unacked -= 1
+            if err is not None:
+                self._produce_failed(err)
+                work.part.in_progress -= 1  # abandoned: read again after the abort
+                return
+            self.metrics.dead_letters.labels(self.name, handler, event_type, failure.stage).inc()
+            self.metrics.handled.labels(self.name, handler, event_type, "dead_lettered").inc()
+            finished(work)
+
+        topic, key = self.dead_letter_topic, work.msg.key()
+        if self.transaction is None:
+            await producer.produce(topic, value, key, headers, acknowledged)
+            return True
+        async with self.transaction.gate.producing():
+            if work.part.revoked:
+                self.unacked -= 1
+                return False
+            for o in outgoing or ():
+                await producer.produce(o.topic, o.value, o.key, o.headers, self._acked)
+            await producer.produce(topic, value, key, headers, acknowledged)
         return True
 
 

@@ -18,10 +18,10 @@ unfinished work piles up. The other concerns have their own modules:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
@@ -37,6 +37,7 @@ from pipeline.observability.kafka_logs import ClusterConnection
 from pipeline.observability.metrics import RuntimeMetrics
 from pipeline.runtime.committer import TP, Committer
 from pipeline.runtime.event_types import check_event_types
+from pipeline.runtime.kafka_thread import KafkaThread
 from pipeline.runtime.kafka_transport import KafkaTransport
 from pipeline.runtime.lanes import Lanes
 from pipeline.runtime.offset_tracker import PartitionOffsets
@@ -62,6 +63,10 @@ log = logging.getLogger("pipeline.runtime")
 
 POLL_BATCH = 500  # records taken from the client at most per fetch
 POLL_TIMEOUT_SECONDS = 0.1  # longest wait for a first record; bounds how late a stop is seen
+# Of the drain deadline at shutdown, what in-flight work leaves to the commit and the close
+# (at most this much, at most a quarter); each of those gets at least CLOSE_SECONDS.
+CLOSE_RESERVE_SECONDS = 5.0
+CLOSE_SECONDS = 1.0
 
 
 class Runner:
@@ -129,12 +134,15 @@ class Runner:
             revoked_hooks=service.revoked_hooks,
         )
         self.ready = False
+        self.stop_seen: float | None = None  # when the poll loop was told to stop
         self.connection = ClusterConnection(settings.bootstrap_servers)
         self.probes = ConsumerProbes(
             self.connection,
             down_limit=settings.broker_down_not_ready_seconds,
             fatal=lambda: self.state.fatal,
+            stuck_limit=settings.liveness_stuck_seconds,
         )
+        self.metrics.poll_stalled.set_function(self.probes.stalled_for)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -144,11 +152,14 @@ class Runner:
         self.lanes.start(self.settings.max_in_flight, self.name)
         consumer_config = self._consumer_config()
         self.consumer = self.transport.consumer(consumer_config, self.committer.on_commit)
+        self.poller = KafkaThread(f"{self.name}-consumer")
         self.committer.attach(self.consumer, self.loop)
-        self.rebalancer.attach(self.consumer, self.loop)
-        self.poller = ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-consumer")
+        self.rebalancer.attach(self.consumer, self.loop, self.poller)
+        self._watch(self.poller, "consumer")
         if exactly_once(self.settings):
-            await self._start_transactions(consumer_config)
+            if not await self._start_transactions(consumer_config, stop):
+                await self._close_unstarted()
+                return
         else:
             self.producer = self.transport.producer(
                 {
@@ -181,15 +192,9 @@ class Runner:
         ]
         ticker = asyncio.create_task(self.probes.tick())
         state = self.state
+        polling = asyncio.create_task(self._poll(stop), name=f"{self.name}-poll")
         try:
-            while not stop.is_set() and state.fatal is None:
-                batch = await self._fetch()
-                self.probes.fetched(len(batch))
-                self.ready = True
-                for msg in batch:
-                    self._dispatch(msg)
-                self.processor.flush_counts()
-                await self._apply_backpressure()
+            await self._until_stopped(polling, stop)
         finally:
             self.ready = self.probes.consuming = False
             ticker.cancel()
@@ -203,8 +208,52 @@ class Runner:
         if state.fatal is not None:
             raise state.fatal
 
-    async def _start_transactions(self, consumer_config: dict[str, Any]) -> None:
-        """Exactly-once mode: one transactional producer, its first transaction open."""
+    def _watch(self, thread: KafkaThread, kind: str) -> None:
+        self.probes.watch(thread)
+        blocked = self.metrics.kafka_call_blocked.labels(self.name, kind)
+        blocked.set_function(lambda: thread.blocked_for)
+
+    async def _poll(self, stop: asyncio.Event) -> None:
+        """The poll loop: fetch, dispatch, pause or resume, until stopped."""
+        state, probes, rebalancer = self.state, self.probes, self.rebalancer
+        while not stop.is_set() and state.fatal is None:
+            batch, positions = await self._fetch()
+            probes.fetched(len(batch))
+            self.ready = True
+            for msg in batch:
+                self._dispatch(msg)
+            if positions:
+                self._advance(positions)
+            self.processor.flush_counts()
+            await self._apply_backpressure()
+            if rebalancer.holding and time.monotonic() >= rebalancer.next_read:
+                await self.on_consumer_thread(rebalancer.release_held)
+
+    async def _until_stopped(self, polling: asyncio.Task[None], stop: asyncio.Event) -> None:
+        """Wait for the poll loop; once ``stop`` is set, give it a moment to see it, then
+        stop waiting for the consumer thread (a call stuck in the client must not keep a
+        SIGTERM from being honoured)."""
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({polling, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            self.stop_seen = time.monotonic()
+            if not polling.done():
+                patience = min(POLL_TIMEOUT_SECONDS * 10, self.settings.drain_timeout_seconds / 4)
+                done, _ = await asyncio.wait({polling}, timeout=patience)
+                if not done:
+                    log.warning("the consumer thread is busy; stopping without waiting for it")
+                    polling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await polling
+        finally:
+            stopping.cancel()
+
+    async def _start_transactions(
+        self, consumer_config: dict[str, Any], stop: asyncio.Event
+    ) -> bool:
+        """Exactly-once mode: one transactional producer, its first transaction open.
+        While Kafka cannot be reached this waits and tries again, as the consumer does;
+        False when stopped first."""
         txn_id = transactional_id(self.settings, self.group_id, consumer_config)
         config = {
             **transactional_config(
@@ -215,8 +264,24 @@ class Runner:
         producer = self.transport.transactional_producer(config, self.loop)
         self.producer = producer
         gate = TransactionGate()
-        transaction = Transaction(producer, gate, transactional_id=txn_id, fail=self.state.fail)
-        await self.on_consumer_thread(transaction.start)
+        thread = KafkaThread(f"{self.name}-transactions")
+        self._watch(thread, "transactions")
+        transaction = Transaction(
+            producer,
+            gate,
+            transactional_id=txn_id,
+            fail=self.state.fail,
+            timeout=self.settings.kafka_call_timeout_seconds,
+            thread=thread,
+        )
+        starting = asyncio.ensure_future(self.on_consumer_thread(transaction.start, stop.is_set))
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not starting.done() or not starting.result():
+            return False
         gate.open()
         self.processor.attach(producer, transaction)
         self.publisher = Publisher(
@@ -227,17 +292,28 @@ class Runner:
             on_abort=lambda: self.rebalancer.rewind(self.committer.reopen),
             flush_seconds=self.settings.drain_timeout_seconds,
         )
+        return True
 
-    async def _fetch(self) -> Sequence[Record]:
-        """One fetch of records, on the consumer thread: the only place the loop fetches.
+    async def _close_unstarted(self) -> None:
+        """Stopped before transactions could start: release the clients, commit nothing."""
+        log.info("service %s stopped before it could start", self.name)
+        await self._bounded(self.on_consumer_thread(self.consumer.close), 5.0, "closing")
+        self.poller.shutdown(wait=False)
+        await self.producer.aclose(0.0)
+
+    async def _fetch(self) -> tuple[Sequence[Record], list[TopicPartition]]:
+        """One fetch of records, on the consumer thread: the only place the loop fetches;
+        with no record, the consumer's positions.
 
         A batch fetched while the partitions were handed back after an aborted transaction
         is dropped: the consumer reads those records again from the committed offsets.
         """
-        rewinds, batch = await self.loop.run_in_executor(self.poller, self._consume)
-        return batch if rewinds == self.rebalancer.rewinds else ()
+        rewinds, batch, positions = await self.loop.run_in_executor(self.poller, self._consume)
+        if rewinds != self.rebalancer.rewinds:
+            return (), []
+        return batch, positions
 
-    def _consume(self) -> tuple[int, Sequence[Record]]:
+    def _consume(self) -> tuple[int, Sequence[Record], list[TopicPartition]]:
         """The records the client has, as soon as it has one (on the consumer thread).
 
         librdkafka's batch consume returns only when the batch is full or its timeout has
@@ -252,8 +328,9 @@ class Runner:
         rewinds = self.rebalancer.rewinds
         first = self.consumer.consume(1, POLL_TIMEOUT_SECONDS)
         if not first:
-            return rewinds, first
-        return rewinds, [*first, *self.consumer.consume(POLL_BATCH - 1, 0)]
+            # Idle: where the consumer stands, past any transaction marker it stepped over.
+            return rewinds, first, self.rebalancer.positions()
+        return rewinds, [*first, *self.consumer.consume(POLL_BATCH - 1, 0)], []
 
     def _consumer_config(self) -> dict[str, Any]:
         eos = {"isolation.level": "read_committed"} if exactly_once(self.settings) else {}
@@ -295,12 +372,20 @@ class Runner:
         return server
 
     async def _shutdown(self) -> None:
-        """Stop fetching, hand back unstarted work, drain started work, commit, close."""
+        """Stop fetching, hand back unstarted work, drain started work, commit, close: all
+        within the drain deadline, whatever the client does.
+
+        In-flight work gets the deadline less a reserve for the commit and the close; a
+        Kafka call still running at its share of the deadline is left behind (its thread
+        is a daemon), so the process can exit and be restarted.
+        """
         state = self.state
         state.closing.set()
-        deadline = time.monotonic() + self.settings.drain_timeout_seconds
+        drain = self.settings.drain_timeout_seconds
+        deadline = (self.stop_seen or time.monotonic()) + drain
+        work_deadline = deadline - min(CLOSE_RESERVE_SECONDS, drain / 4)
         # Workers skip queued records once closing is set and finish the ones they hold.
-        while self.lanes and state.fatal is None and _left(deadline):  # noqa: ASYNC110
+        while self.lanes and state.fatal is None and _left(work_deadline):  # noqa: ASYNC110
             await asyncio.sleep(0.01)
         if self.lanes:
             log.warning(
@@ -309,27 +394,52 @@ class Runner:
                 len(self.lanes),
             )
         await self.lanes.stop()
-        await self.producer.flush(_left(deadline))
+        await self.producer.flush(_left(work_deadline))
         # Acknowledgements reach the loop in batches; polling beats an event set per record.
-        while self.processor.unacked and state.fatal is None and _left(deadline):  # noqa: ASYNC110
+        while self.processor.unacked and state.fatal is None and _left(work_deadline):  # noqa: ASYNC110
             await asyncio.sleep(0.01)
+        commit_by = max(_left(deadline) - CLOSE_SECONDS, CLOSE_SECONDS)
         if self.committer.transaction is not None:
             if state.fatal is None:
-                await self.on_consumer_thread(
-                    self.committer.commit_transaction, list(self.partitions.values())
+                parts = list(self.partitions.values())
+                await self._bounded(
+                    self.on_consumer_thread(self.committer.commit_transaction, parts),
+                    commit_by,
+                    "the final commit",
                 )
         else:
-            parts = self.partitions.values()
-            offsets = [tp for _, tp in self.committer.take(parts, force=True)]
+            parts_now = self.partitions.values()
+            offsets = [tp for _, tp in self.committer.take(parts_now, force=True)]
             if offsets and state.fatal is None:
-                await self.on_consumer_thread(self.committer.commit_sync, offsets)
-        await self.on_consumer_thread(self.consumer.close)
+                await self._bounded(
+                    self.on_consumer_thread(self.committer.commit_sync, offsets),
+                    commit_by,
+                    "the final commit",
+                )
+        await self._bounded(
+            self.on_consumer_thread(self.consumer.close),
+            max(_left(deadline), CLOSE_SECONDS),
+            "closing the consumer",
+        )
         self.poller.shutdown(wait=True)
-        remaining = await self.producer.aclose(5.0)
+        remaining = await self.producer.aclose(min(5.0, max(_left(deadline), 1.0)))
         if remaining:
             log.error("%d produced records were not acknowledged at close", remaining)
         self.processor.flush_counts()
         log.info("service %s stopped", self.name)
+
+    async def _bounded(self, call: Awaitable[Any], seconds: float, what: str) -> None:
+        """Await a consumer-thread call for at most ``seconds``; past that, leave it."""
+        try:
+            await asyncio.wait_for(call, seconds)
+        except TimeoutError:
+            log.error(
+                "%s did not finish within %.0fs: the Kafka client is stuck; leaving it "
+                "behind (nothing more is committed, the next owner handles what this one "
+                "did not commit)",
+                what,
+                seconds,
+            )
 
     # ---------------------------------------------------------------- dispatch
 
@@ -346,8 +456,12 @@ class Runner:
         topic, partition = msg.topic() or "", msg.partition() or 0
         part = self.partitions.get((topic, partition))
         offset = msg.offset() or 0
-        if part is None or not part.received(offset):
-            return  # a partition revoked meanwhile, or an offset already tracked
+        if part is None or part.held:
+            if part is not None:
+                part.hold_back(offset)  # fetched again once its committed offsets are read
+            return
+        if not part.received(offset):
+            return  # an offset already tracked
         if offset in part.skip:
             part.skip.discard(offset)  # an earlier owner finished it: commit, don't repeat
             part.finished(offset)
@@ -359,18 +473,30 @@ class Runner:
         lane_key = key if isinstance(key, bytes) else f"\0{topic}\0{partition}".encode()
         self.lanes.add(lane_key, Work(msg, part, route))
 
+    def _advance(self, positions: list[TopicPartition]) -> None:
+        """The consumer's positions after an empty fetch, every batch before it tracked:
+        an idle partition's watermark moves past the transaction markers it ends with."""
+        partitions = self.partitions
+        for tp in positions:
+            part = partitions.get((tp.topic, tp.partition))
+            if part is not None:
+                part.advance_to(tp.offset)
+
     async def _apply_backpressure(self) -> None:
-        """Pause partitions with too much unfinished work; resume them once it halves."""
+        """Pause partitions with too much unfinished work, and held ones; resume them once
+        the work halves (held ones once released)."""
         limit = self.settings.max_buffered_per_partition
         pause = [
             tp
             for tp, part in self.partitions.items()
-            if tp not in self.paused and part.buffered >= limit
+            if tp not in self.paused and (part.buffered >= limit or part.held)
         ]
         resume = [
             tp
             for tp in self.paused
-            if tp in self.partitions and self.partitions[tp].buffered <= limit // 2
+            if tp in self.partitions
+            and self.partitions[tp].buffered <= limit // 2
+            and not self.partitions[tp].held
         ]
         if not pause and not resume:
             return

@@ -17,12 +17,15 @@ transaction at once), and the consumer's group metadata sent with the offsets fe
 member of an older group generation (a zombie that lost its partitions in a rebalance).
 A fenced producer stops the service (:class:`~pipeline.errors.TransactionFencedError`);
 an abortable failure aborts the transaction and the runner reads again from the
-committed offsets (:class:`AbortableTransactionError`).
+committed offsets (:class:`AbortableTransactionError`); a call that does not return in
+time stops it too (:class:`~pipeline.errors.KafkaCallStuckError`), for its supervisor to
+start a fresh instance.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -34,14 +37,21 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from pipeline.config import Settings
-from pipeline.errors import AbortableTransactionError, TransactionFencedError
+from pipeline.errors import (
+    AbortableTransactionError,
+    KafkaCallStuckError,
+    TransactionFencedError,
+)
+from pipeline.runtime.kafka_thread import KafkaThread
 from pipeline.runtime.ports import AckCallback, Headers, ProducerPort, TransactionalProducerPort
 
 log = logging.getLogger("pipeline.runtime")
 
 EXACTLY_ONCE = "exactly_once"
-INIT_TIMEOUT_SECONDS = 60.0
 CALL_TIMEOUT_SECONDS = 30.0
+# How long past its own timeout a transaction call may run before the runtime gives up
+# (or half the timeout, when that is shorter).
+STUCK_GRACE_SECONDS = 5.0
 
 # Errors that mean another producer owns the transactional id now.
 FENCED_ERRORS = frozenset(
@@ -165,9 +175,17 @@ class GatedProducer:
 
 
 class Transaction:
-    """The transaction calls, made on the consumer thread, with Kafka's errors sorted
-    into fenced (stop), abortable (:class:`AbortableTransactionError`) and retriable
-    (retried here)."""
+    """The transaction calls, with Kafka's errors sorted into fenced (stop), abortable
+    (:class:`AbortableTransactionError`) and retriable (retried here).
+
+    Each call runs on a thread of its own (:class:`KafkaThread`), and the caller (the
+    consumer thread) waits for it at most ``timeout`` seconds (the timeout librdkafka is
+    given) plus a grace (:data:`STUCK_GRACE_SECONDS`, or half the timeout): librdkafka
+    does not always honour its own timeout (``send_offsets_to_transaction`` can block
+    while the group coordinator is down). A call past that deadline raises
+    :class:`KafkaCallStuckError`: the instance gives up its producer and stops, and every
+    later call raises the same at once.
+    """
 
     def __init__(
         self,
@@ -176,25 +194,53 @@ class Transaction:
         *,
         transactional_id: str,
         fail: Callable[[BaseException], None],
+        timeout: float = CALL_TIMEOUT_SECONDS,
+        thread: KafkaThread | None = None,
     ) -> None:
         self.producer = producer
         self.gate = gate
         self.transactional_id = transactional_id
         self.fail = fail
+        self.timeout = timeout
+        self.deadline = timeout + min(STUCK_GRACE_SECONDS, timeout / 2)
+        self.thread = thread or KafkaThread(f"{transactional_id}-transactions")
         # Why the open transaction must be aborted (a record of it failed), or None.
         self.doomed: str | None = None
+        self.stuck: str | None = None  # the call that never returned, once one did not
 
     # ------------------------------------------------------------ consumer thread
 
-    def start(self) -> None:
-        """Fence earlier producers of this id and open the first transaction."""
-        self._call("init_transactions", self.producer.init_transactions, INIT_TIMEOUT_SECONDS)
+    def start(self, stopping: Callable[[], bool] = lambda: False) -> bool:
+        """Fence earlier producers of this id and open the first transaction; while Kafka
+        cannot be reached, try again (with one log line) until it can or ``stopping()``.
+        False when it stopped first."""
+        delay, said = 0.5, False
+        while True:
+            try:
+                self._call("init_transactions", self.producer.init_transactions, self.timeout)
+                break
+            except AbortableTransactionError as exc:  # timed out: the cluster is not there
+                if stopping():
+                    return False
+                if not said:
+                    log.warning(
+                        "cannot initialise transactional id %s yet (%s); trying again until "
+                        "Kafka answers",
+                        self.transactional_id,
+                        exc,
+                    )
+                    said = True
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                if stopping():
+                    return False
         self.producer.begin_transaction()
         log.info("transactional id %s initialised", self.transactional_id)
+        return True
 
     def commit(self, offsets: list[TopicPartition], group_metadata: Any) -> None:
-        """Add ``offsets`` and commit; raises AbortableTransactionError or
-        TransactionFencedError."""
+        """Add ``offsets`` and commit; raises AbortableTransactionError,
+        TransactionFencedError or KafkaCallStuckError."""
         if self.doomed is not None:
             raise AbortableTransactionError(self.doomed)
         if offsets:
@@ -203,9 +249,9 @@ class Transaction:
                 self.producer.send_offsets_to_transaction,
                 offsets,
                 group_metadata,
-                CALL_TIMEOUT_SECONDS,
+                self.timeout,
             )
-        self._call("commit_transaction", self.producer.commit_transaction, CALL_TIMEOUT_SECONDS)
+        self._call("commit_transaction", self.producer.commit_transaction, self.timeout)
 
     def begin(self) -> None:
         self.doomed = None
@@ -215,7 +261,7 @@ class Transaction:
         """Abort the open transaction (its records are never read by read_committed
         readers, its offsets never committed) and begin the next one."""
         try:
-            self._call("abort_transaction", self.producer.abort_transaction, CALL_TIMEOUT_SECONDS)
+            self._call("abort_transaction", self.producer.abort_transaction, self.timeout)
         except (
             AbortableTransactionError
         ) as exc:  # cannot happen for an abort; keep going if it does
@@ -223,11 +269,25 @@ class Transaction:
         self.begin()
 
     def _call(self, what: str, fn: Callable[..., None], *args: Any) -> None:
-        deadline = time.monotonic() + CALL_TIMEOUT_SECONDS
+        if self.stuck is not None:
+            raise KafkaCallStuckError(
+                f"{what} not attempted: {self.stuck} never returned on transactional id "
+                f"{self.transactional_id}"
+            )
+        deadline = time.monotonic() + self.timeout
         while True:
             try:
-                fn(*args)
+                self.thread.submit(fn, *args).result(self.deadline)
                 return
+            except concurrent.futures.TimeoutError:
+                self.stuck = what
+                raise KafkaCallStuckError(
+                    f"{what} did not return within {self.deadline:g}s "
+                    f"(librdkafka was given {self.timeout:g}s); giving up transactional id "
+                    f"{self.transactional_id}: this instance stops without committing "
+                    "anything more, and its open transaction is aborted when it is "
+                    "replaced"
+                ) from None
             except KafkaException as exc:
                 error = exc.args[0] if exc.args else None
                 if not isinstance(error, KafkaError):

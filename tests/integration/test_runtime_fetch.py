@@ -42,7 +42,7 @@ def test_records_come_back_at_once_and_together_not_after_the_timeout(
     # One producer batch: the records reach the client in one fetch response.
     produce(kafka_bootstrap, topic, [("k", b"1"), ("k", b"2"), ("k", b"3")])
     started = time.monotonic()
-    _, batch = runner._consume()
+    _, batch, _ = runner._consume()
     elapsed = time.monotonic() - started
     assert [m.value() for m in batch] == [b"1", b"2", b"3"]
     # librdkafka's batch consume would have held them until the timeout.
