@@ -9,26 +9,16 @@ land on the same partition number everywhere.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any, TypeVar, cast, get_args
 
 import yaml
 
 from pipeline.config import Settings
 from pipeline.errors import TopologyError
-from pipeline.topology.definitions import TopicDefinition, TopicKind, Topology
+from pipeline.topology.definitions import TopicDefinition, Topology, parse_definition
 
 __all__ = ["load_settings_topology", "load_topology"]
-
-_KINDS: tuple[str, ...] = get_args(TopicKind)
-
-_REQUIRED_KEYS = frozenset({"name", "kind", "doc", "partitions", "replication_factor", "key"})
-_OPTIONAL_KEYS = frozenset({"configs", "value_schema", "co_partitioned"})
-_TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
-_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 
 
 def load_topology(
@@ -106,98 +96,12 @@ def _load_file(path: Path) -> TopicDefinition:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise TopologyError(f"{where}: cannot read topic definition: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise TopologyError(f"{where}: expected a mapping of topic settings")
-
-    unknown = sorted(str(k) for k in raw.keys() - _REQUIRED_KEYS - _OPTIONAL_KEYS)
-    if unknown:
-        allowed = ", ".join(sorted(_REQUIRED_KEYS | _OPTIONAL_KEYS))
-        raise TopologyError(f"{where}: unknown key(s) {', '.join(unknown)} (allowed: {allowed})")
-    missing = sorted(_REQUIRED_KEYS - raw.keys())
-    if missing:
-        raise TopologyError(f"{where}: missing key(s) {', '.join(missing)}")
-
-    name = _typed(raw, "name", str, where)
-    if not _TOPIC_NAME.match(name):
-        raise TopologyError(f"{where}: invalid topic name {name!r} (letters, digits, . _ -)")
-    if name != path.stem:
-        raise TopologyError(f"{where}: name {name!r} must match the file name ({name}.yaml)")
-
-    kind = _typed(raw, "kind", str, where)
-    if kind not in _KINDS:
-        raise TopologyError(f"{where}: kind {kind!r} is not one of {', '.join(_KINDS)}")
-
-    partitions = _typed(raw, "partitions", int, where)
-    if partitions < 1:
-        raise TopologyError(f"{where}: partitions must be at least 1, not {partitions}")
-    replication = _typed(raw, "replication_factor", int, where)
-    if replication < 1:
-        raise TopologyError(f"{where}: replication_factor must be at least 1, not {replication}")
-
-    co_partitioned = raw.get("co_partitioned", kind == "conversation")
-    if not isinstance(co_partitioned, bool):
-        raise TopologyError(f"{where}: co_partitioned must be true or false")
-    if kind == "conversation" and not co_partitioned:
-        raise TopologyError(f"{where}: conversation topics are always co-partitioned")
-
-    value_schema = raw.get("value_schema")
-    if value_schema is not None and (
-        not isinstance(value_schema, str) or not _SCHEMA_NAME.match(value_schema)
-    ):
+    topic = parse_definition(raw, where)
+    if topic.name != path.stem:
         raise TopologyError(
-            f"{where}: value_schema must be an Avro full name such as "
-            f"pipeline.events.MessageReceived, not {value_schema!r}"
+            f"{where}: name {topic.name!r} must match the file name ({topic.name}.yaml)"
         )
-    if kind == "conversation" and value_schema is None:
-        raise TopologyError(f"{where}: conversation topics need a value_schema")
-
-    configs = _configs(raw.get("configs"), where)
-    insync = configs.get("min.insync.replicas")
-    if insync is not None and (not insync.isdigit() or int(insync) > replication):
-        raise TopologyError(
-            f"{where}: min.insync.replicas {insync!r} must be a number no larger than "
-            f"replication_factor ({replication})"
-        )
-
-    return TopicDefinition(
-        name=name,
-        kind=cast(TopicKind, kind),
-        partitions=partitions,
-        replication_factor=replication,
-        key=_typed(raw, "key", str, where),
-        doc=_typed(raw, "doc", str, where),
-        value_schema=value_schema,
-        co_partitioned=co_partitioned,
-        configs=MappingProxyType(configs),
-    )
-
-
-_T = TypeVar("_T")
-
-
-def _typed(raw: Mapping[str, Any], key: str, kind: type[_T], where: str) -> _T:
-    value = raw[key]
-    # bool is an int in Python; `partitions: true` is a mistake, not 1.
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        expected = {int: "an integer", str: "a string"}.get(kind, kind.__name__)
-        raise TopologyError(f"{where}: {key} must be {expected}, not {value!r}")
-    return value
-
-
-def _configs(raw: object, where: str) -> dict[str, str]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise TopologyError(f"{where}: configs must be a mapping of Kafka topic configs")
-    configs: dict[str, str] = {}
-    for key, value in raw.items():
-        if not isinstance(key, str) or not isinstance(value, str):
-            raise TopologyError(
-                f'{where}: config {key!r} must be a quoted string ("{value}"), '
-                "as Kafka topic configs are strings"
-            )
-        configs[key] = value
-    return configs
+    return topic
 
 
 def _check_co_partitioning(topology: Topology) -> None:
