@@ -60,7 +60,7 @@ def test_default_data_dir_is_per_port_under_cache(
 
 def test_default_cache_is_in_the_repository(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(devkafka.CACHE_ENV, raising=False)
-    repo = Path(devkafka.__file__).resolve().parents[2]
+    repo = Path(__file__).resolve().parents[2]  # tests/unit/test_devkafka.py
     assert devkafka.cache_root() == repo / ".cache" / "kafka"
 
 

@@ -15,6 +15,7 @@ from pipeline.errors import TopologyError
 from pipeline.topology import (
     Drift,
     DriftKind,
+    TopicDefinition,
     admin_client,
     check,
     load_settings_topology,
@@ -363,3 +364,38 @@ def test_an_extra_conversation_topic_must_share_the_partition_count(tmp_path: Pa
     extra = _write(tmp_path / "mine", _definition("order_placed", partitions=5))
     with pytest.raises(TopologyError, match="must share one partition count"):
         load_topology(TOPICS, extra_folders=[extra])
+
+
+def test_every_problem_of_a_file_is_named_at_once(tmp_path: Path) -> None:
+    definition = _definition("a", partitions=0, kind="stream", bogus=1)
+    del definition["doc"]
+    folder = _write(tmp_path / "t", definition)
+    with pytest.raises(TopologyError) as caught:
+        load_topology(folder)
+    message = str(caught.value)
+    assert message.startswith("a.yaml: unknown key(s) bogus")
+    for problem in ("missing key(s) doc", "kind 'stream' is not one of", "partitions must be at"):
+        assert problem in message
+    assert "\n" not in message
+
+
+def test_a_definition_left_without_co_partitioned_follows_its_kind(tmp_path: Path) -> None:
+    folder = _write(
+        tmp_path / "t",
+        _definition("a"),
+        _definition("dead", kind="internal", value_schema=None, partitions=1),
+    )
+    topology = load_topology(folder)
+    assert topology["a"].co_partitioned
+    assert not topology["dead"].co_partitioned
+    # An explicit null is not "left out": it is a mistake in the file.
+    _write(folder, _definition("dead", kind="internal", value_schema=None, co_partitioned=None))
+    with pytest.raises(TopologyError, match=r"dead\.yaml: co_partitioned must be true or false"):
+        load_topology(folder)
+
+
+def test_a_definition_built_in_code_is_validated_too() -> None:
+    with pytest.raises(ValueError, match="conversation topics need a value_schema"):
+        TopicDefinition(
+            name="a", kind="conversation", partitions=1, replication_factor=1, key="k", doc="d"
+        )
