@@ -358,7 +358,12 @@ class McpServerSettings(_Section):
     """One MCP tool server: a stdio ``command`` (with ``args``, ``env``, ``cwd``) or a
     streamable-HTTP ``url`` (with ``headers``)."""
 
-    command: str | None = Field(None, description="Executable of a stdio server.")
+    command: str | None = Field(
+        None,
+        description="Executable of a stdio server; 'python' (or 'python3') is the "
+        "interpreter running the tools service, so a server module installed beside it "
+        "is found.",
+    )
     args: list[str] = Field(default_factory=list, description="Arguments of the command.")
     env: dict[str, SecretStr] = Field(
         default_factory=dict, description="Extra environment of the command (secrets)."
