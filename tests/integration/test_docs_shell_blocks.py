@@ -31,6 +31,7 @@ pwd > {cwd_file}
 
 
 EXPECTED_OUTPUT = {
+    "README.md": '"text": "hi"',
     "docs/getting-started.md": '"text": "hi"',
     "docs/own-agent.md": "Thank you for order A-1001 (45.99 EUR).",
     "docs/topics.md": "message_received",
