@@ -99,15 +99,25 @@ class Settings(BaseSettings):
         description="How event values are framed: Avro single-object encoding (no registry) "
         "or the Confluent wire format (0, 4-byte schema id, body) with a schema registry.",
     )
-    schema_registry: SchemaRegistrySettings = Field(default_factory=SchemaRegistrySettings)
+    schema_registry: SchemaRegistrySettings = Field(
+        default_factory=SchemaRegistrySettings,
+        description="The schema registry of the confluent wire format.",
+    )
 
     max_in_flight: int = Field(256, ge=1, description="Events handled at once per process.")
     max_buffered_per_partition: int = Field(
         2000, ge=1, description="Events fetched but unfinished per partition before it pauses."
     )
     max_retries: int = Field(3, ge=0, description="Handler retries before dead-lettering.")
-    retry_backoff_initial_seconds: float = Field(0.2, gt=0)
-    retry_backoff_max_seconds: float = Field(10.0, gt=0)
+    retry_backoff_initial_seconds: float = Field(
+        0.2,
+        gt=0,
+        description="Wait before a failed handler's first retry; it doubles on each retry "
+        "(with jitter) up to retry_backoff_max_seconds.",
+    )
+    retry_backoff_max_seconds: float = Field(
+        10.0, gt=0, description="Longest wait between two attempts of a handler."
+    )
     drain_timeout_seconds: float = Field(
         30.0, gt=0, description="Deadline to finish in-flight work on revoke and shutdown."
     )
@@ -131,7 +141,9 @@ class Settings(BaseSettings):
 
     metrics_host: str = Field("0.0.0.0", description="Address of /metrics, /healthz, /readyz.")
     metrics_port: int = Field(8000, ge=0, le=65535, description="0 disables the HTTP endpoint.")
-    log_level: str = Field("INFO")
+    log_level: str = Field(
+        "INFO", description="Level of the process's root logger (DEBUG, INFO, WARNING, ...)."
+    )
     log_format: Literal["text", "json"] = Field(
         "text",
         description="text, or json: one object per line with trace_id, span_id, "
@@ -159,14 +171,40 @@ class Settings(BaseSettings):
         "answers /readyz with 503 (until it is back).",
     )
 
-    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
-    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
-    llm: LLMSettings = Field(default_factory=LLMSettings)
-    agent: AgentSettings = Field(default_factory=AgentSettings)
-    tools: ToolsSettings = Field(default_factory=ToolsSettings)
-    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
-    webhooks: WebhooksSettings = Field(default_factory=WebhooksSettings)
-    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+    gateway: GatewaySettings = Field(
+        default_factory=GatewaySettings,
+        description="The gateway: HTTP listener, channel credentials, tenants, input limits, "
+        "browser chat and streams.",
+    )
+    delivery: DeliverySettings = Field(
+        default_factory=DeliverySettings,
+        description="The delivery service: channel APIs, SMTP, retries, concurrency, "
+        "what an uncertain send does, web callback signing and egress.",
+    )
+    llm: LLMSettings = Field(
+        default_factory=LLMSettings,
+        description="The agent's language model: provider, endpoint, model and retries.",
+    )
+    agent: AgentSettings = Field(
+        default_factory=AgentSettings,
+        description="The agent: history, tool loop, follow-ups, state, handoff and approvals.",
+    )
+    tools: ToolsSettings = Field(
+        default_factory=ToolsSettings,
+        description="The tools service (timeouts, plugins, MCP servers) and the tool catalog "
+        "the agent reads.",
+    )
+    scheduler: SchedulerSettings = Field(
+        default_factory=SchedulerSettings, description="The scheduler of durable timers."
+    )
+    webhooks: WebhooksSettings = Field(
+        default_factory=WebhooksSettings,
+        description="The webhooks service: its rules and the record of handled deliveries.",
+    )
+    console: ConsoleSettings = Field(
+        default_factory=ConsoleSettings,
+        description="The operator console: listener, operators, sessions and its live view.",
+    )
 
     @field_validator("kafka", "consumer", "producer", mode="before")
     @classmethod

@@ -96,4 +96,4 @@ def unknown_variables(environ: Mapping[str, str], root: type[BaseModel]) -> list
 
 def _suggestion(name: str, known: Iterable[str]) -> str:
     close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]}?" if close else " (see the README's settings table)"
+    return f"; did you mean {close[0]}?" if close else " (see docs/reference/settings.md)"

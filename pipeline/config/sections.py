@@ -171,10 +171,12 @@ class DeliverySettings(_Section):
     whatsapp_phone_number_id: str | None = Field(None, description="Sending phone number id.")
     whatsapp_token: SecretStr | None = Field(None, description="WhatsApp access token.")
     smtp_host: str = Field("127.0.0.1", description="SMTP server for email replies.")
-    smtp_port: int = Field(25, ge=1, le=65535)
-    smtp_username: str | None = None
-    smtp_password: SecretStr | None = None
-    smtp_starttls: bool = False
+    smtp_port: int = Field(25, ge=1, le=65535, description="Port of the SMTP server.")
+    smtp_username: str | None = Field(None, description="SMTP login user (no login if unset).")
+    smtp_password: SecretStr | None = Field(None, description="SMTP login password (secret).")
+    smtp_starttls: bool = Field(
+        False, description="Upgrade the SMTP connection with STARTTLS before sending."
+    )
     email_from: str = Field("assistant@example.com", description="From address of replies.")
     timeout_seconds: float = Field(10.0, gt=0, description="Per-request timeout.")
     max_concurrent_sends: int = Field(
@@ -196,8 +198,15 @@ class DeliverySettings(_Section):
         return self.channel_concurrent_sends.get(channel, self.max_concurrent_sends)
 
     max_attempts: int = Field(5, ge=1, description="Attempts before a send has failed.")
-    backoff_initial_seconds: float = Field(0.5, gt=0)
-    backoff_max_seconds: float = Field(30.0, gt=0)
+    backoff_initial_seconds: float = Field(
+        0.5,
+        gt=0,
+        description="Wait before a refused send's first retry (429, 5xx, timeout); doubles "
+        "with jitter, and a longer Retry-After is honoured.",
+    )
+    backoff_max_seconds: float = Field(
+        30.0, gt=0, description="Longest backoff between two attempts of a send."
+    )
     retry_after_max_seconds: float = Field(
         120.0, gt=0, description="Longest Retry-After honoured; a longer one waits this long."
     )
@@ -252,9 +261,18 @@ class LLMSettings(_Section):
     base_url: str = Field("https://api.openai.com/v1", description="Chat-completions base URL.")
     model: str = Field("gpt-4o-mini", description="Model name.")
     api_key: SecretStr | None = Field(None, description="API key (Bearer).")
-    timeout_seconds: float = Field(30.0, gt=0)
-    max_retries: int = Field(2, ge=0)
-    temperature: float = Field(0.2, ge=0, le=2)
+    timeout_seconds: float = Field(
+        30.0, gt=0, description="Timeout of one chat-completion request."
+    )
+    max_retries: int = Field(
+        2,
+        ge=0,
+        description="Retries of a chat completion on 429, 5xx, timeouts and lost "
+        "connections; when they run out the agent answers the user with an apology.",
+    )
+    temperature: float = Field(
+        0.2, ge=0, le=2, description="Sampling temperature sent to the model."
+    )
     backoff_initial_seconds: float = Field(
         0.5, gt=0, description="First retry delay after a 429, 5xx or timeout (doubles)."
     )
@@ -340,7 +358,12 @@ class McpServerSettings(_Section):
     """One MCP tool server: a stdio ``command`` (with ``args``, ``env``, ``cwd``) or a
     streamable-HTTP ``url`` (with ``headers``)."""
 
-    command: str | None = Field(None, description="Executable of a stdio server.")
+    command: str | None = Field(
+        None,
+        description="Executable of a stdio server; 'python' (or 'python3') is the "
+        "interpreter running the tools service, so a server module installed beside it "
+        "is found.",
+    )
     args: list[str] = Field(default_factory=list, description="Arguments of the command.")
     env: dict[str, SecretStr] = Field(
         default_factory=dict, description="Extra environment of the command (secrets)."

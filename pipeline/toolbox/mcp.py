@@ -10,6 +10,11 @@ died, the endpoint is down, a ping goes unanswered) its tools are withdrawn
 (``on_tools`` with none) and it is connected again after a backoff that doubles up to
 ``mcp_retry_max_seconds``. Nothing here ends the service: a call to a server that is
 down is a :class:`ToolError`, which the tools service returns as an error result.
+
+A stdio ``command`` of ``python`` (or ``python3``) starts the interpreter that runs the
+tools service (``sys.executable``), not whichever ``python`` comes first on ``PATH``: a
+server module installed next to the service is then found, as it would be by
+``python -m`` from the service's own environment.
 """
 
 from __future__ import annotations
@@ -34,6 +39,17 @@ from pipeline.toolbox.registry import Tool
 log = logging.getLogger(__name__)
 
 ToolsCallback = Callable[["McpServer", list[Tool]], None]
+
+RUNNING_INTERPRETER_NAMES = frozenset({"python", "python3"})
+"""Stdio commands that mean the interpreter running the tools service."""
+
+
+def stdio_command(command: str) -> str:
+    """The executable to start for a stdio server's ``command``: ``sys.executable`` for
+    ``python`` and ``python3``, anything else as given."""
+    if command in RUNNING_INTERPRETER_NAMES and sys.executable:
+        return sys.executable
+    return command
 
 
 class McpServer:
@@ -105,7 +121,7 @@ class McpServer:
         config = self.config
         if config.command is not None:
             params = StdioServerParameters(
-                command=config.command,
+                command=stdio_command(config.command),
                 args=list(config.args),
                 env={k: v.get_secret_value() for k, v in config.env.items()} or None,
                 cwd=config.cwd,

@@ -1,10 +1,11 @@
 """The delivery service SIGKILLed 10 times while it sends to web, Slack and WhatsApp
 stand-ins served over real HTTP, on the real broker.
 
-What each channel may do across the kills is what the README's table promises: nothing
-missing; Slack never twice (an uncertain send is looked up by its metadata first); web
-repeats only with the same Idempotency-Key; WhatsApp repeats (at_least_once) or may miss
-and says so in delivery_status (at_most_once), counted and printed.
+What each channel may do across the kills is what the table of docs/guarantees/delivery.md
+promises: nothing missing; Slack never twice (an uncertain send is looked up by its
+metadata first); web repeats only with the same Idempotency-Key; WhatsApp repeats
+(at_least_once) or may miss and says so in delivery_status (at_most_once), counted and
+printed.
 
 And an operator's message, produced as the console does, sent on by the agent: delivery
 SIGKILLed in the crash window and restarted, the user's receiver processes it once.

@@ -1,5 +1,5 @@
-"""The README's "Build your own agent" walk-through is real code: its files live in
-examples/own_agent, and these tests keep them working."""
+"""The "Build your own agent" walk-through (docs/own-agent.md) is real code: its files
+live in examples/own_agent, and these tests keep them working."""
 
 from __future__ import annotations
 

@@ -214,7 +214,7 @@ def test_fingerprint_matches_apache_avro_from_the_schema_files() -> None:
 def test_apache_avro_fingerprints_the_real_files_differently_where_logical_types_are() -> None:
     """Apache avro (Python) keeps ``{"type": "string"}`` in its canonical form of a logical
     type where the specification reduces it to ``"string"``, so its ``fingerprint()`` of the
-    real schemas differs from Java's, fastavro's and ours (the README says so, and how to
+    real schemas differs from Java's, fastavro's and ours (docs/events.md says so, and how to
     get the right one). Unwrapping those primitives gives exactly the specification's form.
     """
     catalog = SchemaCatalog.load(SCHEMAS)
@@ -225,7 +225,7 @@ def test_apache_avro_fingerprints_the_real_files_differently_where_logical_types
         for primitive in sorted(PRIMITIVES):
             unwrapped = unwrapped.replace(f'{{"type":"{primitive}"}}', f'"{primitive}"')
         assert unwrapped == canonical_form(event_type)
-        # The README's way: avro parses the Parsing Canonical Form, then agrees.
+        # The documentation's way: avro parses the Parsing Canonical Form, then agrees.
         right = avro.schema.parse(canonical_form(event_type)).fingerprint("CRC-64-AVRO")
         assert right == catalog.reader(event_type).fingerprint
 

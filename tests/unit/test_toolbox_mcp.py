@@ -15,7 +15,7 @@ import pytest
 
 from pipeline.config.sections import McpServerSettings, ToolsSettings
 from pipeline.toolbox import Tool, ToolError
-from pipeline.toolbox.mcp import McpServer
+from pipeline.toolbox.mcp import McpServer, stdio_command
 
 SERVER = Path(__file__).resolve().parents[1] / "mcp_weather_server.py"
 
@@ -84,3 +84,32 @@ async def test_a_dead_server_is_withdrawn_answers_with_an_error_and_comes_back()
             await server.call("weather", {"city": "Paris"})
         assert "weather" in await seen.next()  # reconnected: a new server process
         assert await tool(server, "weather")({"city": "Oslo"}) == {"result": "Oslo: rain, 11°C"}
+
+
+def test_python_as_a_stdio_command_is_the_interpreter_running_the_service() -> None:
+    assert stdio_command("python") == sys.executable
+    assert stdio_command("python3") == sys.executable
+    assert stdio_command("/usr/bin/node") == "/usr/bin/node"
+    assert stdio_command("python2") == "python2"
+
+
+async def test_a_server_started_as_python_finds_the_services_packages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first ``python`` on PATH is one without the ``mcp`` package (as a system python
+    would be); ``"command": "python"`` still starts a server that imports it."""
+    stranger = tmp_path / "python"
+    stranger.write_text("#!/bin/sh\necho 'No module named mcp' >&2\nexit 1\n")
+    stranger.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ.get('PATH', '')}")
+    seen = Seen()
+    params = McpServerSettings(command="python", args=[str(SERVER), "stdio"])
+    server = McpServer("wx", params, ToolsSettings(mcp_retry_initial_seconds=0.1), seen)
+    task = asyncio.create_task(server.run())
+    try:
+        await asyncio.wait_for(server.connected.wait(), 30)
+        assert "weather" in [t.name for t in server.tools]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -1,4 +1,5 @@
-"""Signed web callbacks: the package's verifier, and the README's, on a real https callback."""
+"""Signed web callbacks: the package's verifier, and the documentation's, on a real https
+callback."""
 
 from __future__ import annotations
 
@@ -21,20 +22,21 @@ from pipeline.channels.web.outbound import WebSender
 from pipeline.egress import EgressPolicy, guarded_client
 from pipeline.events.model import Event, Metadata
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "web-callbacks.md"
 SECRET = "whsec-tenant-t1"
 BODY = b'{"conversation_id":"c1","text":"hi"}'
 
 
 def readme_verifier() -> Callable[..., bool]:
-    """The ``verify`` function of the README's "Verifying a callback" example, run as is."""
-    text = README.read_text()
-    section = text[text.index("### Verifying a callback") :]
+    """The ``verify`` function of the documentation's "Verifying a callback" example, run
+    as is."""
+    text = PAGE.read_text()
+    section = text[text.index("## Verifying a callback") :]
     code = re.search(r"```python\n(.*?)```", section, re.DOTALL)
-    assert code is not None, "the README has no Python example under 'Verifying a callback'"
+    assert code is not None, "docs/web-callbacks.md has no Python example under 'Verifying'"
     assert len([line for line in code.group(1).splitlines() if line.strip()]) <= 10
     namespace: dict[str, Any] = {}
-    exec(compile(code.group(1), str(README), "exec"), namespace)
+    exec(compile(code.group(1), str(PAGE), "exec"), namespace)
     verify: Callable[..., bool] = namespace["verify"]
     return verify
 
