@@ -20,6 +20,7 @@ import contextlib
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
 from typing import Any, ParamSpec, TypeVar
@@ -28,6 +29,13 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 _Item = tuple[Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+_THREADS: weakref.WeakSet[KafkaThread] = weakref.WeakSet()
+
+
+def stuck_calls() -> list[str]:
+    """The threads of this process with a Kafka call still running after they were shut
+    down: calls the client never returned from."""
+    return [t.name for t in list(_THREADS) if t.is_shut_down and t.blocked_for > 0]
 
 
 class KafkaThread(Executor):
@@ -43,6 +51,11 @@ class KafkaThread(Executor):
         self._callbacks = 0
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
+        _THREADS.add(self)
+
+    @property
+    def is_shut_down(self) -> bool:
+        return self._shutdown
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         if self._shutdown:

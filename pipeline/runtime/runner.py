@@ -135,6 +135,7 @@ class Runner:
         )
         self.ready = False
         self.stop_seen: float | None = None  # when the poll loop was told to stop
+        self.transaction_thread: KafkaThread | None = None
         self.connection = ClusterConnection(settings.bootstrap_servers)
         self.probes = ConsumerProbes(
             self.connection,
@@ -264,7 +265,7 @@ class Runner:
         producer = self.transport.transactional_producer(config, self.loop)
         self.producer = producer
         gate = TransactionGate()
-        thread = KafkaThread(f"{self.name}-transactions")
+        thread = self.transaction_thread = KafkaThread(f"{self.name}-transactions")
         self._watch(thread, "transactions")
         transaction = Transaction(
             producer,
@@ -298,7 +299,7 @@ class Runner:
         """Stopped before transactions could start: release the clients, commit nothing."""
         log.info("service %s stopped before it could start", self.name)
         await self._bounded(self.on_consumer_thread(self.consumer.close), 5.0, "closing")
-        self.poller.shutdown(wait=False)
+        self._release_threads()
         await self.producer.aclose(0.0)
 
     async def _fetch(self) -> tuple[Sequence[Record], list[TopicPartition]]:
@@ -421,12 +422,18 @@ class Runner:
             max(_left(deadline), CLOSE_SECONDS),
             "closing the consumer",
         )
-        self.poller.shutdown(wait=True)
+        self._release_threads()
         remaining = await self.producer.aclose(min(5.0, max(_left(deadline), 1.0)))
         if remaining:
             log.error("%d produced records were not acknowledged at close", remaining)
         self.processor.flush_counts()
         log.info("service %s stopped", self.name)
+
+    def _release_threads(self) -> None:
+        """Let the client threads end (one stuck in a call is left behind, a daemon)."""
+        self.poller.shutdown(wait=True)
+        if self.transaction_thread is not None:
+            self.transaction_thread.shutdown(wait=True)
 
     async def _bounded(self, call: Awaitable[Any], seconds: float, what: str) -> None:
         """Await a consumer-thread call for at most ``seconds``; past that, leave it."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -17,8 +18,10 @@ from pipeline.errors import ConfigError, EventTypeError
 from pipeline.events.model import Event
 from pipeline.observability.otel import start_observability, stop_observability
 from pipeline.runtime.context import Context
+from pipeline.runtime.kafka_thread import stuck_calls
 
 if TYPE_CHECKING:
+    from pipeline.runtime.ports import Transport
     from pipeline.runtime.publisher import Publisher
 
 Handler = Callable[[Event, Context], Awaitable[None]]
@@ -76,6 +79,7 @@ class Service:
         assignment_strategy: str | None = None,
         emits: Iterable[str] | None = None,
         producer_defaults: Mapping[str, Any] | None = None,
+        transport: Transport | None = None,
     ) -> None:
         """``emits`` declares the event types the handlers emit: each is checked against
         the schemas and topics at start-up, and ``ctx.emit`` of any other type
@@ -87,13 +91,18 @@ class Service:
         ``producer_defaults`` replaces some of the runtime's producer defaults
         (:data:`pipeline.runtime.producer.PRODUCER_DEFAULTS`) for this service, e.g.
         ``{"linger.ms": 0}`` for one that waits for each record's acknowledgement;
-        ``PIPELINE_PRODUCER__*`` settings still override them."""
+        ``PIPELINE_PRODUCER__*`` settings still override them.
+
+        ``transport`` makes the consumer and producers (confluent-kafka's by default,
+        :mod:`pipeline.runtime.ports`): a wrapper around the default one can inject
+        faults into a real process, as the runtime's failure tests do."""
         self.settings = settings or Settings()
         self.name = self.settings.service_name or name
         self.registry = registry if registry is not None else CollectorRegistry()
         self.assignment_strategy = assignment_strategy or self.settings.assignment_strategy
         self.emits = None if emits is None else tuple(emits)
         self.producer_defaults = dict(producer_defaults or {})
+        self.transport = transport
         self._handlers: dict[str, HandlerSpec] = {}
         self.assigned_hooks: list[PartitionsHook] = []
         self.revoked_hooks: list[PartitionsHook] = []
@@ -144,7 +153,7 @@ class Service:
 
         if not self._handlers:
             raise ValueError(f"service {self.name!r} has no handlers")
-        await Runner(self).run(stop or asyncio.Event())
+        await Runner(self, transport=self.transport).run(stop or asyncio.Event())
 
     def run_forever(self) -> int:
         """Run until SIGTERM or SIGINT; returns the process exit code."""
@@ -163,14 +172,21 @@ class Service:
                 loop.add_signal_handler(sig, stop.set)
             await self.run(stop)
 
+        code = 0
         try:
             asyncio.run(main())
         except (EventTypeError, ConfigError) as exc:  # to fix, not a crash: no traceback
             log.error("cannot start: %s", exc)
-            return 2
+            code = 2
         except Exception:
             log.exception("service %s stopped on an error", self.name)
-            return 1
+            code = 1
         finally:
             stop_observability()
-        return 0
+        if stuck_calls():
+            # A Kafka call never returned: its thread and the client it holds would keep
+            # the interpreter from finishing. Nothing is left to flush or commit.
+            log.error("exiting with a Kafka call still stuck in the client")
+            logging.shutdown()
+            os._exit(code or 1)
+        return code
