@@ -24,7 +24,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from prometheus_client import CollectorRegistry
 from sse_starlette import EventSourceResponse, ServerSentEvent
-from starlette.exceptions import HTTPException
 
 from pipeline.config import Settings
 from pipeline.deadletters import DeadLetterStore
@@ -41,6 +40,8 @@ from pipeline.errors import (
 from pipeline.events.model import Event
 from pipeline.events.serde import SingleObjectSerde
 from pipeline.events.wire import make_serde
+from pipeline.http.json_errors import add_json_errors, error_response, invalid_request_reason
+from pipeline.http.readiness import KafkaReadiness
 from pipeline.runtime.publisher import Publisher
 from pipeline.services.agent.tool_offer import CatalogOffer
 from pipeline.services.console.actions import OperatorActions
@@ -49,7 +50,6 @@ from pipeline.services.console.feed import Feed
 from pipeline.services.console.guard import Guard
 from pipeline.services.console.metrics import ConsoleMetrics
 from pipeline.services.console.view import STATES, ConsoleView
-from pipeline.services.gateway.readiness import KafkaReadiness
 from pipeline.timeline import conversation_timeline
 
 log = logging.getLogger(__name__)
@@ -188,30 +188,18 @@ def create_app(
         if _browser(request) and request.method == "POST":
             back = request.headers.get("referer") or "/"
             return console.page(request, "error.html", status, error=reason, back=back)
-        return JSONResponse({"error": reason}, status_code=status)
+        return error_response(status, reason)
+
+    add_json_errors(app, internal_error="internal error")
 
     @app.exception_handler(OperatorActionRefused)
     async def action_refused(request: Request, exc: OperatorActionRefused) -> Response:
         return refused(request, exc.status, exc.reason)
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> Response:
-        return JSONResponse(
-            {"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
-        )
-
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
         console.metrics.refused.labels("invalid").inc()
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]
-        )
-        return refused(request, 400, f"invalid request: {problems}")
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> Response:
-        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
-        return JSONResponse({"error": "internal error"}, status_code=500)
+        return refused(request, 400, invalid_request_reason(exc))
 
     # ------------------------------------------------------------------ public
 

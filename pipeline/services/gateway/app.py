@@ -20,14 +20,12 @@ from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Path, Query, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, Field
 from pydantic.json_schema import models_json_schema
-from starlette.exceptions import HTTPException
 
 from pipeline.channels.email import inbound as email
 from pipeline.channels.inbound import Inbound, Parsed, bearer_tenant
@@ -38,13 +36,15 @@ from pipeline.channels.whatsapp import inbound as whatsapp
 from pipeline.config import Settings
 from pipeline.errors import BrokerUnavailableError, EventValidationError, InboundRejected
 from pipeline.events.model import Event
+from pipeline.http.body import BodyLimit
+from pipeline.http.json_errors import add_json_errors, error_response
+from pipeline.http.readiness import KafkaReadiness
 from pipeline.runtime.publisher import Publisher
 from pipeline.services.gateway import chat_page, web_chat
 from pipeline.services.gateway.dedup import RecentIds
 from pipeline.services.gateway.limits import check_limits
 from pipeline.services.gateway.metrics import GatewayMetrics
-from pipeline.services.gateway.middleware import BodyLimit, RequestMetrics, ServerSpans
-from pipeline.services.gateway.readiness import KafkaReadiness
+from pipeline.services.gateway.middleware import RequestMetrics, ServerSpans
 from pipeline.services.gateway.stream_hub import StreamHub
 
 log = logging.getLogger(__name__)
@@ -151,10 +151,10 @@ class Gateway:
             return await self._produce(channel, parsed, request.headers.get("traceparent"))
         except InboundRejected as exc:
             self.metrics.rejected.labels(channel, str(exc.status)).inc()
-            return _error(exc.status, exc.reason)
+            return error_response(exc.status, exc.reason)
         except EventValidationError as exc:
             self.metrics.rejected.labels(channel, "400").inc()
-            return _error(400, f"the message does not fit its event schema: {exc}")
+            return error_response(400, f"the message does not fit its event schema: {exc}")
         except BrokerUnavailableError as exc:
             self.metrics.broker_unavailable.labels(channel).inc()
             log.warning("answering 503 on %s: %s", channel, exc)
@@ -212,10 +212,6 @@ class Gateway:
         self.metrics.produced.labels(self.name, self.settings.topic(event.type), event.type).inc()
 
 
-def _error(status: int, reason: str) -> JSONResponse:
-    return JSONResponse({"error": reason}, status_code=status)
-
-
 def _secret(value: Any) -> str | None:
     return None if value is None else str(value.get_secret_value())
 
@@ -269,23 +265,7 @@ def create_app(
     )
     app.state.gateway = gw
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> Response:
-        return JSONResponse(
-            {"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
-        )
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> Response:
-        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
-        return _error(500, "internal error; the request was not stored")
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]
-        )
-        return _error(400, f"invalid request: {problems}")
+    add_json_errors(app, internal_error="internal error; the request was not stored")
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> JSONResponse:
@@ -370,7 +350,7 @@ def create_app(
             return PlainTextResponse(whatsapp.handshake(mode, token, challenge, expected))
         except InboundRejected as exc:
             gw.metrics.rejected.labels("whatsapp", str(exc.status)).inc()
-            return _error(exc.status, exc.reason)
+            return error_response(exc.status, exc.reason)
 
     @app.post(
         "/v1/whatsapp/webhook",

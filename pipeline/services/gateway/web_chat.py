@@ -29,6 +29,7 @@ from pipeline.channels.web import inbound as web
 from pipeline.channels.web.chat_token import ChatScope
 from pipeline.channels.web.stream_log import Position
 from pipeline.errors import InboundRejected
+from pipeline.http.json_errors import error_response
 from pipeline.services.gateway.stream_hub import Outgoing, Stream, StreamHub
 
 if TYPE_CHECKING:
@@ -138,10 +139,6 @@ def _event(item: Outgoing) -> ServerSentEvent:
     return ServerSentEvent(data=item.data(), id=str(item.position), event="message")
 
 
-def _error(exc: InboundRejected) -> JSONResponse:
-    return JSONResponse({"error": exc.reason}, status_code=exc.status)
-
-
 def add_routes(app: FastAPI, chat: WebChat, responses: dict[int | str, dict[str, object]]) -> None:
     """The web chat routes on ``app``."""
     gw = chat.gateway
@@ -157,7 +154,7 @@ def add_routes(app: FastAPI, chat: WebChat, responses: dict[int | str, dict[str,
             return JSONResponse(chat.issue(authorization, await request.body()), status_code=201)
         except InboundRejected as exc:
             gw.metrics.rejected.labels("web", str(exc.status)).inc()
-            return _error(exc)
+            return error_response(exc.status, exc.reason)
 
     @app.post("/v1/web/chat/messages", tags=["web chat"], status_code=202, responses=responses)
     async def chat_message(
@@ -194,7 +191,7 @@ def add_routes(app: FastAPI, chat: WebChat, responses: dict[int | str, dict[str,
             opened = chat.hub.open(tenant, conversation)
         except InboundRejected as exc:
             gw.metrics.rejected.labels("web", str(exc.status)).inc()
-            return _error(exc)
+            return error_response(exc.status, exc.reason)
         return EventSourceResponse(
             chat.events(opened, after),
             headers=STREAM_HEADERS,
