@@ -1,4 +1,6 @@
-"""Tools the agent can call: the registry, the built-ins and user tools from entry points.
+"""Tools the agent can call: the registry, the built-ins and user tools from entry points;
+what a turn is offered (:mod:`~pipeline.toolbox.tool_offer`) and which calls wait for an
+operator's approval (:mod:`~pipeline.toolbox.approvals`).
 
 A tool is a named function of a JSON object returning something JSON can encode::
 

@@ -23,10 +23,10 @@ from typing import Any
 from pipeline.errors import OperatorActionRefused, RejectEvent
 from pipeline.events.model import Event
 from pipeline.runtime.publisher import Publisher
-from pipeline.services.agent.approvals import edited_arguments
-from pipeline.services.agent.tool_offer import ToolOffer
 from pipeline.services.console.metrics import ConsoleMetrics
 from pipeline.services.console.view import ConsoleView, Conversation
+from pipeline.toolbox.approvals import edited_arguments
+from pipeline.toolbox.tool_offer import ToolOffer
 
 MAX_TEXT_CHARS = 32_768
 

@@ -43,7 +43,6 @@ from pipeline.events.wire import make_serde
 from pipeline.http.json_errors import add_json_errors, error_response, invalid_request_reason
 from pipeline.http.readiness import KafkaReadiness
 from pipeline.runtime.publisher import Publisher
-from pipeline.services.agent.tool_offer import CatalogOffer
 from pipeline.services.console.actions import OperatorActions
 from pipeline.services.console.auth import SESSION_COOKIE, Operators, Sessions
 from pipeline.services.console.feed import Feed
@@ -51,6 +50,7 @@ from pipeline.services.console.guard import Guard
 from pipeline.services.console.metrics import ConsoleMetrics
 from pipeline.services.console.view import STATES, ConsoleView
 from pipeline.timeline import conversation_timeline
+from pipeline.toolbox.tool_offer import CatalogOffer
 
 log = logging.getLogger(__name__)
 
