@@ -21,7 +21,7 @@ from pipeline.events.serde import CONTENT_TYPE
 from pipeline.runtime import headers
 from pipeline.runtime.service import Service
 from pipeline.services import BUILT_IN, load_service
-from pipeline.services.gateway.app import TOPICS as GATEWAY_TOPICS
+from pipeline.services.gateway.ingest import TOPICS as GATEWAY_TOPICS
 from pipeline.topology import TopicDefinition, Topology, load_settings_topology
 
 ASYNCAPI_VERSION = "3.0.0"

@@ -18,7 +18,9 @@ from pipeline.errors import ConfigError
 from pipeline.http.server import GracefulServer, serve
 from pipeline.observability.health import HealthServer
 from pipeline.observability.otel import start_observability
-from pipeline.services.gateway.app import Gateway, create_app, docs_routes
+from pipeline.services.gateway.api import docs_routes
+from pipeline.services.gateway.app import create_app
+from pipeline.services.gateway.ingest import Gateway
 
 log = logging.getLogger(__name__)
 
