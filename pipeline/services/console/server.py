@@ -11,7 +11,8 @@ from pipeline.errors import ConfigError
 from pipeline.http.server import GracefulServer, serve
 from pipeline.observability.health import HealthServer
 from pipeline.observability.otel import start_observability
-from pipeline.services.console.app import Console, create_app
+from pipeline.services.console.app import create_app
+from pipeline.services.console.site import Console
 
 log = logging.getLogger(__name__)
 
