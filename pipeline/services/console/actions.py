@@ -8,8 +8,8 @@
 - **release**: ``handoff_released`` with an optional note for the agent.
 - **approve / deny / edit** a pending approval: ``approval_decided``; edited arguments
   must be a JSON object the tool's schema (from the tool catalog) accepts, checked here
-  with the agent's own check, so a bad edit is refused with the reason before anything
-  is produced.
+  with the check the agent makes (:func:`pipeline.toolbox.approvals.edited_arguments`),
+  so a bad edit is refused with the reason before anything is produced.
 
 An action on a conversation or approval the console does not know is refused
 (:class:`OperatorActionRefused`, a 4xx with the reason).
