@@ -1,7 +1,7 @@
 """A service: named handlers, one per event type, run as one Kafka consumer group.
 
-What it declares is :mod:`pipeline.runtime.definition`, what runs it
-:mod:`pipeline.runtime.runner`.
+The runner (:mod:`pipeline.runtime.runner`) reads a service through
+:class:`pipeline.runtime.definition.ServiceDefinition`, so it needs nothing from here.
 """
 
 from __future__ import annotations
@@ -10,16 +10,15 @@ import asyncio
 import gc
 import logging
 import signal
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
+from prometheus_client import CollectorRegistry
+
+from pipeline.config import Settings
 from pipeline.errors import ConfigError, EventTypeError
 from pipeline.observability.otel import start_observability, stop_observability
-from pipeline.runtime.definition import (
-    Background,
-    Handler,
-    HandlerSpec,
-    PartitionsHook,
-    ServiceDefinition,
-)
+from pipeline.runtime.definition import Background, Handler, HandlerSpec, PartitionsHook
 from pipeline.runtime.runner import Runner
 
 __all__ = [
@@ -52,7 +51,7 @@ def tune_gc() -> None:
     gc.set_threshold(max(young, GC_YOUNG_THRESHOLD), middle, old)
 
 
-class Service(ServiceDefinition):
+class Service:
     """Declare handlers on a service, then run it::
 
         service = Service("echo", emits=["response_ready"])
@@ -66,6 +65,73 @@ class Service(ServiceDefinition):
     The runtime owns polling, ordering per conversation, concurrency, commits, retries,
     dead letters, metrics and shutdown; a handler only handles.
     """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        settings: Settings | None = None,
+        registry: CollectorRegistry | None = None,
+        assignment_strategy: str | None = None,
+        emits: Iterable[str] | None = None,
+        producer_defaults: Mapping[str, Any] | None = None,
+    ) -> None:
+        """``emits`` declares the event types the handlers emit: each is checked against
+        the schemas and topics at start-up, and ``ctx.emit`` of any other type
+        dead-letters the event at once. Without it, any known type may be emitted.
+
+        ``assignment_strategy="range"`` co-partitions the subscribed topics: partition
+        N of every topic goes to the same instance, which state stores rely on.
+
+        ``producer_defaults`` replaces some of the runtime's producer defaults
+        (:data:`pipeline.runtime.producer.PRODUCER_DEFAULTS`) for this service, e.g.
+        ``{"linger.ms": 0}`` for one that waits for each record's acknowledgement;
+        ``PIPELINE_PRODUCER__*`` settings still override them."""
+        self.settings = settings or Settings()
+        self.name = self.settings.service_name or name
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.assignment_strategy = assignment_strategy or self.settings.assignment_strategy
+        self.emits = None if emits is None else tuple(emits)
+        self.producer_defaults = dict(producer_defaults or {})
+        self._handlers: dict[str, HandlerSpec] = {}
+        self.assigned_hooks: list[PartitionsHook] = []
+        self.revoked_hooks: list[PartitionsHook] = []
+        self.background_tasks: list[Background] = []
+
+    def handler(self, event_type: str, *, name: str | None = None) -> Callable[[Handler], Handler]:
+        """Register an ``async def (event, ctx)`` for one event type (one topic)."""
+
+        def register(fn: Handler) -> Handler:
+            if not asyncio.iscoroutinefunction(fn):
+                raise TypeError(f"handler {fn!r} must be an async def")
+            if event_type in self._handlers:
+                raise ValueError(
+                    f"{event_type} already has handler {self._handlers[event_type].name!r}"
+                )
+            self._handlers[event_type] = HandlerSpec(event_type, name or fn.__name__, fn)
+            return fn
+
+        return register
+
+    def on_assign(self, hook: PartitionsHook) -> PartitionsHook:
+        """Run ``hook(partitions)`` when partitions arrive, before any of their records
+        is handled (restore state here)."""
+        self.assigned_hooks.append(hook)
+        return hook
+
+    def on_revoke(self, hook: PartitionsHook) -> PartitionsHook:
+        """Run ``hook(partitions)`` after their in-flight work drained (or they were lost)."""
+        self.revoked_hooks.append(hook)
+        return hook
+
+    def background(self, task: Background) -> Background:
+        """Run ``task(publisher)`` while the service runs; it is cancelled at shutdown."""
+        self.background_tasks.append(task)
+        return task
+
+    @property
+    def handlers(self) -> list[HandlerSpec]:
+        return list(self._handlers.values())
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Consume until ``stop`` is set, then drain, commit and close.
