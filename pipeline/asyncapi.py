@@ -19,6 +19,9 @@ from pipeline.config import Settings
 from pipeline.events.catalog import load_named_schema
 from pipeline.events.serde import CONTENT_TYPE
 from pipeline.runtime import headers
+from pipeline.runtime.service import Service
+from pipeline.services import BUILT_IN, load_service
+from pipeline.services.gateway.ingest import TOPICS as GATEWAY_TOPICS
 from pipeline.topology import TopicDefinition, Topology, load_settings_topology
 
 ASYNCAPI_VERSION = "3.0.0"
@@ -67,10 +70,6 @@ class Roles:
 
 def builtin_roles(settings: Settings) -> dict[str, Roles]:
     """Each built-in service's topics, read from the services themselves."""
-    from pipeline.runtime.service import Service
-    from pipeline.services import BUILT_IN, load_service
-    from pipeline.services.gateway.app import TOPICS as GATEWAY_TOPICS
-
     roles: dict[str, Roles] = {"gateway": Roles(sends=GATEWAY_TOPICS)}
     for name in sorted(BUILT_IN):
         if name in roles or name == "echo":

@@ -9,7 +9,7 @@ from pipeline.config import Settings
 from pipeline.llm import ChatRequest, Completion, DeterministicProvider
 from pipeline.runtime.service import Service
 from pipeline.services.agent import build
-from pipeline.services.agent.tool_offer import ToolOffer
+from pipeline.toolbox.tool_offer import ToolOffer
 
 
 class ShoutingProvider:

@@ -57,7 +57,7 @@ from pipeline.runtime.transaction import (
 from pipeline.topology import load_settings_topology
 
 if TYPE_CHECKING:
-    from pipeline.runtime.service import Background, Service
+    from pipeline.runtime.definition import Background, ServiceDefinition
 
 log = logging.getLogger("pipeline.runtime")
 
@@ -78,7 +78,7 @@ class Runner:
 
     def __init__(
         self,
-        service: Service,
+        service: ServiceDefinition,
         *,
         settings: Settings | None = None,
         transport: Transport | None = None,

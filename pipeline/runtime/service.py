@@ -1,4 +1,8 @@
-"""A service: named handlers, one per event type, run as one Kafka consumer group."""
+"""A service: named handlers, one per event type, run as one Kafka consumer group.
+
+The runner (:mod:`pipeline.runtime.runner`) reads a service through
+:class:`pipeline.runtime.definition.ServiceDefinition`, so it needs nothing from here.
+"""
 
 from __future__ import annotations
 
@@ -7,26 +11,28 @@ import gc
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, EventTypeError
-from pipeline.events.model import Event
 from pipeline.observability.otel import start_observability, stop_observability
-from pipeline.runtime.context import Context
+from pipeline.runtime.definition import Background, Handler, HandlerSpec, PartitionsHook
 from pipeline.runtime.kafka_thread import stuck_calls
+from pipeline.runtime.ports import Transport
+from pipeline.runtime.runner import Runner
 
-if TYPE_CHECKING:
-    from pipeline.runtime.ports import Transport
-    from pipeline.runtime.publisher import Publisher
-
-Handler = Callable[[Event, Context], Awaitable[None]]
-PartitionsHook = Callable[[list[tuple[str, int]]], Awaitable[None]]
-Background = Callable[["Publisher"], Awaitable[None]]
+__all__ = [
+    "GC_YOUNG_THRESHOLD",
+    "Background",
+    "Handler",
+    "HandlerSpec",
+    "PartitionsHook",
+    "Service",
+    "tune_gc",
+]
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +52,6 @@ def tune_gc() -> None:
     gc.freeze()
     young, middle, old = gc.get_threshold()
     gc.set_threshold(max(young, GC_YOUNG_THRESHOLD), middle, old)
-
-
-@dataclass(frozen=True, slots=True)
-class HandlerSpec:
-    event_type: str
-    name: str
-    fn: Handler
 
 
 class Service:
@@ -149,8 +148,6 @@ class Service:
         Raises EventTypeError before consuming when a handled or declared emitted type
         has no schema or no topic definition.
         """
-        from pipeline.runtime.runner import Runner
-
         if not self._handlers:
             raise ValueError(f"service {self.name!r} has no handlers")
         await Runner(self, transport=self.transport).run(stop or asyncio.Event())

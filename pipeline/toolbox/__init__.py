@@ -1,4 +1,6 @@
-"""Tools the agent can call: the registry, the built-ins and user tools from entry points.
+"""Tools the agent can call: the registry, the built-ins and user tools from entry points;
+what a turn is offered (:mod:`~pipeline.toolbox.tool_offer`) and which calls wait for an
+operator's approval (:mod:`~pipeline.toolbox.approvals`).
 
 A tool is a named function of a JSON object returning something JSON can encode::
 
@@ -17,10 +19,11 @@ Packages offer tools to the tools service through the entry-point group
 from __future__ import annotations
 
 from pipeline.errors import CalculatorError, ToolError
+from pipeline.toolbox.assembly import build_registry
 from pipeline.toolbox.builtins import builtin_tools
 from pipeline.toolbox.calculator import evaluate
 from pipeline.toolbox.plugins import ENTRY_POINT_GROUP, discover_tools, load_entry_points
-from pipeline.toolbox.registry import Tool, ToolRegistry, build_registry, tool
+from pipeline.toolbox.registry import Tool, ToolRegistry, tool
 
 __all__ = [
     "ENTRY_POINT_GROUP",

@@ -1,4 +1,8 @@
-"""The tool registry: what a tool is, how it is registered, and how a service builds one."""
+"""The tool registry: what a tool is and how it is registered.
+
+The registry a tools service runs is built from its settings in
+:mod:`pipeline.toolbox.assembly`.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,6 @@ from typing import Any
 
 import jsonschema
 
-from pipeline.config.sections import ToolsSettings
 from pipeline.errors import ConfigError
 
 ToolFunction = Callable[[Mapping[str, Any]], Awaitable[Any] | Any]
@@ -145,23 +148,3 @@ class ToolRegistry:
                 f"enabled tools {unknown} are not registered; known tools: {self.names}"
             )
         return ToolRegistry(self._tools[n] for n in wanted)
-
-
-def build_registry(
-    settings: ToolsSettings, *, extra: Iterable[Tool] = (), entry_points: bool = True
-) -> ToolRegistry:
-    """Built-ins, then the user tools from the ``pipeline.tools`` entry points that
-    ``settings.plugins`` allows (none by default), then ``extra``; narrowed to
-    ``settings.enabled`` when that is set. ``entry_points=False`` loads no plugin at all."""
-    from pipeline.toolbox.builtins import builtin_tools
-    from pipeline.toolbox.plugins import discover_tools
-
-    registry = ToolRegistry(builtin_tools(settings))
-    if entry_points:
-        for t in discover_tools(allowed=settings.plugins):
-            registry.register(t)
-    for t in extra:
-        registry.register(t)
-    if settings.enabled is not None:
-        registry = registry.only(settings.enabled, allow_unknown=bool(settings.mcp_servers))
-    return registry

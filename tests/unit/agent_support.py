@@ -11,9 +11,9 @@ from pipeline.events.model import Event
 from pipeline.llm import ChatRequest, Completion, LLMProvider, ToolCall
 from pipeline.runtime.service import Service
 from pipeline.services.agent import Agent, assemble
-from pipeline.services.agent.tool_offer import StaticOffer
 from pipeline.testing import TestService
 from pipeline.toolbox import builtin_tools
+from pipeline.toolbox.tool_offer import StaticOffer
 
 ADDRESS = {"channel": "web", "address": "https://example.com/cb", "thread_id": None}
 TENANT = "t1"

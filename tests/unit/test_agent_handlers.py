@@ -24,9 +24,9 @@ from pipeline.runtime.context import Context
 from pipeline.services.agent import Agent, assemble
 from pipeline.services.agent.conversation import Conversation
 from pipeline.services.agent.service import LLM_DOWN, TOO_DEEP
-from pipeline.services.agent.tool_offer import StaticOffer
 from pipeline.state.changelog import Restored
 from pipeline.toolbox import builtin_tools
+from pipeline.toolbox.tool_offer import StaticOffer
 
 SERDE = SingleObjectSerde(SchemaCatalog.load(bundled_dir("schemas")))
 ADDRESS = {"channel": "web", "address": "http://127.0.0.1/cb", "thread_id": None}

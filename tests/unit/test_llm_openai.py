@@ -26,8 +26,8 @@ from pipeline.llm import (
     ToolCall,
     create_provider,
 )
-from pipeline.services.agent.tool_offer import StaticOffer
 from pipeline.toolbox import builtin_tools
+from pipeline.toolbox.tool_offer import StaticOffer
 
 # What the tools service serves and advertises by default.
 BUILT_IN_TOOLS = StaticOffer.of(builtin_tools(ToolsSettings())).specs

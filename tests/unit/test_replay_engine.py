@@ -16,9 +16,9 @@ from pipeline.replay import compare, run_in_memory, select
 from pipeline.runtime.context import Context
 from pipeline.runtime.service import Service
 from pipeline.services.agent import build
-from pipeline.services.agent.tool_offer import StaticOffer
 from pipeline.testing import TestService
 from pipeline.toolbox import builtin_tools
+from pipeline.toolbox.tool_offer import StaticOffer
 
 SETTINGS = Settings(metrics_port=0)
 OFFER = StaticOffer.of(builtin_tools(SETTINGS.tools))

@@ -13,11 +13,11 @@ import pytest
 
 from pipeline.config import Settings, bundled_dir
 from pipeline.errors import ConfigError
-from pipeline.services.agent.tool_offer import CatalogOffer
 from pipeline.state.changelog import Restored
 from pipeline.toolbox import Tool, ToolRegistry, builtin_tools
 from pipeline.toolbox.advertiser import Advertiser
 from pipeline.toolbox.catalog import CatalogCodec, CatalogEntry, CatalogFollower
+from pipeline.toolbox.tool_offer import CatalogOffer
 
 CODEC = CatalogCodec(bundled_dir("schemas"))
 SETTINGS = Settings(metrics_port=0)

@@ -21,10 +21,11 @@ from pipeline.config.sections import AgentSettings
 from pipeline.events.model import Event, from_millis, to_millis, utc_now
 from pipeline.llm.base import ToolCall
 from pipeline.runtime.context import Context
-from pipeline.services.agent import approvals, handoff
+from pipeline.services.agent import handoff
 from pipeline.services.agent.conversation import Conversation, Step, Turn
 from pipeline.services.agent.metrics import AgentMetrics
-from pipeline.services.agent.tool_offer import ToolOffer
+from pipeline.toolbox import approvals
+from pipeline.toolbox.tool_offer import ToolOffer
 
 log = logging.getLogger(__name__)
 

@@ -52,12 +52,13 @@ from pipeline.runtime.context import Context
 from pipeline.runtime.publisher import Publisher
 from pipeline.runtime.service import Background, Service
 from pipeline.runtime.spans import span
-from pipeline.services.agent import approvals, handoff
+from pipeline.services.agent import handoff
 from pipeline.services.agent.conversation import Conversation, Step, Turn
 from pipeline.services.agent.metrics import AgentMetrics, OpenWork
 from pipeline.services.agent.operators import OperatorSteps, fired_by
-from pipeline.services.agent.tool_offer import CatalogOffer, ToolOffer
 from pipeline.state import ChangelogStore
+from pipeline.toolbox import approvals
+from pipeline.toolbox.tool_offer import CatalogOffer, ToolOffer
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@
 - **release**: ``handoff_released`` with an optional note for the agent.
 - **approve / deny / edit** a pending approval: ``approval_decided``; edited arguments
   must be a JSON object the tool's schema (from the tool catalog) accepts, checked here
-  with the agent's own check, so a bad edit is refused with the reason before anything
-  is produced.
+  with the check the agent makes (:func:`pipeline.toolbox.approvals.edited_arguments`),
+  so a bad edit is refused with the reason before anything is produced.
 
 An action on a conversation or approval the console does not know is refused
 (:class:`OperatorActionRefused`, a 4xx with the reason).
@@ -23,10 +23,10 @@ from typing import Any
 from pipeline.errors import OperatorActionRefused, RejectEvent
 from pipeline.events.model import Event
 from pipeline.runtime.publisher import Publisher
-from pipeline.services.agent.approvals import edited_arguments
-from pipeline.services.agent.tool_offer import ToolOffer
 from pipeline.services.console.metrics import ConsoleMetrics
 from pipeline.services.console.view import ConsoleView, Conversation
+from pipeline.toolbox.approvals import edited_arguments
+from pipeline.toolbox.tool_offer import ToolOffer
 
 MAX_TEXT_CHARS = 32_768
 

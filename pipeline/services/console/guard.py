@@ -10,20 +10,20 @@ Every request with another method than GET/HEAD must come from the console's own
 pages: ``Sec-Fetch-Site`` (sent by browsers) must be same-origin and ``Origin``, when
 sent, the console's own (or an allowed one); then a session's request must repeat the
 session's CSRF token, as the form field ``csrf_token`` or the header ``X-CSRF-Token``.
-The body is read here for that (bounded) and handed on unchanged. A bearer-token
-request needs no CSRF token: browsers never attach it on their own.
+The body is read here for that (bounded) and replayed to the app
+(:mod:`pipeline.http.body`). A bearer-token request needs no CSRF token: browsers never
+attach it on their own.
 """
 
 from __future__ import annotations
 
-import json
 import urllib.parse
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
 
 from starlette.datastructures import Headers
-from starlette.requests import cookie_parser
+from starlette.requests import ClientDisconnect, cookie_parser
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from pipeline.http.body import read_body, replay, send_json, send_response
 from pipeline.services.console.auth import (
     SESSION_COOKIE,
     Operators,
@@ -33,15 +33,10 @@ from pipeline.services.console.auth import (
 )
 from pipeline.services.console.metrics import ConsoleMetrics
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
 PUBLIC = frozenset({"/signin", "/healthz", "/readyz"})
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 MAX_FORM_BYTES = 256 * 1024
+NO_STORE = (b"cache-control", b"no-store")
 
 
 class Guard:
@@ -98,7 +93,10 @@ class Guard:
         if method in SAFE_METHODS or session is None:
             await self.app(scope, receive, send)
             return
-        body = await _read_body(receive)
+        try:
+            body = await read_body(receive, MAX_FORM_BYTES)
+        except ClientDisconnect:
+            return
         if body is None:
             self.metrics.refused.labels("invalid").inc()
             await _json(send, 413, f"form larger than {MAX_FORM_BYTES} bytes")
@@ -108,7 +106,7 @@ class Guard:
             self.metrics.refused.labels("csrf_token").inc()
             await _json(send, 403, "missing or wrong CSRF token: reload the page and try again")
             return
-        await self.app(scope, _replay(body), send)
+        await self.app(scope, replay(body, receive), send)
 
     def _bearer(self, headers: Headers) -> str | None:
         scheme, _, token = headers.get("authorization", "").partition(" ")
@@ -122,35 +120,6 @@ def _query(scope: Scope) -> str:
     return f"?{query}" if query else ""
 
 
-async def _read_body(receive: Receive) -> bytes | None:
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_FORM_BYTES:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
-
-
-def _replay(body: bytes) -> Receive:
-    sent = False
-
-    async def receive() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return {"type": "http.disconnect"}
-
-    return receive
-
-
 def _form_field(headers: Headers, body: bytes, name: str) -> str | None:
     if not headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
         return None
@@ -159,19 +128,8 @@ def _form_field(headers: Headers, body: bytes, name: str) -> str | None:
 
 
 async def _json(send: Send, status: int, reason: str) -> None:
-    body = json.dumps({"error": reason}).encode()
-    await _answer(send, status, body, [(b"content-type", b"application/json")])
+    await send_json(send, status, {"error": reason}, [NO_STORE])
 
 
 async def _redirect(send: Send, location: str) -> None:
-    await _answer(send, 303, b"", [(b"location", location.encode())])
-
-
-async def _answer(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-    headers = [
-        *headers,
-        (b"content-length", str(len(body)).encode()),
-        (b"cache-control", b"no-store"),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send_response(send, 303, b"", [(b"location", location.encode()), NO_STORE])

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import logging
 
-import uvicorn
 from prometheus_client import CollectorRegistry
 
 from pipeline.config import Settings, load_settings
 from pipeline.errors import ConfigError
+from pipeline.http.server import GracefulServer, serve
 from pipeline.observability.health import HealthServer
 from pipeline.observability.otel import start_observability
-from pipeline.services.console.app import Console, create_app
-from pipeline.services.gateway.server import GracefulServer, serve
+from pipeline.services.console.app import create_app
+from pipeline.services.console.site import Console
 
 log = logging.getLogger(__name__)
 
@@ -26,16 +26,13 @@ class ConsoleServer:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.app = create_app(settings, registry=self.registry)
         self.console: Console = self.app.state.console
-        config = uvicorn.Config(
+        self.server = GracefulServer.for_app(
             self.app,
             host=settings.console.host,
             port=settings.console.port,
-            lifespan="on",
-            log_config=None,
-            access_log=False,
-            timeout_graceful_shutdown=int(settings.drain_timeout_seconds),
+            drain_timeout_seconds=settings.drain_timeout_seconds,
+            on_exit=self.console.readiness.stop,
         )
-        self.server = GracefulServer(config, self.console.readiness.stop)
 
     def run_forever(self) -> int:
         """Serve until SIGTERM or SIGINT; returns the process exit code."""

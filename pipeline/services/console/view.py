@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pipeline.events.model import Event, utc_now
-from pipeline.services.agent.approvals import EXPIRY
+from pipeline.toolbox.approvals import EXPIRY
 
 WITH_AGENT = "with the agent"
 WAITING_FOR_PERSON = "waiting for a person"

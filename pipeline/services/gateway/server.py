@@ -2,27 +2,25 @@
 
 On SIGTERM (or SIGINT) the server stops accepting connections and reports not ready,
 finishes the requests in flight (each waits for its acknowledgement) within the drain
-deadline, then the lifespan closes the Publisher, which flushes what is queued.
+deadline, then the lifespan closes the Publisher, which flushes what is queued
+(:mod:`pipeline.http.server`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import signal
-import threading
-from collections.abc import Callable, Iterator
-from types import FrameType
 
-import uvicorn
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
 from pipeline.config import Settings, load_settings
 from pipeline.errors import ConfigError
+from pipeline.http.server import GracefulServer, serve
 from pipeline.observability.health import HealthServer
-from pipeline.observability.otel import start_observability, stop_observability
-from pipeline.services.gateway.app import Gateway, create_app, docs_routes
+from pipeline.observability.otel import start_observability
+from pipeline.services.gateway.api import docs_routes
+from pipeline.services.gateway.app import create_app
+from pipeline.services.gateway.ingest import Gateway
 
 log = logging.getLogger(__name__)
 
@@ -43,52 +41,6 @@ def gateway_settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"producer": producer})
 
 
-class GracefulServer(uvicorn.Server):
-    """uvicorn's server, calling ``on_exit`` (readiness: not ready) as soon as the signal
-    arrives; the console runs under it too."""
-
-    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None]) -> None:
-        super().__init__(config)
-        self.on_exit = on_exit
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        self.on_exit()
-        super().handle_exit(sig, frame)
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        # uvicorn re-raises the signal after a graceful stop, so the process would die of
-        # SIGTERM; a finished drain is a clean exit, and run_forever returns its code.
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        signals = (signal.SIGINT, signal.SIGTERM)
-        previous = {sig: signal.signal(sig, self.handle_exit) for sig in signals}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-
-
-def serve(server: GracefulServer, health: HealthServer | None, name: str) -> int:
-    """Run ``server`` with ``health`` (metrics and probes) beside it until SIGTERM or
-    SIGINT, then stop observability; the process exit code."""
-    if health is not None:
-        health.start()
-    try:
-        server.run()
-    except Exception:
-        log.exception("%s stopped on an error", name)
-        return 1
-    finally:
-        if health is not None:
-            health.stop()
-        stop_observability()
-    # uvicorn returns without raising when it cannot bind or the lifespan fails.
-    return 0 if server.started else 1
-
-
 class GatewayServer:
     """What ``pipeline run gateway`` runs: ``name`` and ``run_forever()``."""
 
@@ -98,16 +50,13 @@ class GatewayServer:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.app = create_app(self.settings, registry=self.registry)
         self.gateway: Gateway = self.app.state.gateway
-        config = uvicorn.Config(
+        self.server = GracefulServer.for_app(
             self.app,
             host=self.settings.gateway.host,
             port=self.settings.gateway.port,
-            lifespan="on",
-            log_config=None,
-            access_log=False,
-            timeout_graceful_shutdown=int(self.settings.drain_timeout_seconds),
+            drain_timeout_seconds=self.settings.drain_timeout_seconds,
+            on_exit=self.gateway.readiness.stop,
         )
-        self.server = GracefulServer(config, self.gateway.readiness.stop)
 
     def health_server(self) -> HealthServer | None:
         """/metrics, /healthz, /readyz (with the reason) and the API documentation: on the

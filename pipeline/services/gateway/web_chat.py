@@ -1,4 +1,5 @@
-"""Web chat for browsers: chat tokens, the chat page's messages, and the stream.
+"""Web chat for browsers: chat tokens, the chat page's messages, and the stream
+(the routes: :mod:`pipeline.services.gateway.routes.web_chat`).
 
 - ``POST /v1/web/chat-tokens`` (tenant bearer token): a short-lived chat token for one
   user's conversation, for the tenant's backend to hand to the browser.
@@ -8,33 +9,25 @@
   ``?token=<chat token>`` (EventSource cannot set headers), or ``Authorization: Bearer``
   with a chat token or the tenant's token and ``?conversation_id=``. Each event's id is
   the record's position; ``Last-Event-ID`` (or ``?last_event_id=``) resumes after it.
-- ``GET /chat``: the chat page (:mod:`pipeline.services.gateway.chat_page`).
+- ``GET /chat``: the chat page (:mod:`pipeline.services.gateway.routes.chat_page`).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Annotated
 
-from fastapi import FastAPI, Header, Query, Request
-from fastapi.responses import JSONResponse, Response
-from sse_starlette import EventSourceResponse, ServerSentEvent
-from starlette.background import BackgroundTask
+from sse_starlette import ServerSentEvent
 
-from pipeline.channels.inbound import Parsed, bearer_tenant, json_object, validate
+from pipeline.channels.inbound import bearer_tenant, json_object, validate
 from pipeline.channels.tenancy import web_conversation
 from pipeline.channels.web import chat_token
 from pipeline.channels.web import inbound as web
 from pipeline.channels.web.chat_token import ChatScope
 from pipeline.channels.web.stream_log import Position
 from pipeline.errors import InboundRejected
+from pipeline.services.gateway.ingest import Gateway
 from pipeline.services.gateway.stream_hub import Outgoing, Stream, StreamHub
-
-if TYPE_CHECKING:
-    from pipeline.services.gateway.app import Gateway
-
-STREAM_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 
 
 class WebChat:
@@ -136,69 +129,3 @@ class WebChat:
 
 def _event(item: Outgoing) -> ServerSentEvent:
     return ServerSentEvent(data=item.data(), id=str(item.position), event="message")
-
-
-def _error(exc: InboundRejected) -> JSONResponse:
-    return JSONResponse({"error": exc.reason}, status_code=exc.status)
-
-
-def add_routes(app: FastAPI, chat: WebChat, responses: dict[int | str, dict[str, object]]) -> None:
-    """The web chat routes on ``app``."""
-    gw = chat.gateway
-
-    @app.post("/v1/web/chat-tokens", tags=["web chat"], status_code=201, responses=responses)
-    async def chat_tokens(
-        request: Request, authorization: Annotated[str | None, Header()] = None
-    ) -> Response:
-        """A chat token for one user's conversation (``Authorization: Bearer <tenant
-        token>``; body ``{"user_id", "conversation_id"?, "ttl_seconds"?}``), for the
-        tenant's backend to give to that user's browser."""
-        try:
-            return JSONResponse(chat.issue(authorization, await request.body()), status_code=201)
-        except InboundRejected as exc:
-            gw.metrics.rejected.labels("web", str(exc.status)).inc()
-            return _error(exc)
-
-    @app.post("/v1/web/chat/messages", tags=["web chat"], status_code=202, responses=responses)
-    async def chat_message(
-        request: Request, authorization: Annotated[str | None, Header()] = None
-    ) -> Response:
-        """A message from the chat page (``Authorization: Bearer <chat token>``; body
-        ``{"text", "message_id"?}``); the answer comes on the stream."""
-
-        def parse(body: bytes) -> Parsed:
-            scheme, _, presented = (authorization or "").partition(" ")
-            if scheme.lower() != "bearer":
-                raise InboundRejected(401, "missing chat token (Authorization: Bearer <token>)")
-            return web.parse_chat(body, chat.scope(presented.strip()))
-
-        return await gw.handle("web", request, parse)
-
-    @app.get("/v1/web/stream", tags=["web chat"], responses=responses)
-    async def stream(
-        token: Annotated[str | None, Query(max_length=4096)] = None,
-        conversation_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
-        last_event_id: Annotated[str | None, Query(max_length=64)] = None,
-        authorization: Annotated[str | None, Header()] = None,
-        last_event_id_header: Annotated[
-            str | None, Header(alias="Last-Event-ID", max_length=64)
-        ] = None,
-    ) -> Response:
-        """The conversation's outgoing messages as server-sent events (``message``: JSON
-        ``{conversation_id, response_id, text, in_reply_to, proactive}``, id
-        ``<partition>-<offset>``; ``gap`` when a reconnect could not read everything)."""
-        try:
-            tenant, conversation = chat.stream_scope(token, authorization, conversation_id)
-            await chat.hub.ready()
-            after = chat.resume_after(conversation, last_event_id_header or last_event_id)
-            opened = chat.hub.open(tenant, conversation)
-        except InboundRejected as exc:
-            gw.metrics.rejected.labels("web", str(exc.status)).inc()
-            return _error(exc)
-        return EventSourceResponse(
-            chat.events(opened, after),
-            headers=STREAM_HEADERS,
-            ping=chat.section.stream_heartbeat_seconds,
-            # Closes the stream when the generator never ran (the client left first).
-            background=BackgroundTask(chat.hub.close, opened),
-        )

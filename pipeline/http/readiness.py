@@ -1,14 +1,14 @@
-"""Is the gateway ready? A background check of Kafka whose last answer the probes read.
+"""Is an HTTP service ready? A background check of Kafka whose last answer the probes read.
 
 ``/readyz`` must not block on the broker, and the probe of the metrics port runs on
 another thread, so a task asks the cluster for its metadata every few seconds and
-stores the answer; the probes only read it.
+stores the answer; the probes only read it. The gateway and the console use it.
 
-The gateway stays ready while Kafka is down: it answers every request, with 503 and
+The service stays ready while Kafka is down: it answers every request, with 503 and
 Retry-After for those it cannot store, which is what clients are designed for; taking
-every gateway out of its Service would turn that answer into connection errors. The
+every replica out of its Service would turn that answer into connection errors. The
 reason then says "degraded". It is not ready while starting, while shutting down, and
-when Kafka answers without the gateway's topics (a deployment to finish).
+when Kafka answers without the service's topics (a deployment to finish).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ Verdict = tuple[bool, str]
 
 
 class KafkaReadiness:
-    """Ready once checked, unless the topics the gateway writes are missing; degraded
+    """Ready once checked, unless the topics the service writes are missing; degraded
     (still ready) while the cluster does not answer."""
 
     def __init__(self, settings: Settings, topics: tuple[str, ...], interval: float = 2.0) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from importlib.resources import files
 
-from fastapi import FastAPI
+from fastapi import APIRouter
 from fastapi.responses import Response
 
 CONTENT_SECURITY_POLICY = (
@@ -32,11 +32,13 @@ _ASSETS = {
 }
 
 
-def add_routes(app: FastAPI) -> None:
+def router() -> APIRouter:
     """``GET /chat`` and its script and stylesheet, read once."""
+    pages = APIRouter()
     folder = files("pipeline.services.gateway") / "chat"
     for path, (name, media_type) in _ASSETS.items():
-        app.get(path, include_in_schema=False)(_serve((folder / name).read_bytes(), media_type))
+        pages.get(path, include_in_schema=False)(_serve((folder / name).read_bytes(), media_type))
+    return pages
 
 
 def _serve(body: bytes, media_type: str) -> Callable[[], Awaitable[Response]]:

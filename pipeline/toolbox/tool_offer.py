@@ -2,6 +2,7 @@
 
 :class:`CatalogOffer` follows the ``tool_catalog`` topic in the background and offers
 every advertised tool, narrowed for a tenant listed in ``PIPELINE_TOOLS__TENANT_TOOLS``.
+The console checks an operator's edited arguments against the same offer.
 
 Start-up: the agent and the tools services start in any order, so right after start
 the catalog may not be read yet, or still be empty because no tools service has

@@ -1,0 +1,82 @@
+"""The web chat's routes: chat tokens, the chat page's messages, and the stream
+(:mod:`pipeline.services.gateway.web_chat` says what each does)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse, Response
+from sse_starlette import EventSourceResponse
+from starlette.background import BackgroundTask
+
+from pipeline.channels.inbound import Parsed
+from pipeline.channels.web import inbound as web
+from pipeline.errors import InboundRejected
+from pipeline.services.gateway.api import error_responses
+from pipeline.services.gateway.web_chat import WebChat
+
+STREAM_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+
+
+def router(chat: WebChat) -> APIRouter:
+    routes = APIRouter(tags=["web chat"])
+    gateway = chat.gateway
+    responses = error_responses(400, 401, 403, 404, 429)
+
+    @routes.post("/v1/web/chat-tokens", status_code=201, responses=responses)
+    async def chat_tokens(
+        request: Request, authorization: Annotated[str | None, Header()] = None
+    ) -> Response:
+        """A chat token for one user's conversation (``Authorization: Bearer <tenant
+        token>``; body ``{"user_id", "conversation_id"?, "ttl_seconds"?}``), for the
+        tenant's backend to give to that user's browser."""
+        try:
+            return JSONResponse(chat.issue(authorization, await request.body()), status_code=201)
+        except InboundRejected as exc:
+            return gateway.rejected("web", exc)
+
+    @routes.post("/v1/web/chat/messages", status_code=202, responses=responses)
+    async def chat_message(
+        request: Request, authorization: Annotated[str | None, Header()] = None
+    ) -> Response:
+        """A message from the chat page (``Authorization: Bearer <chat token>``; body
+        ``{"text", "message_id"?}``); the answer comes on the stream."""
+
+        def parse(body: bytes) -> Parsed:
+            scheme, _, presented = (authorization or "").partition(" ")
+            if scheme.lower() != "bearer":
+                raise InboundRejected(401, "missing chat token (Authorization: Bearer <token>)")
+            return web.parse_chat(body, chat.scope(presented.strip()))
+
+        return await gateway.handle("web", request, parse)
+
+    @routes.get("/v1/web/stream", responses=responses)
+    async def stream(
+        token: Annotated[str | None, Query(max_length=4096)] = None,
+        conversation_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
+        last_event_id: Annotated[str | None, Query(max_length=64)] = None,
+        authorization: Annotated[str | None, Header()] = None,
+        last_event_id_header: Annotated[
+            str | None, Header(alias="Last-Event-ID", max_length=64)
+        ] = None,
+    ) -> Response:
+        """The conversation's outgoing messages as server-sent events (``message``: JSON
+        ``{conversation_id, response_id, text, in_reply_to, proactive}``, id
+        ``<partition>-<offset>``; ``gap`` when a reconnect could not read everything)."""
+        try:
+            tenant, conversation = chat.stream_scope(token, authorization, conversation_id)
+            await chat.hub.ready()
+            after = chat.resume_after(conversation, last_event_id_header or last_event_id)
+            opened = chat.hub.open(tenant, conversation)
+        except InboundRejected as exc:
+            return gateway.rejected("web", exc)
+        return EventSourceResponse(
+            chat.events(opened, after),
+            headers=STREAM_HEADERS,
+            ping=chat.section.stream_heartbeat_seconds,
+            # Closes the stream when the generator never ran (the client left first).
+            background=BackgroundTask(chat.hub.close, opened),
+        )
+
+    return routes
