@@ -10,7 +10,7 @@ import pytest
 INTEGRATION_DIR = Path(__file__).parent / "integration"
 BROWSER_DIR = Path(__file__).parent / "browser"
 
-pytest_plugins = ["kafka_fixtures"]
+pytest_plugins = ["tests.kafka_fixtures"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -15,11 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from chaos_check import AT_LEAST_ONCE, EXACTLY_ONCE
-from chaos_harness import ChaosPlan, run_chaos, start_cluster
 
 from pipeline.config import Settings
 from pipeline.dev.kafka import DevKafkaCluster, DevKafkaError
+from tests.chaos.chaos_check import AT_LEAST_ONCE, EXACTLY_ONCE
+from tests.chaos.chaos_harness import ChaosPlan, run_chaos, start_cluster
 
 pytestmark = pytest.mark.chaos
 

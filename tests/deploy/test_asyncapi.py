@@ -16,7 +16,6 @@ import fastavro
 import jsonschema
 import pytest
 import yaml
-from deploy_support import REPO, tools_dir, unavailable
 
 from pipeline.config import Settings
 from pipeline.events.catalog import (
@@ -26,6 +25,7 @@ from pipeline.events.catalog import (
     load_named_schema,
 )
 from pipeline.topology import load_settings_topology
+from tests.deploy.deploy_support import REPO, tools_dir, unavailable
 
 
 def _specs_schema() -> dict[str, Any]:

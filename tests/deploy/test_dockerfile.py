@@ -21,8 +21,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from deploy_support import REPO
-from image_context import assemble, context_files, install_stage
+
+from tests.deploy.deploy_support import REPO
+from tests.deploy.image_context import assemble, context_files, install_stage
 
 DOCKERFILE = (REPO / "Dockerfile").read_text()
 VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]

@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_support import CHART, COMPOSE, REPO
 
 from pipeline.config import Settings
 from pipeline.config.env_names import TOOL_VARIABLES, resolve, unwrap
+from tests.deploy.deploy_support import CHART, COMPOSE, REPO
 
 PREFIX = "PIPELINE_"
 

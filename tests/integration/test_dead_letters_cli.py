@@ -14,7 +14,15 @@ from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
-from runtime_support import (
+
+from pipeline.config import Settings
+from pipeline.deadletters import DeadLetterStore, Redrive
+from pipeline.errors import AlreadyRedriven, RedriveConflictError
+from pipeline.events.model import Event
+from pipeline.runtime.context import Context
+from pipeline.runtime.dead_letter import Failure, dead_letter_record
+from pipeline.runtime.service import Service
+from tests.integration.runtime_support import (
     REPO,
     SERDE,
     Causes,
@@ -25,14 +33,6 @@ from runtime_support import (
     running,
     settings_for,
 )
-
-from pipeline.config import Settings
-from pipeline.deadletters import DeadLetterStore, Redrive
-from pipeline.errors import AlreadyRedriven, RedriveConflictError
-from pipeline.events.model import Event
-from pipeline.runtime.context import Context
-from pipeline.runtime.dead_letter import Failure, dead_letter_record
-from pipeline.runtime.service import Service
 
 TOPICS = ("message_received", "response_ready", "dead_letters", "dead_letter_redrives")
 

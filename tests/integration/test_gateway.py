@@ -21,13 +21,13 @@ from typing import Any
 
 import httpx
 import pytest
-from gateway_support import record_count, serving
 from prometheus_client import CollectorRegistry, generate_latest
-from runtime_support import Record, read_all_async
 
 from pipeline.channels.webhook.inbound import signature_headers
 from pipeline.config import Settings
 from pipeline.dev.kafka import free_port
+from tests.integration.gateway_support import record_count, serving
+from tests.integration.runtime_support import Record, read_all_async
 
 SLACK_SECRET = "slack-signing-secret"
 WA_SECRET = "meta-app-secret"

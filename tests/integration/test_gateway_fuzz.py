@@ -37,8 +37,13 @@ import httpx
 import pytest
 import schemathesis
 from confluent_kafka import Consumer, TopicPartition
-from fast_http import Connection
-from gateway_corpus import (
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+
+from pipeline.dev.kafka import free_port
+from tests.integration.fast_http import Connection
+from tests.integration.gateway_corpus import (
     CHAT_SECRET,
     EXPECTED_REFUSALS,
     HOOK_SECRET,
@@ -55,11 +60,6 @@ from gateway_corpus import (
     hostile,
     odd_requests,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from schemathesis import GenerationMode
-
-from pipeline.dev.kafka import free_port
 
 REQUESTS = 10_000
 SCHEMATHESIS_CASES = 300  # ~45 ms each to generate; each is sent twice

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import AdminClient
-from runtime_support import stop_service
-from user_events import EVENT_TYPE, write_user_events
+
+from tests.integration.runtime_support import stop_service
+from tests.user_events import EVENT_TYPE, write_user_events
 
 PIPELINE = Path(sys.executable).parent / "pipeline"
 CONVERSATION = "conv-orders-1"

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from user_events import EVENT_TYPE, FULL_NAME, ORDER_PLACED, order_body, write_user_events
 
 from pipeline.config import Settings, bundled_dir
 from pipeline.errors import SchemaError
@@ -22,6 +21,7 @@ from pipeline.events.catalog import (
 )
 from pipeline.events.model import Event, Metadata
 from pipeline.events.serde import SingleObjectSerde
+from tests.user_events import EVENT_TYPE, FULL_NAME, ORDER_PLACED, order_body, write_user_events
 
 SCHEMAS = bundled_dir("schemas")
 

@@ -11,12 +11,12 @@ from typing import ClassVar
 import confluent_kafka
 import pytest
 from click.testing import CliRunner, Result
-from user_events import EVENT_TYPE, FULL_NAME, write_user_events
 
 from pipeline.cli import main
 from pipeline.config import Settings
 from pipeline.events.catalog import load_settings_catalog
 from pipeline.events.serde import SingleObjectSerde
+from tests.user_events import EVENT_TYPE, FULL_NAME, write_user_events
 
 
 @pytest.fixture(autouse=True)

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from registry_stand_in import StandInRegistry
 
 from pipeline.cli import main
 from pipeline.config import Settings, bundled_dir
 from pipeline.events.wire import make_serde
+from tests.registry_stand_in import StandInRegistry
 
 MESSAGE = "pipeline.events.MessageReceived.avsc"
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 
 from confluent_kafka import TopicPartition
-from runtime_events import chat, reply, same_partition
 
 from pipeline.events.model import Event
 from pipeline.runtime.committer import position
@@ -15,6 +14,7 @@ from pipeline.runtime.context import Context
 from pipeline.runtime.offset_tracker import PartitionOffsets, decode_finished
 from pipeline.runtime.service import Service
 from pipeline.testing import MemoryBroker, TestService
+from tests.unit.runtime_events import chat, reply, same_partition
 
 SLOW, FAST = same_partition(2, partitions=12)
 

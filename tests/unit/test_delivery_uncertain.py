@@ -5,15 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from test_delivery_handler import (
-    Script,
-    answers,
-    context,
-    delivery,
-    recorder,
-    response,
-    statuses,
-)
 
 from pipeline.channels.outbound import Outcome, PermanentFailure, Retryable, Sent
 from pipeline.config.sections import DeliverySettings
@@ -26,6 +17,15 @@ from pipeline.services.delivery.uncertain import (
     Unconfirmed,
     guarantee_of,
     resolve,
+)
+from tests.unit.test_delivery_handler import (
+    Script,
+    answers,
+    context,
+    delivery,
+    recorder,
+    response,
+    statuses,
 )
 
 

@@ -13,11 +13,11 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from test_inbound_gateway import gateway_config
 
 from pipeline.dev.kafka import free_port
 from pipeline.observability.health import HealthServer
 from pipeline.services.gateway import GatewayServer, create_app
+from tests.unit.test_inbound_gateway import gateway_config
 
 DOWN = (False, "Kafka at 10.9.8.7:9092 does not answer: Local: Broker transport failure")
 OPERATOR_ONLY = ("/metrics", "/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect")

@@ -10,15 +10,6 @@ from typing import Any
 
 import httpx
 import pytest
-from test_inbound_gateway import (
-    SERDE,
-    WA_SECRET,
-    RecordingProducer,
-    gateway_config,
-    hmac_hex,
-    slack_event,
-    slack_headers,
-)
 
 from pipeline.channels.inbound import MAX_JSON_DEPTH, Inbound, Parsed, json_object, parse_timestamp
 from pipeline.channels.slack import inbound as slack
@@ -28,6 +19,15 @@ from pipeline.errors import InboundRejected
 from pipeline.runtime.publisher import Publisher
 from pipeline.services.gateway import create_app
 from pipeline.services.gateway.limits import check_limits
+from tests.unit.test_inbound_gateway import (
+    SERDE,
+    WA_SECRET,
+    RecordingProducer,
+    gateway_config,
+    hmac_hex,
+    slack_event,
+    slack_headers,
+)
 
 
 def refusal(status: int, fn: Any, *args: Any) -> str:

@@ -7,12 +7,11 @@ import asyncio
 import random
 from collections import defaultdict
 
-from runtime_events import chat, same_partition
-
 from pipeline.events.model import Event
 from pipeline.runtime.context import Context
 from pipeline.runtime.service import Service
 from pipeline.testing import TestService
+from tests.unit.runtime_events import chat, same_partition
 
 
 async def test_each_conversation_in_order_while_conversations_run_concurrently() -> None:

@@ -11,8 +11,6 @@ from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from otel_support import ids, installed_exporter, named
-from runtime_events import chat
 
 from pipeline.events.model import Event
 from pipeline.observability.logs import log_handler
@@ -21,6 +19,8 @@ from pipeline.observability.tracing import parent_trace
 from pipeline.runtime.context import Context
 from pipeline.runtime.service import Service
 from pipeline.testing import TestService
+from tests.otel_support import ids, installed_exporter, named
+from tests.unit.runtime_events import chat
 
 PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 

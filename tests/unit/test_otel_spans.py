@@ -12,8 +12,6 @@ import httpx
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
-from otel_support import ids, installed_exporter, named, parent_ids, traceparent
-from runtime_events import chat
 
 from pipeline.config import Settings, bundled_dir
 from pipeline.events.catalog import SchemaCatalog
@@ -27,6 +25,8 @@ from pipeline.runtime.service import Service
 from pipeline.services.echo import build as build_echo
 from pipeline.services.gateway import create_app
 from pipeline.testing import MemoryRecord, TestService
+from tests.otel_support import ids, installed_exporter, named, parent_ids, traceparent
+from tests.unit.runtime_events import chat
 
 PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 PARENT_IDS = (0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7)

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from collections import Counter
 
-from runtime_events import chat, reply
-
 from pipeline.errors import RejectEvent
 from pipeline.events.model import Event
 from pipeline.runtime.context import Context
 from pipeline.runtime.service import Service
 from pipeline.testing import TestService
+from tests.unit.runtime_events import chat, reply
 
 
 async def test_a_failing_handler_is_retried_then_dead_lettered_while_others_flow() -> None:

@@ -15,8 +15,6 @@ import pytest
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
-from registry_stand_in import StandInRegistry
-from test_serde import DEAD_LETTER_RECORD, FIELDS, metadata
 
 from pipeline.config import Settings, bundled_dir
 from pipeline.dev.kafka import free_port
@@ -31,6 +29,8 @@ from pipeline.events.model import Event, Metadata
 from pipeline.events.registry_serde import CONTENT_TYPE, ConfluentSerde, frame
 from pipeline.events.serde import SingleObjectSerde
 from pipeline.events.wire import make_serde, registry_client_config
+from tests.registry_stand_in import StandInRegistry
+from tests.unit.test_serde import DEAD_LETTER_RECORD, FIELDS, metadata
 
 PREFIX = "t1."
 SCHEMAS = bundled_dir("schemas")

@@ -7,9 +7,6 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from replay_agents import shouting
-from runtime_events import chat
-
 from pipeline.config import Settings
 from pipeline.events.model import Event, Metadata
 from pipeline.replay import compare, run_in_memory, select
@@ -19,6 +16,8 @@ from pipeline.services.agent import build
 from pipeline.services.agent.tool_offer import StaticOffer
 from pipeline.testing import TestService
 from pipeline.toolbox import builtin_tools
+from tests.replay_agents import shouting
+from tests.unit.runtime_events import chat
 
 SETTINGS = Settings(metrics_port=0)
 OFFER = StaticOffer.of(builtin_tools(SETTINGS.tools))

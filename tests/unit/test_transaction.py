@@ -9,7 +9,6 @@ import socket
 
 import pytest
 from confluent_kafka import KafkaError
-from runtime_events import chat
 
 from pipeline.config import Settings
 from pipeline.errors import RejectEvent, TransactionFencedError
@@ -22,6 +21,7 @@ from pipeline.state import ChangelogStore
 from pipeline.state.changelog import Restored
 from pipeline.state.store import decode_value
 from pipeline.testing import MemoryBroker, MemoryTransactionalProducer, TestService
+from tests.unit.runtime_events import chat
 
 EOS = {"processing_guarantee": "exactly_once", "commit_interval_seconds": 3600.0}
 ABORTABLE = KafkaError(KafkaError._TIMED_OUT, "injected", txn_requires_abort=True)
