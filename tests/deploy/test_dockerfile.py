@@ -11,7 +11,6 @@ stage stay (non-root numeric user, only the venv copied, `pipeline` as the entry
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -24,6 +23,7 @@ import pytest
 
 from tests.deploy.deploy_support import REPO
 from tests.deploy.image_context import assemble, context_files, install_stage
+from tests.environment import environment_without_settings
 
 DOCKERFILE = (REPO / "Dockerfile").read_text()
 VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
@@ -45,11 +45,7 @@ def build_wheel(source: Path, out: Path) -> subprocess.CompletedProcess[str]:
 
 def clean_env() -> dict[str, str]:
     """The environment without this checkout's settings or import paths."""
-    return {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("PIPELINE_") and k not in ("PYTHONPATH", "VIRTUAL_ENV")
-    }
+    return environment_without_settings(drop=["PYTHONPATH", "VIRTUAL_ENV"])
 
 
 @pytest.fixture(scope="module")

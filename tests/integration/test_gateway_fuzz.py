@@ -42,6 +42,7 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
 from pipeline.dev.kafka import free_port
+from tests.environment import environment_without_settings
 from tests.integration.fast_http import Connection
 from tests.integration.gateway_corpus import (
     CHAT_SECRET,
@@ -105,7 +106,7 @@ def gateway(
         **{key.upper(): str(value) for key, value in LIMITS.items()},
     }
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")},
+        **environment_without_settings(),
         "PIPELINE_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "PIPELINE_TOPIC_PREFIX": topic_prefix,
         "PIPELINE_METRICS_HOST": "127.0.0.1",

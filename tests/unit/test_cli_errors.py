@@ -6,7 +6,6 @@ down at once, so each command gives up in about a second, naming the servers.
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -18,15 +17,12 @@ import pytest
 from click.testing import CliRunner, Result
 
 from pipeline.cli import main
+from tests.environment import environment_without_settings
 
 NOWHERE = "127.0.0.1:1"
 
 
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.upper().startswith("PIPELINE_"):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("no_pipeline_settings")
 
 
 def _run(*args: str, stdin: str | None = None, **env: str) -> Result:
@@ -130,7 +126,7 @@ def busy_port() -> Iterator[int]:
 
 
 def _pipeline(tmp_path: Path, *args: str, **env: str) -> subprocess.Popen[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("PIPELINE_")}
+    clean = environment_without_settings()
     return subprocess.Popen(
         [sys.executable, "-m", "pipeline", *args],
         env=clean | env,

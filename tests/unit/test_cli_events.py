@@ -4,7 +4,6 @@ that ``pipeline produce`` accepts (checked for every type, a user's own included
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import ClassVar
 
@@ -20,10 +19,9 @@ from tests.user_events import EVENT_TYPE, FULL_NAME, write_user_events
 
 
 @pytest.fixture(autouse=True)
-def user_folders(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.upper().startswith("PIPELINE_"):
-            monkeypatch.delenv(name)
+def user_folders(
+    no_pipeline_settings: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     schemas, topics = write_user_events(tmp_path)
     monkeypatch.setenv("PIPELINE_EXTRA_SCHEMA_DIRS", str(schemas))
     monkeypatch.setenv("PIPELINE_EXTRA_TOPIC_DIRS", str(topics))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from click.testing import CliRunner, Result
 
@@ -11,10 +9,7 @@ from pipeline.cli import main
 
 
 @pytest.fixture(autouse=True)
-def no_broker(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.upper().startswith("PIPELINE_"):
-            monkeypatch.delenv(name)
+def no_broker(no_pipeline_settings: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PIPELINE_BOOTSTRAP_SERVERS", "127.0.0.1:1")
 
 

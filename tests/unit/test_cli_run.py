@@ -6,10 +6,11 @@ there. Its ``service`` is a Runnable that reports where it was imported from and
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.environment import environment_without_settings
 
 PIPELINE = Path(sys.executable).parent / "pipeline"
 
@@ -30,9 +31,7 @@ service = Once()
 
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {
-        k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("PIPELINE_")
-    }
+    env = environment_without_settings(drop=["PYTHONPATH"])
     return subprocess.run(
         [str(PIPELINE), "run", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
     )

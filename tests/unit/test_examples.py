@@ -4,7 +4,6 @@ examples/own_agent, and these tests keep them working."""
 from __future__ import annotations
 
 import importlib
-import os
 import subprocess
 import sys
 import tomllib
@@ -16,6 +15,7 @@ from pipeline.config import Settings
 from pipeline.events.catalog import load_settings_catalog
 from pipeline.toolbox import ENTRY_POINT_GROUP, Tool
 from pipeline.topology import load_settings_topology
+from tests.environment import environment_without_settings
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "own_agent"
 
@@ -27,7 +27,7 @@ def test_the_examples_own_unit_tests_pass() -> None:
         capture_output=True,
         text=True,
         timeout=300,
-        env={k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")},
+        env=environment_without_settings(),
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "3 passed" in result.stdout
@@ -56,7 +56,7 @@ def test_the_extra_folders_add_the_event_type_and_its_topic() -> None:
 def test_pipeline_run_imports_the_example_and_checks_its_event_types() -> None:
     """`pipeline run own_agent.shop:service` from the example's folder imports the service;
     without the extra folders it stops at once, naming the type it does not know."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
+    env = environment_without_settings()
     result = subprocess.run(
         [sys.executable, "-m", "pipeline", "run", "own_agent.shop:service"],
         cwd=EXAMPLE,
