@@ -273,7 +273,8 @@ async def test_web_message_ready_metrics_and_trace(
             headers={"Authorization": "Bearer tok-acme", "traceparent": parent},
         )
         assert response.status_code == 202, response.text
-        # Metrics are on the metrics port, not this one (tests/unit/test_gateway_exposure.py).
+        # Metrics are on the metrics port, not this one
+        # (tests/unit/services/gateway/test_server.py).
         assert (await http.get("/metrics")).status_code == 404
         metrics = generate_latest(registry).decode()
     assert 'pipeline_gateway_requests_total{route="/v1/web/messages",status="202"} 1.0' in metrics

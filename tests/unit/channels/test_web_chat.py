@@ -20,7 +20,7 @@ from pipeline.dev.stack.local import DEVELOPMENT_CHAT_SECRET, LocalStack
 from pipeline.errors import InboundRejected
 from pipeline.events.model import Event, Metadata
 from pipeline.services.gateway import create_app
-from tests.unit.test_inbound_gateway import gateway_config
+from tests.unit.services.gateway.test_app import gateway_config
 
 SECRET = "unit-chat-secret"
 SCOPE = ChatScope("acme", "ada", "web:acme:ada", 2_000_000_000)

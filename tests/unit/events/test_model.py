@@ -9,7 +9,6 @@ import subprocess
 import sys
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 
@@ -22,6 +21,7 @@ from pipeline.events.model import (
     to_millis,
     utc_now,
 )
+from tests.paths import PACKAGE
 
 EVENT = uuid.UUID("3f2a5a52-8c1e-4d5e-9f1a-0c4b5d6e7f80")
 CORRELATION = uuid.UUID("11111111-2222-4333-8444-555555555555")
@@ -178,7 +178,7 @@ def test_the_agent_and_the_scheduler_convert_with_the_same_helper() -> None:
 
     assert conversation.to_millis is to_millis
     assert timers.to_millis is to_millis and timers.from_millis is from_millis
-    package = Path(__file__).resolve().parents[2] / "pipeline"
+    package = PACKAGE
     copies = [
         f"{path.relative_to(package)}: {node.name}"
         for path in package.rglob("*.py")

@@ -30,7 +30,7 @@ from pipeline.events.registry_serde import CONTENT_TYPE, ConfluentSerde, frame
 from pipeline.events.serde import SingleObjectSerde
 from pipeline.events.wire import make_serde, registry_client_config
 from tests.registry_stand_in import StandInRegistry
-from tests.unit.test_serde import DEAD_LETTER_RECORD, FIELDS, metadata
+from tests.unit.events.test_serde import DEAD_LETTER_RECORD, FIELDS, metadata
 
 PREFIX = "t1."
 SCHEMAS = bundled_dir("schemas")

@@ -6,10 +6,9 @@ from __future__ import annotations
 import re
 import subprocess
 from dataclasses import dataclass
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-TESTS = REPO / "tests"
+from tests.paths import REPO, TESTS
+
 TEST_COMMAND = ".venv/bin/python -m pytest"
 KNOWN_NEEDS = {"kafka", "deploy-tools"}
 # A test or fixture asking for the session's broker (tests/kafka_fixtures.py).

@@ -7,7 +7,6 @@ import importlib
 import subprocess
 import sys
 import tomllib
-from pathlib import Path
 
 import pytest
 
@@ -16,8 +15,9 @@ from pipeline.events.catalog import load_settings_catalog
 from pipeline.toolbox import ENTRY_POINT_GROUP, Tool
 from pipeline.topology import load_settings_topology
 from tests.environment import environment_without_settings
+from tests.paths import REPO
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "own_agent"
+EXAMPLE = REPO / "examples" / "own_agent"
 
 
 def test_the_examples_own_unit_tests_pass() -> None:

@@ -7,11 +7,10 @@ import re
 import sys
 import types
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+from tests.paths import README
 
 
 def section_code(title: str) -> list[str]:

@@ -9,15 +9,15 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from pipeline.config.sections import McpServerSettings, ToolsSettings
 from pipeline.toolbox import Tool, ToolError
 from pipeline.toolbox.mcp import McpServer
+from tests.paths import TESTS
 
-SERVER = Path(__file__).resolve().parents[1] / "mcp_weather_server.py"
+SERVER = TESTS / "mcp_weather_server.py"
 
 
 class Seen:

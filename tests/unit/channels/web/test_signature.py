@@ -8,7 +8,6 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,8 +19,8 @@ from pipeline.channels.web import signature
 from pipeline.channels.web.outbound import WebSender
 from pipeline.egress import EgressPolicy, guarded_client
 from pipeline.events.model import Event, Metadata
+from tests.paths import README
 
-README = Path(__file__).resolve().parents[2] / "README.md"
 SECRET = "whsec-tenant-t1"
 BODY = b'{"conversation_id":"c1","text":"hi"}'
 

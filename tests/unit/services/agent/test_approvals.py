@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from pipeline.events.model import Event
-from tests.unit.agent_support import running_agent
+from tests.unit.services.agent.agent_support import running_agent
 
 WAITING = "This needs a person's approval first; I will come back to you here."
 CALCULATOR = {"*": ["calculator"]}

@@ -7,7 +7,7 @@ from pipeline.config import Settings
 from pipeline.llm import Completion, LLMError
 from pipeline.services.agent import assemble
 from pipeline.services.agent.handoff import ESCALATE, asked_for_person
-from tests.unit.agent_support import ADDRESS, ScriptedProvider, call, running_agent
+from tests.unit.services.agent.agent_support import ADDRESS, ScriptedProvider, call, running_agent
 
 HANDOFF_TEXT = "I am passing you to a person; they will answer you here."
 

@@ -18,7 +18,7 @@ from pipeline.services.delivery.uncertain import (
     guarantee_of,
     resolve,
 )
-from tests.unit.test_delivery_handler import (
+from tests.unit.services.delivery.test_service import (
     Script,
     answers,
     context,

@@ -19,7 +19,7 @@ from pipeline.errors import InboundRejected
 from pipeline.runtime.publisher import Publisher
 from pipeline.services.gateway import create_app
 from pipeline.services.gateway.limits import check_limits
-from tests.unit.test_inbound_gateway import (
+from tests.unit.services.gateway.test_app import (
     SERDE,
     WA_SECRET,
     RecordingProducer,

@@ -17,7 +17,7 @@ import pytest
 from pipeline.dev.kafka import free_port
 from pipeline.observability.health import HealthServer
 from pipeline.services.gateway import GatewayServer, create_app
-from tests.unit.test_inbound_gateway import gateway_config
+from tests.unit.services.gateway.test_app import gateway_config
 
 DOWN = (False, "Kafka at 10.9.8.7:9092 does not answer: Local: Broker transport failure")
 OPERATOR_ONLY = ("/metrics", "/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect")

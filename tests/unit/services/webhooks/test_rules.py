@@ -8,8 +8,7 @@ import pytest
 
 from pipeline.errors import RulesError, TemplateError
 from pipeline.services.webhooks.rules import RuleSet, render
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.paths import REPO
 
 RULES = """
 rules:
