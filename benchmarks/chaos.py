@@ -17,10 +17,11 @@ import tempfile
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "chaos"))
+# The harness is the chaos tests' own: import it from the checkout's tests package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from chaos_check import AT_LEAST_ONCE, EXACTLY_ONCE
-from chaos_harness import ChaosPlan, run_chaos, start_cluster
+from tests.chaos.chaos_check import AT_LEAST_ONCE, EXACTLY_ONCE
+from tests.chaos.chaos_harness import ChaosPlan, run_chaos, start_cluster
 
 
 def main() -> int:

@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-import pytest
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.options import Options
@@ -26,6 +25,8 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.environment import skip_or_fail
 
 BROWSER_CANDIDATES = ("chromium", "chromium-browser")
 DRIVER_CANDIDATES = ("chromedriver",)
@@ -48,15 +49,13 @@ def _first_on_path(names: tuple[str, ...]) -> str | None:
 
 
 def require_chromium() -> tuple[str, str]:
-    """The browser's and the driver's paths; without them skip, or fail under CI."""
+    """The browser's and the driver's paths; without them skip, or fail in CI."""
     browser = os.environ.get("PIPELINE_CHROMIUM") or _first_on_path(BROWSER_CANDIDATES)
     driver = os.environ.get("PIPELINE_CHROMEDRIVER") or _first_on_path(DRIVER_CANDIDATES)
     if browser and driver:
         return browser, driver
     reason = "headless Chromium and chromedriver are not installed (scripts/bootstrap --test)"
-    if os.environ.get("CI"):
-        pytest.fail(reason)
-    pytest.skip(reason)
+    skip_or_fail(reason)
 
 
 @contextmanager

@@ -6,8 +6,8 @@
 2. an ``apache/kafka`` container through testcontainers when a Docker engine answers;
 3. ``pipeline.dev.kafka.DevKafka`` on free ports (Java 17+ and Maven, no Docker).
 
-When none works the integration tests are skipped with the reason, or fail when
-``CI=true``: nothing is skipped in CI.
+When none works the integration tests are skipped with the reason, or fail in CI:
+nothing is skipped in CI (``tests/environment.py`` says what counts as CI).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from confluent_kafka.admin import AdminClient
 
 from pipeline.dev.kafka import DevKafka, create_topics, free_port
 from pipeline.errors import DevKafkaError
+from tests.environment import skip_or_fail
 
 __all__ = ["create_topics"]  # re-exported for tests: create_topics(bootstrap, names, partitions)
 
@@ -118,12 +119,6 @@ def _kafka_container() -> Iterator[str]:
             container.stop()
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"no Kafka broker for the integration tests (CI=true): {reason}")
-    pytest.skip(f"no Kafka broker: {reason}")
-
-
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``host:port`` of a running Kafka broker, shared by the whole test session."""
@@ -131,7 +126,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if env:
         error = _answers(env, 15.0)
         if error is not None:
-            _unavailable(f"KAFKA_BOOTSTRAP_SERVERS is set but {error}")
+            skip_or_fail(f"no Kafka broker: KAFKA_BOOTSTRAP_SERVERS is set but {error}")
         yield env
         return
 
@@ -153,7 +148,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 broker.start()
             except DevKafkaError as exc:
                 reasons.append(f"pipeline.dev.kafka failed: {exc}")
-                _unavailable("; ".join(reasons))
+                skip_or_fail("no Kafka broker: " + "; ".join(reasons))
             stack.callback(broker.stop)
             bootstrap = broker.bootstrap_servers
         yield bootstrap

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from browser_support import chromium, screenshot, wait_for
 from selenium.webdriver.common.by import By
+
+from tests.browser_support import chromium, screenshot, wait_for
 
 PAGE = b"""<!doctype html><meta charset=utf-8><title>harness</title>
 <ul id=log></ul>

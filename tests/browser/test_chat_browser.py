@@ -10,15 +10,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from browser_support import chromium, screenshot, wait_for
-from gateway_support import serving
-from runtime_support import running, settings_for
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from pipeline.services import tools
 from pipeline.services.agent import build as build_agent
 from pipeline.services.delivery import build as build_delivery
+from tests.browser_support import chromium, screenshot, wait_for
+from tests.integration.gateway_support import serving
+from tests.integration.runtime_support import running, settings_for
 
 TOPICS = (
     "message_received",

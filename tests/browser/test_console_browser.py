@@ -18,7 +18,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from browser_support import chromium, click, screenshot, texts, wait_for
 from confluent_kafka import Producer
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -29,6 +28,7 @@ from pipeline.events.catalog import SchemaCatalog
 from pipeline.events.model import Event, Metadata
 from pipeline.events.serde import SingleObjectSerde
 from pipeline.services.console.auth import hash_password
+from tests.browser_support import chromium, click, screenshot, texts, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 SERDE = SingleObjectSerde(SchemaCatalog.load(bundled_dir("schemas")))

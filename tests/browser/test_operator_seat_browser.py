@@ -19,7 +19,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from browser_support import chromium, click, screenshot, texts, wait_for
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
@@ -27,6 +26,7 @@ from pipeline.dev.kafka import port_in_use
 from pipeline.dev.stack.local import LocalStack
 from pipeline.dev.stack.supervisor import SERVICES
 from pipeline.services.console.auth import hash_password
+from tests.browser_support import chromium, click, screenshot, texts, wait_for
 
 PASSWORD = "grace's long password"
 TENANT_TOKEN = "acme-browser-token"

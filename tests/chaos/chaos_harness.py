@@ -26,8 +26,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chaos_app import POISON, SERVICE_NAME
-from chaos_check import AT_LEAST_ONCE, Comparison, Input, Letter, Output, compare
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer
 from confluent_kafka import TopicPartition as TP
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -39,6 +37,8 @@ from pipeline.events.model import Event, Metadata
 from pipeline.events.serde import SingleObjectSerde
 from pipeline.runtime.dead_letter import dead_letter_id
 from pipeline.runtime.headers import EVENT_ID
+from tests.chaos.chaos_app import POISON, SERVICE_NAME
+from tests.chaos.chaos_check import AT_LEAST_ONCE, Comparison, Input, Letter, Output, compare
 
 SERDE = SingleObjectSerde(SchemaCatalog.load(bundled_dir("schemas")))
 CHAOS_DIR = Path(__file__).resolve().parent

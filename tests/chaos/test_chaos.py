@@ -15,15 +15,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from chaos_check import AT_LEAST_ONCE, EXACTLY_ONCE
-from chaos_harness import ChaosPlan, run_chaos, start_cluster
 
-from pipeline.config import Settings
 from pipeline.dev.kafka import DevKafkaCluster, DevKafkaError
+from tests.chaos.chaos_check import AT_LEAST_ONCE, EXACTLY_ONCE
+from tests.chaos.chaos_harness import ChaosPlan, run_chaos, start_cluster
+from tests.environment import skip_or_fail
 
-pytestmark = pytest.mark.chaos
+pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 
-HAS_EXACTLY_ONCE = "processing_guarantee" in Settings.model_fields
 SHORT = ChaosPlan(
     events=10_000,
     conversations=1_000,
@@ -44,26 +43,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevKafkaCluste
     try:
         c = start_cluster(tmp_path_factory.mktemp("chaos-cluster"))
     except DevKafkaError as exc:  # no Java or Maven here: the same rule as the broker fixture
-        pytest.fail(f"the three-node cluster did not start: {exc}")
+        skip_or_fail(f"the three-node cluster did not start: {exc}")
     try:
         yield c
     finally:
         c.stop()
 
 
-@pytest.mark.parametrize(
-    "guarantee",
-    [
-        AT_LEAST_ONCE,
-        pytest.param(
-            EXACTLY_ONCE,
-            marks=pytest.mark.skipif(
-                not HAS_EXACTLY_ONCE,
-                reason="Settings has no processing_guarantee yet (PIPELINE_PROCESSING_GUARANTEE)",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("guarantee", [AT_LEAST_ONCE, EXACTLY_ONCE])
 def test_chaos_short_form(cluster: DevKafkaCluster, guarantee: str, tmp_path: Path) -> None:
     plan = dataclasses.replace(SHORT, guarantee=guarantee)
     run = run_chaos(cluster, plan, tmp_path, f"chaos-{uuid.uuid4().hex[:8]}.")

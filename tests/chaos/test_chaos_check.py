@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chaos_check import AT_LEAST_ONCE, EXACTLY_ONCE, Input, Letter, Output, compare
+from tests.chaos.chaos_check import AT_LEAST_ONCE, EXACTLY_ONCE, Input, Letter, Output, compare
 
 SOURCE = "t.message_received"
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from deploy_support import ALL_ON_VALUES, find_tool, render
+
+from tests.deploy.deploy_support import ALL_ON_VALUES, find_tool, render
 
 
 @pytest.fixture(scope="session")

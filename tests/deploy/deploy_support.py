@@ -2,7 +2,8 @@
 
 Tools are found in ``.ci/deploy-tools``' cache (``$PIPELINE_TOOLS_DIR/bin``, default
 ``${XDG_CACHE_HOME:-~/.cache}/pipeline-tools/bin``) or on PATH. A missing tool skips its
-tests on a developer's machine and fails them when ``CI=true``: nothing is skipped in CI.
+tests on a developer's machine and fails them in CI (``tests/environment.py``): nothing
+is skipped in CI.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
+
+from tests.environment import skip_or_fail
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "pipeline"
@@ -36,19 +38,13 @@ def tools_dir() -> Path:
     return Path(os.environ.get("PIPELINE_TOOLS_DIR") or default) / "bin"
 
 
-def unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{reason} (CI=true: run .ci/deploy-tools first)")
-    pytest.skip(reason)
-
-
 def find_tool(name: str) -> str:
     cached = tools_dir() / name
     if cached.is_file() and os.access(cached, os.X_OK):
         return str(cached)
     on_path = shutil.which(name)
     if on_path is None:
-        unavailable(f"{name} is not installed: .ci/deploy-tools installs it")
+        skip_or_fail(f"{name} is not installed: .ci/deploy-tools installs it")
     return str(on_path)
 
 

@@ -16,7 +16,6 @@ import fastavro
 import jsonschema
 import pytest
 import yaml
-from deploy_support import REPO, tools_dir, unavailable
 
 from pipeline.config import Settings
 from pipeline.events.catalog import (
@@ -26,12 +25,14 @@ from pipeline.events.catalog import (
     load_named_schema,
 )
 from pipeline.topology import load_settings_topology
+from tests.deploy.deploy_support import REPO, tools_dir
+from tests.environment import skip_or_fail
 
 
 def _specs_schema() -> dict[str, Any]:
     path = tools_dir().parent / "asyncapi/node_modules/@asyncapi/specs/schemas/3.0.0.json"
     if not path.is_file():
-        unavailable(f"{path} is missing: .ci/deploy-tools installs @asyncapi/specs")
+        skip_or_fail(f"{path} is missing: .ci/deploy-tools installs @asyncapi/specs")
     schema: dict[str, Any] = json.loads(path.read_text())
     return schema
 

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_support import COMPOSE, REPO, SERVICES, find_tool, run
+
+from tests.deploy.deploy_support import COMPOSE, REPO, SERVICES, find_tool, run
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import json
 import re
 from typing import Any
 
-from deploy_support import DASHBOARD, REPO, dashboard_exprs
+from tests.deploy.deploy_support import DASHBOARD, REPO, dashboard_exprs
 
 
 def load() -> dict[str, Any]:

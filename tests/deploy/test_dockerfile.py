@@ -11,7 +11,6 @@ stage stay (non-root numeric user, only the venv copied, `pipeline` as the entry
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -21,11 +20,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from deploy_support import REPO
-from image_context import assemble, context_files, install_stage
+
+from tests.deploy.deploy_support import REPO
+from tests.deploy.image_context import assemble, context_files, install_stage
+from tests.environment import environment_without_settings
 
 DOCKERFILE = (REPO / "Dockerfile").read_text()
 VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+
+# The build stage, replayed: the wheel built, then installed with its dependencies into a
+# fresh venv (from PyPI when pip's cache is cold), all within this many seconds. The first
+# test using ``image_venv`` pays for it inside its own pytest timeout, so the module's
+# timeout is this budget and a margin: pyproject's 600 s would otherwise stop it first.
+BUILD_SECONDS = 900
+pytestmark = pytest.mark.timeout(BUILD_SECONDS + 120)
 
 
 def stages() -> list[str]:
@@ -33,22 +41,18 @@ def stages() -> list[str]:
     return re.split(r"^FROM ", text, flags=re.MULTILINE)[1:]
 
 
-def build_wheel(source: Path, out: Path) -> subprocess.CompletedProcess[str]:
+def build_wheel(source: Path, out: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(out), str(source)],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
     )
 
 
 def clean_env() -> dict[str, str]:
     """The environment without this checkout's settings or import paths."""
-    return {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("PIPELINE_") and k not in ("PYTHONPATH", "VIRTUAL_ENV")
-    }
+    return environment_without_settings(drop=["PYTHONPATH", "VIRTUAL_ENV"])
 
 
 @pytest.fixture(scope="module")
@@ -56,18 +60,22 @@ def image_venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A fresh venv with the wheel built from the Dockerfile's copied files installed."""
     work = tmp_path_factory.mktemp("image")
     started = time.monotonic()
+
+    def seconds_left() -> float:
+        return max(1.0, started + BUILD_SECONDS - time.monotonic())
+
     source = assemble(REPO, install_stage(DOCKERFILE), work / "root")
-    built = build_wheel(source, work / "wheels")
+    built = build_wheel(source, work / "wheels", timeout=seconds_left())
     assert built.returncode == 0, built.stdout + built.stderr
     (wheel,) = (work / "wheels").glob("*.whl")
     wheel_seconds = time.monotonic() - started
     venv = work / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=seconds_left())
     installed = subprocess.run(
         [str(venv / "bin" / "pip"), "install", "--disable-pip-version-check", str(wheel)],
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=seconds_left(),
         env=clean_env(),
     )
     assert installed.returncode == 0, installed.stdout + installed.stderr

@@ -11,9 +11,9 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from deploy_support import ALL_ON_VALUES, CHART, RULES, SCHEMAS, SERVICES, render, run
 
 from pipeline.egress import blocked_reason
+from tests.deploy.deploy_support import ALL_ON_VALUES, CHART, RULES, SCHEMAS, SERVICES, render, run
 
 # The oldest Kubernetes the chart is validated for, and the newest schemas available.
 KUBERNETES_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())

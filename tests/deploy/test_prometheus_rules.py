@@ -5,7 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from deploy_support import REPO, RULE_TESTS, RULES, dashboard_exprs, metric_names, rule_exprs, run
+
+from tests.deploy.deploy_support import (
+    REPO,
+    RULE_TESTS,
+    RULES,
+    dashboard_exprs,
+    metric_names,
+    rule_exprs,
+    run,
+)
 
 
 def _histogram(name: str) -> set[str]:

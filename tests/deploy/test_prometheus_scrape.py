@@ -30,10 +30,10 @@ from typing import Any
 import pytest
 import yaml
 from confluent_kafka import Producer
-from deploy_support import RULES, dashboard_exprs, metric_names, rule_exprs
-from scrape_services import callbacks, chat_completions
 
 from pipeline.dev.stack.local import development_env
+from tests.deploy.deploy_support import RULES, dashboard_exprs, metric_names, rule_exprs
+from tests.deploy.scrape_services import callbacks, chat_completions
 
 HERE = Path(__file__).parent
 DEADLINE = 120.0

@@ -11,7 +11,6 @@ build a ``Settings``, and every path setting must point into a mounted volume.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
@@ -19,10 +18,10 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_support import CHART, COMPOSE, REPO
 
 from pipeline.config import Settings
 from pipeline.config.env_names import TOOL_VARIABLES, resolve, unwrap
+from tests.deploy.deploy_support import CHART, COMPOSE, REPO
 
 PREFIX = "PIPELINE_"
 
@@ -185,7 +184,9 @@ def test_names_in_comments_and_docs_are_real_settings() -> None:
     assert not wrong, "\n".join(wrong)
 
 
-def test_every_compose_environment_builds_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_compose_environment_builds_settings(
+    no_pipeline_settings: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     project = yaml.safe_load(COMPOSE.read_text())
     for name, env in compose_environments().items():
         if not any(k.startswith(PREFIX) for k in env):
@@ -204,7 +205,7 @@ def test_every_compose_environment_builds_settings(monkeypatch: pytest.MonkeyPat
 
 
 def test_every_helm_container_builds_settings(
-    manifests: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+    manifests: list[dict[str, Any]], no_pipeline_settings: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config_maps = {
         m["metadata"]["name"]: m.get("data", {}) for m in manifests if m["kind"] == "ConfigMap"
@@ -270,11 +271,9 @@ def test_knowledge_base_and_webhook_rules_reach_their_services(
 
 
 def _build_settings(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], where: str) -> None:
-    """Settings from exactly this environment; its values must validate."""
+    """Settings from exactly this environment (the test runs with ``no_pipeline_settings``);
+    its values must validate."""
     with monkeypatch.context() as patch:
-        for key in list(os.environ):
-            if key.upper().startswith(PREFIX):
-                patch.delenv(key)
         for key, value in env.items():
             if key.startswith(PREFIX) and key not in NOT_SETTINGS:
                 patch.setenv(key, value)

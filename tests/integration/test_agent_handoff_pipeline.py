@@ -11,7 +11,12 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from runtime_support import (
+from pipeline.events.model import Event, Metadata
+from pipeline.llm import ChatRequest, Completion
+from pipeline.llm.deterministic import DeterministicProvider
+from pipeline.services import scheduler, tools
+from pipeline.services.agent import assemble
+from tests.integration.runtime_support import (
     Causes,
     Record,
     message,
@@ -20,12 +25,6 @@ from runtime_support import (
     running,
     settings_for,
 )
-
-from pipeline.events.model import Event, Metadata
-from pipeline.llm import ChatRequest, Completion
-from pipeline.llm.deterministic import DeterministicProvider
-from pipeline.services import scheduler, tools
-from pipeline.services.agent import assemble
 
 TOPICS = (
     "message_received",

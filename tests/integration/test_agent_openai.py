@@ -15,11 +15,11 @@ import pytest
 import uvicorn
 from fastapi import FastAPI, Request
 from prometheus_client import CollectorRegistry
-from runtime_support import read_all_async, running, settings_for
-from test_agent_pipeline import TOPICS, events_of, message, produce_in_order
 
 from pipeline.services import tools
 from pipeline.services.agent import build
+from tests.integration.runtime_support import read_all_async, running, settings_for
+from tests.integration.test_agent_pipeline import TOPICS, events_of, message, produce_in_order
 
 
 def model_app(requests: list[dict[str, Any]]) -> FastAPI:

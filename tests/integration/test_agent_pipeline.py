@@ -13,7 +13,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from confluent_kafka import Producer
-from runtime_support import (
+
+from pipeline.events.model import Event
+from pipeline.services import tools
+from pipeline.services.agent import assemble, build
+from tests.integration.runtime_support import (
     SERDE,
     Causes,
     Record,
@@ -22,10 +26,6 @@ from runtime_support import (
     running,
     settings_for,
 )
-
-from pipeline.events.model import Event
-from pipeline.services import tools
-from pipeline.services.agent import assemble, build
 
 TOPICS = (
     "message_received",

@@ -14,17 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.routing import APIRoute
-from gateway_support import serving_app
 from prometheus_client import CollectorRegistry
-from runtime_support import (
-    SERDE,
-    Record,
-    message,
-    produce,
-    produce_events,
-    read_all_async,
-    settings_for,
-)
 
 from pipeline.config import Settings
 from pipeline.events.catalog import DEAD_LETTER
@@ -34,6 +24,16 @@ from pipeline.services.console.auth import hash_password
 from pipeline.services.console.guard import PUBLIC
 from pipeline.services.console.view import TOPICS
 from pipeline.toolbox.catalog import CatalogCodec, CatalogEntry
+from tests.integration.gateway_support import serving_app
+from tests.integration.runtime_support import (
+    SERDE,
+    Record,
+    message,
+    produce,
+    produce_events,
+    read_all_async,
+    settings_for,
+)
 
 PASSWORD = "correct horse battery staple"
 TOKEN = "api-token-of-bob"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -14,7 +13,16 @@ from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
-from runtime_support import (
+
+from pipeline.config import Settings
+from pipeline.deadletters import DeadLetterStore, Redrive
+from pipeline.errors import AlreadyRedriven, RedriveConflictError
+from pipeline.events.model import Event
+from pipeline.runtime.context import Context
+from pipeline.runtime.dead_letter import Failure, dead_letter_record
+from pipeline.runtime.service import Service
+from tests.environment import environment_without_settings
+from tests.integration.runtime_support import (
     REPO,
     SERDE,
     Causes,
@@ -25,14 +33,6 @@ from runtime_support import (
     running,
     settings_for,
 )
-
-from pipeline.config import Settings
-from pipeline.deadletters import DeadLetterStore, Redrive
-from pipeline.errors import AlreadyRedriven, RedriveConflictError
-from pipeline.events.model import Event
-from pipeline.runtime.context import Context
-from pipeline.runtime.dead_letter import Failure, dead_letter_record
-from pipeline.runtime.service import Service
 
 TOPICS = ("message_received", "response_ready", "dead_letters", "dead_letter_redrives")
 
@@ -53,7 +53,7 @@ def picky(settings: Settings, *, fixed: bool) -> Service:
 def pipeline_cli(bootstrap: str, prefix: str, *args: str) -> subprocess.CompletedProcess[str]:
     """``python -m pipeline ARGS`` in a process of its own, as an operator runs it."""
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")},
+        **environment_without_settings(),
         "PIPELINE_BOOTSTRAP_SERVERS": bootstrap,
         "PIPELINE_TOPIC_PREFIX": prefix,
     }

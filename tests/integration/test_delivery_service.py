@@ -26,7 +26,15 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from confluent_kafka import Consumer, TopicPartition
-from runtime_support import (
+
+from pipeline.channels.web import signature
+from pipeline.dev.kafka import free_port
+from pipeline.dev.stack.local import development_env
+from pipeline.errors import ConfigError
+from pipeline.events.model import Event, Metadata
+from pipeline.services.delivery import build
+from pipeline.services.delivery.sent_store import decode_value
+from tests.integration.runtime_support import (
     SERDE,
     SHORT_SESSION,
     Record,
@@ -37,15 +45,7 @@ from runtime_support import (
     start_service,
     stop_service,
 )
-from runtime_support import settings_for as base_settings
-
-from pipeline.channels.web import signature
-from pipeline.dev.kafka import free_port
-from pipeline.dev.stack.local import development_env
-from pipeline.errors import ConfigError
-from pipeline.events.model import Event, Metadata
-from pipeline.services.delivery import build
-from pipeline.services.delivery.sent_store import decode_value
+from tests.integration.runtime_support import settings_for as base_settings
 
 TOPICS = ("response_ready", "delivery_status", "delivery_sent", "dead_letters")
 CALLBACK_SECRET = "integration-callback-secret"

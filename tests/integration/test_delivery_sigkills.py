@@ -29,7 +29,10 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from runtime_support import (
+
+from pipeline.events.model import Event, Metadata
+from pipeline.services.agent import assemble
+from tests.integration.runtime_support import (
     SERDE,
     Causes,
     Record,
@@ -40,9 +43,9 @@ from runtime_support import (
     settings_for,
     stop_service,
 )
-from test_agent_handoff_pipeline import HANDOFF_TEXT, operator_event
-from test_agent_handoff_pipeline import TOPICS as HANDOFF_TOPICS
-from test_delivery_service import (
+from tests.integration.test_agent_handoff_pipeline import HANDOFF_TEXT, operator_event
+from tests.integration.test_agent_handoff_pipeline import TOPICS as HANDOFF_TOPICS
+from tests.integration.test_delivery_service import (
     TOPICS,
     Receiver,
     Seen,
@@ -52,9 +55,6 @@ from test_delivery_service import (
     start_delivery,
     statuses_of,
 )
-
-from pipeline.events.model import Event, Metadata
-from pipeline.services.agent import assemble
 
 WEB, SLACK, WHATSAPP = 300, 100, 100
 KILLS = 10

@@ -20,6 +20,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from pipeline.dev.kafka import DevKafkaCluster, port_in_use
 from pipeline.errors import DevKafkaError
+from tests.environment import skip_or_fail
 
 HEAP = ("-Xmx384m",)
 # Three JVMs starting on two shared cores: allow for a loaded machine.
@@ -42,7 +43,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevKafkaCluste
             3, _free_base_port(), data_dir=data, heap_opts=HEAP, start_timeout=START_TIMEOUT
         ).start()
     except DevKafkaError as exc:  # no Java or Maven here: the same rule as the broker fixture
-        pytest.fail(f"the three-node cluster did not start: {exc}")
+        skip_or_fail(f"the three-node cluster did not start: {exc}")
     try:
         yield c
     finally:

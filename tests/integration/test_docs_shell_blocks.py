@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import AdminClient
-from docs_blocks import REPO, Block, blocks, clean_environment, pages, workdir, write_files
+
+from tests.docs_blocks import REPO, Block, blocks, clean_environment, pages, workdir, write_files
 
 CHECK_SETTINGS = "python -c 'from pipeline.config import load_settings; load_settings()'"
 

@@ -16,7 +16,11 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
-from runtime_support import (
+
+from pipeline.errors import TransactionFencedError
+from pipeline.runtime.kafka_transport import KafkaTransport
+from pipeline.runtime.transaction import AbortableTransactionError, Transaction, TransactionGate
+from tests.integration.runtime_support import (
     SHORT_SESSION,
     message,
     produce_events,
@@ -26,11 +30,7 @@ from runtime_support import (
     start_service,
     stop_service,
 )
-from service_apps import relay
-
-from pipeline.errors import TransactionFencedError
-from pipeline.runtime.kafka_transport import KafkaTransport
-from pipeline.runtime.transaction import AbortableTransactionError, Transaction, TransactionGate
+from tests.integration.service_apps import relay
 
 AGENT_TOPICS = (
     "message_received",

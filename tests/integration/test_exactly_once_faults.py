@@ -19,8 +19,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from confluent_kafka import Producer
-from kafka_admin import group_lag, wait_stable
-from runtime_support import (
+
+from pipeline.config import bundled_dir
+from pipeline.events.catalog import SchemaCatalog
+from pipeline.events.serde import SingleObjectSerde
+from tests.integration.runtime_support import (
     APPS_DIR,
     SHORT_SESSION,
     Record,
@@ -30,10 +33,7 @@ from runtime_support import (
     start_service,
     stop_service,
 )
-
-from pipeline.config import bundled_dir
-from pipeline.events.catalog import SchemaCatalog
-from pipeline.events.serde import SingleObjectSerde
+from tests.kafka_admin import group_lag, wait_stable
 
 EOS_ENV = {
     "PIPELINE_PROCESSING_GUARANTEE": "exactly_once",

@@ -21,13 +21,13 @@ from typing import Any
 
 import httpx
 import pytest
-from gateway_support import record_count, serving
 from prometheus_client import CollectorRegistry, generate_latest
-from runtime_support import Record, read_all_async
 
 from pipeline.channels.webhook.inbound import signature_headers
 from pipeline.config import Settings
 from pipeline.dev.kafka import free_port
+from tests.integration.gateway_support import record_count, serving
+from tests.integration.runtime_support import Record, read_all_async
 
 SLACK_SECRET = "slack-signing-secret"
 WA_SECRET = "meta-app-secret"
@@ -273,7 +273,8 @@ async def test_web_message_ready_metrics_and_trace(
             headers={"Authorization": "Bearer tok-acme", "traceparent": parent},
         )
         assert response.status_code == 202, response.text
-        # Metrics are on the metrics port, not this one (tests/unit/test_gateway_exposure.py).
+        # Metrics are on the metrics port, not this one
+        # (tests/unit/services/gateway/test_server.py).
         assert (await http.get("/metrics")).status_code == 404
         metrics = generate_latest(registry).decode()
     assert 'pipeline_gateway_requests_total{route="/v1/web/messages",status="202"} 1.0' in metrics

@@ -37,8 +37,14 @@ import httpx
 import pytest
 import schemathesis
 from confluent_kafka import Consumer, TopicPartition
-from fast_http import Connection
-from gateway_corpus import (
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+
+from pipeline.dev.kafka import free_port
+from tests.environment import environment_without_settings
+from tests.integration.fast_http import Connection
+from tests.integration.gateway_corpus import (
     CHAT_SECRET,
     EXPECTED_REFUSALS,
     HOOK_SECRET,
@@ -55,11 +61,6 @@ from gateway_corpus import (
     hostile,
     odd_requests,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from schemathesis import GenerationMode
-
-from pipeline.dev.kafka import free_port
 
 REQUESTS = 10_000
 SCHEMATHESIS_CASES = 300  # ~45 ms each to generate; each is sent twice
@@ -105,7 +106,7 @@ def gateway(
         **{key.upper(): str(value) for key, value in LIMITS.items()},
     }
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")},
+        **environment_without_settings(),
         "PIPELINE_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "PIPELINE_TOPIC_PREFIX": topic_prefix,
         "PIPELINE_METRICS_HOST": "127.0.0.1",

@@ -8,11 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from runtime_support import SERDE
-
 from pipeline.config import Settings
 from pipeline.dev.kafka import free_port
 from pipeline.timeline import conversation_timeline
+from tests.integration.runtime_support import SERDE
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -16,14 +16,14 @@ from confluent_kafka import Producer
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
-from registry_stand_in import StandInRegistry
-from runtime_support import Record, message, read_all_async, running, settings_for
 
 from pipeline.events.catalog import schema_text
 from pipeline.events.registry_serde import CONTENT_TYPE, frame
 from pipeline.events.wire import make_serde
 from pipeline.services import tools
 from pipeline.services.agent import build
+from tests.integration.runtime_support import Record, message, read_all_async, running, settings_for
+from tests.registry_stand_in import StandInRegistry
 
 TOPICS = (
     "message_received",

@@ -10,18 +10,18 @@ from pathlib import Path
 
 from click.testing import CliRunner, Result
 from confluent_kafka import Consumer, TopicPartition
-from runtime_support import (
+
+from pipeline.cli import main
+from pipeline.services import tools
+from pipeline.services.agent import build
+from tests.integration.runtime_support import (
     Causes,
     message,
     read_all_async,
     running,
     settings_for,
 )
-from test_agent_pipeline import TOPICS, produce_in_order
-
-from pipeline.cli import main
-from pipeline.services import tools
-from pipeline.services.agent import build
+from tests.integration.test_agent_pipeline import TOPICS, produce_in_order
 
 TESTS = Path(__file__).resolve().parents[1]
 SHOUTING = ["--service", "replay_agents:shouting", "--app-dir", str(TESTS)]

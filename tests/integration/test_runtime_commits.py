@@ -7,12 +7,18 @@ from collections.abc import Callable
 
 from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
-from runtime_support import message, produce_events, read_all_async, running, settings_for
 
 from pipeline.events.model import Event
 from pipeline.runtime.context import Context
 from pipeline.runtime.offset_tracker import decode_finished
 from pipeline.runtime.service import Service
+from tests.integration.runtime_support import (
+    message,
+    produce_events,
+    read_all_async,
+    running,
+    settings_for,
+)
 
 
 def group_offsets(admin: AdminClient, group: str, topic: str) -> dict[int, TopicPartition]:

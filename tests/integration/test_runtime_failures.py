@@ -11,7 +11,10 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from runtime_support import (
+from pipeline.events.model import Event
+from pipeline.runtime.context import Context
+from pipeline.runtime.service import Service
+from tests.integration.runtime_support import (
     APPS_DIR,
     SERDE,
     SHORT_SESSION,
@@ -26,10 +29,6 @@ from runtime_support import (
     start_service,
     stop_service,
 )
-
-from pipeline.events.model import Event
-from pipeline.runtime.context import Context
-from pipeline.runtime.service import Service
 
 
 def start_relay(bootstrap: str, prefix: str, log: Path, **env: str) -> subprocess.Popen[bytes]:

@@ -9,11 +9,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-from runtime_support import produce, settings_for
 
 from pipeline.runtime import runner as runner_module
 from pipeline.runtime.runner import Runner
 from pipeline.runtime.service import Service
+from tests.integration.runtime_support import produce, settings_for
 
 # Far above anything a fetch of records already sent can take: a fetch that waited for its
 # timeout instead of returning with the first record would take at least this long.

@@ -10,12 +10,18 @@ from collections.abc import Callable
 
 import anyio
 from prometheus_client import CollectorRegistry
-from runtime_support import message, produce_events, read_all_async, running, settings_for
-from service_apps import relay
 
 from pipeline.events.model import Event
 from pipeline.runtime.context import Context
 from pipeline.runtime.service import Service
+from tests.integration.runtime_support import (
+    message,
+    produce_events,
+    read_all_async,
+    running,
+    settings_for,
+)
+from tests.integration.service_apps import relay
 
 
 async def test_every_conversation_in_order_none_missing_none_duplicated(

@@ -7,10 +7,10 @@ from collections import defaultdict
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry
-from runtime_support import message, produce_events, read_all_async, settings_for
-from service_apps import relay
 
 from pipeline.events.model import Event
+from tests.integration.runtime_support import message, produce_events, read_all_async, settings_for
+from tests.integration.service_apps import relay
 
 
 async def test_partitions_move_between_instances_without_loss_or_reordering(

@@ -10,7 +10,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from runtime_support import (
+from pipeline.events.model import Event, Metadata, to_millis
+from pipeline.runtime.service import Service
+from pipeline.services import scheduler
+from pipeline.services.scheduler.timers import HEADER_ENDED, fired_event_id
+from tests.integration.runtime_support import (
     Record,
     produce_events,
     read_all,
@@ -20,11 +24,6 @@ from runtime_support import (
     start_service,
     stop_service,
 )
-
-from pipeline.events.model import Event, Metadata, to_millis
-from pipeline.runtime.service import Service
-from pipeline.services import scheduler
-from pipeline.services.scheduler.timers import HEADER_ENDED, fired_event_id
 
 TOPICS = ("timer_requested", "timer_fired", "scheduler_timers", "dead_letters")
 

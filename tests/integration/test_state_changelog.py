@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
-from runtime_support import settings_for
 
 from pipeline.state import ChangelogStore, StateRestoreError, decode_value, read_changelog
 from pipeline.state.changelog import partition_counts
+from tests.integration.runtime_support import settings_for
 
 
 def write(

@@ -15,14 +15,20 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-from gateway_support import record_count, serving
-from runtime_support import Record, produce_events, read_all_async, running, settings_for
 
 from pipeline.channels.webhook.inbound import signature_headers
 from pipeline.events.model import Event, Metadata
 from pipeline.services import webhooks
 from pipeline.services.agent import assemble
 from pipeline.services.webhooks.rules import RuleSet
+from tests.integration.gateway_support import record_count, serving
+from tests.integration.runtime_support import (
+    Record,
+    produce_events,
+    read_all_async,
+    running,
+    settings_for,
+)
 
 CRM_SECRET = "crm-secret"
 T1_CALLBACK = "https://t1.example/cb"

@@ -22,9 +22,6 @@ from typing import Any
 
 import httpx
 import pytest
-from runtime_support import read_all_async, running, settings_for
-from test_agent_openai import serve
-from test_agent_pipeline import TOPICS, events_of, message, produce_in_order
 
 from pipeline.config import Settings
 from pipeline.errors import ConfigError
@@ -33,6 +30,9 @@ from pipeline.services import tools
 from pipeline.services.agent import build
 from pipeline.toolbox import Tool, build_registry
 from pipeline.toolbox.catalog import CatalogFollower
+from tests.integration.runtime_support import read_all_async, running, settings_for
+from tests.integration.test_agent_openai import serve
+from tests.integration.test_agent_pipeline import TOPICS, events_of, message, produce_in_order
 
 SERVER = Path(__file__).resolve().parents[1] / "mcp_weather_server.py"
 PLUGIN = """

@@ -7,12 +7,11 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from runtime_support import produce_events, read_all_async, running, settings_for
-
 from pipeline.config.sections import ToolsSettings
 from pipeline.events.model import Event, Metadata
 from pipeline.services import tools
 from pipeline.toolbox import Tool, build_registry
+from tests.integration.runtime_support import produce_events, read_all_async, running, settings_for
 
 
 def call(conversation: str, tool: str, arguments: Mapping[str, Any], timeout_ms: int) -> Event:

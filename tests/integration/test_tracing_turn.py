@@ -12,16 +12,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from gateway_support import serving
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
-from otel_support import ids, installed_exporter, parent_ids, traceparent
-from runtime_support import read_all_async, running, settings_for
 
 from pipeline.services import tools
 from pipeline.services.agent import build as build_agent
 from pipeline.services.delivery import build as build_delivery
+from tests.integration.gateway_support import serving
+from tests.integration.runtime_support import read_all_async, running, settings_for
+from tests.otel_support import ids, installed_exporter, parent_ids, traceparent
 
 TOPICS = (
     "message_received",

@@ -12,9 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from runtime_support import REPO
-
 from pipeline.dev.stack.supervisor import SERVICES
+from tests.integration.runtime_support import REPO
 
 
 def test_the_benchmark_runs_end_to_end_at_a_tiny_rate(kafka_bootstrap: str, tmp_path: Path) -> None:

@@ -12,7 +12,6 @@ refused with nothing produced, and the answer comes back on ``response_ready``.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,8 +19,10 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import AdminClient
-from runtime_support import stop_service
-from user_events import EVENT_TYPE, write_user_events
+
+from tests.environment import environment_without_settings
+from tests.integration.runtime_support import stop_service
+from tests.user_events import EVENT_TYPE, write_user_events
 
 PIPELINE = Path(sys.executable).parent / "pipeline"
 CONVERSATION = "conv-orders-1"
@@ -55,7 +56,7 @@ def app(
     schemas, topics = write_user_events(tmp_path)
     (tmp_path / "order_service.py").write_text(ORDER_SERVICE)
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")},
+        **environment_without_settings(),
         "PIPELINE_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "PIPELINE_TOPIC_PREFIX": topic_prefix,
         "PIPELINE_TOPIC_REPLICATION_FACTOR": "1",

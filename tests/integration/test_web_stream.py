@@ -20,16 +20,6 @@ from typing import Any
 import httpx
 import pytest
 from confluent_kafka import Producer
-from runtime_support import (
-    SERDE,
-    produce,
-    produce_events,
-    read_all_async,
-    running,
-    settings_for,
-    start_service,
-    stop_service,
-)
 
 from pipeline.channels.web import chat_token
 from pipeline.channels.web.chat_token import ChatScope
@@ -40,6 +30,16 @@ from pipeline.partitioner import partition_for
 from pipeline.runtime.headers import event_headers
 from pipeline.services.delivery import build as build_delivery
 from pipeline.services.delivery.sent_store import ATTEMPTED, SentEntry, SentStore
+from tests.integration.runtime_support import (
+    SERDE,
+    produce,
+    produce_events,
+    read_all_async,
+    running,
+    settings_for,
+    start_service,
+    stop_service,
+)
 
 TOPICS = (
     "message_received",

@@ -9,13 +9,13 @@ import time
 from collections.abc import Callable
 
 import httpx
-from gateway_support import record_count, serving
-from runtime_support import read_all_async, running, settings_for
 
 from pipeline.channels.webhook.inbound import signature_headers
 from pipeline.runtime.service import Service
 from pipeline.services import webhooks
 from pipeline.services.webhooks.rules import RuleSet
+from tests.integration.gateway_support import record_count, serving
+from tests.integration.runtime_support import read_all_async, running, settings_for
 
 SECRET = "crm-secret"
 RULES = """

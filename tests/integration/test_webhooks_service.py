@@ -7,10 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from runtime_support import produce_events, read_all_async, running, settings_for
-
 from pipeline.events.model import Event, Metadata
 from pipeline.services import webhooks
+from tests.integration.runtime_support import produce_events, read_all_async, running, settings_for
 
 REPO = Path(__file__).resolve().parents[2]
 

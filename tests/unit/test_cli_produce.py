@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import ClassVar
 
@@ -28,10 +27,7 @@ class NoProducer:
 
 
 @pytest.fixture(autouse=True)
-def no_broker(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.upper().startswith("PIPELINE_"):
-            monkeypatch.delenv(name)
+def no_broker(no_pipeline_settings: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PIPELINE_BOOTSTRAP_SERVERS", CLOSED_PORT)
     monkeypatch.setattr(confluent_kafka, "Producer", NoProducer)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -17,11 +16,7 @@ from pipeline.errors import ConfigError
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.upper().startswith("PIPELINE_"):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("no_pipeline_settings")
 
 
 def test_defaults() -> None:

@@ -3,10 +3,9 @@ chained to their cause."""
 
 from __future__ import annotations
 
-from runtime_events import chat
-
 from pipeline.services.echo import build
 from pipeline.testing import TestService
+from tests.unit.runtime_events import chat
 
 ECHO = build()
 

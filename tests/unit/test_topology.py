@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-from user_events import EVENT_TYPE, FULL_NAME, write_user_events
 
 from pipeline.cli.topics import topics as topics_cli
 from pipeline.config import Settings, bundled_dir
@@ -21,6 +20,7 @@ from pipeline.topology import (
     load_settings_topology,
     load_topology,
 )
+from tests.user_events import EVENT_TYPE, FULL_NAME, write_user_events
 
 TOPICS = bundled_dir("topics")
 SCHEMAS = bundled_dir("schemas")
