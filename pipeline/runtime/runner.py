@@ -11,6 +11,7 @@ unfinished work piles up. The other concerns have their own modules:
 - ``committer``: watermarks, commit metadata and lag, as one commit sequence;
 - ``transaction``: exactly-once mode's transactional producer, its gate and fencing;
 - ``rebalance``: partitions assigned, revoked and lost;
+- ``shutdown``: drain, final commit and close, within the drain deadline;
 - ``ports``: the consumer and producer calls, wired to confluent-kafka
   (``kafka_transport``) or to memory (``pipeline.testing``).
 """
@@ -21,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
@@ -47,6 +48,7 @@ from pipeline.runtime.producer import producer_config, transactional_config
 from pipeline.runtime.publisher import Publisher
 from pipeline.runtime.rebalance import Rebalancer
 from pipeline.runtime.run_state import RunState
+from pipeline.runtime.shutdown import close_unstarted, shut_down
 from pipeline.runtime.transaction import (
     GatedProducer,
     Transaction,
@@ -63,10 +65,6 @@ log = logging.getLogger("pipeline.runtime")
 
 POLL_BATCH = 500  # records taken from the client at most per fetch
 POLL_TIMEOUT_SECONDS = 0.1  # longest wait for a first record; bounds how late a stop is seen
-# Of the drain deadline at shutdown, what in-flight work leaves to the commit and the close
-# (at most this much, at most a quarter); each of those gets at least CLOSE_SECONDS.
-CLOSE_RESERVE_SECONDS = 5.0
-CLOSE_SECONDS = 1.0
 
 
 class Runner:
@@ -159,7 +157,7 @@ class Runner:
         self._watch(self.poller, "consumer")
         if exactly_once(self.settings):
             if not await self._start_transactions(consumer_config, stop):
-                await self._close_unstarted()
+                await close_unstarted(self)
                 return
         else:
             self.producer = self.transport.producer(
@@ -203,7 +201,7 @@ class Runner:
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
-            await self._shutdown()
+            await shut_down(self)
             if health is not None:
                 health.stop()
         if state.fatal is not None:
@@ -295,13 +293,6 @@ class Runner:
         )
         return True
 
-    async def _close_unstarted(self) -> None:
-        """Stopped before transactions could start: release the clients, commit nothing."""
-        log.info("service %s stopped before it could start", self.name)
-        await self._bounded(self.on_consumer_thread(self.consumer.close), 5.0, "closing")
-        self._release_threads()
-        await self.producer.aclose(0.0)
-
     async def _fetch(self) -> tuple[Sequence[Record], list[TopicPartition]]:
         """One fetch of records, on the consumer thread: the only place the loop fetches;
         with no record, the consumer's positions.
@@ -371,82 +362,6 @@ class Runner:
         )
         server.start()
         return server
-
-    async def _shutdown(self) -> None:
-        """Stop fetching, hand back unstarted work, drain started work, commit, close: all
-        within the drain deadline, whatever the client does.
-
-        In-flight work gets the deadline less a reserve for the commit and the close; a
-        Kafka call still running at its share of the deadline is left behind (its thread
-        is a daemon), so the process can exit and be restarted.
-        """
-        state = self.state
-        state.closing.set()
-        drain = self.settings.drain_timeout_seconds
-        deadline = (self.stop_seen or time.monotonic()) + drain
-        work_deadline = deadline - min(CLOSE_RESERVE_SECONDS, drain / 4)
-        # Workers skip queued records once closing is set and finish the ones they hold.
-        while self.lanes and state.fatal is None and _left(work_deadline):  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-        if self.lanes:
-            log.warning(
-                "%d conversations still busy at the drain deadline; their "
-                "events will be handled again after restart",
-                len(self.lanes),
-            )
-        await self.lanes.stop()
-        await self.producer.flush(_left(work_deadline))
-        # Acknowledgements reach the loop in batches; polling beats an event set per record.
-        while self.processor.unacked and state.fatal is None and _left(work_deadline):  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-        commit_by = max(_left(deadline) - CLOSE_SECONDS, CLOSE_SECONDS)
-        if self.committer.transaction is not None:
-            if state.fatal is None:
-                parts = list(self.partitions.values())
-                await self._bounded(
-                    self.on_consumer_thread(self.committer.commit_transaction, parts),
-                    commit_by,
-                    "the final commit",
-                )
-        else:
-            parts_now = self.partitions.values()
-            offsets = [tp for _, tp in self.committer.take(parts_now, force=True)]
-            if offsets and state.fatal is None:
-                await self._bounded(
-                    self.on_consumer_thread(self.committer.commit_sync, offsets),
-                    commit_by,
-                    "the final commit",
-                )
-        await self._bounded(
-            self.on_consumer_thread(self.consumer.close),
-            max(_left(deadline), CLOSE_SECONDS),
-            "closing the consumer",
-        )
-        self._release_threads()
-        remaining = await self.producer.aclose(min(5.0, max(_left(deadline), 1.0)))
-        if remaining:
-            log.error("%d produced records were not acknowledged at close", remaining)
-        self.processor.flush_counts()
-        log.info("service %s stopped", self.name)
-
-    def _release_threads(self) -> None:
-        """Let the client threads end (one stuck in a call is left behind, a daemon)."""
-        self.poller.shutdown(wait=True)
-        if self.transaction_thread is not None:
-            self.transaction_thread.shutdown(wait=True)
-
-    async def _bounded(self, call: Awaitable[Any], seconds: float, what: str) -> None:
-        """Await a consumer-thread call for at most ``seconds``; past that, leave it."""
-        try:
-            await asyncio.wait_for(call, seconds)
-        except TimeoutError:
-            log.error(
-                "%s did not finish within %.0fs: the Kafka client is stuck; leaving it "
-                "behind (nothing more is committed, the next owner handles what this one "
-                "did not commit)",
-                what,
-                seconds,
-            )
 
     # ---------------------------------------------------------------- dispatch
 
@@ -531,7 +446,3 @@ class Runner:
         for that same callback, and neither would move.
         """
         return await self.loop.run_in_executor(self.poller, fn, *args)
-
-
-def _left(deadline: float) -> float:
-    return max(0.0, deadline - time.monotonic())
