@@ -21,6 +21,7 @@ from pathlib import Path
 from confluent_kafka import Producer
 
 from pipeline.config import bundled_dir
+from pipeline.dev.kafka.tools import group_lag as kafka_tool_lag
 from pipeline.events.catalog import SchemaCatalog
 from pipeline.events.serde import SingleObjectSerde
 from tests.integration.runtime_support import (
@@ -160,3 +161,5 @@ def test_a_group_reading_a_topic_written_in_transactions_ends_with_lag_0(
     finally:
         assert stop_service(relay) == 0, log.read_text()[-3000:]
     assert group_lag(kafka_bootstrap, group, inbox) == {0: 0}
+    # And as Kafka's own tool (kafka-consumer-groups --describe) reports it.
+    assert kafka_tool_lag(kafka_bootstrap, group) == {(inbox, 0): 0}

@@ -46,9 +46,12 @@ def cache_root() -> Path:
 
 
 def render_pom(kafka_version: str = KAFKA_VERSION) -> str:
-    """A throwaway pom whose runtime dependencies are the broker and its log binding."""
+    """A throwaway pom whose runtime dependencies are the broker, Kafka's command-line
+    tools and the log binding."""
     deps = [
         ("org.apache.kafka", f"kafka_{SCALA_VERSION}", kafka_version),
+        # Kafka's own command-line tools (kafka-consumer-groups, kafka-transactions).
+        ("org.apache.kafka", "kafka-tools", kafka_version),
         SLF4J_BINDING,
     ]
     dep_xml = "\n".join(
@@ -86,12 +89,12 @@ def fetch(kafka_version: str = KAFKA_VERSION, root: Path | None = None) -> Path:
     """Download the broker jars with Maven unless they are cached; return the libs folder."""
     home = (root or cache_root()) / kafka_version
     libs = home / "libs"
-    if (home / _MARKER).is_file() and libs.is_dir():
+    if _complete(home, libs, kafka_version):
         return libs
     home.mkdir(parents=True, exist_ok=True)
     with (home / ".lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be fetching the same version
-        if (home / _MARKER).is_file() and libs.is_dir():
+        if _complete(home, libs, kafka_version):
             return libs
         staging = home / "libs.partial"
         shutil.rmtree(staging, ignore_errors=True)
@@ -119,3 +122,10 @@ def fetch(kafka_version: str = KAFKA_VERSION, root: Path | None = None) -> Path:
         staging.rename(libs)
         (home / _MARKER).write_text("\n".join(jars) + "\n", encoding="utf-8")
     return libs
+
+
+def _complete(home: Path, libs: Path, kafka_version: str) -> bool:
+    """A finished fetch of every artifact the pom names now (a cache from before the
+    tools were added is fetched again)."""
+    tools = libs / f"kafka-tools-{kafka_version}.jar"
+    return (home / _MARKER).is_file() and tools.is_file()

@@ -144,9 +144,22 @@ def test_stale_pid_file_is_not_a_running_broker(tmp_path: Path) -> None:
 def test_fetch_skips_maven_when_marked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     home = tmp_path / "9.9.9"
     (home / "libs").mkdir(parents=True)
-    (home / ".fetched").write_text("kafka_2.13-9.9.9.jar\n")
+    (home / "libs" / "kafka-tools-9.9.9.jar").touch()
+    (home / ".fetched").write_text("kafka_2.13-9.9.9.jar\nkafka-tools-9.9.9.jar\n")
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no mvn: must not be needed
     assert devkafka.fetch("9.9.9", root=tmp_path) == home / "libs"
+
+
+def test_a_cache_from_before_the_tools_is_fetched_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "9.9.9"
+    (home / "libs").mkdir(parents=True)
+    (home / ".fetched").write_text("kafka_2.13-9.9.9.jar\n")  # no kafka-tools jar
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.delenv("MAVEN_HOME", raising=False)
+    with pytest.raises(devkafka.DevKafkaError, match="mvn"):  # it wants Maven again
+        devkafka.fetch("9.9.9", root=tmp_path)
 
 
 def test_fetch_without_maven_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
