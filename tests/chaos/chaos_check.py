@@ -66,7 +66,8 @@ class Comparison:
     reordered: int = 0
     inputs_out_of_order: int = 0
     split_conversations: int = 0
-    duplicates: int = 0
+    duplicates: int = 0  # outputs repeating an earlier one's content (conversation, seq)
+    duplicate_ids: int = 0  # outputs repeating an earlier one's event id
     duplicates_with_another_id: int = 0
     repeats_after_a_later_event: int = 0
     dead_letters: int = 0
@@ -92,7 +93,7 @@ class Comparison:
             "dead_letter_ids_not_derived",
         ]
         if guarantee == EXACTLY_ONCE:
-            must_be_zero.append("duplicates")
+            must_be_zero += ["duplicates", "duplicate_ids", "dead_letter_repeats"]
         return [f"{name}={getattr(self, name)}" for name in must_be_zero if getattr(self, name)]
 
     def lines(self) -> list[str]:
@@ -101,8 +102,9 @@ class Comparison:
             f"lost {self.lost}, unexpected {self.unexpected}, reordered {self.reordered} "
             f"(first occurrences), conversations split over partitions "
             f"{self.split_conversations}",
-            f"duplicates {self.duplicates:,} ({self.duplicates_with_another_id} with another "
-            f"event id; {self.repeats_after_a_later_event:,} arrived after a later event of "
+            f"duplicates {self.duplicates:,} by content, {self.duplicate_ids:,} by event id "
+            f"({self.duplicates_with_another_id} with another event id; "
+            f"{self.repeats_after_a_later_event:,} arrived after a later event of "
             "their conversation)",
             f"dead letters {self.dead_letters:,}: {self.poison - self.poison_not_dead_lettered:,}"
             f" of {self.poison:,} poison inputs, {self.dead_letter_repeats} written again "
@@ -133,6 +135,7 @@ def compare(
             wanted.add((record.conversation, record.seq))
 
     ids: dict[tuple[str, int], set[str]] = defaultdict(set)
+    seen_ids: set[str] = set()
     highest_first: dict[str, int] = {}
     partition_of: dict[str, int] = {}
     for out in outputs:
@@ -154,6 +157,9 @@ def compare(
                 _example(result, f"{out.conversation} #{out.seq} first seen after #{highest}")
             highest_first[out.conversation] = max(highest, out.seq)
         ids[key].add(out.event_id)
+        if out.event_id in seen_ids:
+            result.duplicate_ids += 1
+        seen_ids.add(out.event_id)
     missing = wanted - ids.keys()
     result.lost = len(missing)
     for conversation, seq in sorted(missing)[:5]:

@@ -7,9 +7,15 @@ thread SIGKILLs instances at random moments (each is restarted at once, as a sup
 would) and another takes brokers down one at a time: SIGKILL and restart, a clean
 restart, a SIGSTOP pause. Between broker faults the harness waits until every partition
 is fully replicated again, so no fault meets a partition already below
-``min.insync.replicas``. When the group has caught up the instances are stopped with
-SIGTERM and the three topics are read in full (``read_committed``) and compared
-(:mod:`chaos_check`). Every wait is bounded.
+``min.insync.replicas``. A coordinator kill takes down, with SIGKILL, the node that is
+the group's coordinator at that moment: the one the instances send their commits (and,
+in exactly-once mode, their transactions' offsets) to. In exactly-once mode the inputs
+are written in transactions too, so the input topic holds transaction markers. When the
+group has caught up the instances are stopped with SIGTERM; once every partition's last
+stable offset has reached its high watermark (no transaction left open), the three topics
+are read in full (``read_committed``) and compared (:mod:`chaos_check`), and the group's
+lag is read with the Admin API and with Kafka's own consumer-groups tool. Every wait is
+bounded.
 """
 
 from __future__ import annotations
@@ -26,12 +32,20 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+)
 from confluent_kafka import TopicPartition as TP
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from pipeline.config import bundled_dir
 from pipeline.dev.kafka import DevKafkaCluster, port_in_use
+from pipeline.dev.kafka.tools import group_lag as kafka_tool_lag
 from pipeline.events.catalog import SchemaCatalog
 from pipeline.events.model import Event, Metadata
 from pipeline.events.serde import SingleObjectSerde
@@ -39,6 +53,7 @@ from pipeline.runtime.dead_letter import dead_letter_id
 from pipeline.runtime.headers import EVENT_ID
 from tests.chaos.chaos_app import POISON, SERVICE_NAME
 from tests.chaos.chaos_check import AT_LEAST_ONCE, Comparison, Input, Letter, Output, compare
+from tests.kafka_admin import end_offsets, group_lag, wait_stable
 
 SERDE = SingleObjectSerde(SchemaCatalog.load(bundled_dir("schemas")))
 CHAOS_DIR = Path(__file__).resolve().parent
@@ -47,6 +62,19 @@ HEAP = ("-Xmx384m",)
 # The harness's own clients log only critical events: brokers going down is the point.
 QUIET = {"log_level": 2}
 INPUT, OUTPUT, DEAD = "message_received", "response_ready", "dead_letters"
+# An idempotent acks=all producer keeps each conversation in order through broker faults,
+# and its timeout outlasts them.
+INPUT_PRODUCER = {
+    "partitioner": "murmur2_random",
+    "enable.idempotence": True,
+    "acks": "all",
+    "linger.ms": 5,
+    "message.timeout.ms": 300_000,
+    **QUIET,
+}
+INPUT_TRANSACTION = 50  # inputs per transaction when they are written in transactions
+# What an instance logs when it exits because a Kafka call never returned.
+STUCK_EXIT = "exiting with a Kafka call still stuck in the client"
 
 
 @dataclass(frozen=True)
@@ -56,6 +84,7 @@ class ChaosPlan:
     partitions: int = 6
     service_kills: int = 3
     broker_kills: int = 1
+    coordinator_kills: int = 0  # SIGKILL of the node coordinating the group, then restart
     clean_restarts: int = 1
     pauses: int = 1
     pause_seconds: float = 5.0
@@ -63,6 +92,7 @@ class ChaosPlan:
     burst: int = 1  # consecutive inputs of one conversation
     produce_seconds: float = 40.0
     guarantee: str = AT_LEAST_ONCE
+    transactional_inputs: bool = False  # inputs written in transactions (markers in the log)
     commit_interval_seconds: float = 1.0
     settle_seconds: float = 150.0
     seed: int = 0
@@ -72,10 +102,13 @@ class ChaosPlan:
 class ChaosRun:
     plan: ChaosPlan
     comparison: Comparison = field(default_factory=Comparison)
-    final_lag: int = -1
+    final_lag: int = -1  # by the Admin API
+    tool_lag: int = -1  # by Kafka's consumer-groups tool
+    open_transactions: dict[tuple[str, int], int] = field(default_factory=dict)
     service_kills: int = 0
     broker_faults: list[str] = field(default_factory=list)
     unexpected_exits: int = 0
+    stuck_exits: int = 0  # exits on a Kafka call that never returned (the runtime's deadline)
     errors: list[str] = field(default_factory=list)
     produce_errors: list[str] = field(default_factory=list)
     caught_up: bool = False
@@ -87,8 +120,12 @@ class ChaosRun:
 
     def problems(self) -> list[str]:
         found = self.comparison.problems(self.plan.guarantee)
+        if self.open_transactions:
+            found.append(f"open_transactions={self.open_transactions}")
         if self.final_lag != 0:
             found.append(f"final_lag={self.final_lag}")
+        if self.tool_lag != 0:
+            found.append(f"tool_lag={self.tool_lag}")
         if self.unexpected_exits:
             found.append(f"unexpected_exits={self.unexpected_exits}")
         found.extend(self.errors)
@@ -96,7 +133,12 @@ class ChaosRun:
             found.append(f"produce_errors={len(self.produce_errors)}")
         if self.service_kills != self.plan.service_kills:
             found.append(f"service_kills={self.service_kills} of {self.plan.service_kills}")
-        planned = self.plan.broker_kills + self.plan.clean_restarts + self.plan.pauses
+        planned = (
+            self.plan.broker_kills
+            + self.plan.coordinator_kills
+            + self.plan.clean_restarts
+            + self.plan.pauses
+        )
         if len(self.broker_faults) != planned:
             found.append(f"broker_faults={len(self.broker_faults)} of {planned}")
         return found
@@ -104,7 +146,8 @@ class ChaosRun:
     def report(self) -> str:
         p = self.plan
         lines = [
-            f"chaos ({p.guarantee}, seed {p.seed}): {p.events:,} events over "
+            f"chaos ({p.guarantee}, seed {p.seed}): {p.events:,} events"
+            f"{' (written in transactions)' if p.transactional_inputs else ''} over "
             f"{p.conversations:,} conversations (bursts of {p.burst}) in "
             f"{p.produce_seconds:.0f}s, "
             f"{p.partitions} partitions, two instances, commit interval "
@@ -113,7 +156,10 @@ class ChaosRun:
             f"{', '.join(self.broker_faults) or 'none'}",
             *self.comparison.lines(),
             f"repeats per instance SIGKILL {self.repeats_per_service_kill:.0f}; "
-            f"final consumer lag {self.final_lag}; unexpected exits {self.unexpected_exits}",
+            f"final consumer lag {self.final_lag} (Admin API), {self.tool_lag} "
+            f"(kafka-consumer-groups); transactions left open "
+            f"{len(self.open_transactions)}; unexpected exits {self.unexpected_exits}; "
+            f"exits on a stuck Kafka call {self.stuck_exits}",
             *self.comparison.examples,
         ]
         return "\n".join(lines)
@@ -129,7 +175,9 @@ def run_chaos(cluster: DevKafkaCluster, plan: ChaosPlan, workdir: Path, prefix: 
     rng = random.Random(plan.seed)
     with Instances(bootstrap, prefix, plan, workdir) as instances:
         producing = threading.Thread(
-            target=_recording(run, produce_inputs),
+            target=_recording(
+                run, produce_inputs_in_transactions if plan.transactional_inputs else produce_inputs
+            ),
             args=(bootstrap, topics[0], plan, run),
             daemon=True,
         )
@@ -145,8 +193,12 @@ def run_chaos(cluster: DevKafkaCluster, plan: ChaosPlan, workdir: Path, prefix: 
         brokers.join(600)
         group = prefix + SERVICE_NAME
         run.caught_up = _wait(lambda: lag(bootstrap, group, topics[0]) == 0, plan.settle_seconds)
-        run.unexpected_exits = instances.unexpected_exits
+    run.unexpected_exits = instances.unexpected_exits
+    run.stuck_exits = instances.stuck_exits
+    # Read with read_committed only once no transaction is left open anywhere.
+    run.open_transactions = wait_stable(bootstrap, topics, timeout=120)
     run.final_lag = lag(bootstrap, group, topics[0])
+    run.tool_lag = tool_lag(bootstrap, group, topics[0])
     run.comparison = compare(
         read_inputs(bootstrap, topics[0]),
         read_outputs(bootstrap, topics[1]),
@@ -181,6 +233,8 @@ class Instances:
         self.workdir = workdir
         self.processes: list[subprocess.Popen[bytes]] = []
         self.unexpected_exits = 0
+        self.stuck_exits = 0
+        self.stuck_seen = [0, 0]
         self.lock = threading.Lock()
 
     def _start(self, index: int) -> subprocess.Popen[bytes]:
@@ -211,18 +265,29 @@ class Instances:
         """Restart an instance that exited by itself, and count it."""
         for index, process in enumerate(self.processes):
             if process.poll() is not None:
-                self.unexpected_exits += 1
+                self._count_exit(index)
                 self.processes[index] = self._start(index)
+
+    def _count_exit(self, index: int) -> None:
+        """An exit the harness did not cause: one on a Kafka call librdkafka never
+        returned from (the runtime's deadline, by design: the supervisor restarts it) or
+        any other (a problem)."""
+        tail = (self.workdir / f"instance-{index}.log").read_text(errors="replace")[-4000:]
+        if STUCK_EXIT in tail and tail.count(STUCK_EXIT) > self.stuck_seen[index]:
+            self.stuck_seen[index] = tail.count(STUCK_EXIT)
+            self.stuck_exits += 1
+        else:
+            self.unexpected_exits += 1
 
     def __exit__(self, *exc: object) -> None:
         with self.lock:
             self.check()
             for process in self.processes:
                 process.send_signal(signal.SIGTERM)
-            for process in self.processes:
+            for index, process in enumerate(self.processes):
                 try:
                     if process.wait(60) != 0:
-                        self.unexpected_exits += 1
+                        self._count_exit(index)
                 except subprocess.TimeoutExpired:
                     self.unexpected_exits += 1
                     process.kill()
@@ -260,14 +325,21 @@ def broker_faults(
 ) -> None:
     """Take one broker down at a time, at random moments of the production window."""
     faults = ["kill"] * plan.broker_kills + ["restart"] * plan.clean_restarts
-    faults += ["pause"] * plan.pauses
+    faults += ["pause"] * plan.pauses + ["coordinator"] * plan.coordinator_kills
     rng.shuffle(faults)
     start = time.monotonic()
     slot = plan.produce_seconds / max(1, len(faults))
     for i, fault in enumerate(faults):
         _sleep_until(start + slot * i + rng.uniform(0, slot / 3))
         node = rng.randint(1, cluster.size)
-        if fault == "kill":
+        if fault == "coordinator":
+            group = topics[0].removesuffix(INPUT) + SERVICE_NAME
+            node = group_coordinator(cluster.bootstrap_servers, group) or node
+            cluster.kill(node)
+            time.sleep(2)
+            cluster.start_node(node)
+            run.broker_faults.append(f"node {node} (the group's coordinator) SIGKILLed, restarted")
+        elif fault == "kill":
             cluster.kill(node)
             time.sleep(2)
             cluster.start_node(node)
@@ -282,6 +354,16 @@ def broker_faults(
             cluster.resume(node)
             run.broker_faults.append(f"node {node} paused {plan.pause_seconds:.0f}s")
         wait_fully_replicated(cluster.bootstrap_servers, topics, timeout=120)
+
+
+def group_coordinator(bootstrap: str, group: str) -> int | None:
+    """The id of the node coordinating ``group`` now (None when it cannot be told)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap, **QUIET})
+    try:
+        description = admin.describe_consumer_groups([group], request_timeout=10)[group]
+        return int(description.result(15).coordinator.id)
+    except Exception:
+        return None
 
 
 def create_replicated_topics(bootstrap: str, names: list[str], partitions: int) -> None:
@@ -321,48 +403,103 @@ def wait_fully_replicated(bootstrap: str, topics: list[str], timeout: float) -> 
 def produce_inputs(bootstrap: str, topic: str, plan: ChaosPlan, run: ChaosRun) -> None:
     """``plan.events`` inputs at an even rate over ``plan.produce_seconds``.
 
-    Inputs come in bursts of ``plan.burst`` consecutive events of one conversation, the
-    conversations taking turns (with bursts of 1, event j belongs to conversation
-    ``j % conversations`` with sequence number ``j // conversations``). An idempotent
-    ``acks=all`` producer keeps each conversation in order through broker faults, and
-    its timeout outlasts them.
+    (With bursts of 1, event j belongs to conversation ``j % conversations`` with
+    sequence number ``j // conversations``.)
     """
-    rng = random.Random(plan.seed)
-    poison = set(rng.sample(range(plan.events), round(plan.events * plan.poison_ratio)))
-    producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "partitioner": "murmur2_random",
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": 5,
-            "message.timeout.ms": 300_000,
-            **QUIET,
-        }
-    )
+    producer = Producer({**INPUT_PRODUCER, "bootstrap.servers": bootstrap})
 
     def delivered(err: KafkaError | None, _msg: Message) -> None:
         if err is not None:
             run.produce_errors.append(str(err))
 
     start = time.monotonic()
+    for j, conversation, value in inputs(plan):
+        _produce(producer, topic, conversation, value, delivered)
+        if j % 50 == 0:
+            _sleep_until(start + plan.produce_seconds * j / plan.events)
+    if producer.flush(300) != 0:
+        run.produce_errors.append("inputs still unacknowledged after 300s")
+
+
+def produce_inputs_in_transactions(
+    bootstrap: str, topic: str, plan: ChaosPlan, run: ChaosRun
+) -> None:
+    """The same inputs, in transactions of :data:`INPUT_TRANSACTION` records, as an
+    exactly-once service upstream would write them: the topic then holds a transaction
+    marker after each. A transaction the broker faults make abortable is aborted and its
+    records written again in the next (the aborted ones are never read)."""
+    producer = Producer(
+        {
+            **INPUT_PRODUCER,
+            "bootstrap.servers": bootstrap,
+            "transactional.id": f"{topic}-inputs",
+            # At least message.timeout.ms, as librdkafka requires.
+            "transaction.timeout.ms": INPUT_PRODUCER["message.timeout.ms"],
+        }
+    )
+    producer.init_transactions(120)
+    start = time.monotonic()
+    pending = list(inputs(plan))
+    while pending:
+        batch, rest = pending[:INPUT_TRANSACTION], pending[INPUT_TRANSACTION:]
+        producer.begin_transaction()
+        for _, conversation, value in batch:
+            _produce(producer, topic, conversation, value, None)
+        if _commit_or_abort(producer):
+            pending = rest
+            _sleep_until(start + plan.produce_seconds * (plan.events - len(pending)) / plan.events)
+
+
+def _commit_or_abort(producer: Producer) -> bool:
+    """Commit the open transaction (trying again while that is retriable); False when it
+    had to be aborted."""
+    for _ in range(10):
+        try:
+            producer.commit_transaction(120)
+            return True
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.txn_requires_abort():
+                producer.abort_transaction(120)
+                return False
+            if not error.retriable():
+                raise
+    raise RuntimeError("an input transaction could not be committed in 10 tries")
+
+
+def inputs(plan: ChaosPlan) -> Iterator[tuple[int, str, bytes]]:
+    """(index, conversation, encoded event) of every input, in the order produced.
+
+    Inputs come in bursts of ``plan.burst`` consecutive events of one conversation, the
+    conversations taking turns; 1% (``poison_ratio``) are poison, chosen by the seed.
+    """
+    rng = random.Random(plan.seed)
+    poison = set(rng.sample(range(plan.events), round(plan.events * plan.poison_ratio)))
     for j in range(plan.events):
         block = j // plan.burst
         conversation = f"conv-{block % plan.conversations:04d}"
         seq = block // plan.conversations * plan.burst + j % plan.burst
         text = f"{POISON}{seq}" if j in poison else str(seq)
-        value = SERDE.encode(_message(conversation, text))
-        while True:
-            try:
-                producer.produce(topic, value, key=conversation, on_delivery=delivered)
-                break
-            except BufferError:
-                producer.poll(0.05)
-        producer.poll(0)
-        if j % 50 == 0:
-            _sleep_until(start + plan.produce_seconds * j / plan.events)
-    if producer.flush(300) != 0:
-        run.produce_errors.append("inputs still unacknowledged after 300s")
+        yield j, conversation, SERDE.encode(_message(conversation, text))
+
+
+def _produce(
+    producer: Producer,
+    topic: str,
+    key: str,
+    value: bytes,
+    delivered: Callable[[KafkaError | None, Message], None] | None,
+) -> None:
+    while True:
+        try:
+            if delivered is None:
+                producer.produce(topic, value, key=key)
+            else:
+                producer.produce(topic, value, key=key, on_delivery=delivered)
+            break
+        except BufferError:
+            producer.poll(0.05)
+    producer.poll(0)
 
 
 def _message(conversation: str, text: str) -> Event:
@@ -384,7 +521,8 @@ def _message(conversation: str, text: str) -> Event:
 
 def read_topic(bootstrap: str, topic: str, timeout: float = 120.0) -> Iterator[Message]:
     """Every record of ``topic`` (``read_committed``), partition by partition in offset
-    order, up to the high watermarks taken at the start."""
+    order, up to each partition's last stable offset taken at the start (its high
+    watermark unless a transaction is still open, which the run reports)."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -396,17 +534,18 @@ def read_topic(bootstrap: str, topic: str, timeout: float = 120.0) -> Iterator[M
     )
     by_partition: dict[int, list[Message]] = {}
     try:
-        meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        tps = [TP(topic, p) for p in sorted(meta.partitions)]
-        high = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in tps}
-        consumer.assign([TP(topic, p, OFFSET_BEGINNING) for p in high])
+        stable = end_offsets(bootstrap, topic, stable=True)
+        consumer.assign([TP(topic, p, OFFSET_BEGINNING) for p in stable])
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for msg in consumer.consume(1000, 0.2):
                 if msg.error() is None:
                     by_partition.setdefault(msg.partition() or 0, []).append(msg)
-            positions = consumer.position([TP(topic, p) for p in high])
-            if all(tp.offset >= high[tp.partition] for tp in positions):
+            positions = consumer.position([TP(topic, p) for p in stable])
+            # (An empty partition has no position: nothing was read from it.)
+            if all(
+                tp.offset >= stable[tp.partition] or not stable[tp.partition] for tp in positions
+            ):
                 break
         else:
             raise TimeoutError(f"{topic} was not read to its end within {timeout:.0f}s")
@@ -467,21 +606,23 @@ def read_letters(bootstrap: str, topic: str) -> list[Letter]:
 
 
 def lag(bootstrap: str, group: str, topic: str) -> int:
-    """The group's lag on ``topic``: high watermarks minus committed offsets (-1: unknown)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, **QUIET})
+    """The group's lag on ``topic`` by the Admin API: high watermarks minus committed
+    offsets (-1: unknown, while a broker is down)."""
     try:
-        meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        tps = [TP(topic, p) for p in sorted(meta.partitions)]
-        committed = consumer.committed(tps, timeout=10)
-        total = 0
-        for tp in committed:
-            high = consumer.get_watermark_offsets(TP(topic, tp.partition), timeout=10)[1]
-            total += high - max(tp.offset, 0)
-        return total
-    except Exception:  # KafkaException while a broker is down: not known yet
+        return sum(group_lag(bootstrap, group, topic).values())
+    except Exception:
         return -1
-    finally:
-        consumer.close()
+
+
+def tool_lag(bootstrap: str, group: str, topic: str) -> int:
+    """The group's lag on ``topic`` as Kafka's consumer-groups tool prints it (-1: the tool
+    failed or listed a partition without a committed offset)."""
+    try:
+        lags = kafka_tool_lag(bootstrap, group)
+    except Exception:
+        return -1
+    values = [lag for (name, _), lag in lags.items() if name == topic]
+    return -1 if not values or None in values else sum(v for v in values if v is not None)
 
 
 def _recording(run: ChaosRun, target: Callable[..., None]) -> Callable[..., None]:

@@ -60,7 +60,17 @@ def test_a_same_id_repeat_is_allowed_at_least_once_only() -> None:
     assert result.repeats_after_a_later_event == 1
     assert result.reordered == 0
     assert result.problems(AT_LEAST_ONCE) == []
-    assert result.problems(EXACTLY_ONCE) == ["duplicates=1"]
+    assert result.duplicate_ids == 1
+    assert result.problems(EXACTLY_ONCE) == ["duplicates=1", "duplicate_ids=1"]
+
+
+def test_an_event_id_written_twice_is_a_duplicate_by_id_whatever_its_content() -> None:
+    records = outputs(IN_ORDER)
+    first, last = records[0], records[-1]
+    records[-1] = Output(last.conversation, last.seq, first.event_id, last.partition, last.offset)
+    result = compare(inputs(), records, [], SOURCE)
+    assert (result.duplicates, result.duplicate_ids) == (0, 1)
+    assert result.problems(EXACTLY_ONCE) == ["duplicate_ids=1"]
 
 
 def test_a_repeat_with_another_id_is_a_problem() -> None:
@@ -101,7 +111,8 @@ def test_poison_inputs_are_matched_to_their_dead_letters() -> None:
 
     again = compare(sent, outputs(good), [letter, letter], SOURCE)
     assert (again.dead_letters, again.dead_letter_repeats) == (2, 1)
-    assert again.problems(EXACTLY_ONCE) == []
+    assert again.problems(AT_LEAST_ONCE) == []
+    assert again.problems(EXACTLY_ONCE) == ["dead_letter_repeats=1"]
 
     other_id = Letter("dl-2", SOURCE, poisoned.partition, poisoned.offset, poisoned.value, "dl-2")
     changed = compare(sent, outputs(good), [letter, other_id], SOURCE)
