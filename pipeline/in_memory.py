@@ -1,7 +1,7 @@
 """A Service run in memory through the real runtime, while an ``async with`` block lasts.
 
 :class:`InMemoryService` wires the runtime's ports to a
-:class:`~pipeline.runtime.memory_transport.MemoryBroker` and runs the service with its
+:class:`~pipeline.runtime.memory_broker.MemoryBroker` and runs the service with its
 real lanes, retries, dead letters, backpressure and commits; only Kafka is replaced. A
 state store attached to the service (:class:`~pipeline.state.ChangelogStore`) restores
 from the memory broker's changelog topic, not from Kafka. ``pipeline replay`` runs
@@ -26,7 +26,8 @@ from pipeline.config import Settings
 from pipeline.events.model import Event, Metadata
 from pipeline.observability.tracing import child_traceparent
 from pipeline.runtime.headers import event_headers
-from pipeline.runtime.memory_transport import MemoryBroker, MemoryRecord, MemoryTransport
+from pipeline.runtime.memory_broker import MemoryBroker, MemoryRecord
+from pipeline.runtime.memory_transport import MemoryTransport
 from pipeline.runtime.runner import Runner
 from pipeline.runtime.service import Service
 from pipeline.state import ChangelogStore, decode_value

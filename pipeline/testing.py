@@ -1,12 +1,12 @@
 """Run a Service's handlers in memory, through the real runtime, from a test.
 
 :class:`TestService` wires the runtime's ports (:mod:`pipeline.runtime.ports`) to an
-in-memory broker (:mod:`pipeline.runtime.memory_transport`) and runs the service with
-its real lanes, retries, dead letters, backpressure and commits; only Kafka is replaced.
-Feed it events, await what the handlers emit and what they dead-letter, and inspect what
-would be committed. A state store attached to the service
-(:class:`~pipeline.state.ChangelogStore`) restores from the memory broker's changelog
-topic, not from Kafka::
+in-memory broker (:mod:`pipeline.runtime.memory_broker`, its clients in
+:mod:`pipeline.runtime.memory_transport`) and runs the service with its real lanes,
+retries, dead letters, backpressure and commits; only Kafka is replaced. Feed it events,
+await what the handlers emit and what they dead-letter, and inspect what would be
+committed. A state store attached to the service (:class:`~pipeline.state.ChangelogStore`)
+restores from the memory broker's changelog topic, not from Kafka::
 
     from pipeline.testing import TestService
 
@@ -26,13 +26,8 @@ id), and the outputs a test sees are the committed ones.
 from __future__ import annotations
 
 from pipeline.in_memory import InMemoryService, state_stores
-from pipeline.runtime.memory_transport import (
-    MemoryBroker,
-    MemoryRecord,
-    MemoryTransaction,
-    MemoryTransactionalProducer,
-    MemoryTransport,
-)
+from pipeline.runtime.memory_broker import MemoryBroker, MemoryRecord, MemoryTransaction
+from pipeline.runtime.memory_transport import MemoryTransactionalProducer, MemoryTransport
 
 __all__ = [
     "MemoryBroker",

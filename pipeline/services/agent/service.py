@@ -16,8 +16,12 @@ every topic are handled one at a time, on the instance owning its partition)::
     approval_decided  -> tool_called (approved, arguments maybe edited), or the model is
                          told it was denied
 
-The operators' handlers and the handoff and approval steps are in :mod:`.operators`; their
-rules in :mod:`.handoff` and :mod:`.approvals`.
+This module holds the conversation's own handlers (the first four) and builds the service.
+The operators' handlers are in :mod:`.operators`; a turn's next step in :mod:`.turns`, the
+call to the model in :mod:`.model_call`; asking for an approval and handing over in
+:mod:`.operator_steps` (their rules in :mod:`.handoff` and :mod:`pipeline.toolbox.approvals`);
+what the user is told, and the follow-up, in :mod:`.replies`; reading and writing the
+conversation in :mod:`.state`.
 
 Each handler reads the conversation from the store, emits its events and writes the new
 state to the changelog last, so state, events and the offset commit together.
@@ -32,46 +36,36 @@ not have is dead-lettered too.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import uuid
-from collections.abc import Mapping
-from datetime import timedelta
-from typing import Any
 
-from opentelemetry.trace import SpanKind
 from prometheus_client import CollectorRegistry
 
 from pipeline.config import Settings
-from pipeline.errors import RejectEvent
-from pipeline.events.model import Event, from_millis, to_millis, utc_now
-from pipeline.llm import ChatRequest, Completion, LLMError, LLMProvider, create_provider
-from pipeline.llm.base import ToolCall
+from pipeline.events.model import Event, to_millis
+from pipeline.llm import LLMProvider, create_provider
 from pipeline.runtime.context import Context
-from pipeline.runtime.publisher import Publisher
-from pipeline.runtime.service import Background, Service
-from pipeline.runtime.spans import span
+from pipeline.runtime.service import Service
 from pipeline.services.agent import handoff
-from pipeline.services.agent.conversation import Conversation, Step, Turn
-from pipeline.services.agent.metrics import AgentMetrics, OpenWork
-from pipeline.services.agent.operators import OperatorSteps, fired_by
+from pipeline.services.agent.conversation import Step, Turn
+from pipeline.services.agent.metrics import AgentMetrics
+from pipeline.services.agent.model_call import ModelCall, closes
+from pipeline.services.agent.operator_steps import Approvals, Handoffs
+from pipeline.services.agent.operators import OperatorHandlers, fired_by
+from pipeline.services.agent.replies import FOLLOW_UP, Replies
+from pipeline.services.agent.state import AgentState
+from pipeline.services.agent.turns import LLM_DOWN, TOO_DEEP, Turns
 from pipeline.state import ChangelogStore
 from pipeline.toolbox import approvals
 from pipeline.toolbox.tool_offer import CatalogOffer, ToolOffer
 
+# LLM_DOWN and TOO_DEEP lived here before turns.py; callers import them here.
+__all__ = ["LLM_DOWN", "TOO_DEEP", "Agent", "assemble", "build"]
+
 log = logging.getLogger(__name__)
 
-FOLLOW_UP = "follow_up"
-TOO_DEEP = (
-    "Sorry, I could not finish that: it needed more tool calls than I am allowed per "
-    "message. Could you break the question into smaller steps?"
-)
-LLM_DOWN = "Sorry, I cannot answer right now. Please try again in a moment."
-FAILED = {"too_deep", "llm_failed"}
 
-
-class Agent(OperatorSteps):
+class Agent(OperatorHandlers):
     """The agent's handlers around one provider and one state store."""
 
     def __init__(
@@ -87,14 +81,29 @@ class Agent(OperatorSteps):
         self.provider = provider
         self.store = store
         self.metrics = metrics
-        self.tools = tools  # what the model is offered: the advertised tool catalog
-        self.open_work = OpenWork(metrics)
+        self.state = AgentState(store, metrics)
+        self.model = ModelCall(settings, provider, tools)
+        self.replies = Replies(self.config, metrics)
+        self.approvals = Approvals(self.config, metrics, self.state, self.replies)
+        self.handoffs = Handoffs(self.config, metrics, self.replies, self.approvals)
+        self.turns = Turns(
+            self.config, metrics, self.model, self.replies, self.approvals, self.handoffs
+        )
+
+    @property
+    def tools(self) -> ToolOffer:
+        """What the model is offered: the advertised tool catalog."""
+        return self.model.tools
+
+    @tools.setter
+    def tools(self, offer: ToolOffer) -> None:
+        self.model.tools = offer
 
     # ------------------------------------------------------------------ handlers
 
     async def on_message(self, event: Event, ctx: Context) -> None:
-        conversation = self._load(ctx)
-        self._cancel_follow_up(conversation, ctx)
+        conversation = self.state.load(ctx)
+        self.replies.cancel_follow_up(conversation, ctx)
         conversation.reply_to = dict(event["reply_to"])
         new = conversation.mark_seen(str(event.id))  # a repeat after a crash is not kept twice
         text, at = event["text"], event.metadata.occurred_at
@@ -103,7 +112,7 @@ class Agent(OperatorSteps):
             if new:
                 handoff.record(conversation, "user", text, at, self.config.history_window)
             self.metrics.ignored["handed_off"].inc()
-            self._save(ctx, conversation)
+            self.state.save(ctx, conversation)
             return
         if new:
             conversation.remember("user", text, at, self.config.history_window)
@@ -118,13 +127,13 @@ class Agent(OperatorSteps):
         )
         if phrase is not None:
             reason = f"the user asked for a person ({phrase!r})"
-            self._hand_off(conversation, "user", reason, ctx, turn=turn, user_text=text)
+            self.handoffs.hand_off(conversation, "user", reason, ctx, turn=turn, user_text=text)
         else:
-            await self._advance(conversation, turn, ctx)
-        self._save(ctx, conversation)
+            await self.turns.advance(conversation, turn, ctx)
+        self.state.save(ctx, conversation)
 
     async def on_tool_result(self, event: Event, ctx: Context) -> None:
-        conversation = self._load(ctx)
+        conversation = self.state.load(ctx)
         call_id = event["call_id"]
         turn = conversation.turn_waiting_for(call_id)
         if turn is None:
@@ -141,18 +150,18 @@ class Agent(OperatorSteps):
             Step(result_of=call_id, tool=event["tool"], content=_result_content(event))
         )
         if not turn.pending:
-            await self._advance(conversation, turn, ctx)
-        self._save(ctx, conversation)
+            await self.turns.advance(conversation, turn, ctx)
+        self.state.save(ctx, conversation)
 
     async def on_timer_fired(self, event: Event, ctx: Context) -> None:
         if event["purpose"] == approvals.EXPIRY:
-            await self._expire(event, ctx)
+            await self.expire_approval(event, ctx)
             return
         if event["purpose"] != FOLLOW_UP:
             self.metrics.ignored["other_timer"].inc()
             log.info("ignoring timer %s with purpose %r", event["timer_id"], event["purpose"])
             return
-        conversation = self._load(ctx)
+        conversation = self.state.load(ctx)
         if conversation.handoff is not None:
             self.metrics.ignored["handed_off"].inc()
             log.info("no follow-up for %s: a person has it", event.conversation_id)
@@ -168,259 +177,24 @@ class Agent(OperatorSteps):
             log.info("follow-up %s is no longer wanted", event["timer_id"])
             return
         conversation.follow_up = None
-        self._proactive(conversation, self.config.follow_up_text, event, ctx)
-        self._save(ctx, conversation)
+        self.replies.proactive(conversation, self.config.follow_up_text, event, ctx)
+        self.state.save(ctx, conversation)
 
     async def on_context_updated(self, event: Event, ctx: Context) -> None:
-        conversation = self._load(ctx)
+        conversation = self.state.load(ctx)
         facts = dict(event["facts"])
         wanted = facts.pop(self.config.handoff_fact, "").strip()
         conversation.facts.update(facts)
         message = event.get("proactive_message")
         if message:
             if conversation.handoff is None:
-                self._proactive(conversation, message, event, ctx)
+                self.replies.proactive(conversation, message, event, ctx)
             else:
                 self.metrics.ignored["handed_off"].inc()
         if wanted:
             reason = f"webhook rule of {event['source']}: {wanted}"
-            self._hand_off(conversation, "webhook", reason, ctx)
-        self._save(ctx, conversation)
-
-    # ------------------------------------------------------------------ turns
-
-    async def _advance(self, conversation: Conversation, turn: Turn, ctx: Context) -> None:
-        """Ask the model, then either call tools (the turn waits) or answer."""
-        completion = await self._complete(conversation, turn, ctx)
-        if completion is None:
-            self._answer(conversation, turn, LLM_DOWN, "llm_failed", ctx)
-            return
-        calls = completion.tool_calls
-        if not calls:
-            self._answer(conversation, turn, completion.text or "", "answered", ctx)
-            return
-        escalate = next((c for c in calls if c.name == handoff.ESCALATE.name), None)
-        if escalate is not None and self.config.escalate_tool:
-            reason = str(escalate.arguments.get("reason") or completion.text or "not given")
-            self._hand_off(conversation, "model", reason, ctx, turn=turn)
-            return
-        if turn.depth + len(calls) > self.config.max_tool_depth:
-            log.info(
-                "turn %s of %s wants tool call %d, beyond max_tool_depth %d",
-                turn.correlation_id,
-                ctx.event.conversation_id,
-                turn.depth + len(calls),
-                self.config.max_tool_depth,
-            )
-            self._answer(conversation, turn, TOO_DEEP, "too_deep", ctx)
-            return
-        taken = {c for t in conversation.turns.values() for c in t.pending}
-        issued: list[ToolCall] = []
-        waiting = False
-        for index, call in enumerate(calls):
-            call_id = call.id if call.id and call.id not in taken else _call_id(ctx, index)
-            taken.add(call_id)
-            issued.append(ToolCall(call_id, call.name, call.arguments))
-            if approvals.needs_approval(self.config, conversation.tenant, call.name):
-                self._ask_approval(conversation, turn, call_id, call, completion.text, ctx)
-                waiting = True
-            else:
-                self._call_tool(call_id, call.name, call.arguments, turn.depth, ctx)
-            turn.depth += 1
-        turn.steps.append(Step(calls=issued))
-        turn.pending = [c.id for c in issued]
-        conversation.turns[turn.correlation_id] = turn
-        while len(conversation.turns) > self.config.max_open_turns:
-            oldest = next(iter(conversation.turns))
-            log.warning("dropping unanswered turn %s: too many open turns", oldest)
-            del conversation.turns[oldest]
-        if waiting and self.config.approval_waiting_text:
-            self._say(conversation, turn, self.config.approval_waiting_text, ctx)
-
-    def _call_tool(
-        self, call_id: str, tool: str, arguments: Mapping[str, Any], depth: int, ctx: Context
-    ) -> None:
-        ctx.emit(
-            "tool_called",
-            {
-                "call_id": call_id,
-                "tool": tool,
-                "arguments_json": json.dumps(dict(arguments)),
-                "timeout_ms": int(self.config.tool_timeout_seconds * 1000),
-                "depth": depth,
-            },
-        )
-        self.metrics.tool_calls.labels(self.metrics.service, tool).inc()
-
-    async def _complete(
-        self, conversation: Conversation, turn: Turn, ctx: Context
-    ) -> Completion | None:
-        system = self.settings.llm.system_prompt
-        if conversation.context_note:
-            system = f"{system}\n\n{conversation.context_note}".strip()
-        tools = await self.tools.tools_for(ctx.event.metadata.tenant_id)
-        if self.config.escalate_tool:
-            escalate = handoff.ESCALATE
-            tools = (*(t for t in tools if t.name != escalate.name), escalate)
-        request = ChatRequest(
-            messages=conversation.messages(turn),
-            system=system,
-            facts=conversation.facts,
-            tools=tools,
-        )
-        provider = self.provider
-        try:
-            with span(f"chat {provider.model}", _llm_attributes(provider), kind=SpanKind.CLIENT):
-                return await provider.complete(request)
-        except LLMError as exc:
-            # The provider has retried already (PIPELINE_LLM__MAX_RETRIES); a handler retry
-            # would multiply those calls, so the user gets the apology at once.
-            log.error("giving up on the model for %s: %s", ctx.event.conversation_id, exc)
-            return None
-
-    def _answer(
-        self, conversation: Conversation, turn: Turn, text: str, outcome: str, ctx: Context
-    ) -> None:
-        reply_to = turn.reply_to or conversation.reply_to
-        conversation.turns.pop(turn.correlation_id, None)
-        if outcome in FAILED:
-            conversation.failed_turns += 1
-            limit = self.config.handoff_after_failed_turns
-            if limit is not None and conversation.failed_turns >= limit:
-                self.metrics.turns[outcome].inc()
-                reason = f"{conversation.failed_turns} failed turns in a row (last: {outcome})"
-                self._hand_off(conversation, "failed_turns", reason, ctx, turn=turn)
-                return
-        else:
-            conversation.failed_turns = 0
-        conversation.context_note = None  # the model saw the handoff's note in this turn
-        self.metrics.turns[outcome].inc()
-        if reply_to is None:
-            self.metrics.ignored["no_address"].inc()
-            log.warning("no reply address for %s; answer dropped", ctx.event.conversation_id)
-            return
-        ctx.emit(
-            "response_ready",
-            {
-                "reply_to": reply_to,
-                "text": text,
-                "in_reply_to": turn.in_reply_to,
-                "proactive": False,
-                "ingress_at": from_millis(turn.ingress_at),
-            },
-        )
-        now = utc_now()
-        conversation.remember("assistant", text, now, self.config.history_window)
-        if self.config.follow_up_seconds is not None and not conversation.turns:
-            due_at = now + timedelta(seconds=self.config.follow_up_seconds)
-            timer_id = f"{FOLLOW_UP}:{ctx.event.conversation_id}"
-            request = ctx.emit(
-                "timer_requested",
-                {
-                    "timer_id": timer_id,
-                    "action": "schedule",
-                    "due_at": due_at,
-                    "purpose": FOLLOW_UP,
-                    "payload_json": None,
-                },
-            )
-            conversation.follow_up = {
-                "timer_id": timer_id,
-                "due_at": to_millis(due_at),
-                "request_id": str(request.id),
-            }
-
-    # ------------------------------------------------------------------ telling the user
-
-    def _say(self, conversation: Conversation, turn: Turn | None, text: str, ctx: Context) -> None:
-        """Tell the user something that is not a turn's answer (no follow-up after it)."""
-        reply_to = (turn.reply_to if turn else None) or conversation.reply_to
-        if reply_to is None:
-            self.metrics.ignored["no_address"].inc()
-            return
-        ctx.emit(
-            "response_ready",
-            {
-                "reply_to": reply_to,
-                "text": text,
-                "in_reply_to": turn.in_reply_to if turn else None,
-                "proactive": turn is None,
-                "ingress_at": from_millis(turn.ingress_at)
-                if turn
-                else ctx.event.metadata.occurred_at,
-            },
-        )
-        conversation.remember("assistant", text, utc_now(), self.config.history_window)
-
-    def _cancel_follow_up(self, conversation: Conversation, ctx: Context) -> None:
-        if conversation.follow_up is not None:
-            self._cancel_timer(conversation.follow_up["timer_id"], FOLLOW_UP, ctx)
-            conversation.follow_up = None
-
-    def _cancel_timer(self, timer_id: str, purpose: str, ctx: Context) -> None:
-        ctx.emit(
-            "timer_requested",
-            {
-                "timer_id": timer_id,
-                "action": "cancel",
-                "due_at": None,
-                "purpose": purpose,
-                "payload_json": None,
-            },
-        )
-
-    def _proactive(self, conversation: Conversation, text: str, event: Event, ctx: Context) -> None:
-        if conversation.reply_to is None:
-            self.metrics.ignored["no_address"].inc()
-            log.info(
-                "no reply address for %s yet; proactive message dropped", event.conversation_id
-            )
-            return
-        ctx.emit("response_ready", conversation.proactive(text, event.metadata.occurred_at))
-        conversation.remember("assistant", text, utc_now(), self.config.history_window)
-
-    # ------------------------------------------------------------------ state
-
-    def _load(self, ctx: Context, *, existing: bool = False) -> Conversation:
-        """The event's conversation; RejectEvent when it belongs to another tenant, or
-        (``existing``) when the agent does not have it."""
-        event = ctx.event
-        stored = self.store.get(ctx, event.conversation_id)
-        if existing and stored is None:
-            raise RejectEvent(
-                f"{event.type} names conversation {event.conversation_id!r}, which the agent "
-                "does not have; refused"
-            )
-        conversation = Conversation.from_json(stored)
-        tenant = event.metadata.tenant_id
-        if conversation.tenant is None:
-            conversation.tenant = tenant
-        elif conversation.tenant != tenant:
-            self.metrics.refused_tenant.inc()
-            log.warning(
-                "refusing %s %s of tenant %r: conversation %r belongs to tenant %r",
-                event.type,
-                event.id,
-                tenant,
-                event.conversation_id,
-                conversation.tenant,
-            )
-            raise RejectEvent(
-                f"conversation {event.conversation_id!r} belongs to tenant "
-                f"{conversation.tenant!r}, not to the event's tenant {tenant!r}; refused"
-            )
-        return conversation
-
-    def _save(self, ctx: Context, conversation: Conversation) -> None:
-        state = conversation.to_json()
-        self.store.put(ctx, ctx.event.conversation_id, state)
-        self.open_work.track(ctx.event.conversation_id, state)
-
-    async def recount(self, _: list[tuple[str, int]]) -> None:
-        """Recount open handoffs and approvals after a rebalance (after the restore)."""
-        self.open_work.recount(
-            (key, value) for p in self.store.partitions for key, value in self.store.items(p)
-        )
+            self.handoffs.hand_off(conversation, "webhook", reason, ctx)
+        self.state.save(ctx, conversation)
 
 
 def _result_content(event: Event) -> str:
@@ -428,31 +202,6 @@ def _result_content(event: Event) -> str:
     if event["status"] == "ok":
         return str(event.get("result_json") or "null")
     return json.dumps({"status": event["status"], "error": event.get("error") or "no reason given"})
-
-
-def _llm_attributes(provider: LLMProvider) -> dict[str, str]:
-    """The GenAI semantic-convention attributes of a chat call's span."""
-    return {
-        "gen_ai.operation.name": "chat",
-        "gen_ai.provider.name": provider.name,
-        "gen_ai.request.model": provider.model,
-    }
-
-
-def _closes(provider: LLMProvider) -> Background:
-    """A background task that only closes the provider (its HTTP client) at shutdown."""
-
-    async def close_at_shutdown(_: Publisher) -> None:
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await provider.aclose()
-
-    return close_at_shutdown
-
-
-def _call_id(ctx: Context, index: int) -> str:
-    return "call_" + uuid.uuid5(ctx.event.id, f"tool/{index}").hex[:24]
 
 
 def build(
@@ -501,7 +250,7 @@ def assemble(
     store.attach(service)
     if provider is None:
         provider = create_provider(settings.llm, registry=service.registry, service=service.name)
-        service.background(_closes(provider))
+        service.background(closes(provider))
     if tools is None:
         catalog = CatalogOffer(settings)
         service.background(catalog.follow)
@@ -514,6 +263,6 @@ def assemble(
     service.handler("operator_message", name="on_operator_message")(agent.on_operator_message)
     service.handler("handoff_released", name="on_handoff_released")(agent.on_handoff_released)
     service.handler("approval_decided", name="on_approval_decided")(agent.on_approval_decided)
-    service.on_assign(agent.recount)
-    service.on_revoke(agent.recount)
+    service.on_assign(agent.state.recount)
+    service.on_revoke(agent.state.recount)
     return service, agent

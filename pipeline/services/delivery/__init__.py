@@ -5,6 +5,7 @@
 :mod:`pipeline.channels.outbound`.
 """
 
-from pipeline.services.delivery.service import build, default_senders
+from pipeline.services.delivery.senders import default_senders
+from pipeline.services.delivery.service import build
 
 __all__ = ["build", "default_senders"]

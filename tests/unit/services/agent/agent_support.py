@@ -44,6 +44,10 @@ def call(tool: str, call_id: str = "id-1", **arguments: Any) -> Completion:
     return Completion(tool_calls=(ToolCall(call_id, tool, arguments),))
 
 
+def calls(*names: str) -> Completion:
+    return Completion(tool_calls=tuple(ToolCall(f"id-{n}", n, {}) for n in names))
+
+
 class AgentRun:
     """The agent service, its Agent, and the running TestService."""
 

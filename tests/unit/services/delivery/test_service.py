@@ -2,128 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import uuid
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 
 from pipeline.channels.outbound import Outcome, PermanentFailure, Retryable, Sent
-from pipeline.config import Settings, bundled_dir
-from pipeline.errors import BrokerUnavailableError, RejectEvent
-from pipeline.events.catalog import SchemaCatalog
-from pipeline.events.model import Event, Metadata
-from pipeline.events.serde import SingleObjectSerde
-from pipeline.runtime.context import Context
-from pipeline.services.delivery import build
+from pipeline.errors import RejectEvent
+from pipeline.events.model import Event
 from pipeline.services.delivery.sent_store import decode_value
 from pipeline.services.delivery.service import Delivery
-
-SERDE = SingleObjectSerde(SchemaCatalog.load(bundled_dir("schemas")))
-
-
-class Script:
-    """A sender answering from a list of outcomes."""
-
-    def __init__(self, *outcomes: Outcome) -> None:
-        self.outcomes = list(outcomes)
-        self.sent: list[Event] = []
-
-    async def send(self, response: Event) -> Outcome:
-        self.sent.append(response)
-        return self.outcomes[min(len(self.sent), len(self.outcomes)) - 1]
-
-
-class Recorder:
-    """Stands in for the runtime's publisher: events and records it acknowledged."""
-
-    def __init__(self) -> None:
-        self.published: list[tuple[str, dict[str, Any], uuid.UUID]] = []
-        self.records: list[tuple[str, str | bytes, bytes | None]] = []
-        self.refuse = False
-
-    async def publish(self, event_type: str, data: Mapping[str, Any], **kw: Any) -> None:
-        SERDE.validate(event_type, {"metadata": kw["cause"].metadata.to_record(), **data})
-        self.published.append((event_type, dict(data), kw["event_id"]))
-
-    async def publish_record(self, topic: str, key: str | bytes, value: bytes | None) -> None:
-        if self.refuse:
-            raise BrokerUnavailableError("Kafka did not acknowledge a record (test)")
-        self.records.append((topic, key, value))
-
-    def states(self) -> list[tuple[str, int]]:
-        """(state, attempt) of the newest entry of each record, in order."""
-        return [(e.state, e.attempt) for *_, v in self.records for e in decode_value(v or b"")[-1:]]
-
-
-def delivery(senders: Mapping[str, Any], *, publisher: bool = True, **section: Any) -> Delivery:
-    """The service's handler owner, with a Recorder as its publisher (without one, as
-    outside a runtime, everything goes out with the handler's outputs)."""
-    values = {"backoff_initial_seconds": 0.01, "backoff_max_seconds": 0.02, **section}
-    settings = Settings(metrics_port=0, delivery=values)
-    service = build(settings, senders=senders)
-    [spec] = service.handlers
-    assert spec.name == "on_response_ready" and spec.event_type == "response_ready"
-    bound: Any = spec.fn
-    owner: Delivery = bound.__self__
-    if publisher:
-        owner.publisher = Recorder()  # type: ignore[assignment]
-    return owner
-
-
-def recorder(d: Delivery) -> Recorder:
-    assert isinstance(d.publisher, Recorder)
-    return d.publisher
-
-
-def response(channel: str = "web", ingress_at: datetime | None = None) -> Event:
-    metadata = Metadata.new("response_ready", "conv-1", tenant_id="t1", producer="agent")
-    return Event(
-        metadata,
-        {
-            "reply_to": {"channel": channel, "address": "http://127.0.0.1/cb", "thread_id": None},
-            "text": "hi",
-            "in_reply_to": None,
-            "proactive": False,
-            "ingress_at": ingress_at,
-        },
-    )
-
-
-def context(event: Event, partition: int = 2) -> Context:
-    return Context(
-        event,
-        service="delivery",
-        attempt=1,
-        serde=SERDE,
-        topic_for=lambda name: f"p.{name}",
-        traceparent=None,
-        logger=logging.getLogger("test"),
-        topic="p.response_ready",
-        partition=partition,
-    )
-
-
-def statuses(ctx: Context) -> list[dict[str, Any]]:
-    return [dict(o.event.data) for o in ctx.outgoing if o.event is not None]
-
-
-def answers(ctx: Context) -> list[tuple[str, int]]:
-    """(state, attempt) of the newest entry of each sent-store record in the outputs."""
-    return [
-        (e.state, e.attempt)
-        for o in ctx.outgoing
-        if o.event_type == "delivery_sent"
-        for e in decode_value(o.value or b"")[-1:]
-    ]
-
-
-def sample(d: Delivery, name: str, **labels: str) -> float | None:
-    value = d.registry.get_sample_value(name, {"service": "delivery", **labels})
-    return value
+from tests.unit.services.delivery.delivery_support import (
+    Script,
+    context,
+    delivery,
+    recorder,
+    response,
+    sample,
+    statuses,
+)
 
 
 async def test_sent_at_once_reports_sent_and_records_the_response() -> None:
@@ -176,23 +72,6 @@ async def test_retryable_twice_then_sent_reports_each_attempt_in_order() -> None
     retrying = statuses(ctx)[1]
     assert retrying["error"] == "HTTP 503: busy"
     assert retrying["next_attempt_at"] is not None
-
-
-async def test_retrying_statuses_are_published_at_once_with_ids_from_the_attempt() -> None:
-    sender = Script(Retryable("timeout: ReadTimeout"), Sent("m-3"))
-    d = delivery({"web": sender})
-    event = response()
-    ctx = context(event)
-    await d.on_response_ready(event, ctx)
-    [(event_type, data, event_id)] = recorder(d).published
-    assert event_type == "delivery_status"
-    assert (data["state"], data["attempt"], data["error"]) == (
-        "retrying",
-        1,
-        "timeout: ReadTimeout",
-    )
-    assert event_id == uuid.uuid5(event.id, "delivery/retrying/1")
-    assert [s["state"] for s in statuses(ctx)] == ["sent"]
 
 
 async def test_permanent_failure_reports_failed_and_rejects_the_event() -> None:
@@ -282,34 +161,3 @@ async def test_a_partition_revoked_during_the_backoff_is_handed_back_unsent() ->
     assert [s["state"] for s in statuses(ctx)] == ["retrying"]
     assert d.owned == {1}
     assert d.store.get(2, "conv-1", str(event.id)) is None
-
-
-class Gate:
-    """A sender that holds every send until released, counting how many are inside."""
-
-    def __init__(self) -> None:
-        self.inside = 0
-        self.peak = 0
-        self.release = asyncio.Event()
-
-    async def send(self, response: Event) -> Outcome:
-        self.inside += 1
-        self.peak = max(self.peak, self.inside)
-        await self.release.wait()
-        self.inside -= 1
-        return Sent(None, 200)
-
-
-async def test_sends_per_channel_are_limited_and_the_rest_wait_their_turn() -> None:
-    web, slack = Gate(), Gate()
-    d = delivery({"web": web, "slack": slack}, max_concurrent_sends=3)
-    events = [response() for _ in range(8)] + [response("slack") for _ in range(2)]
-    tasks = [asyncio.create_task(d.on_response_ready(e, context(e))) for e in events]
-    for _ in range(50):  # let every handler run as far as it can
-        await asyncio.sleep(0)
-    assert (web.inside, slack.inside) == (3, 2)  # the limit is per channel
-    web.release.set()
-    slack.release.set()
-    await asyncio.gather(*tasks)
-    assert (web.peak, slack.peak) == (3, 2)
-    assert sample(d, "pipeline_deliveries_total", channel="web", state="sent") == 8

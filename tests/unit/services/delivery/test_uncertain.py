@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.channels.outbound import Outcome, PermanentFailure, Retryable, Sent
 from pipeline.config.sections import DeliverySettings
-from pipeline.errors import BrokerUnavailableError, RejectEvent
+from pipeline.errors import RejectEvent
 from pipeline.events.model import Event
 from pipeline.services.delivery.sent_store import SentEntry
 from pipeline.services.delivery.uncertain import (
@@ -18,7 +18,7 @@ from pipeline.services.delivery.uncertain import (
     guarantee_of,
     resolve,
 )
-from tests.unit.services.delivery.test_service import (
+from tests.unit.services.delivery.delivery_support import (
     Script,
     answers,
     context,
@@ -94,38 +94,6 @@ def test_guarantees_come_from_the_settings_and_web_always_sends_again() -> None:
 
 
 # --------------------------------------------------------------------------- the handler
-
-
-async def test_the_attempt_is_acknowledged_before_the_send_the_answer_goes_with_the_status() -> (
-    None
-):
-    d: Any = None
-
-    class Checking(Script):
-        async def send(self, response: Event) -> Outcome:
-            assert recorder(d).states() == [("attempted", 1)], "sent before it was recorded"
-            return await super().send(response)
-
-    sender = Checking(Sent("m-1", 200))
-    d = delivery({"web": sender})
-    event = response()
-    ctx = context(event)
-    await d.on_response_ready(event, ctx)
-    assert recorder(d).states() == [("attempted", 1)]
-    # Both go out with the outputs: the offset commits once both are acknowledged.
-    assert [s["state"] for s in statuses(ctx)] == ["sent"]
-    assert answers(ctx) == [("sent", 1)]
-
-
-async def test_an_attempt_that_cannot_be_recorded_is_not_made() -> None:
-    sender = Script(Sent())
-    d = delivery({"web": sender})
-    recorder(d).refuse = True
-    event = response()
-    with pytest.raises(BrokerUnavailableError):
-        await d.on_response_ready(event, context(event))
-    assert sender.sent == []
-    assert d.store.get(2, "conv-1", str(event.id)) is None, "nothing remembered as attempted"
 
 
 def restored(d: Any, entry: SentEntry) -> None:
