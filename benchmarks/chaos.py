@@ -5,8 +5,12 @@ runs two instances of the pass-through service while the inputs are produced and
 instances and brokers are taken down, compares inputs with outputs, prints the figures
 and stops the cluster. Exit status 1 when the guarantee was not kept.
 
-    python benchmarks/chaos.py [--events 100000] [--service-kills 20] [--broker-kills 2]
+    python benchmarks/chaos.py [--events 100000] [--service-kills 20] [--broker-kills 1]
+                               [--coordinator-kills 1] [--clean-restarts 1]
                                [--guarantee at_least_once|exactly_once] [--seed N]
+
+In exactly-once mode the inputs are written in transactions (``--plain-inputs`` writes them
+without), as an exactly-once service upstream would write them.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ def main() -> int:
     parser.add_argument("--conversations", type=int, default=1_000)
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--service-kills", type=int, default=20)
-    parser.add_argument("--broker-kills", type=int, default=2)
+    parser.add_argument("--broker-kills", type=int, default=1)
+    parser.add_argument("--coordinator-kills", type=int, default=1)
     parser.add_argument("--clean-restarts", type=int, default=1)
     parser.add_argument("--pauses", type=int, default=1)
     parser.add_argument("--pause-seconds", type=float, default=5.0)
@@ -39,6 +44,7 @@ def main() -> int:
     parser.add_argument("--commit-interval", type=float, default=1.0)
     parser.add_argument("--guarantee", choices=[AT_LEAST_ONCE, EXACTLY_ONCE], default=AT_LEAST_ONCE)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--plain-inputs", action="store_true")
     args = parser.parse_args()
     plan = ChaosPlan(
         events=args.events,
@@ -46,12 +52,14 @@ def main() -> int:
         partitions=args.partitions,
         service_kills=args.service_kills,
         broker_kills=args.broker_kills,
+        coordinator_kills=args.coordinator_kills,
         clean_restarts=args.clean_restarts,
         pauses=args.pauses,
         pause_seconds=args.pause_seconds,
         poison_ratio=args.poison_ratio,
         produce_seconds=args.produce_seconds,
         guarantee=args.guarantee,
+        transactional_inputs=args.guarantee == EXACTLY_ONCE and not args.plain_inputs,
         commit_interval_seconds=args.commit_interval,
         settle_seconds=300.0,
         seed=args.seed,
