@@ -39,6 +39,9 @@ EXPORTED = {
     "pipeline_events_in_flight",
     "pipeline_consumer_lag",
     "pipeline_partitions_paused",
+    "pipeline_partitions_held",
+    "pipeline_kafka_call_blocked_seconds",
+    "pipeline_poll_loop_stalled_seconds",
     "pipeline_offset_commits_total",
     "pipeline_rebalances_total",
     # agent (pipeline/llm/metrics.py)
