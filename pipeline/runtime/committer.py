@@ -225,6 +225,7 @@ class Committer:
             return
         txn.begin()
         self.metrics.commits.labels(self.name, "success").inc()
+        self._confirmed(offsets, extra)
         self.loop.call_soon_threadsafe(self.reopen)
 
     def reopen(self) -> None:
@@ -266,11 +267,14 @@ class Committer:
             log.warning("commit of %s failed: %s", offsets, exc)
         else:
             self.metrics.commits.labels(self.name, "success").inc()
+            self._confirmed(offsets)
 
     def on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
         """The broker's answer to an asynchronous commit."""
         if err is None or err.code() == KafkaError._NO_OFFSET:
             self.metrics.commits.labels(self.name, "success").inc()
+            if err is None:
+                self._confirmed(partitions)
         else:
             self.metrics.commits.labels(self.name, "failure").inc()
             log.warning("offset commit failed, will commit again: %s", err)
@@ -279,3 +283,16 @@ class Committer:
                 part = self.partitions.get((tp.topic, tp.partition))
                 if part is not None:
                     part.committed = None
+
+    def _confirmed(
+        self, offsets: Sequence[TopicPartition], extra: Sequence[PartitionOffsets] = ()
+    ) -> None:
+        """The broker confirmed these commits: remember them on their partitions (read by
+        :class:`~pipeline.runtime.running.Running`; ints, so no lock is needed)."""
+        parts = {(p.topic, p.partition): p for p in extra}
+        for tp in offsets:
+            part = self.partitions.get((tp.topic, tp.partition)) or parts.get(
+                (tp.topic, tp.partition)
+            )
+            if part is not None and tp.offset >= 0 and tp.error is None:
+                part.confirmed(tp.offset)

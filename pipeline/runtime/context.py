@@ -48,6 +48,7 @@ class Context:
         "attempt",
         "event",
         "log",
+        "offset",
         "partition",
         "service",
         "span",
@@ -67,6 +68,7 @@ class Context:
         logger: logging.Logger,
         topic: str = "",
         partition: int = 0,
+        offset: int = 0,
         emits: Collection[str] | None = None,
         emits_declared: bool = False,
     ) -> None:
@@ -78,6 +80,7 @@ class Context:
         self.log = logger
         self.topic = topic
         self.partition = partition
+        self.offset = offset  # the event's offset in its partition
         self.traceparent = traceparent
         # The attempt's span when tracing is on: the parent of the sends of its emits.
         self.span: Span | None = None

@@ -19,6 +19,7 @@ from pipeline.runtime.context import Context
 
 if TYPE_CHECKING:
     from pipeline.runtime.publisher import Publisher
+    from pipeline.runtime.running import Running
 
 Handler = Callable[[Event, Context], Awaitable[None]]
 PartitionsHook = Callable[[list[tuple[str, int]]], Awaitable[None]]
@@ -64,3 +65,5 @@ class ServiceDefinition(Protocol):
 
     @property
     def background_tasks(self) -> list[Background]: ...
+
+    running: Running | None  # set by the runner while it runs the service

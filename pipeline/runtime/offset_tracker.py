@@ -38,6 +38,7 @@ class PartitionOffsets:
         "_done",
         "_pending",
         "committed",
+        "durable",
         "first",
         "held",
         "held_from",
@@ -62,6 +63,7 @@ class PartitionOffsets:
         self.held = False  # the committed offsets are not known yet: handle nothing
         self.held_from: int | None = None  # the first offset fetched (and dropped) while held
         self.start: int | None = None  # the committed offset when assigned (None: none)
+        self.durable: int | None = None  # the offset the broker confirmed committed
         self._pending: deque[int] = deque()
         self._done: set[int] = set()
 
@@ -74,6 +76,11 @@ class PartitionOffsets:
             self.first = offset
         self.high_water = offset + 1
         return True
+
+    def confirmed(self, offset: int) -> None:
+        """The broker confirmed a commit of ``offset`` (never moves back)."""
+        if self.durable is None or offset > self.durable:
+            self.durable = offset
 
     def hold_back(self, offset: int) -> None:
         """A record fetched while held: dropped, to be fetched again once released."""

@@ -141,6 +141,7 @@ class RecordProcessor:
                 logger=log,
                 topic=work.part.topic,
                 partition=work.part.partition,
+                offset=msg.offset() or 0,
                 emits=self.emits,
                 emits_declared=self.emits_declared,
             )

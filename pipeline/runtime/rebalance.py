@@ -241,7 +241,7 @@ class Rebalancer:
                 tp.partition,
                 None if start is None else decode_finished(start.offset, start.metadata),
             )
-            part.start = None if start is None else start.offset
+            part.start = part.durable = None if start is None else start.offset
             part.held = committed is None
             if part.held and fetched_from:
                 part.held_from = fetched_from.get(key)
@@ -269,7 +269,7 @@ class Rebalancer:
             part.held_from = None
             if tp.offset >= 0:
                 part.skip = decode_finished(tp.offset, tp.metadata)
-                part.start = tp.offset
+                part.start = part.durable = tp.offset
             self.paused.discard((tp.topic, tp.partition))  # resumed on the consumer thread
             self.metrics.held_partitions.dec()
         self.holding = any(p.held for p in self.partitions.values())

@@ -42,12 +42,13 @@ from pipeline.runtime.kafka_thread import KafkaThread
 from pipeline.runtime.kafka_transport import KafkaTransport
 from pipeline.runtime.lanes import Lanes
 from pipeline.runtime.offset_tracker import PartitionOffsets
-from pipeline.runtime.ports import Record, Transport
+from pipeline.runtime.ports import ProducerPort, Record, Transport
 from pipeline.runtime.processing import RecordProcessor, Route, Work
 from pipeline.runtime.producer import producer_config, transactional_config
 from pipeline.runtime.publisher import Publisher
 from pipeline.runtime.rebalance import Rebalancer
 from pipeline.runtime.run_state import RunState
+from pipeline.runtime.running import Running
 from pipeline.runtime.shutdown import close_unstarted, shut_down
 from pipeline.runtime.transaction import (
     GatedProducer,
@@ -134,6 +135,7 @@ class Runner:
         self.ready = False
         self.stop_seen: float | None = None  # when the poll loop was told to stop
         self.transaction_thread: KafkaThread | None = None
+        self.durable_producer: ProducerPort | None = None  # exactly-once: outside the txn
         self.connection = ClusterConnection(settings.bootstrap_servers)
         self.probes = ConsumerProbes(
             self.connection,
@@ -171,6 +173,8 @@ class Runner:
             )
             self.processor.attach(self.producer)
             self.publisher = Publisher(self.settings, self.producer, self.serde, self.name)
+            self.durable = self.publisher
+        self.service.running = Running(self.partitions, self.durable)
         health = self._start_health_server()
         self.consumer.subscribe(
             list(self.routes),
@@ -198,10 +202,10 @@ class Runner:
             self.ready = self.probes.consuming = False
             ticker.cancel()
             committer.cancel()
-            for task in background:
-                task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
-            await shut_down(self)
+            # The background tasks (the clients handlers use: a model's, a channel's) are
+            # stopped once the handlers are done, inside the shutdown.
+            await shut_down(self, background)
+            self.service.running = None
             if health is not None:
                 health.stop()
         if state.fatal is not None:
@@ -286,6 +290,18 @@ class Runner:
         self.publisher = Publisher(
             self.settings, GatedProducer(producer, gate), self.serde, self.name
         )
+        # Records that must survive an abort (a journal of outside calls): outside it.
+        plain = self.transport.producer(
+            {
+                **producer_config(
+                    self.settings, f"{self.name}-durable", self.service.producer_defaults
+                ),
+                **self.connection.client_config(),
+            },
+            self.loop,
+        )
+        self.durable = Publisher(self.settings, plain, self.serde, self.name)
+        self.durable_producer = plain
         self.committer.attach_transaction(
             transaction,
             on_abort=lambda: self.rebalancer.rewind(self.committer.reopen),

@@ -23,6 +23,7 @@ from pipeline.runtime.definition import Background, Handler, HandlerSpec, Partit
 from pipeline.runtime.kafka_thread import stuck_calls
 from pipeline.runtime.ports import Transport
 from pipeline.runtime.runner import Runner
+from pipeline.runtime.running import Running
 
 __all__ = [
     "GC_YOUNG_THRESHOLD",
@@ -102,6 +103,8 @@ class Service:
         self.emits = None if emits is None else tuple(emits)
         self.producer_defaults = dict(producer_defaults or {})
         self.transport = transport
+        # The runtime of the service while it runs (see pipeline.runtime.running).
+        self.running: Running | None = None
         self._handlers: dict[str, HandlerSpec] = {}
         self.assigned_hooks: list[PartitionsHook] = []
         self.revoked_hooks: list[PartitionsHook] = []

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -25,13 +25,14 @@ CLOSE_RESERVE_SECONDS = 5.0
 CLOSE_SECONDS = 1.0
 
 
-async def shut_down(runner: Runner) -> None:
+async def shut_down(runner: Runner, background: Sequence[asyncio.Task[None]] = ()) -> None:
     """Stop fetching, hand back unstarted work, drain started work, commit, close: all
     within the drain deadline, whatever the client does.
 
-    In-flight work gets the deadline less a reserve for the commit and the close; a
-    Kafka call still running at its share of the deadline is left behind (its thread
-    is a daemon), so the process can exit and be restarted.
+    In-flight work gets the deadline less a reserve for the commit and the close; the
+    ``background`` tasks (which own the clients handlers use) are cancelled once it is
+    done; a Kafka call still running at its share of the deadline is left behind (its
+    thread is a daemon), so the process can exit and be restarted.
     """
     state = runner.state
     state.closing.set()
@@ -48,6 +49,11 @@ async def shut_down(runner: Runner) -> None:
             len(runner.lanes),
         )
     await runner.lanes.stop()
+    # Only now the background tasks: what handlers used (a model's client, a channel's)
+    # closes after the last handler finished, not while one still calls it.
+    for task in background:
+        task.cancel()
+    await asyncio.gather(*background, return_exceptions=True)
     await runner.producer.flush(_left(work_deadline))
     # Acknowledgements reach the loop in batches; polling beats an event set per record.
     while runner.processor.unacked and state.fatal is None and _left(work_deadline):  # noqa: ASYNC110
@@ -77,6 +83,8 @@ async def shut_down(runner: Runner) -> None:
     )
     release_threads(runner)
     remaining = await runner.producer.aclose(min(5.0, max(_left(deadline), 1.0)))
+    if runner.durable_producer is not None:
+        remaining += await runner.durable_producer.aclose(min(5.0, max(_left(deadline), 1.0)))
     if remaining:
         log.error("%d produced records were not acknowledged at close", remaining)
     runner.processor.flush_counts()
