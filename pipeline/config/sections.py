@@ -313,6 +313,17 @@ class AgentSettings(_Section):
     changelog_topic: str = Field(
         "agent_state_changelog", description="Compacted topic backing the conversation state."
     )
+    journal_topic: str = Field(
+        "agent_journal",
+        description="Compacted topic of the agent's journal of model calls: a completion "
+        "recorded there is reused when its event is handled again (after a crash, a "
+        "rebalance or an aborted transaction) instead of asking the model again.",
+    )
+    journal_model_calls: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="Record model calls in the journal: 'auto' for every provider but the "
+        "deterministic one (whose answers cost nothing and are the same every time).",
+    )
     restore_timeout_seconds: float = Field(
         300.0, gt=0, description="Deadline to restore assigned state from the changelog."
     )

@@ -65,6 +65,8 @@ class DeterministicProvider:
 
     name = "deterministic"
     model = "rules-v1"
+    # The same request always gets the same answer, for free: nothing to journal.
+    deterministic = True
 
     async def complete(self, request: ChatRequest) -> Completion:
         return decide(request)

@@ -22,15 +22,17 @@ import asyncio
 import json
 import logging
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from pipeline.config import Settings
 from pipeline.errors import StateNotReadyError, StateRestoreError
 from pipeline.runtime.context import Context
+from pipeline.runtime.publisher import Publisher
 from pipeline.runtime.service import Service
 from pipeline.state.changelog import Restored, partition_counts, read_changelog
 
@@ -61,6 +63,19 @@ class PartitionState:
 
 
 class StoreMetrics:
+    """The stores' metrics, one set per registry (a service may keep several stores)."""
+
+    _of: ClassVar[weakref.WeakKeyDictionary[CollectorRegistry, StoreMetrics]] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    @classmethod
+    def of(cls, registry: CollectorRegistry) -> StoreMetrics:
+        metrics = cls._of.get(registry)
+        if metrics is None:
+            metrics = cls._of[registry] = cls(registry)
+        return metrics
+
     def __init__(self, registry: CollectorRegistry) -> None:
         self.restored = Counter(
             "pipeline_state_restored_records_total",
@@ -112,7 +127,7 @@ class ChangelogStore:
         self._read: Reader = reader or self._read_changelog
         self._partitions: dict[int, PartitionState] = {}
         self._owned: dict[int, set[str]] = {}  # partition -> topics assigned with it
-        metrics = StoreMetrics(registry if registry is not None else CollectorRegistry())
+        metrics = StoreMetrics.of(registry if registry is not None else CollectorRegistry())
         self._restored = metrics.restored.labels(service, changelog)
         self._restore_duration = metrics.restore_duration.labels(service, changelog)
         self._keys = metrics.keys.labels(service, changelog)
@@ -136,6 +151,25 @@ class ChangelogStore:
         """Remove ``key`` locally and queue a tombstone."""
         self._partition(ctx.partition).values.pop(key, None)
         ctx.emit_record(self.changelog, key, None, kind=self.changelog)
+        self._count_keys()
+
+    async def put_now(
+        self, partition: int, key: str, value: Mapping[str, Any], publisher: Publisher
+    ) -> None:
+        """Write ``key`` at once through ``publisher`` (not with the handler's outputs: in
+        exactly-once mode the runtime's durable publisher writes outside the transaction),
+        wait for the broker's acknowledgement, then set it locally."""
+        data = encode_value(value)
+        part = self._partition(partition)
+        await publisher.publish_record(self.changelog, key, data)
+        part.values[key] = decode_value(data)
+        self._count_keys()
+
+    async def delete_now(self, partition: int, key: str, publisher: Publisher) -> None:
+        """Write ``key``'s tombstone at once through ``publisher``, then remove it locally."""
+        part = self._partition(partition)
+        await publisher.publish_record(self.changelog, key, None)
+        part.values.pop(key, None)
         self._count_keys()
 
     # ------------------------------------------------------------------ inspection

@@ -36,6 +36,7 @@ TOPICS = (
     "timer_fired",
     "context_updated",
     "agent_state_changelog",
+    "agent_journal",
     "dead_letters",
     "tool_catalog",
 )

@@ -29,7 +29,7 @@ LAYERS: list[set[str]] = [
     {"config"},
     {"observability"},  # metrics, health, logs, traces and Kafka client logs: errors only
     {"events", "partitioner", "topology", "egress"},
-    {"runtime", "state", "http"},  # how a service runs: on Kafka, and over HTTP
+    {"runtime", "state", "http", "journal"},  # how a service runs: on Kafka, over HTTP
     # The package's facade (pipeline/__init__.py), a service run in memory, the test harness.
     {"", "in_memory", "testing"},
     {"channels", "llm", "toolbox"},

@@ -77,6 +77,8 @@ def test_bundled_definitions_load_with_their_schemas() -> None:
     assert set(topology.names) == CONVERSATION_TOPICS | {
         "dead_letters",
         "agent_state_changelog",
+        "agent_journal",
+        "tools_journal",
         "delivery_sent",
         "scheduler_timers",
         "webhook_deliveries",

@@ -32,6 +32,13 @@ FIRST_REPLY_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400)
 
 class AgentMetrics:
     def __init__(self, registry: CollectorRegistry, service: str) -> None:
+        self.tenant_tokens = Counter(
+            "pipeline_agent_llm_tokens_total",
+            "Tokens the model reported for the agent's turns, by tenant and kind (prompt or "
+            "completion); a completion reused from the journal costs none.",
+            ["service", "tenant", "kind"],
+            registry=registry,
+        )
         turns = Counter(
             "pipeline_agent_turns_total",
             "Turns the agent finished, by outcome (answered, too_deep, llm_failed, handed_off).",

@@ -43,13 +43,14 @@ from prometheus_client import CollectorRegistry
 
 from pipeline.config import Settings
 from pipeline.events.model import Event, to_millis
+from pipeline.journal import Journal
 from pipeline.llm import LLMProvider, create_provider
 from pipeline.runtime.context import Context
 from pipeline.runtime.service import Service
 from pipeline.services.agent import handoff
 from pipeline.services.agent.conversation import Step, Turn
 from pipeline.services.agent.metrics import AgentMetrics
-from pipeline.services.agent.model_call import ModelCall, closes
+from pipeline.services.agent.model_call import ModelCall, closes, journals_model_calls
 from pipeline.services.agent.operator_steps import Approvals, Handoffs
 from pipeline.services.agent.operators import OperatorHandlers, fired_by
 from pipeline.services.agent.replies import FOLLOW_UP, Replies
@@ -75,6 +76,7 @@ class Agent(OperatorHandlers):
         store: ChangelogStore,
         metrics: AgentMetrics,
         tools: ToolOffer,
+        journal: Journal | None = None,
     ) -> None:
         self.settings = settings
         self.config = settings.agent
@@ -82,7 +84,7 @@ class Agent(OperatorHandlers):
         self.store = store
         self.metrics = metrics
         self.state = AgentState(store, metrics)
-        self.model = ModelCall(settings, provider, tools)
+        self.model = ModelCall(settings, provider, tools, journal=journal, metrics=metrics)
         self.replies = Replies(self.config, metrics)
         self.approvals = Approvals(self.config, metrics, self.state, self.replies)
         self.handoffs = Handoffs(self.config, metrics, self.replies, self.approvals)
@@ -255,7 +257,11 @@ def assemble(
         catalog = CatalogOffer(settings)
         service.background(catalog.follow)
         tools = catalog
-    agent = Agent(settings, provider, store, AgentMetrics(service.registry, service.name), tools)
+    journal = None
+    if journals_model_calls(settings, provider):
+        journal = Journal(service, settings.agent.journal_topic)
+    metrics = AgentMetrics(service.registry, service.name)
+    agent = Agent(settings, provider, store, metrics, tools, journal)
     service.handler("message_received", name="on_message")(agent.on_message)
     service.handler("tool_result", name="on_tool_result")(agent.on_tool_result)
     service.handler("timer_fired", name="on_timer_fired")(agent.on_timer_fired)

@@ -82,12 +82,12 @@ class Turns:
             )
             self.answer(conversation, turn, TOO_DEEP, "too_deep", ctx)
             return
-        taken = {c for t in conversation.turns.values() for c in t.pending}
         issued: list[ToolCall] = []
         waiting = False
         for index, call in enumerate(calls):
-            call_id = call.id if call.id and call.id not in taken else _call_id(ctx, index)
-            taken.add(call_id)
+            # Derived from the handled event, not the model's own id: the same on every
+            # re-handling of the event, so the tools service and its journal know the call.
+            call_id = _call_id(ctx, index)
             issued.append(ToolCall(call_id, call.name, call.arguments))
             if approvals.needs_approval(self.config, conversation.tenant, call.name):
                 self.approvals.ask(conversation, turn, call_id, call, completion.text, ctx)

@@ -41,11 +41,16 @@ class Harness:
         )
         self.service = service
         self.agent.store._read = empty_changelog
+        self.journal = self.agent.model.journal
+        if self.journal is not None:
+            self.journal.store._read = empty_changelog
         self.attempt = attempt
         self.handlers = {h.event_type: h.fn for h in service.handlers}
 
     async def start(self) -> Harness:
         await self.agent.store.assigned([("message_received", 0)])
+        if self.journal is not None:
+            await self.journal.store.assigned([("message_received", 0)])
         return self
 
     async def send(self, event: Event, attempt: int | None = None) -> list[Event]:
