@@ -87,9 +87,23 @@ def _unreachable_as_exit() -> Iterator[None]:
     default=None,
     help="Replay the N most recent conversations (by message_received) instead of one.",
 )
+@click.option(
+    "--answers",
+    type=click.Choice(["fresh", "recorded"]),
+    default="fresh",
+    show_default=True,
+    help="fresh: ask the configured model again; recorded: answer each model call as the "
+    "model answered it when the conversation was recorded (no model cost, the same every "
+    "time: a change of prompts, rules or tools judged on the same answers).",
+)
 @app_dir_option
 def replay(
-    conversation: str | None, spec: str, since: str | None, sample: int | None, app_dir: Path
+    conversation: str | None,
+    spec: str,
+    since: str | None,
+    sample: int | None,
+    answers: str,
+    app_dir: Path,
 ) -> None:
     """Replay CONVERSATION's recorded inputs through a handler version and diff the outputs.
 
@@ -106,8 +120,12 @@ def replay(
     moment = _moment(since)
     use_app_dir(app_dir)
     diffs: list[ConversationDiff] = []
+    recorded = answers == "recorded"
     with errors_as_exit(), _unreachable_as_exit():
         settings = Settings()
+        if recorded:
+            llm = settings.llm.model_copy(update={"provider": "recorded"})
+            settings = settings.model_copy(update={"llm": llm})
         serde = make_serde(settings, register=False)
         _loader(spec, settings)  # a bad --service fails before Kafka is read
         chosen = (
@@ -123,6 +141,7 @@ def replay(
                     lambda: _loader(spec, settings),
                     conversation_id,
                     since=moment,
+                    recorded_answers=recorded,
                 )
             )
             if conversation and not diff.inputs:

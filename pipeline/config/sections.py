@@ -257,7 +257,11 @@ class DeliverySettings(_Section):
 
 
 class LLMSettings(_Section):
-    provider: str = Field("deterministic", description="'deterministic' or 'openai'.")
+    provider: str = Field(
+        "deterministic",
+        description="'deterministic', 'openai', or 'recorded' (replays only: the answers the "
+        "model gave when the conversation was recorded).",
+    )
     base_url: str = Field("https://api.openai.com/v1", description="Chat-completions base URL.")
     model: str = Field("gpt-4o-mini", description="Model name.")
     api_key: SecretStr | None = Field(None, description="API key (Bearer).")

@@ -2,6 +2,8 @@
 
 - ``deterministic`` (the default): rules, no network; see :mod:`pipeline.llm.deterministic`.
 - ``openai``: any OpenAI-compatible chat-completions endpoint; see :mod:`pipeline.llm.openai`.
+- ``recorded``: replays only, the answers the model gave when a conversation was
+  recorded; see :mod:`pipeline.llm.recorded`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pipeline.llm.base import (
 )
 from pipeline.llm.deterministic import DeterministicProvider
 from pipeline.llm.openai import OpenAIProvider
+from pipeline.llm.recorded import RecordedAnswers, RecordedProvider
 
 __all__ = [
     "ChatMessage",
@@ -30,13 +33,15 @@ __all__ = [
     "LLMError",
     "LLMProvider",
     "OpenAIProvider",
+    "RecordedAnswers",
+    "RecordedProvider",
     "ToolCall",
     "ToolSpec",
     "Usage",
     "create_provider",
 ]
 
-PROVIDERS = ("deterministic", "openai")
+PROVIDERS = ("deterministic", "openai", "recorded")
 
 
 def create_provider(
@@ -47,6 +52,8 @@ def create_provider(
         return DeterministicProvider()
     if settings.provider == "openai":
         return OpenAIProvider(settings, registry=registry, service=service)
+    if settings.provider == "recorded":
+        return RecordedProvider()
     raise ConfigError(
         f"unknown LLM provider {settings.provider!r}: set PIPELINE_LLM__PROVIDER to one of "
         + ", ".join(PROVIDERS)

@@ -17,6 +17,7 @@ from pipeline.config import Settings
 from pipeline.events.model import Event
 from pipeline.events.serde import SingleObjectSerde
 from pipeline.in_memory import InMemoryService
+from pipeline.llm.recorded import TAPE, RecordedAnswers
 from pipeline.replay.diff import ConversationDiff, compare
 from pipeline.replay.recording import read_conversation, select, state_as_of
 from pipeline.runtime.service import Service
@@ -38,20 +39,29 @@ async def run_in_memory(
     *,
     state: Sequence[tuple[str, str, bytes]] = (),
     settle_seconds: float = SETTLE_SECONDS,
+    answers: RecordedAnswers | None = None,
 ) -> Replayed:
     """Feed ``inputs`` (their metadata kept) through ``service`` in memory, in order.
 
     ``state`` holds (changelog, key, value) records the stores restore before the first
-    input. Returns the events the service emitted in answer to ``inputs``.
+    input; ``answers``, the model's recorded answers a ``recorded`` provider gives (each
+    input's own while it is handled). Returns the events the service emitted in answer
+    to ``inputs``.
     """
     harness = InMemoryService(service)
     for changelog, key, value in state:
         harness.broker.append(harness.settings.topic(changelog), key, value)
     wanted = {e.metadata.event_id_text for e in inputs}
-    async with harness:
-        for event in inputs:
-            await harness.send_event(event)
-            await harness.settle(settle_seconds)
+    token = TAPE.set(answers)  # before the service starts: its workers see it
+    try:
+        async with harness:
+            for event in inputs:
+                if answers is not None:
+                    answers.current = event.metadata.event_id_text
+                await harness.send_event(event)
+                await harness.settle(settle_seconds)
+    finally:
+        TAPE.reset(token)
     outputs = [
         event
         for event in harness.outputs()
@@ -72,9 +82,12 @@ async def replay_conversation(
     *,
     since: datetime | None = None,
     settle_seconds: float = SETTLE_SECONDS,
+    recorded_answers: bool = False,
 ) -> ConversationDiff:
     """Replay one recorded conversation through a fresh service from ``load`` and compare.
 
+    With ``recorded_answers`` a ``recorded`` provider (``PIPELINE_LLM__PROVIDER=recorded``
+    in the service's settings) answers each model call as the model answered it then.
     From the beginning the state starts empty and builds up from the replayed inputs;
     with ``since`` only the inputs from then on are replayed, on the state the changelog
     recorded before that moment.
@@ -83,8 +96,9 @@ async def replay_conversation(
     service = load()
     recording = select(conversation_id, events, service, since)
     state = state_as_of(settings, service, conversation_id, since) if since else []
+    answers = RecordedAnswers.from_outputs(recording.outputs) if recorded_answers else None
     replayed = await run_in_memory(
-        service, recording.inputs, state=state, settle_seconds=settle_seconds
+        service, recording.inputs, state=state, settle_seconds=settle_seconds, answers=answers
     )
     return compare(
         conversation_id,
