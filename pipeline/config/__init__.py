@@ -149,6 +149,13 @@ class Settings(BaseSettings):
         description="text, or json: one object per line with trace_id, span_id, "
         "conversation_id and event_id on the lines a handler writes.",
     )
+    journal_sweep_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="How often a service's journal of outside calls tombstones the "
+        "conversations whose steps all belong to committed events (so its compacted topic "
+        "keeps only what may still be needed).",
+    )
     kafka_call_timeout_seconds: float = Field(
         30.0,
         gt=0,

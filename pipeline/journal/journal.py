@@ -52,7 +52,6 @@ from pipeline.state import ChangelogStore
 log = logging.getLogger(__name__)
 
 KEEP_STEPS = 64  # steps kept per conversation at most, needed or not
-SWEEP_SECONDS = 30.0
 
 
 class JournalMetrics:
@@ -88,12 +87,14 @@ class Journal:
         topic: str,
         *,
         keep: int = KEEP_STEPS,
-        sweep_seconds: float = SWEEP_SECONDS,
+        sweep_seconds: float | None = None,
     ) -> None:
         self.service = service
         self.topic = topic
         self.keep = keep
-        self.sweep_seconds = sweep_seconds
+        self.sweep_seconds = (
+            service.settings.journal_sweep_seconds if sweep_seconds is None else sweep_seconds
+        )
         self.store = ChangelogStore(
             service.settings, topic, service=service.name, registry=service.registry
         )
