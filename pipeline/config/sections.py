@@ -354,6 +354,10 @@ class AgentSettings(_Section):
     )
 
 
+ToolGuarantee = Literal["idempotent", "keyed", "at_most_once"]
+"""What running a tool again for one logical call does (see :mod:`pipeline.toolbox.guarantee`)."""
+
+
 class McpServerSettings(_Section):
     """One MCP tool server: a stdio ``command`` (with ``args``, ``env``, ``cwd``) or a
     streamable-HTTP ``url`` (with ``headers``)."""
