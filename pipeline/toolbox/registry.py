@@ -42,7 +42,7 @@ class Tool:
     where the tool came from (``builtin``, ``plugin:<entry point>``, ``mcp:<server>``);
     the tool catalog shows it, so a clash of names can say which two sources
     collided. ``guarantee`` says what running it again for one call does
-    (:mod:`pipeline.toolbox.guarantee`).
+    (:mod:`pipeline.toolbox.guarantee`); the catalog advertises it.
     """
 
     name: str
