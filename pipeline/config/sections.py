@@ -357,6 +357,8 @@ class AgentSettings(_Section):
 ToolGuarantee = Literal["idempotent", "keyed", "at_most_once"]
 """What running a tool again for one logical call does (see :mod:`pipeline.toolbox.guarantee`)."""
 
+_GUARANTEE_CHOICES = "'idempotent', 'keyed' or 'at_most_once'"
+
 
 class McpServerSettings(_Section):
     """One MCP tool server: a stdio ``command`` (with ``args``, ``env``, ``cwd``) or a
@@ -378,6 +380,12 @@ class McpServerSettings(_Section):
         default_factory=dict, description="HTTP headers sent to the URL (secrets)."
     )
     prefix: str = Field("", description="Put before each of the server's tool names (e.g. 'crm_').")
+    guarantees: dict[str, ToolGuarantee] = Field(
+        default_factory=dict,
+        description="Guarantee of the server's tools by the server's name for them (without "
+        f"the prefix): {_GUARANTEE_CHOICES}; overrides the tool's annotations (readOnlyHint "
+        "or idempotentHint true: 'idempotent'; otherwise 'keyed').",
+    )
 
     @model_validator(mode="after")
     def _one_transport(self) -> McpServerSettings:

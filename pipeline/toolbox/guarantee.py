@@ -14,7 +14,8 @@ accident of where the crash landed:
   is unknown after a crash is reported as "outcome unknown" instead of run again.
 
 Built-in tools declare theirs; any other tool (built in code, from a plugin) is
-``keyed`` unless it says otherwise.
+``keyed`` unless it says otherwise, and an MCP tool follows its server's annotations
+(see :mod:`pipeline.toolbox.mcp`).
 """
 
 from __future__ import annotations
