@@ -7,7 +7,7 @@ service reads only its own section. Secrets are ``SecretStr`` and never printed.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -396,6 +396,25 @@ class McpServerSettings(_Section):
         return self
 
 
+class HttpToolSettings(_Section):
+    """A tool that calls an HTTP endpoint: the arguments go as a JSON body with an
+    ``Idempotency-Key`` header, the JSON answer is the result."""
+
+    url: str = Field(description="Endpoint the call is sent to (https unless http_allow_http).")
+    description: str = Field(description="What the tool does, as the model reads it.")
+    parameters: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "object", "properties": {}},
+        description="JSON Schema of the arguments object.",
+    )
+    method: Literal["POST", "PUT", "PATCH"] = Field("POST", description="HTTP method.")
+    guarantee: ToolGuarantee = Field(
+        "keyed", description=f"What a repeat of one call does: {_GUARANTEE_CHOICES}."
+    )
+    headers: dict[str, SecretStr] = Field(
+        default_factory=dict, description="HTTP headers sent with every call (secrets)."
+    )
+
+
 class ToolsSettings(_Section):
     timeout_seconds: float = Field(10.0, gt=0, description="Default per-call timeout.")
     max_concurrency: int = Field(16, ge=1, description="Tool calls running at once.")
@@ -413,6 +432,20 @@ class ToolsSettings(_Section):
     )
     mcp_servers: dict[str, McpServerSettings] = Field(
         default_factory=dict, description="MCP tool servers by name, connected at start."
+    )
+    http_tools: dict[str, HttpToolSettings] = Field(
+        default_factory=dict,
+        description="Tools that call an HTTP endpoint, by tool name, sent through the egress "
+        "policy (public https addresses only, unless loosened below).",
+    )
+    http_allow_http: bool = Field(
+        False, description="Development only: allow http:// URLs for HTTP tools."
+    )
+    http_allowed_networks: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="Internal networks HTTP tools may reach (e.g. ['10.20.0.0/16'] for a "
+        "service inside the cluster); by default loopback, private, link-local and other "
+        "internal addresses are refused.",
     )
     mcp_connect_timeout_seconds: float = Field(
         10.0, gt=0, description="Deadline to connect to an MCP server and list its tools."

@@ -15,11 +15,11 @@ Each call runs with a :class:`~pipeline.toolbox.ToolContext` built from its tool
 event: the model's ``call_id``, an idempotency key derived from the event's id (the same
 every time the event is handled again, different for every call), the conversation and
 tenant, and ``attempt`` 1. A tool that asks for the context receives it; a ``keyed`` tool
-passes the key on to the system it changes (MCP tools get it in the request's ``_meta``),
-so a call run again after a crash is recognised there. Every tool declares such a
-guarantee (:mod:`pipeline.toolbox.guarantee`), and the catalog advertises it. The handler
-builds the context, runs the call (:class:`ToolOutcome`) and emits the result, three
-steps a journal of calls can wrap.
+passes the key on to the system it changes (MCP tools get it in the request's ``_meta``,
+HTTP tools in the ``Idempotency-Key`` header), so a call run again after a crash is
+recognised there. Every tool declares such a guarantee (:mod:`pipeline.toolbox.guarantee`),
+and the catalog advertises it. The handler builds the context, runs the call
+(:class:`ToolOutcome`) and emits the result, three steps a journal of calls can wrap.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ Every tool declares its guarantee, what running it again for one call does
 (:mod:`~pipeline.toolbox.guarantee`; ``keyed`` unless said). A tool that changes
 something asks for the call's :class:`ToolContext` as a second parameter and keys its
 side effect on ``context.idempotency_key`` (:mod:`~pipeline.tool_context`).
+:func:`http_tool` makes a tool of an HTTP endpoint.
 
 Packages offer tools to the tools service through the entry-point group
 ``pipeline.tools`` (see :mod:`pipeline.toolbox.plugins`).
@@ -30,6 +31,7 @@ from pipeline.toolbox.assembly import build_registry
 from pipeline.toolbox.builtins import builtin_tools
 from pipeline.toolbox.calculator import evaluate
 from pipeline.toolbox.guarantee import AT_MOST_ONCE, GUARANTEES, IDEMPOTENT, KEYED, Guarantee
+from pipeline.toolbox.http_tool import http_tool
 from pipeline.toolbox.plugins import ENTRY_POINT_GROUP, discover_tools, load_entry_points
 from pipeline.toolbox.registry import Tool, ToolRegistry, tool
 
@@ -49,6 +51,7 @@ __all__ = [
     "builtin_tools",
     "discover_tools",
     "evaluate",
+    "http_tool",
     "idempotency_key",
     "load_entry_points",
     "tool",

@@ -13,9 +13,9 @@ accident of where the crash landed:
 - ``at_most_once``: it must never run twice for one logical call: a call whose outcome
   is unknown after a crash is reported as "outcome unknown" instead of run again.
 
-Built-in tools declare theirs; any other tool (built in code, from a plugin) is
-``keyed`` unless it says otherwise, and an MCP tool follows its server's annotations
-(see :mod:`pipeline.toolbox.mcp`).
+Built-in tools declare theirs; any other tool (built in code, from a plugin, an HTTP
+tool) is ``keyed`` unless it says otherwise, and an MCP tool follows its server's
+annotations (see :mod:`pipeline.toolbox.mcp`).
 """
 
 from __future__ import annotations

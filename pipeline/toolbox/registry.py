@@ -39,8 +39,8 @@ class Tool:
     a worker thread so it cannot block the service. ``fn`` receives the arguments, and
     the call's :class:`~pipeline.tool_context.ToolContext` too when it asks for it
     (a second positional parameter, or a keyword-only ``context``). ``source`` says
-    where the tool came from (``builtin``, ``plugin:<entry point>``, ``mcp:<server>``);
-    the tool catalog shows it, so a clash of names can say which two sources
+    where the tool came from (``builtin``, ``plugin:<entry point>``, ``mcp:<server>``,
+    ``http``); the tool catalog shows it, so a clash of names can say which two sources
     collided. ``guarantee`` says what running it again for one call does
     (:mod:`pipeline.toolbox.guarantee`); the catalog advertises it.
     """
