@@ -1,7 +1,8 @@
 """Event-driven backbone for AI agents and chatbots on Apache Kafka.
 
 Start from :class:`Service`: register an ``async def (event, ctx)`` per event type and
-run it; the runtime owns ordering, concurrency, commits, retries and dead letters.
+run it; the runtime owns ordering, concurrency, commits, retries and dead letters. A tool
+function may ask for its call's :class:`ToolContext` (see :mod:`pipeline.toolbox`).
 """
 
 from pipeline.config import Settings
@@ -47,6 +48,7 @@ from pipeline.events.serde import SingleObjectSerde
 from pipeline.runtime.context import Context
 from pipeline.runtime.publisher import Publisher
 from pipeline.runtime.service import Service
+from pipeline.tool_context import ToolContext
 
 __version__ = "0.1.0"
 
@@ -87,6 +89,7 @@ __all__ = [
     "StateNotReadyError",
     "StateRestoreError",
     "TemplateError",
+    "ToolContext",
     "ToolError",
     "TopologyError",
     "TransactionFencedError",

@@ -198,8 +198,8 @@ class Settings(BaseSettings):
     )
     tools: ToolsSettings = Field(
         default_factory=ToolsSettings,
-        description="The tools service (timeouts, plugins, MCP servers) and the tool catalog "
-        "the agent reads.",
+        description="The tools service (timeouts, plugins, MCP servers, HTTP tools) and the "
+        "tool catalog the agent reads.",
     )
     scheduler: SchedulerSettings = Field(
         default_factory=SchedulerSettings, description="The scheduler of durable timers."

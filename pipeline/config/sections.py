@@ -7,7 +7,7 @@ service reads only its own section. Secrets are ``SecretStr`` and never printed.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -369,6 +369,12 @@ class AgentSettings(_Section):
     )
 
 
+ToolGuarantee = Literal["idempotent", "keyed", "at_most_once"]
+"""What running a tool again for one logical call does (see :mod:`pipeline.toolbox.guarantee`)."""
+
+_GUARANTEE_CHOICES = "'idempotent', 'keyed' or 'at_most_once'"
+
+
 class McpServerSettings(_Section):
     """One MCP tool server: a stdio ``command`` (with ``args``, ``env``, ``cwd``) or a
     streamable-HTTP ``url`` (with ``headers``)."""
@@ -389,6 +395,12 @@ class McpServerSettings(_Section):
         default_factory=dict, description="HTTP headers sent to the URL (secrets)."
     )
     prefix: str = Field("", description="Put before each of the server's tool names (e.g. 'crm_').")
+    guarantees: dict[str, ToolGuarantee] = Field(
+        default_factory=dict,
+        description="Guarantee of the server's tools by the server's name for them (without "
+        f"the prefix): {_GUARANTEE_CHOICES}; overrides the tool's annotations (readOnlyHint "
+        "or idempotentHint true: 'idempotent'; otherwise 'keyed').",
+    )
 
     @model_validator(mode="after")
     def _one_transport(self) -> McpServerSettings:
@@ -397,6 +409,25 @@ class McpServerSettings(_Section):
         if self.url is not None and not self.url.startswith(("http://", "https://")):
             raise ValueError(f"MCP server url {self.url!r} must start with http:// or https://")
         return self
+
+
+class HttpToolSettings(_Section):
+    """A tool that calls an HTTP endpoint: the arguments go as a JSON body with an
+    ``Idempotency-Key`` header, the JSON answer is the result."""
+
+    url: str = Field(description="Endpoint the call is sent to (https unless http_allow_http).")
+    description: str = Field(description="What the tool does, as the model reads it.")
+    parameters: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "object", "properties": {}},
+        description="JSON Schema of the arguments object.",
+    )
+    method: Literal["POST", "PUT", "PATCH"] = Field("POST", description="HTTP method.")
+    guarantee: ToolGuarantee = Field(
+        "keyed", description=f"What a repeat of one call does: {_GUARANTEE_CHOICES}."
+    )
+    headers: dict[str, SecretStr] = Field(
+        default_factory=dict, description="HTTP headers sent with every call (secrets)."
+    )
 
 
 class ToolsSettings(_Section):
@@ -416,6 +447,20 @@ class ToolsSettings(_Section):
     )
     mcp_servers: dict[str, McpServerSettings] = Field(
         default_factory=dict, description="MCP tool servers by name, connected at start."
+    )
+    http_tools: dict[str, HttpToolSettings] = Field(
+        default_factory=dict,
+        description="Tools that call an HTTP endpoint, by tool name, sent through the egress "
+        "policy (public https addresses only, unless loosened below).",
+    )
+    http_allow_http: bool = Field(
+        False, description="Development only: allow http:// URLs for HTTP tools."
+    )
+    http_allowed_networks: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="Internal networks HTTP tools may reach (e.g. ['10.20.0.0/16'] for a "
+        "service inside the cluster); by default loopback, private, link-local and other "
+        "internal addresses are refused.",
     )
     mcp_connect_timeout_seconds: float = Field(
         10.0, gt=0, description="Deadline to connect to an MCP server and list its tools."

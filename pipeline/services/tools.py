@@ -9,8 +9,17 @@ and answers the calls for the tools the catalog says it serves.
 Each call runs with a deadline (the call's ``timeout_ms``, capped by the settings) and
 under a concurrency limit. Whatever happens (unknown tool, bad arguments, an exception,
 the deadline) becomes a tool_result with status ``error`` or ``timeout``: a failing tool
-never fails the handler, so it is never retried or dead-lettered. A paid tool that must
-not run twice can key its side effect on ``call_id``, which a repeat keeps.
+never fails the handler, so it is never retried or dead-lettered.
+
+Each call runs with a :class:`~pipeline.toolbox.ToolContext` built from its tool_called
+event: the model's ``call_id``, an idempotency key derived from the event's id (the same
+every time the event is handled again, different for every call), the conversation and
+tenant, and ``attempt`` 1. A tool that asks for the context receives it; a ``keyed`` tool
+passes the key on to the system it changes (MCP tools get it in the request's ``_meta``,
+HTTP tools in the ``Idempotency-Key`` header), so a call run again after a crash is
+recognised there. Every tool declares such a guarantee (:mod:`pipeline.toolbox.guarantee`),
+and the catalog advertises it. The handler builds the context, runs the call
+(:class:`ToolOutcome`) and emits the result, three steps a journal of calls can wrap.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import Counter, Histogram
@@ -31,7 +41,7 @@ from pipeline.runtime.context import Context
 from pipeline.runtime.publisher import Publisher
 from pipeline.runtime.service import Background, Service
 from pipeline.runtime.spans import failed, span
-from pipeline.toolbox import ToolError, ToolRegistry, build_registry
+from pipeline.toolbox import ToolContext, ToolError, ToolRegistry, build_registry
 from pipeline.toolbox.advertiser import Advertiser
 from pipeline.toolbox.catalog import CatalogFollower
 from pipeline.toolbox.mcp import McpServer, mcp_servers
@@ -65,9 +75,17 @@ class ToolRunner:
         return min(seconds, self.max_timeout)
 
     async def run(
-        self, name: str, arguments_json: str, timeout_ms: int | None
+        self,
+        name: str,
+        arguments_json: str,
+        timeout_ms: int | None,
+        context: ToolContext | None = None,
     ) -> tuple[str, Any, str | None]:
-        """(status, result, error): status is ok, error or timeout."""
+        """(status, result, error): status is ok, error or timeout.
+
+        ``context`` is the call's, passed to a tool that asks for it (a standalone one,
+        with a key of its own, when None).
+        """
         found = self.registry.get(name)
         if found is None:
             why = self.why_missing(name)
@@ -83,7 +101,7 @@ class ToolRunner:
         timeout = self.timeout_for(timeout_ms)
         async with self._slots:
             try:
-                result = await asyncio.wait_for(found(arguments), timeout)
+                result = await asyncio.wait_for(found(arguments, context), timeout)
             except TimeoutError:
                 return "timeout", None, f"{name} did not finish within {timeout:g}s"
             except ToolError as exc:
@@ -92,6 +110,27 @@ class ToolRunner:
                 log.warning("tool %s failed: %r", name, exc, exc_info=True)
                 return "error", None, f"{name} failed: {type(exc).__name__}: {exc}"
         return "ok", result, None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolOutcome:
+    """How one call ended, as its tool_result tells it (what a journal records)."""
+
+    status: str  # ok, error or timeout
+    result_json: str | None
+    error: str | None
+    duration_ms: int
+
+    def tool_result(self, call: ToolContext) -> dict[str, Any]:
+        """The fields of the call's tool_result event."""
+        return {
+            "call_id": call.call_id,
+            "tool": call.tool,
+            "status": self.status,
+            "result_json": self.result_json,
+            "error": self.error,
+            "duration_ms": self.duration_ms,
+        }
 
 
 def build(settings: Settings | None = None, *, registry: ToolRegistry | None = None) -> Service:
@@ -131,17 +170,14 @@ def build(settings: Settings | None = None, *, registry: ToolRegistry | None = N
     )
     log.info("tools offered: %s", ", ".join(tools.names) or "none")
 
-    @service.handler("tool_called")
-    async def run_tool(event: Event, ctx: Context) -> None:
-        name = str(event["tool"])
-        await follower.loaded.wait()  # the catalog says which service answers which tool
-        if not advertiser.serves(name):
-            return  # another tools service advertises it and answers
+    async def run_call(event: Event, call: ToolContext) -> ToolOutcome:
+        """Run the call ``event`` asks for, traced and measured; never raises."""
+        name = call.tool
         started = time.perf_counter()
         attributes = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name}
         with span(f"execute_tool {name}", attributes) as tool_span:
             status, result, error = await runner.run(
-                name, event["arguments_json"], event.get("timeout_ms")
+                name, event["arguments_json"], event.get("timeout_ms"), call
             )
             if status != "ok":
                 failed(tool_span, error)
@@ -155,17 +191,17 @@ def build(settings: Settings | None = None, *, registry: ToolRegistry | None = N
         label = name if name in tools else UNKNOWN_TOOL_LABEL
         duration.labels(service.name, label).observe(elapsed)
         calls.labels(service.name, label, status).inc()
-        ctx.emit(
-            "tool_result",
-            {
-                "call_id": event["call_id"],
-                "tool": name,
-                "status": status,
-                "result_json": result_json,
-                "error": error,
-                "duration_ms": int(elapsed * 1000),
-            },
-        )
+        return ToolOutcome(status, result_json, error, int(elapsed * 1000))
+
+    @service.handler("tool_called")
+    async def run_tool(event: Event, ctx: Context) -> None:
+        name = str(event["tool"])
+        await follower.loaded.wait()  # the catalog says which service answers which tool
+        if not advertiser.serves(name):
+            return  # another tools service advertises it and answers
+        call = ToolContext.for_call(event)
+        outcome = await run_call(event, call)
+        ctx.emit("tool_result", outcome.tool_result(call))
 
     return service
 

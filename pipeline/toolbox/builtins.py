@@ -1,4 +1,5 @@
-"""The built-in tools: calculator, current_time and knowledge_lookup."""
+"""The built-in tools: calculator, current_time and knowledge_lookup, all read-only, so
+``idempotent``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pipeline.config.sections import ToolsSettings
 from pipeline.errors import ToolError
 from pipeline.toolbox.calculator import evaluate
+from pipeline.toolbox.guarantee import IDEMPOTENT
 from pipeline.toolbox.knowledge import KnowledgeBase
 from pipeline.toolbox.registry import Tool
 
@@ -56,6 +58,7 @@ def knowledge_lookup(knowledge: KnowledgeBase | None) -> Tool:
             "required": ["query"],
         },
         source=BUILTIN,
+        guarantee=IDEMPOTENT,
     )
 
 
@@ -75,6 +78,7 @@ def builtin_tools(settings: ToolsSettings) -> list[Tool]:
                 "required": ["expression"],
             },
             source=BUILTIN,
+            guarantee=IDEMPOTENT,
         ),
         Tool(
             "current_time",
@@ -87,6 +91,7 @@ def builtin_tools(settings: ToolsSettings) -> list[Tool]:
                 },
             },
             source=BUILTIN,
+            guarantee=IDEMPOTENT,
         ),
         knowledge_lookup(knowledge),
     ]

@@ -2,8 +2,12 @@
 
 Each tools service advertises the tools it serves on the compacted ``tool_catalog``
 topic: a ``pipeline.events.ToolAdvertised`` record per tool, keyed by the tool's name,
-naming the service and the source that serve it; a tombstone withdraws a tool. The
-agent offers the model exactly what the topic holds.
+naming the service and the source that serve it and the tool's guarantee; a tombstone
+withdraws a tool. The agent offers the model exactly what the topic holds.
+
+A record written before tools declared a guarantee (an older tools service, a record
+kept by compaction) still decodes, with no guarantee: :class:`CatalogCodec` knows that
+earlier version of the schema as a writer.
 
 :class:`CatalogFollower` keeps a process's view of the topic: it reads the topic to its
 end at start and then again every ``catalog_refresh_seconds``, with the state package's
@@ -26,11 +30,14 @@ from pipeline.errors import ConfigError, PipelineError
 from pipeline.events.model import utc_now
 from pipeline.events.serde import SingleObjectSerde
 from pipeline.state.changelog import Restored, partition_counts, read_changelog
+from pipeline.toolbox.guarantee import Guarantee
 from pipeline.toolbox.registry import Tool
 
 log = logging.getLogger(__name__)
 
 RECORD_TYPE = "tool_advertised"
+FIELDS_ADDED = ("guarantee",)
+"""The fields ToolAdvertised gained since its first version, oldest first."""
 FAST_REFRESH_SECONDS = 0.2
 
 Reader = Callable[[dict[int, int | None]], dict[int, Restored]]
@@ -38,17 +45,21 @@ Reader = Callable[[dict[int, int | None]], dict[int, Restored]]
 
 @dataclass(frozen=True, slots=True)
 class CatalogEntry:
-    """One advertised tool: its spec, and the service and source that serve it."""
+    """One advertised tool: its spec, the service and source that serve it, and its
+    guarantee (None when the record was written before tools declared one)."""
 
     name: str
     description: str
     parameters: Mapping[str, Any]
     service: str
     source: str
+    guarantee: Guarantee | None = None
 
     @classmethod
     def of(cls, tool: Tool, service: str) -> CatalogEntry:
-        return cls(tool.name, tool.description, dict(tool.parameters), service, tool.source)
+        return cls(
+            tool.name, tool.description, dict(tool.parameters), service, tool.source, tool.guarantee
+        )
 
     @property
     def origin(self) -> str:
@@ -65,10 +76,13 @@ class CatalogEntry:
 
 
 class CatalogCodec:
-    """ToolAdvertised records, single-object encoded like every event."""
+    """ToolAdvertised records, single-object encoded like every event; records of the
+    schema's earlier versions (:func:`earlier_versions`) decode too."""
 
     def __init__(self, schemas_dir: Path) -> None:
         self._serde = SingleObjectSerde.for_record(schemas_dir, RECORD_TYPE, "tool catalog")
+        for earlier in earlier_versions(self._serde.catalog.reader(RECORD_TYPE).parsed):
+            self._serde.catalog.add_writer(earlier)
 
     def encode(self, entry: CatalogEntry) -> bytes:
         return self._serde.encode_record(
@@ -80,6 +94,7 @@ class CatalogCodec:
                 "service": entry.service,
                 "source": entry.source,
                 "advertised_at": utc_now(),
+                "guarantee": entry.guarantee,
             },
         )
 
@@ -93,8 +108,28 @@ class CatalogCodec:
         if kind != RECORD_TYPE or not isinstance(parameters, dict):
             raise ValueError(f"not a ToolAdvertised record ({kind}, {type(parameters).__name__})")
         return CatalogEntry(
-            record["name"], record["description"], parameters, record["service"], record["source"]
+            record["name"],
+            record["description"],
+            parameters,
+            record["service"],
+            record["source"],
+            record.get("guarantee"),  # an enum symbol; one this reader lacks reads as at_most_once
         )
+
+
+def earlier_versions(schema: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The earlier versions of the ToolAdvertised ``schema``, newest first: each without
+    the fields added since (:data:`FIELDS_ADDED`).
+
+    A fingerprint covers names, types and order, not docs or defaults, so such a version
+    is exactly the schema older tools services wrote with.
+    """
+    versions: list[dict[str, Any]] = []
+    fields = list(schema["fields"])
+    for added in reversed(FIELDS_ADDED):
+        fields = [f for f in fields if f["name"] != added]
+        versions.append({**schema, "fields": fields})
+    return versions
 
 
 class CatalogFollower:

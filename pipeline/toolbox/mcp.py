@@ -11,6 +11,12 @@ died, the endpoint is down, a ping goes unanswered) its tools are withdrawn
 ``mcp_retry_max_seconds``. Nothing here ends the service: a call to a server that is
 down is a :class:`ToolError`, which the tools service returns as an error result.
 
+A call carries the call's idempotency key and call id in the request's ``_meta``
+(:data:`IDEMPOTENCY_KEY_META`, :data:`CALL_ID_META`), where a server that deduplicates
+finds them. A tool's guarantee comes from its annotations (:func:`guarantee_of`):
+``readOnlyHint`` or ``idempotentHint`` true make it ``idempotent``, anything else
+``keyed``; the server's ``guarantees`` setting overrides it per tool.
+
 A stdio ``command`` of ``python`` (or ``python3``) starts the interpreter that runs the
 tools service (``sys.executable``), not whichever ``python`` comes first on ``PATH``: a
 server module installed next to the service is then found, as it would be by
@@ -24,7 +30,7 @@ import contextlib
 import logging
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import mcp_types
 from mcp import ClientSession, StdioServerParameters, stdio_client
@@ -34,6 +40,8 @@ from mcp.shared.exceptions import MCPError
 
 from pipeline.config.sections import McpServerSettings, ToolsSettings
 from pipeline.errors import ConfigError, ToolError
+from pipeline.tool_context import ToolContext
+from pipeline.toolbox.guarantee import IDEMPOTENT, KEYED, Guarantee
 from pipeline.toolbox.registry import Tool
 
 log = logging.getLogger(__name__)
@@ -43,6 +51,11 @@ ToolsCallback = Callable[["McpServer", list[Tool]], None]
 RUNNING_INTERPRETER_NAMES = frozenset({"python", "python3"})
 """Stdio commands that mean the interpreter running the tools service."""
 
+IDEMPOTENCY_KEY_META = "io.kafka-agent-pipeline/idempotency-key"
+"""The ``_meta`` key of a call's idempotency key (a prefixed key, as MCP asks of them)."""
+CALL_ID_META = "io.kafka-agent-pipeline/call-id"
+"""The ``_meta`` key of the model's id for the call."""
+
 
 def stdio_command(command: str) -> str:
     """The executable to start for a stdio server's ``command``: ``sys.executable`` for
@@ -50,6 +63,17 @@ def stdio_command(command: str) -> str:
     if command in RUNNING_INTERPRETER_NAMES and sys.executable:
         return sys.executable
     return command
+
+
+def guarantee_of(remote: mcp_types.Tool, overrides: Mapping[str, Guarantee]) -> Guarantee:
+    """A server's tool's guarantee: the ``overrides`` entry of its name, else
+    ``idempotent`` when its annotations say it only reads or is idempotent, else ``keyed``."""
+    if remote.name in overrides:
+        return overrides[remote.name]
+    hints = remote.annotations
+    if hints is not None and (hints.read_only_hint or hints.idempotent_hint):
+        return IDEMPOTENT
+    return KEYED
 
 
 class McpServer:
@@ -174,8 +198,8 @@ class McpServer:
             if not cursor:
                 break
         tools = [t for t in (self._tool(remote) for remote in listed) if t is not None]
-        if [(t.name, t.description, t.parameters) for t in tools] != [
-            (t.name, t.description, t.parameters) for t in self.tools
+        if [(t.name, t.description, t.parameters, t.guarantee) for t in tools] != [
+            (t.name, t.description, t.parameters, t.guarantee) for t in self.tools
         ]:
             self.tools = tools
             self.on_tools(self, tools)
@@ -183,8 +207,8 @@ class McpServer:
     def _tool(self, remote: mcp_types.Tool) -> Tool | None:
         remote_name = remote.name
 
-        async def call(arguments: Mapping[str, Any]) -> Any:
-            return await self.call(remote_name, arguments)
+        async def call(arguments: Mapping[str, Any], context: ToolContext) -> Any:
+            return await self.call(remote_name, arguments, context)
 
         try:
             return Tool(
@@ -193,6 +217,7 @@ class McpServer:
                 call,
                 remote.input_schema,
                 source=self.source,
+                guarantee=guarantee_of(remote, self.config.guarantees),
             )
         except ConfigError as exc:
             log.warning("MCP server %s: tool %r not offered: %s", self.name, remote.name, exc)
@@ -200,10 +225,13 @@ class McpServer:
 
     # ------------------------------------------------------------------ calls
 
-    async def call(self, remote_name: str, arguments: Mapping[str, Any]) -> Any:
+    async def call(
+        self, remote_name: str, arguments: Mapping[str, Any], context: ToolContext | None = None
+    ) -> Any:
         """Call one of the server's tools; ToolError when it is down or the tool failed.
 
-        The tools service's deadline and concurrency limit wrap this call.
+        ``context``'s idempotency key and call id go in the request's ``_meta``. The tools
+        service's deadline and concurrency limit wrap this call.
         """
         session = self._session
         if session is None:
@@ -212,7 +240,7 @@ class McpServer:
                 "try again later"
             )
         try:
-            result = await session.call_tool(remote_name, dict(arguments))
+            result = await session.call_tool(remote_name, dict(arguments), meta=_meta(context))
         except MCPError as exc:
             raise ToolError(f"the MCP server {self.name!r} failed: {exc.error.message}") from None
         if result.is_error:
@@ -228,6 +256,14 @@ class McpServer:
 def mcp_servers(settings: ToolsSettings, on_tools: ToolsCallback) -> list[McpServer]:
     """One :class:`McpServer` per configured server, not yet connected."""
     return [McpServer(n, c, settings, on_tools) for n, c in sorted(settings.mcp_servers.items())]
+
+
+def _meta(context: ToolContext | None) -> mcp_types.RequestParamsMeta | None:
+    if context is None:
+        return None
+    meta = {IDEMPOTENCY_KEY_META: context.idempotency_key, CALL_ID_META: context.call_id}
+    # An open TypedDict (PEP 728's extra_items), which mypy does not read yet.
+    return cast(mcp_types.RequestParamsMeta, meta)
 
 
 def _text(content: list[mcp_types.ContentBlock]) -> str | None:

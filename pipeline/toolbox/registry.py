@@ -1,7 +1,9 @@
 """The tool registry: what a tool is and how it is registered.
 
 The registry a tools service runs is built from its settings in
-:mod:`pipeline.toolbox.assembly`.
+:mod:`pipeline.toolbox.assembly`. What a tool's ``guarantee`` means is
+:mod:`pipeline.toolbox.guarantee`; what a tool function may ask for besides its
+arguments, :mod:`pipeline.tool_context`.
 """
 
 from __future__ import annotations
@@ -11,13 +13,19 @@ import inspect
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import jsonschema
 
 from pipeline.errors import ConfigError
+from pipeline.tool_context import ToolContext
+from pipeline.toolbox.guarantee import KEYED, Guarantee, checked_guarantee
 
-ToolFunction = Callable[[Mapping[str, Any]], Awaitable[Any] | Any]
+ToolFunction = Callable[..., Awaitable[Any] | Any]
+"""``fn(arguments)``, ``fn(arguments, context)`` or ``fn(arguments, *, context)``, plain or
+``async``; see :func:`context_parameter`."""
+
+ContextParameter = Literal["positional", "keyword"] | None
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
@@ -28,9 +36,13 @@ class Tool:
 
     ``parameters`` is the JSON Schema of the arguments object, as LLM tool calling
     expects it. ``fn`` may be ``async`` (preferred) or plain; a plain function runs in
-    a worker thread so it cannot block the service. ``source`` says where the tool came
-    from (``builtin``, ``plugin:<entry point>``, ``mcp:<server>``); the tool catalog
-    shows it, so a clash of names can say which two sources collided.
+    a worker thread so it cannot block the service. ``fn`` receives the arguments, and
+    the call's :class:`~pipeline.tool_context.ToolContext` too when it asks for it
+    (a second positional parameter, or a keyword-only ``context``). ``source`` says
+    where the tool came from (``builtin``, ``plugin:<entry point>``, ``mcp:<server>``,
+    ``http``); the tool catalog shows it, so a clash of names can say which two sources
+    collided. ``guarantee`` says what running it again for one call does
+    (:mod:`pipeline.toolbox.guarantee`); the catalog advertises it.
     """
 
     name: str
@@ -40,6 +52,8 @@ class Tool:
         default_factory=lambda: {"type": "object", "properties": {}}
     )
     source: str = "code"
+    guarantee: Guarantee = KEYED
+    _context: ContextParameter = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
@@ -48,11 +62,25 @@ class Tool:
                 "underscores, starting with a letter (at most 64 characters)"
             )
         check_parameters(self.name, self.parameters)
+        checked_guarantee(self.name, self.guarantee)
+        object.__setattr__(self, "_context", context_parameter(self.fn))
 
-    async def __call__(self, arguments: Mapping[str, Any]) -> Any:
+    async def __call__(
+        self, arguments: Mapping[str, Any], context: ToolContext | None = None
+    ) -> Any:
+        """Run the tool; ``context`` is the call's (a :meth:`ToolContext.standalone` one
+        when None), passed on when the function asks for it."""
+        args: tuple[Any, ...] = (arguments,)
+        kwargs: dict[str, Any] = {}
+        if self._context is not None:
+            context = context or ToolContext.standalone(self.name)
+            if self._context == "positional":
+                args = (arguments, context)
+            else:
+                kwargs = {"context": context}
         if inspect.iscoroutinefunction(self.fn):
-            return await self.fn(arguments)
-        result = await asyncio.to_thread(self.fn, arguments)
+            return await self.fn(*args, **kwargs)
+        result = await asyncio.to_thread(self.fn, *args, **kwargs)
         if inspect.isawaitable(result):
             return await result
         return result
@@ -64,6 +92,20 @@ class Tool:
             "description": self.description,
             "parameters": dict(self.parameters),
         }
+
+
+def context_parameter(fn: ToolFunction) -> ContextParameter:
+    """How ``fn`` asks for the call's context: ``"keyword"`` for a keyword-only parameter
+    named ``context``, ``"positional"`` for a second positional parameter, None when it
+    takes the arguments alone (or its signature cannot be read)."""
+    try:
+        parameters = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):  # a built-in without a readable signature
+        return None
+    if any(p.kind is p.KEYWORD_ONLY and p.name == "context" for p in parameters):
+        return "keyword"
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return "positional" if len(positional) >= 2 else None
 
 
 def check_parameters(name: str, parameters: Any) -> None:
@@ -81,17 +123,22 @@ def check_parameters(name: str, parameters: Any) -> None:
 
 
 def tool(
-    name: str, description: str, properties: Mapping[str, Any] | None = None
+    name: str,
+    description: str,
+    properties: Mapping[str, Any] | None = None,
+    *,
+    guarantee: Guarantee = KEYED,
 ) -> Callable[[ToolFunction], Tool]:
     """Decorate a function of the arguments object into a :class:`Tool`.
 
     ``properties`` are the JSON Schema properties of the arguments; all are required.
+    ``guarantee`` is what running it again for one call does (``keyed`` unless said).
     """
 
     def wrap(fn: ToolFunction) -> Tool:
         props = dict(properties or {})
         parameters = {"type": "object", "properties": props, "required": sorted(props)}
-        return Tool(name, description, fn, parameters)
+        return Tool(name, description, fn, parameters, guarantee=guarantee)
 
     return wrap
 

@@ -10,7 +10,7 @@ from typing import Any
 from pipeline.config.sections import ToolsSettings
 from pipeline.events.model import Event, Metadata
 from pipeline.services import tools
-from pipeline.toolbox import Tool, build_registry
+from pipeline.toolbox import Tool, ToolContext, build_registry
 from tests.integration.runtime_support import produce_events, read_all_async, running, settings_for
 
 
@@ -85,3 +85,38 @@ async def test_calculator_timeout_and_unknown_tool(
     assert sample("pipeline_tool_calls_total", tool="sleepy", status="timeout") == 1
     assert sample("pipeline_tool_calls_total", tool="unknown", status="error") == 1
     assert sample("pipeline_tool_duration_seconds_count", tool="calculator") == 2
+
+
+async def test_a_tool_receives_its_calls_context_built_from_the_event(
+    kafka_bootstrap: str, topic_prefix: str, make_topics: Callable[..., list[str]]
+) -> None:
+    calls, results, _, _ = make_topics(
+        "tool_called", "tool_result", "dead_letters", "tool_catalog", partitions=2
+    )
+    seen: list[ToolContext] = []
+
+    async def refund(args: Mapping[str, Any], context: ToolContext) -> dict[str, str]:
+        seen.append(context)
+        return {"refund": f"R-{args['order']}", "key": context.idempotency_key}
+
+    registry = build_registry(
+        ToolsSettings(), extra=[Tool("refund", "Refund.", refund)], entry_points=False
+    )
+    service = tools.build(settings_for(kafka_bootstrap, topic_prefix), registry=registry)
+    (sent,) = produce_events(kafka_bootstrap, calls, [call("ada", "refund", {"order": 7}, 5000)])
+    async with running(service):
+        (record,) = await read_all_async(kafka_bootstrap, results, lambda r: len(r) >= 1, 60)
+
+    assert seen == [
+        ToolContext(
+            call_id="call-ada",
+            idempotency_key=str(sent.id),
+            tool="refund",
+            conversation_id="ada",
+            tenant_id="t1",
+            attempt=1,
+        )
+    ]
+    result = record.event()
+    assert (result["call_id"], result["status"]) == ("call-ada", "ok")
+    assert json.loads(result["result_json"]) == {"refund": "R-7", "key": str(sent.id)}

@@ -28,7 +28,7 @@ LAYERS: list[set[str]] = [
     {"errors", "retry"},  # no imports from the package at all
     {"config"},
     {"observability"},  # metrics, health, logs, traces and Kafka client logs: errors only
-    {"events", "partitioner", "topology", "egress"},
+    {"events", "partitioner", "topology", "egress", "tool_context"},
     {"runtime", "state", "http", "journal"},  # how a service runs: on Kafka, over HTTP
     # The package's facade (pipeline/__init__.py), a service run in memory, the test harness.
     {"", "in_memory", "testing"},

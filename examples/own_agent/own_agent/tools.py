@@ -10,7 +10,12 @@ from pipeline.toolbox import ToolError, tool
 ORDERS = {"A-1001": "shipped", "A-1002": "packing"}
 
 
-@tool("order_status", "Where an order of the shop is.", {"order_id": {"type": "string"}})
+@tool(
+    "order_status",
+    "Where an order of the shop is.",
+    {"order_id": {"type": "string"}},
+    guarantee="idempotent",  # it only reads: running it again is harmless
+)
 async def order_status(args: Mapping[str, Any]) -> dict[str, str]:
     status = ORDERS.get(args["order_id"])
     if status is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -13,10 +14,13 @@ import pytest
 
 from pipeline.config import Settings, bundled_dir
 from pipeline.errors import ConfigError
+from pipeline.events.catalog import parse_known
+from pipeline.events.model import utc_now
+from pipeline.events.serde import SingleObjectSerde, encode_with
 from pipeline.state.changelog import Restored
-from pipeline.toolbox import Tool, ToolRegistry, builtin_tools
+from pipeline.toolbox import AT_MOST_ONCE, IDEMPOTENT, KEYED, Tool, ToolRegistry, builtin_tools
 from pipeline.toolbox.advertiser import Advertiser
-from pipeline.toolbox.catalog import CatalogCodec, CatalogEntry, CatalogFollower
+from pipeline.toolbox.catalog import CatalogCodec, CatalogEntry, CatalogFollower, earlier_versions
 from pipeline.toolbox.tool_offer import CatalogOffer
 
 CODEC = CatalogCodec(bundled_dir("schemas"))
@@ -152,3 +156,62 @@ async def test_a_turn_at_start_waits_for_a_first_tool_then_uses_what_there_is() 
     empty = CatalogOffer(Settings(metrics_port=0, tools={"catalog_wait_seconds": 0.3}), None)
     empty.follower = Topic().follower()
     assert await asyncio.wait_for(empty.tools_for("t1"), 5) == ()
+
+
+# ToolAdvertised as the first tools services wrote it, before tools declared a guarantee.
+TOOL_ADVERTISED_V1 = {
+    "type": "record",
+    "name": "ToolAdvertised",
+    "namespace": "pipeline.events",
+    "fields": [
+        {"name": "name", "type": "string"},
+        {"name": "description", "type": "string"},
+        {"name": "parameters_json", "type": "string"},
+        {"name": "service", "type": "string"},
+        {"name": "source", "type": "string"},
+        {"name": "advertised_at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+    ],
+}
+
+
+def test_the_catalog_carries_each_tools_guarantee() -> None:
+    entries = [CatalogEntry.of(t, "tools") for t in builtin_tools(SETTINGS.tools)]
+    assert {e.guarantee for e in entries} == {IDEMPOTENT}
+    refund = Tool("refund", "Refund.", forecast, guarantee=AT_MOST_ONCE)
+    for entry in [*entries, CatalogEntry.of(weather(), "tools"), CatalogEntry.of(refund, "t")]:
+        assert CODEC.decode(CODEC.encode(entry)) == entry
+    assert CODEC.decode(CODEC.encode(CatalogEntry.of(weather(), "t"))).guarantee == KEYED
+    assert CODEC.decode(CODEC.encode(CatalogEntry.of(refund, "t"))).guarantee == AT_MOST_ONCE
+
+
+def test_a_record_written_before_guarantees_decodes_without_one() -> None:
+    old = parse_known(TOOL_ADVERTISED_V1)
+    schemas = bundled_dir("schemas")
+    current = SingleObjectSerde.for_record(schemas, "tool_advertised", "test").catalog.reader(
+        "tool_advertised"
+    )
+    assert current.fingerprint != old.fingerprint
+    assert parse_known(earlier_versions(current.parsed)[0]).fingerprint == old.fingerprint
+    record = {
+        "name": "weather",
+        "description": "Weather.",
+        "parameters_json": '{"type": "object"}',
+        "service": "tools",
+        "source": "plugin:weather",
+        "advertised_at": utc_now(),
+    }
+    entry = CODEC.decode(encode_with(old, record))
+    assert entry == CatalogEntry(
+        "weather", "Weather.", {"type": "object"}, "tools", "plugin:weather", None
+    )
+
+
+async def test_a_tool_advertised_without_a_guarantee_is_advertised_again_with_it() -> None:
+    topic = Topic()
+    before = CatalogEntry.of(weather(), "tools")
+    topic.put(dataclasses.replace(before, guarantee=None))  # from a run of an older version
+    follower = topic.follower()
+    await follower.refresh()
+    advertiser = Advertiser("tools", ToolRegistry([weather()]), follower)
+    advertise, withdraw = advertiser.plan(strict=True)
+    assert (advertise, withdraw) == ([before], [])

@@ -1,5 +1,6 @@
 """MCP servers as a tool source, against a real MCP server (the SDK's MCPServer) run as a
-subprocess over stdio: listing, calling, list-changed, and a server that dies."""
+subprocess over stdio: listing, calling, list-changed, a server that dies, and the
+idempotency key and guarantees of its tools."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ from pathlib import Path
 import pytest
 
 from pipeline.config.sections import McpServerSettings, ToolsSettings
-from pipeline.toolbox import Tool, ToolError
-from pipeline.toolbox.mcp import McpServer, stdio_command
+from pipeline.tool_context import ToolContext
+from pipeline.toolbox import AT_MOST_ONCE, IDEMPOTENT, KEYED, Tool, ToolError
+from pipeline.toolbox.mcp import CALL_ID_META, IDEMPOTENCY_KEY_META, McpServer, stdio_command
 from tests.paths import TESTS
 
 SERVER = TESTS / "mcp_weather_server.py"
+LEDGER = TESTS / "mcp_ledger_server.py"
 
 
 class Seen:
@@ -37,9 +40,11 @@ class Seen:
 
 
 @contextlib.asynccontextmanager
-async def connected(seen: Seen, **config: object) -> AsyncIterator[McpServer]:
+async def connected(
+    seen: Seen, *, args: tuple[str, ...] = (str(SERVER), "stdio"), **config: object
+) -> AsyncIterator[McpServer]:
     settings = ToolsSettings(mcp_retry_initial_seconds=0.1, mcp_ping_interval_seconds=0.3)
-    params = McpServerSettings(command=sys.executable, args=[str(SERVER), "stdio"], **config)
+    params = McpServerSettings(command=sys.executable, args=list(args), **config)
     server = McpServer("wx", params, settings, seen)
     task = asyncio.create_task(server.run())
     try:
@@ -114,3 +119,27 @@ async def test_a_server_started_as_python_finds_the_services_packages(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_a_call_carries_its_idempotency_key_and_call_id_in_the_requests_meta() -> None:
+    async with connected(Seen(), args=(str(LEDGER),)) as server:
+        charge = tool(server, "charge")
+        context = ToolContext("call-7", "5c1f7a0e-key", "charge", "web:acme:ada", "acme")
+        answer = await charge({"cents": 250}, context)
+        assert answer["charged"] == 250
+        assert answer["meta"][IDEMPOTENCY_KEY_META] == "5c1f7a0e-key"
+        assert answer["meta"][CALL_ID_META] == "call-7"
+
+
+async def test_guarantees_follow_the_annotations_unless_the_settings_say_otherwise() -> None:
+    overrides = {"refund": AT_MOST_ONCE, "balance": KEYED}
+    async with connected(Seen(), args=(str(LEDGER),), prefix="l_", guarantees=overrides) as server:
+        guarantees = {t.name: t.guarantee for t in server.tools}
+    assert guarantees == {
+        "l_charge": KEYED,  # no annotations
+        "l_balance": KEYED,  # read-only, overridden by the settings
+        "l_set_limit": IDEMPOTENT,  # idempotentHint
+        "l_refund": AT_MOST_ONCE,  # no annotations, overridden
+    }
+    async with connected(Seen(), args=(str(LEDGER),)) as server:
+        assert tool(server, "balance").guarantee == IDEMPOTENT  # readOnlyHint
