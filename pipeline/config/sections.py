@@ -55,7 +55,8 @@ class EmailRelay(_Section):
     authserv_id: str | None = Field(
         None,
         description="Count only Authentication-Results headers of this authserv-id (the "
-        "relay's own), not ones the sender may have added.",
+        "relay's own receiving server), not ones the sender may have written into the "
+        "message; required while require_authentication is true.",
     )
 
 
@@ -67,14 +68,28 @@ class GatewaySettings(_Section):
         default_factory=dict, description="Web chat bearer token per tenant (tenant -> token)."
     )
     slack_signing_secret: SecretStr | None = Field(None, description="Slack signing secret.")
-    slack_tenant: Tenant = Field("default", description="Tenant of Slack conversations.")
+    slack_tenant: Tenant = Field(
+        "default", description="Tenant of the Slack workspaces not listed in slack_teams."
+    )
+    slack_teams: dict[str, Tenant] = Field(
+        default_factory=dict,
+        description="Tenant of each Slack workspace (team id -> tenant). The agent reads "
+        "it too, to refuse events of any other tenant: give it the same value.",
+    )
     whatsapp_app_secret: SecretStr | None = Field(
         None, description="Meta app secret (X-Hub-Signature-256)."
     )
     whatsapp_verify_token: SecretStr | None = Field(
         None, description="Token for the WhatsApp webhook verification handshake."
     )
-    whatsapp_tenant: Tenant = Field("default", description="Tenant of WhatsApp conversations.")
+    whatsapp_tenant: Tenant = Field(
+        "default", description="Tenant of the WhatsApp numbers not listed in whatsapp_numbers."
+    )
+    whatsapp_numbers: dict[str, Tenant] = Field(
+        default_factory=dict,
+        description="Tenant of each WhatsApp business number (phone number id -> tenant). "
+        "The agent reads it too: give it the same value.",
+    )
     email_relays: dict[str, EmailRelay] = Field(
         default_factory=dict, description="Mail relays by name: token, tenant, sender checks."
     )
@@ -82,6 +97,9 @@ class GatewaySettings(_Section):
         None, description="Shorthand: the token of a relay 'default' for email_tenant."
     )
     email_tenant: Tenant = Field("default", description="Tenant of the email_token relay.")
+    email_authserv_id: str | None = Field(
+        None, description="authserv_id of the email_token relay (its receiving server)."
+    )
     webhook_sources: dict[str, WebhookSource] = Field(
         default_factory=dict, description="Webhook sources by name: secret, tenants, prefixes."
     )
@@ -144,6 +162,18 @@ class GatewaySettings(_Section):
             raise ValueError(f"webhook source(s) {both} are in webhook_sources and webhook_secrets")
         if self.email_token is not None and "default" in self.email_relays:
             raise ValueError("email_token defines the relay 'default'; email_relays has one too")
+        for name, relay in self.relays().items():
+            if relay.require_authentication and relay.authserv_id is None:
+                where = (
+                    "PIPELINE_GATEWAY__EMAIL_AUTHSERV_ID"
+                    if self.email_token is not None and name == "default"
+                    else f"authserv_id of PIPELINE_GATEWAY__EMAIL_RELAYS[{name!r}]"
+                )
+                raise ValueError(
+                    f"mail relay {name!r} checks senders but names no receiving server: set "
+                    f"{where} to the authserv-id its Authentication-Results carry (or "
+                    "require_authentication to false for a relay that enforces DMARC itself)"
+                )
         return self
 
     def sources(self) -> dict[str, WebhookSource]:
@@ -158,7 +188,11 @@ class GatewaySettings(_Section):
         """Every mail relay, the email_token shorthand (relay 'default') included."""
         relays = dict(self.email_relays)
         if self.email_token is not None:
-            relays["default"] = EmailRelay(token=self.email_token, tenant=self.email_tenant)
+            relays["default"] = EmailRelay(
+                token=self.email_token,
+                tenant=self.email_tenant,
+                authserv_id=self.email_authserv_id,
+            )
         return relays
 
 

@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry
 
 from pipeline.channels.inbound import Inbound, Parsed
+from pipeline.channels.tenancy import ChannelOwners
 from pipeline.config import Settings
 from pipeline.errors import BrokerUnavailableError, EventValidationError, InboundRejected
 from pipeline.events.model import Event
@@ -48,8 +49,8 @@ Parse = Callable[[bytes], Parsed | Response]
 
 
 class Gateway:
-    """What the routes share: settings, the publisher, dedup window, metrics, readiness
-    and the streams' hub."""
+    """What the routes share: settings, the channels' owners, the publisher, dedup
+    window, metrics, readiness and the streams' hub."""
 
     def __init__(
         self, settings: Settings, registry: CollectorRegistry, publisher: Publisher | None
@@ -57,6 +58,7 @@ class Gateway:
         self.settings = settings
         self.name = settings.service_name or "gateway"
         self.metrics = GatewayMetrics(registry, self.name)
+        self.owners = ChannelOwners.from_settings(settings.gateway)
         self.publisher = publisher
         self.recent = RecentIds()
         self.readiness = KafkaReadiness(settings, TOPICS)
