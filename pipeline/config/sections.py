@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
+from limits import parse_many
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -16,6 +17,7 @@ from pydantic import (
     IPvAnyNetwork,
     SecretStr,
     StringConstraints,
+    field_validator,
     model_validator,
 )
 
@@ -148,12 +150,38 @@ class GatewaySettings(_Section):
     stream_max_per_tenant: int = Field(
         1000, ge=1, description="Open streams one tenant may hold on a replica (else 429)."
     )
+    stream_max_per_client: int = Field(
+        100,
+        ge=1,
+        description="Open streams one client address may hold on a replica (else 429); "
+        "behind a proxy, name it in PIPELINE_HTTP__TRUSTED_PROXIES so that the client is "
+        "the address it forwards, not the proxy.",
+    )
+    rate_limits: dict[str, str] = Field(
+        default_factory=dict,
+        description="Request rate per tenant at each replica (tenant -> limits such as "
+        "'20/second;600/minute'; '*' for tenants not listed); past it a request is "
+        "answered 429 with Retry-After. Unset: no limit.",
+    )
     stream_catchup_max_records: int = Field(
         10_000,
         ge=1,
         description="Most records of its partition a reconnect reads to catch up; beyond "
         "it the stream says it skipped some (an SSE 'gap' event).",
     )
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _rates_in_limits_notation(cls, rates: dict[str, str]) -> dict[str, str]:
+        for tenant, text in rates.items():
+            try:
+                parse_many(text)
+            except ValueError:
+                raise ValueError(
+                    f"rate of {tenant!r} is not in the notation '<count>/<second|minute|"
+                    "hour|day>' (several separated by ';')"
+                ) from None
+        return rates
 
     @model_validator(mode="after")
     def _one_name_one_source(self) -> GatewaySettings:
@@ -194,6 +222,34 @@ class GatewaySettings(_Section):
                 authserv_id=self.email_authserv_id,
             )
         return relays
+
+
+class HttpServerSettings(_Section):
+    """What the HTTP servers (gateway, console) allow a connection before they shed it."""
+
+    header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="A connection that has not sent a request's whole headers this long "
+        "after it opened (or after its last request's answer) is answered 408 and closed.",
+    )
+    keep_alive_seconds: int = Field(
+        5, ge=1, le=300, description="An idle kept-alive connection is closed after this long."
+    )
+    max_connections: int = Field(
+        2048,
+        ge=1,
+        description="Open connections a process serves; a request on any connection past "
+        "them is answered 503 with Retry-After and its connection closed. Open streams "
+        "count: keep it above stream_max_per_tenant.",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses (or networks, or '*') of proxies whose X-Forwarded-For names "
+        "the client, as uvicorn's forwarded_allow_ips; default: 127.0.0.1 only. Limits per "
+        "client count the client so named.",
+    )
 
 
 class DeliverySettings(_Section):
