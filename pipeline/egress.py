@@ -35,7 +35,7 @@ import anyio
 import httpx
 from aiohttp.abc import AbstractResolver, ResolveResult
 from httpx_aiohttp import AiohttpTransport
-from pydantic import AfterValidator, AnyHttpUrl
+from pydantic import AfterValidator, AnyHttpUrl, BeforeValidator
 
 from pipeline.errors import EgressRefused
 
@@ -138,7 +138,21 @@ def _not_obviously_internal(url: AnyHttpUrl) -> AnyHttpUrl:
     return url
 
 
-CallbackUrl = Annotated[AnyHttpUrl, AfterValidator(_not_obviously_internal)]
+def _as_written_not_obviously_internal(value: object) -> object:
+    # The URL type rewrites 0x7f000001, 2130706433 or 127.1 to 127.0.0.1 before any
+    # check after it runs, so the notation is judged on the text as it was written.
+    if isinstance(value, str):
+        reason = obviously_internal(value)
+        if reason is not None:
+            raise ValueError(reason)
+    return value
+
+
+CallbackUrl = Annotated[
+    AnyHttpUrl,
+    BeforeValidator(_as_written_not_obviously_internal),
+    AfterValidator(_not_obviously_internal),
+]
 """An http(s) URL field that refuses, where it enters, what :func:`obviously_internal` does."""
 
 

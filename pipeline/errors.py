@@ -129,12 +129,14 @@ class StateNotReadyError(StateError):
 
 
 class InboundRejected(PipelineError):
-    """The request is refused with ``status`` (400, 401, 403, 404) and a reason."""
+    """The request is refused with ``status`` (400, 401, 403, 404, 429) and a reason;
+    ``retry_after`` (seconds) when trying again later may succeed."""
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, retry_after: int | None = None) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.retry_after = retry_after
 
 
 class OperatorActionRefused(PipelineError):

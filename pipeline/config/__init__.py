@@ -23,6 +23,7 @@ from pipeline.config.sections import (
     ConsoleSettings,
     DeliverySettings,
     GatewaySettings,
+    HttpServerSettings,
     LLMSettings,
     SchedulerSettings,
     SchemaRegistrySettings,
@@ -211,6 +212,11 @@ class Settings(BaseSettings):
     console: ConsoleSettings = Field(
         default_factory=ConsoleSettings,
         description="The operator console: listener, operators, sessions and its live view.",
+    )
+    http: HttpServerSettings = Field(
+        default_factory=HttpServerSettings,
+        description="The HTTP servers of the gateway and the console: header and keep-alive "
+        "timeouts, the connection cap, trusted proxies.",
     )
 
     @field_validator("kafka", "consumer", "producer", mode="before")

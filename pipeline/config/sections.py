@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from limits import parse_many
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -16,6 +17,7 @@ from pydantic import (
     IPvAnyNetwork,
     SecretStr,
     StringConstraints,
+    field_validator,
     model_validator,
 )
 
@@ -55,7 +57,8 @@ class EmailRelay(_Section):
     authserv_id: str | None = Field(
         None,
         description="Count only Authentication-Results headers of this authserv-id (the "
-        "relay's own), not ones the sender may have added.",
+        "relay's own receiving server), not ones the sender may have written into the "
+        "message; required while require_authentication is true.",
     )
 
 
@@ -67,14 +70,28 @@ class GatewaySettings(_Section):
         default_factory=dict, description="Web chat bearer token per tenant (tenant -> token)."
     )
     slack_signing_secret: SecretStr | None = Field(None, description="Slack signing secret.")
-    slack_tenant: Tenant = Field("default", description="Tenant of Slack conversations.")
+    slack_tenant: Tenant = Field(
+        "default", description="Tenant of the Slack workspaces not listed in slack_teams."
+    )
+    slack_teams: dict[str, Tenant] = Field(
+        default_factory=dict,
+        description="Tenant of each Slack workspace (team id -> tenant). The agent reads "
+        "it too, to refuse events of any other tenant: give it the same value.",
+    )
     whatsapp_app_secret: SecretStr | None = Field(
         None, description="Meta app secret (X-Hub-Signature-256)."
     )
     whatsapp_verify_token: SecretStr | None = Field(
         None, description="Token for the WhatsApp webhook verification handshake."
     )
-    whatsapp_tenant: Tenant = Field("default", description="Tenant of WhatsApp conversations.")
+    whatsapp_tenant: Tenant = Field(
+        "default", description="Tenant of the WhatsApp numbers not listed in whatsapp_numbers."
+    )
+    whatsapp_numbers: dict[str, Tenant] = Field(
+        default_factory=dict,
+        description="Tenant of each WhatsApp business number (phone number id -> tenant). "
+        "The agent reads it too: give it the same value.",
+    )
     email_relays: dict[str, EmailRelay] = Field(
         default_factory=dict, description="Mail relays by name: token, tenant, sender checks."
     )
@@ -82,6 +99,9 @@ class GatewaySettings(_Section):
         None, description="Shorthand: the token of a relay 'default' for email_tenant."
     )
     email_tenant: Tenant = Field("default", description="Tenant of the email_token relay.")
+    email_authserv_id: str | None = Field(
+        None, description="authserv_id of the email_token relay (its receiving server)."
+    )
     webhook_sources: dict[str, WebhookSource] = Field(
         default_factory=dict, description="Webhook sources by name: secret, tenants, prefixes."
     )
@@ -130,12 +150,38 @@ class GatewaySettings(_Section):
     stream_max_per_tenant: int = Field(
         1000, ge=1, description="Open streams one tenant may hold on a replica (else 429)."
     )
+    stream_max_per_client: int = Field(
+        100,
+        ge=1,
+        description="Open streams one client address may hold on a replica (else 429); "
+        "behind a proxy, name it in PIPELINE_HTTP__TRUSTED_PROXIES so that the client is "
+        "the address it forwards, not the proxy.",
+    )
+    rate_limits: dict[str, str] = Field(
+        default_factory=dict,
+        description="Request rate per tenant at each replica (tenant -> limits such as "
+        "'20/second;600/minute'; '*' for tenants not listed); past it a request is "
+        "answered 429 with Retry-After. Unset: no limit.",
+    )
     stream_catchup_max_records: int = Field(
         10_000,
         ge=1,
         description="Most records of its partition a reconnect reads to catch up; beyond "
         "it the stream says it skipped some (an SSE 'gap' event).",
     )
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _rates_in_limits_notation(cls, rates: dict[str, str]) -> dict[str, str]:
+        for tenant, text in rates.items():
+            try:
+                parse_many(text)
+            except ValueError:
+                raise ValueError(
+                    f"rate of {tenant!r} is not in the notation '<count>/<second|minute|"
+                    "hour|day>' (several separated by ';')"
+                ) from None
+        return rates
 
     @model_validator(mode="after")
     def _one_name_one_source(self) -> GatewaySettings:
@@ -144,6 +190,18 @@ class GatewaySettings(_Section):
             raise ValueError(f"webhook source(s) {both} are in webhook_sources and webhook_secrets")
         if self.email_token is not None and "default" in self.email_relays:
             raise ValueError("email_token defines the relay 'default'; email_relays has one too")
+        for name, relay in self.relays().items():
+            if relay.require_authentication and relay.authserv_id is None:
+                where = (
+                    "PIPELINE_GATEWAY__EMAIL_AUTHSERV_ID"
+                    if self.email_token is not None and name == "default"
+                    else f"authserv_id of PIPELINE_GATEWAY__EMAIL_RELAYS[{name!r}]"
+                )
+                raise ValueError(
+                    f"mail relay {name!r} checks senders but names no receiving server: set "
+                    f"{where} to the authserv-id its Authentication-Results carry (or "
+                    "require_authentication to false for a relay that enforces DMARC itself)"
+                )
         return self
 
     def sources(self) -> dict[str, WebhookSource]:
@@ -158,8 +216,40 @@ class GatewaySettings(_Section):
         """Every mail relay, the email_token shorthand (relay 'default') included."""
         relays = dict(self.email_relays)
         if self.email_token is not None:
-            relays["default"] = EmailRelay(token=self.email_token, tenant=self.email_tenant)
+            relays["default"] = EmailRelay(
+                token=self.email_token,
+                tenant=self.email_tenant,
+                authserv_id=self.email_authserv_id,
+            )
         return relays
+
+
+class HttpServerSettings(_Section):
+    """What the HTTP servers (gateway, console) allow a connection before they shed it."""
+
+    header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="A connection that has not sent a request's whole headers this long "
+        "after it opened (or after its last request's answer) is answered 408 and closed.",
+    )
+    keep_alive_seconds: int = Field(
+        5, ge=1, le=300, description="An idle kept-alive connection is closed after this long."
+    )
+    max_connections: int = Field(
+        2048,
+        ge=1,
+        description="Open connections a process serves; a request on any connection past "
+        "them is answered 503 with Retry-After and its connection closed. Open streams "
+        "count: keep it above stream_max_per_tenant.",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses (or networks, or '*') of proxies whose X-Forwarded-For names "
+        "the client, as uvicorn's forwarded_allow_ips; default: 127.0.0.1 only. Limits per "
+        "client count the client so named.",
+    )
 
 
 class DeliverySettings(_Section):

@@ -2,7 +2,9 @@
 
 On SIGTERM (or SIGINT) the server reports not ready at once (``on_exit``), stops
 accepting connections, finishes the requests in flight within the drain deadline, then
-runs the app's lifespan shutdown; the process exits 0 after a finished drain.
+runs the app's lifespan shutdown; the process exits 0 after a finished drain. Every
+connection is held to the limits of :mod:`pipeline.http.connection_limits` (header and
+keep-alive timeouts, the connection cap).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from types import FrameType
 import uvicorn
 from starlette.types import ASGIApp
 
+from pipeline.config.sections import HttpServerSettings
+from pipeline.http.connection_limits import LimitedConfig
 from pipeline.observability.health import HealthServer
 from pipeline.observability.otel import stop_observability
 
@@ -40,11 +44,14 @@ class GracefulServer(uvicorn.Server):
         port: int,
         drain_timeout_seconds: float,
         on_exit: Callable[[], None],
+        limits: HttpServerSettings | None = None,
     ) -> GracefulServer:
         """``app`` on ``host:port`` with its lifespan, uvicorn's logging and access log off
-        (the service logs), and ``drain_timeout_seconds`` for the requests in flight."""
-        config = uvicorn.Config(
+        (the service logs), ``drain_timeout_seconds`` for the requests in flight, and
+        ``limits`` on every connection (default: the settings' defaults)."""
+        config = LimitedConfig(
             app,
+            limits=limits if limits is not None else HttpServerSettings(),
             host=host,
             port=port,
             lifespan="on",

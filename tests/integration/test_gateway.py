@@ -41,6 +41,7 @@ def settings_for(bootstrap: str, prefix: str, **gateway: Any) -> Settings:
         "whatsapp_app_secret": WA_SECRET,
         "whatsapp_verify_token": "verify-me",
         "email_token": "tok-mail",
+        "email_authserv_id": "mx.example.com",
         "webhook_sources": {"zendesk": {"secret": ZD_SECRET, "tenants": ["acme"]}},
         "publish_timeout_seconds": 10.0,
         **gateway,

@@ -101,6 +101,7 @@ def gateway(
         "WHATSAPP_APP_SECRET": WA_SECRET,
         "WHATSAPP_VERIFY_TOKEN": WA_VERIFY,
         "EMAIL_TOKEN": MAIL_TOKEN,
+        "EMAIL_AUTHSERV_ID": "mx.example.com",
         "WEBHOOK_SECRETS": json.dumps({HOOK_SOURCE: HOOK_SECRET}),
         "PUBLISH_TIMEOUT_SECONDS": "30",
         **{key.upper(): str(value) for key, value in LIMITS.items()},

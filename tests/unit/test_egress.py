@@ -419,6 +419,19 @@ def test_the_web_channel_refuses_an_obviously_internal_callback_with_400(url: st
     assert "callback_url" in caught.value.reason
 
 
+@pytest.mark.parametrize(
+    "host", ["0x7f000001", "2130706433", "017700000001", "127.1", "0x7f.1", "10.1"]
+)
+def test_the_web_channel_refuses_a_callback_ip_in_a_non_standard_notation_with_400(
+    host: str,
+) -> None:
+    message = {"user_id": "u1", "text": "hi", "callback_url": f"http://{host}:8080/cb"}
+    with pytest.raises(InboundRejected) as caught:
+        web.parse(json.dumps(message).encode(), "acme")
+    assert caught.value.status == 400
+    assert f"{host!r} is an IP address in a non-standard notation" in caught.value.reason
+
+
 def test_the_web_channel_leaves_loopback_and_names_to_the_delivery_policy() -> None:
     for url in ("http://127.0.0.1:8080/cb", "https://hooks.example.com/cb"):
         message = {"user_id": "u1", "text": "hi", "callback_url": url}

@@ -11,11 +11,12 @@ authenticate its From domain is refused with 403 (see
 
 Threading: the thread root is the first of ``references`` (RFC 5322 lists the thread
 from its root), else ``in_reply_to``, else the message's own ``message_id``. The
-conversation is ``email:`` + a short hash of the tenant, the sender's address and the
-root, so the original and every reply of the same sender that carries In-Reply-To or
-References land in one conversation, while a stranger quoting someone else's
-Message-ID starts a conversation of their own. The answer's address
-keeps the root as ``thread_id`` and the attributes carry ``subject``, ``message_id`` and
+conversation is ``email:<tenant>:`` (the relay's tenant, so the id says whose it is:
+see :mod:`pipeline.channels.tenancy`) + a short hash of the tenant, the sender's address
+and the root, so the original and every reply of the same sender that carries
+In-Reply-To or References land in one conversation, while a stranger quoting someone
+else's Message-ID starts a conversation of their own. The answer's address keeps the
+root as ``thread_id`` and the attributes carry ``subject``, ``message_id`` and
 ``references`` (this thread's ids, then this message's), so delivery can set
 In-Reply-To and References and mail clients thread the answer too.
 """
@@ -74,9 +75,9 @@ def thread_root(message_id: str, in_reply_to: str | None, references: list[str])
 
 
 def conversation_id(tenant: str, sender: str, root: str) -> str:
-    """One conversation per tenant, sender address and thread."""
+    """One conversation per tenant, sender address and thread, in the tenant's namespace."""
     key = "\x1f".join((tenant, sender.lower(), root))
-    return "email:" + hashlib.sha256(key.encode()).hexdigest()[:20]
+    return f"email:{tenant}:" + hashlib.sha256(key.encode()).hexdigest()[:20]
 
 
 def check_sender(

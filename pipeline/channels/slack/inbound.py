@@ -15,6 +15,9 @@ top-level channel message starts a thread whose ``thread_ts`` is its ``ts``, so 
 message and the replies in its thread share a conversation, and answers go into that
 thread. A direct message (``channel_type`` ``im``) outside a thread belongs to one
 conversation per DM channel, ``slack:<team>:<channel>``, answered without a thread.
+
+Tenant: the one configured for the workspace (``team_id``), see
+:class:`~pipeline.channels.tenancy.ChannelOwners`.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from pipeline.channels.inbound import (
     stable_event_id,
     validate,
 )
+from pipeline.channels.tenancy import ChannelOwners
 from pipeline.errors import InboundRejected
 
 TOLERANCE_SECONDS = 300
@@ -90,8 +94,9 @@ def verify(
     check_signature(signature, "v0=", secret, signed)
 
 
-def parse(body: bytes, tenant: str) -> Challenge | Parsed:
-    """A verified request as a challenge to answer, or the events it yields."""
+def parse(body: bytes, tenant: str | ChannelOwners) -> Challenge | Parsed:
+    """A verified request as a challenge to answer, or the events it yields; ``tenant``
+    is the tenant of every workspace, or the owners that say whose each one is."""
     envelope = validate(SlackEnvelope, json_object(body))
     if envelope.type == "url_verification":
         if not envelope.challenge:
@@ -111,7 +116,9 @@ def parse(body: bytes, tenant: str) -> Challenge | Parsed:
     if not event.channel or not event.ts or not event.user:
         raise InboundRejected(400, "message event needs channel, user and ts")
     where = (event.channel, event.user, event.ts)
-    return Parsed((_message(envelope.team_id, envelope.event_id, event, where, tenant),))
+    team = envelope.team_id
+    owner = tenant if isinstance(tenant, str) else tenant.slack(team)
+    return Parsed((_message(team, envelope.event_id, event, where, owner),))
 
 
 def _message(

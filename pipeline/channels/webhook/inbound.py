@@ -22,7 +22,9 @@ is a JSON object with:
 - anything else: kept verbatim in ``payload_json`` for the webhooks service's rules.
 
 Each source is configured with the tenants (and optionally conversation-id prefixes)
-it may address; anything else is refused with 403 and the reason.
+it may address, and a channel's conversation (web, Slack, WhatsApp, email) must belong
+to the call's tenant by the channels' own settings; anything else is refused with 403
+and the reason (:func:`pipeline.channels.tenancy.check_addressable`).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from pipeline.channels.inbound import (
     stable_event_id,
     validate,
 )
-from pipeline.channels.tenancy import check_addressable
+from pipeline.channels.tenancy import ChannelOwners, check_addressable
 from pipeline.errors import InboundRejected
 
 SIGNATURE_HEADER = "X-Signature-256"
@@ -120,8 +122,9 @@ def verify(
     check_signature(signature, "sha256=", secret, signed_message(stamp, body))
 
 
-def parse(name: str, source: Source, body: bytes) -> Parsed:
-    """The webhook_received for a verified call, if ``source`` may address its conversation."""
+def parse(name: str, source: Source, body: bytes, owners: ChannelOwners | None = None) -> Parsed:
+    """The webhook_received for a verified call, if ``source`` may address its
+    conversation (whose owner ``owners`` says, for a channel's conversation)."""
     call = validate(WebhookCall, json_object(body))
     if call.tenant is not None:
         tenant = call.tenant
@@ -131,7 +134,7 @@ def parse(name: str, source: Source, body: bytes) -> Parsed:
         raise InboundRejected(
             400, f"webhook source {name!r} serves several tenants: name one in 'tenant'"
         )
-    check_addressable(name, tenant, call.conversation_id, source.tenants, source.prefixes)
+    check_addressable(name, tenant, call.conversation_id, source.tenants, source.prefixes, owners)
     data = {
         "source": name,
         "event_name": call.event,

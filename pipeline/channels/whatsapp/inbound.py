@@ -13,6 +13,8 @@
 
 Conversations: one per business number and user, ``whatsapp:<phone_number_id>:<from>``.
 The event id derives from the message id (``wamid``), so a redelivery is recognised.
+Tenant: the one configured for the business number, see
+:class:`~pipeline.channels.tenancy.ChannelOwners`.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pipeline.channels.inbound import (
     stable_event_id,
     validate,
 )
+from pipeline.channels.tenancy import ChannelOwners
 from pipeline.errors import InboundRejected
 
 
@@ -97,8 +100,9 @@ def verify(secret: str, signature: str | None, body: bytes) -> None:
     check_signature(signature, "sha256=", secret, body)
 
 
-def parse(body: bytes, tenant: str) -> Parsed:
-    """The message_received events of a verified notification, in payload order."""
+def parse(body: bytes, tenant: str | ChannelOwners) -> Parsed:
+    """The message_received events of a verified notification, in payload order;
+    ``tenant`` is the tenant of every number, or the owners that say whose each one is."""
     notification = validate(WhatsAppNotification, json_object(body))
     events: list[Inbound] = []
     ignored: list[str] = []
@@ -116,14 +120,14 @@ def parse(body: bytes, tenant: str) -> Parsed:
                 for c in value.contacts
                 if c.wa_id and (c.profile or {}).get("name")
             }
+            number = value.metadata.phone_number_id
+            owner = tenant if isinstance(tenant, str) else tenant.whatsapp(number)
             for message in value.messages:
                 text = _text(message)
                 if text is None:
                     ignored.append(f"message {message.id} of type {message.type!r}")
                     continue
-                events.append(
-                    _message(message, text, value.metadata.phone_number_id, names, tenant)
-                )
+                events.append(_message(message, text, number, names, owner))
     return Parsed(tuple(events), tuple(ignored))
 
 

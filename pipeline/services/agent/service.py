@@ -41,6 +41,7 @@ import logging
 
 from prometheus_client import CollectorRegistry
 
+from pipeline.channels.tenancy import ChannelOwners
 from pipeline.config import Settings
 from pipeline.events.model import Event, to_millis
 from pipeline.journal import Journal
@@ -83,7 +84,7 @@ class Agent(OperatorHandlers):
         self.provider = provider
         self.store = store
         self.metrics = metrics
-        self.state = AgentState(store, metrics)
+        self.state = AgentState(store, metrics, ChannelOwners.from_settings(settings.gateway))
         self.model = ModelCall(settings, provider, tools, journal=journal, metrics=metrics)
         self.replies = Replies(self.config, metrics)
         self.approvals = Approvals(self.config, metrics, self.state, self.replies)

@@ -32,6 +32,7 @@ class ConsoleServer:
             port=settings.console.port,
             drain_timeout_seconds=settings.drain_timeout_seconds,
             on_exit=self.console.readiness.stop,
+            limits=settings.http,
         )
 
     def run_forever(self) -> int:

@@ -35,12 +35,18 @@ conversation it concerns, as the gateway reported it, e.g. `web:<tenant>:<name>`
 (required: your delivery id; every delivery with the same id is one event, however often
 it is sent) and `tenant` (optional when the source serves one tenant). A source may only
 address the tenants (and conversation-id prefixes) configured for it; anything else is
-refused with 403 and the reason. Every other field is passed on verbatim to the webhooks
+refused with 403 and the reason; so is a Slack, WhatsApp, email or web conversation of
+another tenant than the call's. Every other field is passed on verbatim to the webhooks
 service as `payload_json`.
 
 **Tenancy**: a web chat `conversation_id` is a name in the tenant's namespace, stored as
 `web:<tenant>:<name>`; naming another tenant's (or another channel's) conversation is
-refused with 403.
+refused with 403. A Slack or WhatsApp conversation belongs to the tenant configured for
+its workspace or number, an email conversation (`email:<tenant>:...`) to its relay's.
+
+**Limits**: past a tenant's request rate the answer is **429** with `Retry-After`; past
+the open streams allowed a conversation, a tenant or a client, 429; past the server's
+connections, 503 with `Retry-After`; headers not sent within the header timeout, 408.
 """
 
 
@@ -80,8 +86,8 @@ def request_body(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """A route's ``responses``: ``codes`` and every route's 413 and 503, as ErrorBody."""
-    always = (413, 503)
+    """A route's ``responses``: ``codes`` and every route's 413, 429 and 503, as ErrorBody."""
+    always = (413, 429, 503)
     return {code: {"model": ErrorBody} for code in sorted({*codes, *always})}
 
 

@@ -1,7 +1,8 @@
 """How a request becomes events: verify and parse it, produce, answer.
 
 Every channel's route follows the same steps: the body size limit (middleware, on the
-raw body), the channel's authentication on the raw body, parsing, then one event per
+raw body), the channel's authentication on the raw body, parsing, the limits on what it
+parsed into, the tenants' request rates (429 with Retry-After), then one event per
 message produced through the Publisher. The answer is 202 only once Kafka acknowledged
 every event of the request (WhatsApp gets 200, which Meta requires); a refused request
 gets a 4xx with ``{"error": reason}`` and produces nothing; if Kafka does not
@@ -22,6 +23,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry
 
 from pipeline.channels.inbound import Inbound, Parsed
+from pipeline.channels.tenancy import ChannelOwners
 from pipeline.config import Settings
 from pipeline.errors import BrokerUnavailableError, EventValidationError, InboundRejected
 from pipeline.events.model import Event
@@ -32,6 +34,7 @@ from pipeline.services.gateway.api import Accepted, AcceptedEvent
 from pipeline.services.gateway.dedup import RecentIds
 from pipeline.services.gateway.limits import check_limits
 from pipeline.services.gateway.metrics import GatewayMetrics
+from pipeline.services.gateway.rate_limits import TenantRateLimits
 from pipeline.services.gateway.stream_hub import StreamHub
 
 log = logging.getLogger(__name__)
@@ -48,8 +51,8 @@ Parse = Callable[[bytes], Parsed | Response]
 
 
 class Gateway:
-    """What the routes share: settings, the publisher, dedup window, metrics, readiness
-    and the streams' hub."""
+    """What the routes share: settings, the channels' owners, the publisher, dedup
+    window, metrics, readiness and the streams' hub."""
 
     def __init__(
         self, settings: Settings, registry: CollectorRegistry, publisher: Publisher | None
@@ -57,6 +60,8 @@ class Gateway:
         self.settings = settings
         self.name = settings.service_name or "gateway"
         self.metrics = GatewayMetrics(registry, self.name)
+        self.owners = ChannelOwners.from_settings(settings.gateway)
+        self.rate_limits = TenantRateLimits(settings.gateway.rate_limits)
         self.publisher = publisher
         self.recent = RecentIds()
         self.readiness = KafkaReadiness(settings, TOPICS)
@@ -95,6 +100,7 @@ class Gateway:
             if isinstance(parsed, Response):
                 return parsed
             check_limits(parsed, self.settings.gateway)
+            self.rate_limits.spend(inbound.tenant_id for inbound in parsed.events)
             return await self._produce(channel, parsed, request.headers.get("traceparent"))
         except InboundRejected as exc:
             return self.rejected(channel, exc)
@@ -113,7 +119,10 @@ class Gateway:
     def rejected(self, channel: str, exc: InboundRejected) -> Response:
         """Count a refusal on ``channel`` and answer it with its status and reason."""
         self.metrics.rejected.labels(channel, str(exc.status)).inc()
-        return error_response(exc.status, exc.reason)
+        answer = error_response(exc.status, exc.reason)
+        if exc.retry_after is not None:
+            answer.headers["Retry-After"] = str(exc.retry_after)
+        return answer
 
     async def _produce(self, channel: str, parsed: Parsed, traceparent: str | None) -> Response:
         publisher = self.publisher

@@ -56,6 +56,7 @@ class GatewayServer:
             port=self.settings.gateway.port,
             drain_timeout_seconds=self.settings.drain_timeout_seconds,
             on_exit=self.gateway.readiness.stop,
+            limits=self.settings.http,
         )
 
     def health_server(self) -> HealthServer | None:

@@ -82,6 +82,7 @@ class Stream:
 
     tenant: str
     conversation_id: str
+    client: str = "unknown"
     queue: asyncio.Queue[Outgoing | None] = field(
         default_factory=lambda: asyncio.Queue(QUEUE_LIMIT)
     )
@@ -109,6 +110,7 @@ class StreamHub:
         self._serde: SingleObjectSerde | None = None
         self._streams: dict[str, set[Stream]] = {}
         self._per_tenant: dict[str, int] = {}
+        self._per_client: dict[str, int] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -119,17 +121,33 @@ class StreamHub:
 
     # ------------------------------------------------------------------ streams
 
-    def open(self, tenant: str, conversation_id: str) -> Stream:
-        """Register a stream for live records; 429 over the tenant's or conversation's
-        bound, 503 while the reader is not running."""
-        streams = self._streams.setdefault(conversation_id, set())
-        if len(streams) >= self.section.stream_max_per_conversation:
-            raise InboundRejected(429, "too many open streams for this conversation")
-        if self._per_tenant.get(tenant, 0) >= self.section.stream_max_per_tenant:
-            raise InboundRejected(429, "too many open streams for this tenant")
-        stream = Stream(tenant, conversation_id)
-        streams.add(stream)
-        self._per_tenant[tenant] = self._per_tenant.get(tenant, 0) + 1
+    def open(self, tenant: str, conversation_id: str, client: str = "unknown") -> Stream:
+        """Register a stream for live records; 429 over the conversation's, the tenant's
+        or the client address's bound."""
+        section = self.section
+        held = len(self._streams.get(conversation_id, ()))
+        if held >= section.stream_max_per_conversation:
+            raise InboundRejected(
+                429,
+                f"too many open streams for this conversation (at most "
+                f"{section.stream_max_per_conversation} on this replica)",
+            )
+        if self._per_tenant.get(tenant, 0) >= section.stream_max_per_tenant:
+            raise InboundRejected(
+                429,
+                f"too many open streams for this tenant (at most "
+                f"{section.stream_max_per_tenant} on this replica)",
+            )
+        if self._per_client.get(client, 0) >= section.stream_max_per_client:
+            raise InboundRejected(
+                429,
+                f"too many open streams from this client (at most "
+                f"{section.stream_max_per_client} on this replica)",
+            )
+        stream = Stream(tenant, conversation_id, client)
+        self._streams.setdefault(conversation_id, set()).add(stream)
+        _count(self._per_tenant, tenant, 1)
+        _count(self._per_client, client, 1)
         return stream
 
     def close(self, stream: Stream) -> None:
@@ -139,9 +157,8 @@ class StreamHub:
         streams.discard(stream)
         if not streams:
             del self._streams[stream.conversation_id]
-        self._per_tenant[stream.tenant] -= 1
-        if not self._per_tenant[stream.tenant]:
-            del self._per_tenant[stream.tenant]
+        _count(self._per_tenant, stream.tenant, -1)
+        _count(self._per_client, stream.client, -1)
 
     @property
     def open_streams(self) -> int:
@@ -288,3 +305,12 @@ class StreamHub:
                 with contextlib.suppress(asyncio.QueueEmpty):
                     stream.queue.get_nowait()
                 stream.queue.put_nowait(None)
+
+
+def _count(counts: dict[str, int], key: str, change: int) -> None:
+    """Add ``change`` to ``counts[key]``, dropping keys that reach zero."""
+    value = counts.get(key, 0) + change
+    if value:
+        counts[key] = value
+    else:
+        counts.pop(key, None)

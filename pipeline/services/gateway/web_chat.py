@@ -53,6 +53,7 @@ class WebChat:
 
     def issue(self, authorization: str | None, body: bytes) -> dict[str, object]:
         tenant = self.tenant_of(authorization)
+        self.gateway.rate_limits.spend((tenant,))
         wanted = validate(web.ChatTokenRequest, json_object(body))
         conversation = web_conversation(tenant, wanted.conversation_id, wanted.user_id)
         ttl = min(wanted.ttl_seconds or self.section.chat_token_ttl_seconds,

@@ -39,7 +39,7 @@ def router(gateway: Gateway) -> APIRouter:
             slack.verify(
                 signing_secret, x_slack_request_timestamp, x_slack_signature, body, time.time()
             )
-            parsed = slack.parse(body, cfg.slack_tenant)
+            parsed = slack.parse(body, gateway.owners)
             if isinstance(parsed, slack.Challenge):
                 return JSONResponse({"challenge": parsed.value})
             return parsed

@@ -53,6 +53,7 @@ def router(chat: WebChat) -> APIRouter:
 
     @routes.get("/v1/web/stream", responses=responses)
     async def stream(
+        request: Request,
         token: Annotated[str | None, Query(max_length=4096)] = None,
         conversation_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
         last_event_id: Annotated[str | None, Query(max_length=64)] = None,
@@ -66,9 +67,11 @@ def router(chat: WebChat) -> APIRouter:
         ``<partition>-<offset>``; ``gap`` when a reconnect could not read everything)."""
         try:
             tenant, conversation = chat.stream_scope(token, authorization, conversation_id)
+            gateway.rate_limits.spend((tenant,))
             await chat.hub.ready()
             after = chat.resume_after(conversation, last_event_id_header or last_event_id)
-            opened = chat.hub.open(tenant, conversation)
+            client = request.client.host if request.client is not None else "unknown"
+            opened = chat.hub.open(tenant, conversation, client)
         except InboundRejected as exc:
             return gateway.rejected("web", exc)
         return EventSourceResponse(

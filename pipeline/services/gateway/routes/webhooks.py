@@ -42,7 +42,7 @@ def router(gateway: Gateway) -> APIRouter:
                 time.time(),
                 cfg.webhook_tolerance_seconds,
             )
-            return webhook.parse(source, found, body)
+            return webhook.parse(source, found, body, gateway.owners)
 
         return await gateway.handle("webhook", request, parse)
 

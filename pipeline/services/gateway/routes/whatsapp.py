@@ -56,7 +56,7 @@ def router(gateway: Gateway) -> APIRouter:
             if app_secret is None:
                 raise not_configured("whatsapp")
             whatsapp.verify(app_secret, x_hub_signature_256, body)
-            return whatsapp.parse(body, cfg.whatsapp_tenant)
+            return whatsapp.parse(body, gateway.owners)
 
         return await gateway.handle("whatsapp", request, parse)
 

@@ -31,8 +31,14 @@ def empty_changelog(topics: list[str], starts: dict[int, int | None]) -> dict[in
 class Harness:
     """An agent with an in-memory changelog; ``send`` runs a handler like the runtime."""
 
-    def __init__(self, provider: Any = None, attempt: int = 1, **agent: Any) -> None:
-        settings = Settings(metrics_port=0, agent=agent, max_retries=2)
+    def __init__(
+        self,
+        provider: Any = None,
+        attempt: int = 1,
+        gateway: Mapping[str, Any] | None = None,
+        **agent: Any,
+    ) -> None:
+        settings = Settings(metrics_port=0, agent=agent, gateway=gateway or {}, max_retries=2)
         self.registry = CollectorRegistry()
         # The offer the tools service makes by default: its built-ins, as it advertises them.
         offer = StaticOffer.of(builtin_tools(settings.tools))

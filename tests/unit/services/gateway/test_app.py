@@ -58,6 +58,7 @@ def gateway_config(**overrides: Any) -> Settings:
         "whatsapp_app_secret": WA_SECRET,
         "whatsapp_verify_token": "verify-me",
         "email_token": "tok-mail",
+        "email_authserv_id": "mx.example.com",
         "webhook_sources": {"zendesk": {"secret": "zd-secret", "tenants": ["acme"]}},
         "publish_timeout_seconds": 0.2,
         **overrides,
