@@ -23,6 +23,13 @@ any state. A conversation's value keeps its steps that are still needed: a step 
 event's offset the broker confirmed committed is never needed again, and a conversation
 with only such steps is tombstoned by a periodic sweep, so the topic stays as small as
 the calls in flight.
+
+A journal whose calls may be asked for again after their event committed (delivery: the
+same response may arrive again at another offset, or be redriven from the dead letters)
+keeps its steps instead (``expire_committed=False``): the newest ``keep`` of each
+conversation, whatever was committed. A journal that replaces an older store on the same
+topic reads that store's values through ``upgrade``; a conversation's next write is in
+the journal's own form.
 """
 
 from __future__ import annotations
@@ -30,7 +37,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
@@ -52,6 +61,15 @@ from pipeline.state import ChangelogStore
 log = logging.getLogger(__name__)
 
 KEEP_STEPS = 64  # steps kept per conversation at most, needed or not
+
+# Reads a conversation's value written in another format than the journal's own.
+Upgrade = Callable[[Mapping[str, Any]], list[Step]]
+
+
+@dataclass(slots=True)
+class _ConversationLock:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
 
 
 class JournalMetrics:
@@ -79,7 +97,15 @@ class JournalMetrics:
 
 
 class Journal:
-    """One service's journal topic (``topic``, a logical name), per conversation."""
+    """One service's journal topic (``topic``, a logical name), per conversation.
+
+    ``keep`` bounds the steps kept per conversation (the newest). With
+    ``expire_committed`` (the default) a step is dropped once its event's offset is
+    confirmed committed, and a periodic sweep tombstones conversations left with none;
+    without it steps are kept, up to ``keep``, however long ago their event committed.
+    ``upgrade`` reads a value that is not in the journal's form (one without ``steps``,
+    written by the store the journal replaced on its topic).
+    """
 
     def __init__(
         self,
@@ -88,6 +114,8 @@ class Journal:
         *,
         keep: int = KEEP_STEPS,
         sweep_seconds: float | None = None,
+        expire_committed: bool = True,
+        upgrade: Upgrade | None = None,
     ) -> None:
         self.service = service
         self.topic = topic
@@ -95,23 +123,29 @@ class Journal:
         self.sweep_seconds = (
             service.settings.journal_sweep_seconds if sweep_seconds is None else sweep_seconds
         )
+        self.expire_committed = expire_committed
+        self.upgrade = upgrade
         self.store = ChangelogStore(
             service.settings, topic, service=service.name, registry=service.registry
         )
         self.store.attach(service)
         self.metrics = JournalMetrics(service.registry, service.name, topic)
-        self._locks: dict[tuple[int, str], asyncio.Lock] = {}
-        service.background(self._sweep_forever)
+        self._locks: dict[tuple[int, str], _ConversationLock] = {}
+        if expire_committed:
+            service.background(self._sweep_forever)
 
     # ------------------------------------------------------------------ a handler's steps
 
     def find(self, ctx: Context, step_id: str) -> Step | None:
         """The step ``step_id`` of the handled event's conversation, if recorded."""
-        value = self.store.lookup(ctx.partition, ctx.event.conversation_id)
-        for step in decode_steps(value):
+        for step in self.steps(ctx.partition, ctx.event.conversation_id):
             if step.id == step_id:
                 return step
         return None
+
+    def steps(self, partition: int, conversation: str) -> list[Step]:
+        """The steps recorded for ``conversation`` of an owned ``partition``, oldest first."""
+        return self._decode(self.store.lookup(partition, conversation))
 
     async def intent(
         self, ctx: Context, step_id: str, kind: str, *, key: str | None = None, attempt: int = 1
@@ -151,7 +185,7 @@ class Journal:
         async with self._lock(ctx.partition, conversation):
             kept = [
                 s
-                for s in decode_steps(self.store.lookup(ctx.partition, conversation))
+                for s in self.steps(ctx.partition, conversation)
                 if s.id != step.id and self._needed(s)
             ]
             kept.append(step)
@@ -162,9 +196,17 @@ class Journal:
             else:
                 await self.store.put_now(ctx.partition, conversation, value, durable)
 
+    def _decode(self, value: Mapping[str, Any] | None) -> list[Step]:
+        if value and "steps" not in value and self.upgrade is not None:
+            return self.upgrade(value)
+        return decode_steps(value)
+
     def _needed(self, step: Step) -> bool:
-        """Whether the event the step belongs to may still be handled again (its offset
-        is not confirmed committed)."""
+        """Whether the step is kept: always without ``expire_committed``, else while the
+        event it belongs to may still be handled again (its offset is not confirmed
+        committed)."""
+        if not self.expire_committed:
+            return True
         running = self.service.running
         if running is None:
             return True
@@ -176,8 +218,21 @@ class Journal:
         running = self.service.running
         return None if running is None else running.durable
 
-    def _lock(self, partition: int, conversation: str) -> asyncio.Lock:
-        return self._locks.setdefault((partition, conversation), asyncio.Lock())
+    @asynccontextmanager
+    async def _lock(self, partition: int, conversation: str) -> AsyncIterator[None]:
+        """Hold the conversation's lock; it is dropped once no one holds or awaits it."""
+        key = (partition, conversation)
+        held = self._locks.get(key)
+        if held is None:
+            held = self._locks[key] = _ConversationLock()
+        held.users += 1
+        try:
+            async with held.lock:
+                yield
+        finally:
+            held.users -= 1
+            if held.users == 0:
+                del self._locks[key]
 
     # ------------------------------------------------------------------ expiry
 
@@ -190,29 +245,24 @@ class Journal:
                 log.warning("journal %s: sweep failed (%s); trying again later", self.topic, exc)
 
     async def sweep(self) -> int:
-        """Tombstone every conversation whose steps are all committed; how many were."""
+        """Tombstone every conversation whose steps are all committed; how many were
+        (none without ``expire_committed``)."""
         durable = self._durable()
-        if durable is None:
+        if durable is None or not self.expire_committed:
             return 0
         expired = 0
         for partition in self.store.partitions:
             for conversation, value in list(self.store.items(partition)):
-                if any(self._needed(s) for s in decode_steps(value)):
+                if any(self._needed(s) for s in self._decode(value)):
                     continue
                 async with self._lock(partition, conversation):
                     value = self.store.lookup(partition, conversation) or {}
-                    if any(self._needed(s) for s in decode_steps(value)):
+                    if any(self._needed(s) for s in self._decode(value)):
                         continue
                     if partition not in self.store.partitions:
                         break  # revoked meanwhile: its next owner sweeps it
                     await self.store.delete_now(partition, conversation, durable)
                     expired += 1
-        owned = set(self.store.partitions)
-        for (partition, conversation), lock in list(self._locks.items()):
-            if lock.locked():
-                continue
-            if partition not in owned or self.store.lookup(partition, conversation) is None:
-                del self._locks[(partition, conversation)]
         if expired:
             self.metrics.expired.inc(expired)
             log.debug("journal %s: %d conversations expired", self.topic, expired)

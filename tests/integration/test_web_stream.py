@@ -26,10 +26,12 @@ from pipeline.channels.web.chat_token import ChatScope
 from pipeline.channels.web.stream_log import stream_event_id
 from pipeline.dev.kafka import free_port
 from pipeline.events.model import Event, Metadata, to_millis
+from pipeline.journal.steps import encode_steps
 from pipeline.partitioner import partition_for
 from pipeline.runtime.headers import event_headers
 from pipeline.services.delivery import build as build_delivery
-from pipeline.services.delivery.sent_store import ATTEMPTED, SentEntry, SentStore
+from pipeline.services.delivery.sent_store import ATTEMPTED, SentEntry, step_of
+from pipeline.state import encode_value
 from tests.integration.runtime_support import (
     SERDE,
     produce,
@@ -345,10 +347,11 @@ async def test_an_interrupted_stream_attempt_found_in_the_topic_is_not_written_a
     settings = settings_for(kafka_bootstrap, topic_prefix)
     response = reply("web:t1:dora", "written before the crash")
     attempted = SentEntry(
-        str(response.id), "web", 1, None, to_millis(response.metadata.occurred_at), ATTEMPTED
+        str(response.id), 1, None, to_millis(response.metadata.occurred_at), ATTEMPTED
     )
     partition = partition_for(response.conversation_id, 3)
-    value = SentStore(64).value_with(partition, response.conversation_id, attempted)
+    step = step_of(attempted, (topic_prefix + "response_ready", partition, 0))
+    value = encode_value(encode_steps([step]))
     produce(kafka_bootstrap, topic_prefix + "delivery_sent", [(response.conversation_id, value)])
     written = Event(
         response.metadata.caused(

@@ -8,23 +8,23 @@ that will be retried is reported at once (a ``retrying`` status); the final ``se
 A waiting handler holds one of the runtime's in-flight slots; if its partition is
 revoked meanwhile, it hands the response back to the next owner instead of sending.
 
-Not sending twice rests on the sent store (:mod:`.sent_store`), a compacted topic restored
-on assignment: each attempt is written to it, and acknowledged, once its turn to send has
-come and before it goes out (awaited through the runtime's publisher, not batched with
-the outputs); the channel's answer as soon as it comes: a refusal or failure awaited
-likewise, a ``sent`` with the handler's outputs, beside the status, so the response's
-offset commits only once it is stored (one wait per send instead of two). A
-response handled again after a crash, restart or rebalance is skipped when it was sent;
-one with an attempt and no answer is uncertain, and resolved as its channel allows
-(:mod:`.uncertain`): web sends again with the same ``Idempotency-Key`` (the response event
-id; the e-mail Message-ID likewise), Slack looks for the response id in the message
-metadata first, WhatsApp and e-mail follow their guarantee setting. In exactly-once mode
-the records are readable only once the transaction commits: there the window runs to the
-commit.
+Not sending twice rests on delivery's journal (:mod:`.sent_records`, a
+:mod:`pipeline.journal` on a compacted topic restored on assignment): each attempt is
+recorded, and acknowledged, once its turn to send has come and before it goes out; the
+channel's answer (``sent``, ``refused``, ``failed``) as soon as it comes. Both are
+written at once, awaited, through the runtime's durable publisher, not with the outputs:
+in exactly-once mode outside the transaction, so what was sent is known after a crash in
+both modes alike. A response handled again after a crash, an aborted transaction, a
+restart or a rebalance is skipped when it was sent; one with an attempt and no answer is
+uncertain, and resolved as its channel allows (:mod:`.uncertain`): web sends again with
+the same ``Idempotency-Key`` (the response event id; the e-mail Message-ID likewise),
+Slack looks for the response id in the message metadata first, WhatsApp and e-mail
+follow their guarantee setting.
 
 This module holds the handler and its hooks. The channels' adapters, and the one place a
-response is sent, are in :mod:`.senders`; the sent store's writes in :mod:`.sent_records`;
-the ``delivery_status`` events in :mod:`.statuses`.
+response is sent, are in :mod:`.senders`; the journal of sends in :mod:`.sent_records` (its
+states in delivery's words in :mod:`.sent_store`); the ``delivery_status`` events in
+:mod:`.statuses`.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from pipeline.channels.web.stream_log import STREAM_EVENT
 from pipeline.config import Settings
 from pipeline.errors import RejectEvent
 from pipeline.events.model import Event
+from pipeline.journal import Step
 from pipeline.retry import RetryPolicy
 from pipeline.runtime.context import Context
 from pipeline.runtime.publisher import Publisher
@@ -49,11 +50,11 @@ from pipeline.services.delivery.metrics import DeliveryMetrics
 from pipeline.services.delivery.senders import ChannelSenders, default_senders, http_client
 from pipeline.services.delivery.sent_records import SentRecords
 from pipeline.services.delivery.sent_store import (
-    ATTEMPTED,
     FAILED,
     REFUSED,
     SENT,
     UNCONFIRMED,
+    entry_of,
 )
 from pipeline.services.delivery.statuses import STATUS, Statuses, status_data
 from pipeline.services.delivery.uncertain import (
@@ -118,8 +119,8 @@ class Delivery:
         self.metrics = DeliveryMetrics(service.registry, service.name)
         # The runtime's publisher (see attach), for what cannot wait for the outputs.
         self.publisher: Publisher | None = None
-        self.sent = SentRecords(service, lambda: self.publisher)
-        self.store = self.sent.store  # where each response stands, per owned partition
+        self.sent = SentRecords(service)
+        self.store = self.sent  # where each response stands, per owned partition
         self.senders = ChannelSenders(self.settings, self.metrics, lambda: self.publisher, senders)
         self.statuses = Statuses(self.name, lambda: self.publisher)
 
@@ -137,17 +138,19 @@ class Delivery:
     async def on_response_ready(self, event: Event, ctx: Context) -> None:
         """Send one response, retrying with backoff; report each attempt's outcome.
 
-        Each attempt is recorded in the sent store (acknowledged) before it goes out and
+        Each attempt is recorded in the journal (acknowledged) before it goes out and
         its answer as soon as it comes; an attempt without a recorded answer is resolved
         as its channel allows (:mod:`pipeline.services.delivery.uncertain`).
         """
         channel = str(event["reply_to"]["channel"])
         response_id = str(event.id)
-        known = self.store.get(ctx.partition, event.conversation_id, response_id)
+        step = self.sent.find(ctx)
+        known = None if step is None else entry_of(step)
         if known is not None and known.state in (SENT, UNCONFIRMED):
             # Handled again after a crash or rebalance: report it as before, do not send.
             # Emitted first, like the original, so the status has the same event id.
             self.metrics.count(channel, "duplicate")
+            self.sent.count("reused")
             log.info("response %s was already handled (%s); not again", response_id, known.state)
             self.statuses.emit(
                 ctx,
@@ -165,7 +168,8 @@ class Delivery:
         # An answered attempt (refused) counts on; a failed response starts afresh (a
         # dead letter redriven).
         attempt = 0 if known is None or known.state == FAILED else known.attempt
-        uncertain = known if known is not None and known.uncertain else None
+        uncertain = step if known is not None and known.uncertain else None
+        repeating = False  # sending again what may have arrived
         guarantee = guarantee_of(self.section, channel)
         while True:
             attempt += 1
@@ -173,27 +177,31 @@ class Delivery:
             if uncertain is not None:
                 self.metrics.count(channel, "uncertain")
                 resolution = await resolve(
-                    sender, event, uncertain.attempt, uncertain.sent_at_ms, guarantee
+                    sender, event, uncertain.attempt, uncertain.at_ms, guarantee
                 )
                 if isinstance(resolution, Found):
                     log.info("response %s was found in %s: not sent again", event.id, channel)
-                    await self._sent(ctx, event, uncertain.attempt, resolution.outcome)
+                    await self._sent(ctx, event, uncertain, resolution.outcome)
                     return
                 if isinstance(resolution, Unconfirmed):
-                    await self._unconfirmed(ctx, event, uncertain.attempt, resolution.reason)
+                    await self._unconfirmed(ctx, event, uncertain, resolution.reason)
                     return
                 if isinstance(resolution, Resend):
                     log.info("response %s: %s", event.id, resolution.reason)
-                    uncertain = None
+                    uncertain, repeating = None, True
                 else:
                     # The lookup failed; the attempt stays uncertain (also for a redrive).
                     outcome = resolution
             if uncertain is None:
-                attempted = self.sent.entry(event, ATTEMPTED, attempt)
-                record_attempt = partial(self.sent.record, ctx, event, attempted)
-                answer = await self.senders.send(channel, sender, event, attempt, record_attempt)
+                recorded: list[Step] = []
+                answer = await self.senders.send(
+                    channel, sender, event, attempt, partial(self._attempt, ctx, attempt, recorded)
+                )
+                [attempted] = recorded
+                self.sent.count("repeated" if repeating else "called")
+                repeating = False
                 if isinstance(answer, Sent):
-                    await self._sent(ctx, event, attempt, answer)
+                    await self._sent(ctx, event, attempted, answer)
                     return
                 outcome = answer
                 if isinstance(outcome, Retryable) and outcome.uncertain:
@@ -201,8 +209,7 @@ class Delivery:
                 else:
                     # The channel answered: the attempt did not arrive.
                     state = FAILED if isinstance(outcome, PermanentFailure) else REFUSED
-                    entry = self.sent.entry(event, state, attempt, error=outcome.error)
-                    await self.sent.record(ctx, event, entry)
+                    await self.sent.answered(ctx, attempted, state, error=outcome.error)
             if isinstance(outcome, PermanentFailure):
                 self._fail(ctx, event, attempt, outcome.error, outcome.http_status)
             if self.policy.exhausted(attempt):
@@ -221,9 +228,12 @@ class Delivery:
                 log.info("partition %d revoked; response %s handed back", ctx.partition, event.id)
                 return
 
-    async def _sent(self, ctx: Context, event: Event, attempt: int, outcome: Sent) -> None:
-        entry = self.sent.entry(event, SENT, attempt, provider_id=outcome.provider_message_id)
-        channel = entry.channel
+    async def _attempt(self, ctx: Context, attempt: int, recorded: list[Step]) -> None:
+        """Record attempt ``attempt`` (acknowledged) before it goes out."""
+        recorded.append(await self.sent.attempt(ctx, attempt))
+
+    async def _sent(self, ctx: Context, event: Event, step: Step, outcome: Sent) -> None:
+        channel = str(event["reply_to"]["channel"])
         self.metrics.count(channel, "sent")
         ingress_at = event.get("ingress_at")
         if isinstance(ingress_at, datetime):
@@ -234,19 +244,19 @@ class Delivery:
             ctx,
             event,
             "sent",
-            attempt,
+            step.attempt,
             http_status=outcome.http_status,
             provider_id=outcome.provider_message_id,
         )
-        self.sent.record_with_outputs(ctx, event, entry)
+        await self.sent.answered(ctx, step, SENT, provider_id=outcome.provider_message_id)
 
-    async def _unconfirmed(self, ctx: Context, event: Event, attempt: int, reason: str) -> None:
+    async def _unconfirmed(self, ctx: Context, event: Event, step: Step, reason: str) -> None:
         """At-most-once: the uncertain attempt is not repeated, and the status says so."""
-        entry = self.sent.entry(event, UNCONFIRMED, attempt, error=reason)
-        await self.sent.record(ctx, event, entry)
-        self.metrics.count(entry.channel, UNCONFIRMED)
+        await self.sent.unconfirmed(ctx, step, reason)
+        self.sent.count("unknown")
+        self.metrics.count(str(event["reply_to"]["channel"]), UNCONFIRMED)
         log.warning("response %s %s", event.id, reason)
-        self.statuses.emit(ctx, event, UNCONFIRMED, attempt, error=reason)
+        self.statuses.emit(ctx, event, UNCONFIRMED, step.attempt, error=reason)
 
     def _fail(
         self, ctx: Context, event: Event, attempt: int, error: str, http_status: int | None
@@ -288,7 +298,8 @@ class Delivery:
         await asyncio.Event().wait()
 
     async def restore(self, partitions: list[tuple[str, int]]) -> None:
-        """Read what was sent for the assigned partitions before handling any of them."""
+        """Take the assigned partitions (the journal restores what was sent for them
+        before any of their responses is handled)."""
         await self.sent.restore(partitions)
 
     async def forget(self, partitions: list[tuple[str, int]]) -> None:

@@ -14,10 +14,13 @@ from pipeline.errors import BrokerUnavailableError
 from pipeline.events.catalog import SchemaCatalog
 from pipeline.events.model import Event, Metadata
 from pipeline.events.serde import SingleObjectSerde
+from pipeline.journal.steps import encode_steps
 from pipeline.runtime.context import Context
+from pipeline.runtime.running import Running
 from pipeline.services.delivery import build
-from pipeline.services.delivery.sent_store import decode_value
+from pipeline.services.delivery.sent_store import SentEntry, decode_value, step_of
 from pipeline.services.delivery.service import Delivery
+from pipeline.state.changelog import Restored
 
 SERDE = SingleObjectSerde(SchemaCatalog.load(bundled_dir("schemas")))
 
@@ -57,8 +60,9 @@ class Recorder:
 
 
 def delivery(senders: Mapping[str, Any], *, publisher: bool = True, **section: Any) -> Delivery:
-    """The service's handler owner, with a Recorder as its publisher (without one, as
-    outside a runtime, everything goes out with the handler's outputs)."""
+    """The service's handler owner, with a Recorder as the runtime's publisher and its
+    durable one (without, as outside a runtime, everything goes out with the handler's
+    outputs), and its journal's partitions restored, empty."""
     values = {"backoff_initial_seconds": 0.01, "backoff_max_seconds": 0.02, **section}
     settings = Settings(metrics_port=0, delivery=values)
     service = build(settings, senders=senders)
@@ -67,8 +71,25 @@ def delivery(senders: Mapping[str, Any], *, publisher: bool = True, **section: A
     bound: Any = spec.fn
     owner: Delivery = bound.__self__
     if publisher:
-        owner.publisher = Recorder()  # type: ignore[assignment]
+        recording: Any = Recorder()
+        owner.publisher = recording
+        service.running = Running({}, recording)
+    store = owner.sent.journal.store
+    for partition in PARTITIONS:  # as its (asynchronous) restore would leave them
+        store._owned[partition] = {"p.response_ready"}
+        store._apply(partition, Restored(partition, 0, 0, True))
     return owner
+
+
+PARTITIONS = range(4)
+
+
+def restored(
+    d: Delivery, entry: SentEntry, partition: int = 2, conversation: str = "conv-1"
+) -> None:
+    """As if the journal had been restored with ``entry`` as the conversation's send."""
+    step = step_of(entry, ("p.response_ready", partition, 0))
+    d.sent.journal.store._partitions[partition].values[conversation] = encode_steps([step])
 
 
 def recorder(d: Delivery) -> Recorder:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from pipeline.channels.outbound import Outcome, PermanentFailure, Retryable, Sent
@@ -25,6 +23,7 @@ from tests.unit.services.delivery.delivery_support import (
     delivery,
     recorder,
     response,
+    restored,
     statuses,
 )
 
@@ -45,8 +44,7 @@ class Looking(Script):
 
 
 def attempted(event: Event, attempt: int = 1, at_ms: int = 1_700_000_000_000) -> SentEntry:
-    channel = str(event["reply_to"]["channel"])
-    return SentEntry(str(event.id), channel, attempt, None, at_ms, "attempted")
+    return SentEntry(str(event.id), attempt, None, at_ms, "attempted")
 
 
 # --------------------------------------------------------------------------- resolve
@@ -94,10 +92,6 @@ def test_guarantees_come_from_the_settings_and_web_always_sends_again() -> None:
 
 
 # --------------------------------------------------------------------------- the handler
-
-
-def restored(d: Any, entry: SentEntry) -> None:
-    d.store.record(2, "conv-1", entry)
 
 
 async def test_web_sends_an_uncertain_response_again_with_the_same_key() -> None:
@@ -199,5 +193,10 @@ async def test_a_refused_attempt_is_recorded_and_not_uncertain() -> None:
     ctx = context(event)
     await d.on_response_ready(event, ctx)
     assert len(sender.sent) == 2
-    assert recorder(d).states() == [("attempted", 1), ("refused", 1), ("attempted", 2)]
-    assert answers(ctx) == [("sent", 2)]
+    assert recorder(d).states() == [
+        ("attempted", 1),
+        ("refused", 1),
+        ("attempted", 2),
+        ("sent", 2),
+    ]
+    assert answers(ctx) == []
