@@ -40,6 +40,11 @@ class Entry:
         if self.event.type == "tool_result":
             detail = f"{data.get('tool')} {data.get('status')}: {data.get('result_json') or ''}"
             detail += data.get("error") or ""
+        if self.event.type == "tool_outcome_decided":
+            detail = (
+                f"{data.get('tool')} {data.get('outcome')} by {data.get('operator_id')}: "
+                f"{data.get('note') or ''}"
+            )
         if self.event.type == "timer_requested":
             detail = f"{data.get('action')} {data.get('timer_id')} due {data.get('due_at')}"
         return " ".join(detail.split())[:120]

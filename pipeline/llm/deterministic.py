@@ -3,7 +3,10 @@
 It greets, recognises arithmetic ("what is 12*7?") and asks the ``calculator`` tool, asks
 ``current_time`` for the time and ``knowledge_lookup`` for "look up ...", answers from the
 conversation's context facts, remembers what the user said, and turns tool results into
-answers ("12*7 = 84"). Same request, same completion: tests can rely on it.
+answers ("12*7 = 84"). A tool call whose outcome is unknown is said to be checked by a
+person; when the system prompt carries an operator's decision on one (the agent's note,
+:func:`pipeline.services.agent.uncertain.outcome_note`), the answer says what became of
+the action. Same request, same completion: tests can rely on it.
 
 Any offered tool can be called by name with the explicit form (see :func:`explicit_tool_call`)::
 
@@ -54,6 +57,17 @@ _LOOKUP = re.compile(
     r"(?P<query>[^\n](?:[^\n]*(?<![\s?.!]))?)[\s?.!]*+$",
     re.IGNORECASE,
 )
+# The agent's note on an operator's decision about a tool call whose outcome was unknown:
+# its first line ("Operator ada checked the tool call refund (call_1), whose outcome was
+# unknown, and marked it done.") and the line with what the operator found. Read line by
+# line with string methods: the system prompt carries what users wrote during a handoff.
+_DECIDED_START = "Operator "
+_DECIDED_TOOL = " checked the tool call "
+_DECIDED_ENDINGS = {
+    outcome: f", whose outcome was unknown, and marked it {outcome}."
+    for outcome in ("done", "failed")
+}
+_OPERATOR_FOUND = "What the operator found: "
 _GREETING = re.compile(
     r"^\s*(hi|hello|hey|hiya|howdy|good\s+(morning|afternoon|evening)|greetings)\b",
     re.IGNORECASE,
@@ -80,6 +94,9 @@ def decide(request: ChatRequest) -> Completion:
     messages = request.messages
     if messages and messages[-1].role == "tool":
         return Completion(text=_answer_tool_results(messages))
+    decided = _answer_decisions(request.system)
+    if decided is not None:
+        return Completion(text=decided)
     user_texts = [m.content or "" for m in messages if m.role == "user"]
     if not user_texts:
         return Completion(text="Hello! How can I help you today?")
@@ -209,6 +226,38 @@ def _phrase(key: str) -> str:
     return key.replace("_", " ").replace("-", " ").strip().lower()
 
 
+def _answer_decisions(system: str) -> str | None:
+    """What became of the actions an operator decided, as the system prompt says; None
+    when it says nothing of the kind."""
+    answers: list[str] = []
+    for line in system.splitlines():
+        if line.startswith(_OPERATOR_FOUND) and answers:
+            found = line.removeprefix(_OPERATOR_FOUND).strip()
+            if found:
+                answers[-1] += f" What they found: {found}"
+            continue
+        decided = _decision(line)
+        if decided is None:
+            continue
+        tool, outcome = decided
+        went = "it was done." if outcome == "done" else "it did not go through."
+        answers.append(
+            f"An update on the {tool} action I could not confirm: a person checked, and {went}"
+        )
+    return " ".join(answers) if answers else None
+
+
+def _decision(line: str) -> tuple[str, str] | None:
+    """The tool and outcome of a decision's first line, or None for any other line."""
+    if not line.startswith(_DECIDED_START):
+        return None
+    outcome = next((o for o, end in _DECIDED_ENDINGS.items() if line.endswith(end)), None)
+    _, tool_named, rest = line.partition(_DECIDED_TOOL)
+    if outcome is None or not tool_named or not rest.strip():
+        return None
+    return rest.split()[0], outcome
+
+
 def _answer_tool_results(messages: Sequence[ChatMessage]) -> str:
     calls: dict[str, ToolCall] = {}
     results: list[ChatMessage] = []
@@ -228,6 +277,11 @@ def _answer_one(result: ChatMessage, call: ToolCall | None) -> str:
         value: Any = json.loads(result.content or "null")
     except ValueError:
         value = result.content
+    if isinstance(value, dict) and value.get("status") == "unknown" and "error" in value:
+        return (
+            f"I could not confirm whether the {tool} action went through ({value['error']}). "
+            "A person will check what happened."
+        )
     if isinstance(value, dict) and "error" in value and "status" in value:
         return f"Sorry, the {tool} tool failed ({value['status']}): {value['error']}."
     if tool == "calculator" and isinstance(value, dict) and "value" in value:

@@ -130,5 +130,10 @@ def test_operations_name_who_sends_and_receives(document: dict[str, Any]) -> Non
     # Handoff and approvals: the agent writes the requests and reads the operators' events.
     for sent in ("handoff_requested", "approval_requested"):
         assert operations[f"agent.send.{sent}"]["action"] == "send"
-    for received in ("operator_message", "handoff_released", "approval_decided"):
+    for received in (
+        "operator_message",
+        "handoff_released",
+        "approval_decided",
+        "tool_outcome_decided",
+    ):
         assert operations[f"agent.receive.{received}"]["action"] == "receive"

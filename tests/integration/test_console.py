@@ -4,7 +4,6 @@ operator action is an event carrying the operator's id."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import AsyncIterator, Callable
@@ -20,10 +19,17 @@ from pipeline.config import Settings
 from pipeline.events.catalog import DEAD_LETTER
 from pipeline.events.model import Event, Metadata, utc_now
 from pipeline.services.console import create_app
-from pipeline.services.console.auth import hash_password
 from pipeline.services.console.guard import PUBLIC
 from pipeline.services.console.view import TOPICS
-from pipeline.toolbox.catalog import CatalogCodec, CatalogEntry
+from pipeline.toolbox.catalog import CatalogCodec
+from tests.integration.console_support import (
+    CALCULATOR,
+    PASSWORD,
+    TOKEN,
+    console_settings,
+    page_until,
+    signed_in,
+)
 from tests.integration.gateway_support import serving_app
 from tests.integration.runtime_support import (
     SERDE,
@@ -32,40 +38,7 @@ from tests.integration.runtime_support import (
     produce,
     produce_events,
     read_all_async,
-    settings_for,
 )
-
-PASSWORD = "correct horse battery staple"
-TOKEN = "api-token-of-bob"
-CALCULATOR = CatalogEntry(
-    "calculator",
-    "Evaluate arithmetic.",
-    {
-        "type": "object",
-        "properties": {"expression": {"type": "string"}},
-        "required": ["expression"],
-        "additionalProperties": False,
-    },
-    "tools",
-    "builtin",
-)
-
-
-def console_settings(bootstrap: str, prefix: str) -> Settings:
-    return settings_for(
-        bootstrap,
-        prefix,
-        console={
-            "operators": {
-                "ada": {"password_hash": hash_password(PASSWORD, n=2**10)},
-                "bob": {"token": TOKEN},
-            },
-            "session_secret": "test-session-secret",
-            "cookie_secure": False,
-            "lookback_hours": 1,
-        },
-        tools={"catalog_refresh_seconds": 0.2},
-    )
 
 
 @pytest.fixture
@@ -83,31 +56,6 @@ async def console(
         yield http, registry, settings
 
 
-async def signed_in(http: httpx.AsyncClient) -> str:
-    """Sign in as ada through the form; the CSRF token of the session."""
-    answer = await http.post("/signin", data={"operator": "ada", "password": PASSWORD})
-    assert answer.status_code == 303, answer.text
-    cookie = answer.headers["set-cookie"].lower()
-    assert "httponly" in cookie and "samesite=strict" in cookie and "max-age=" in cookie
-    page = await http.get("/inbox")
-    found = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert found, page.text
-    return found.group(1)
-
-
-async def page_until(
-    http: httpx.AsyncClient, path: str, wanted: Callable[[str], bool], seconds: float = 30
-) -> str:
-    """GET ``path`` until its text satisfies ``wanted`` (the reader is live)."""
-    deadline = asyncio.get_running_loop().time() + seconds
-    while True:
-        text = (await http.get(path, headers={"X-Console-Fragment": "1"})).text
-        if wanted(text):
-            return text
-        assert asyncio.get_running_loop().time() < deadline, f"{path} never showed it: {text}"
-        await asyncio.sleep(0.1)
-
-
 def event(event_type: str, conversation: str, **data: Any) -> Event:
     return Event(Metadata.new(event_type, conversation, tenant_id="t1", producer="agent"), data)
 
@@ -122,7 +70,8 @@ async def test_no_route_or_stream_without_a_session(
     http, registry, settings = console
     app = create_app(settings)
     routes = [r for r in app.routes if isinstance(r, APIRoute) and r.path not in PUBLIC]
-    assert {"/", "/stream", "/inbox", "/approvals"} <= {r.path for r in routes}
+    assert {"/", "/stream", "/inbox", "/approvals", "/uncertain"} <= {r.path for r in routes}
+    assert "/uncertain/{call_id}/decide" in {r.path for r in routes}
     for route in routes:
         path = re.sub(r"\{[^}]+\}", "x", route.path)
         for method in route.methods:

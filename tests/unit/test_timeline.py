@@ -43,3 +43,17 @@ def test_line_names_time_type_ids_and_summary() -> None:
     assert line.startswith("09:30:12.345  response_ready")
     assert "3f2a5a52 <- 66666666" in line
     assert "12*7 = 84" in line
+
+
+def test_an_operators_decision_on_an_uncertain_call_names_the_operator() -> None:
+    metadata = Metadata.new("tool_outcome_decided", "conv-1", tenant_id="acme", producer="console")
+    data = {
+        "call_id": "call_1",
+        "tool": "refund",
+        "outcome": "done",
+        "operator_id": "ada",
+        "result_json": None,
+        "note": "seen in the shop",
+    }
+    shown = Entry("t.tool_outcome_decided", 0, 3, Event(metadata, data)).summary()
+    assert shown == "refund done by ada: seen in the shop"

@@ -40,6 +40,7 @@ CONVERSATION_TOPICS = {
     "handoff_released",
     "approval_requested",
     "approval_decided",
+    "tool_outcome_decided",
     "web_outgoing",
 }
 

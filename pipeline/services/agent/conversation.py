@@ -4,18 +4,19 @@
 "text", "at"}], "facts": {}, "turns": {correlation_id: {...}}, "follow_up": {"timer_id",
 "due_at", "request_id"} | null, "seen": [event ids], "handoff": {...} | null,
 "context_note": "..." | null, "approvals": {approval_id: {...}}, "closed_approvals":
-[approval ids], "failed_turns": 0}``. A turn is a user message the agent has not
-answered yet because it waits for tool results (or approvals); it keeps the tool calls
-and results the model saw. ``tenant`` is the tenant the conversation belongs to, set by
-its first event (state written before tenants were stored has none and takes the next
-event's).
+[approval ids], "decided_calls": [call ids], "failed_turns": 0}``. A turn is a user
+message the agent has not answered yet because it waits for tool results (or approvals);
+it keeps the tool calls and results the model saw. ``tenant`` is the tenant the
+conversation belongs to, set by its first event (state written before tenants were
+stored has none and takes the next event's).
 
 ``handoff`` is set while a person has the conversation: who asked and why, since when,
 and the log of what the user and the operators wrote meanwhile. On release the log
 becomes ``context_note``, given to the model with the next turn. ``approvals`` are the
 tool calls waiting for an operator's decision; ``closed_approvals`` the ones that
-expired, so a late decision is told from an unknown one. State written before these
-fields existed reads with none of them.
+expired, so a late decision is told from an unknown one. ``decided_calls`` are the tool
+calls whose unknown outcome an operator decided, so a second decision on one is ignored.
+State written before these fields existed reads with none of them.
 """
 
 from __future__ import annotations
@@ -119,6 +120,7 @@ class Conversation:
     context_note: str | None = None
     approvals: dict[str, dict[str, Any]] = field(default_factory=dict)
     closed_approvals: list[str] = field(default_factory=list)
+    decided_calls: list[str] = field(default_factory=list)
     failed_turns: int = 0
 
     def proactive(self, text: str, ingress_at: datetime) -> dict[str, Any]:
@@ -152,6 +154,15 @@ class Conversation:
             self.closed_approvals.append(approval_id)
             del self.closed_approvals[:-SEEN_LIMIT]
 
+    def decide_call(self, call_id: str) -> bool:
+        """Record an operator's decision on a call whose outcome was unknown; False when
+        the call was decided before (bounded)."""
+        if call_id in self.decided_calls:
+            return False
+        self.decided_calls.append(call_id)
+        del self.decided_calls[:-SEEN_LIMIT]
+        return True
+
     def turn_waiting_for(self, call_id: str) -> Turn | None:
         return next((t for t in self.turns.values() if call_id in t.pending), None)
 
@@ -179,6 +190,7 @@ class Conversation:
             "context_note": self.context_note,
             "approvals": self.approvals,
             "closed_approvals": self.closed_approvals,
+            "decided_calls": self.decided_calls,
             "failed_turns": self.failed_turns,
         }
 
@@ -198,5 +210,6 @@ class Conversation:
             context_note=data.get("context_note"),
             approvals=dict(data.get("approvals", {})),
             closed_approvals=list(data.get("closed_approvals", [])),
+            decided_calls=list(data.get("decided_calls", [])),
             failed_turns=int(data.get("failed_turns", 0)),
         )

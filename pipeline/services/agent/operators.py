@@ -1,9 +1,9 @@
 """The agent's handlers of the operators' events: operator_message, handoff_released,
-approval_decided, and an approval's expiry (a timer_fired).
+approval_decided, tool_outcome_decided, and an approval's expiry (a timer_fired).
 
 :class:`OperatorHandlers` is mixed into :class:`~pipeline.services.agent.service.Agent`,
 which provides the parts they use: the state, the turns, the approval and handoff steps
-(:mod:`.operator_steps`). Their rules are in :mod:`.handoff` and
+(:mod:`.operator_steps`). Their rules are in :mod:`.handoff`, :mod:`.uncertain` and
 :mod:`pipeline.toolbox.approvals`.
 """
 
@@ -15,7 +15,7 @@ import logging
 from pipeline.config.sections import AgentSettings
 from pipeline.events.model import Event, from_millis, to_millis, utc_now
 from pipeline.runtime.context import Context
-from pipeline.services.agent import handoff
+from pipeline.services.agent import handoff, uncertain
 from pipeline.services.agent.conversation import Conversation, Step, Turn
 from pipeline.services.agent.metrics import AgentMetrics
 from pipeline.services.agent.model_call import ModelCall
@@ -110,6 +110,38 @@ class OperatorHandlers:
             reason = f"an operator denied this call ({note})"
             self.metrics.approvals["denied"].inc()
             await self._refuse_call(conversation, turn, call_id, tool, "denied", reason, ctx)
+        self.state.save(ctx, conversation)
+
+    async def on_tool_outcome_decided(self, event: Event, ctx: Context) -> None:
+        """An operator marked a call whose outcome was unknown done or failed: a new turn
+        gives the model the decision, and the user is told what became of the action."""
+        conversation = self.state.load(ctx, existing=True)
+        call_id, operator = event["call_id"], event["operator_id"]
+        if not conversation.decide_call(call_id):
+            self.metrics.ignored["late_decision"].inc()
+            log.info("decision on call %s ignored: an operator decided it before", call_id)
+            return
+        note, at = uncertain.outcome_note(event), event.metadata.occurred_at
+        log.info(
+            "call %s of %s marked %s by %s",
+            call_id,
+            event.conversation_id,
+            event["outcome"],
+            operator,
+        )
+        if conversation.handoff is not None:
+            # A person has the conversation: the model reads it in the handoff's log.
+            handoff.record(conversation, "operator", note, at, self.config.history_window, operator)
+            self.state.save(ctx, conversation)
+            return
+        conversation.context_note = "\n\n".join(filter(None, (conversation.context_note, note)))
+        turn = Turn(
+            correlation_id=str(event.id),  # its own: the turn that made the call may be open
+            reply_to=conversation.reply_to,
+            in_reply_to=None,
+            ingress_at=to_millis(at),
+        )
+        await self.turns.advance(conversation, turn, ctx)
         self.state.save(ctx, conversation)
 
     async def expire_approval(self, event: Event, ctx: Context) -> None:

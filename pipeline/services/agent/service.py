@@ -15,6 +15,8 @@ every topic are handled one at a time, on the instance owning its partition)::
     handoff_released  -> back to the agent, the handoff's log in the model's context
     approval_decided  -> tool_called (approved, arguments maybe edited), or the model is
                          told it was denied
+    tool_outcome_decided -> a call whose outcome was unknown, marked done or failed: a
+                         new turn tells the model, and the user is answered
 
 This module holds the conversation's own handlers (the first four) and builds the service.
 The operators' handlers are in :mod:`.operators`; a turn's next step in :mod:`.turns`, the
@@ -30,8 +32,8 @@ A conversation belongs to the tenant of its first event. An event of another ten
 dead-lettered at once with the reason (:class:`RejectEvent`), before anything is read
 into a turn: it never changes the conversation's reply address or history, and never
 gets an answer drawn from it. Operator events (operator_message, handoff_released,
-approval_decided) never start a conversation: one naming a conversation the agent does
-not have is dead-lettered too.
+approval_decided, tool_outcome_decided) never start a conversation: one naming a
+conversation the agent does not have is dead-lettered too.
 """
 
 from __future__ import annotations
@@ -270,6 +272,9 @@ def assemble(
     service.handler("operator_message", name="on_operator_message")(agent.on_operator_message)
     service.handler("handoff_released", name="on_handoff_released")(agent.on_handoff_released)
     service.handler("approval_decided", name="on_approval_decided")(agent.on_approval_decided)
+    service.handler("tool_outcome_decided", name="on_tool_outcome_decided")(
+        agent.on_tool_outcome_decided
+    )
     service.on_assign(agent.state.recount)
     service.on_revoke(agent.state.recount)
     return service, agent

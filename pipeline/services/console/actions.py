@@ -10,8 +10,12 @@
   must be a JSON object the tool's schema (from the tool catalog) accepts, checked here
   with the check the agent makes (:func:`pipeline.toolbox.approvals.edited_arguments`),
   so a bad edit is refused with the reason before anything is produced.
+- **mark done / mark failed** a tool call whose outcome is unknown:
+  ``tool_outcome_decided``, caused by the ``tool_result`` that said unknown, with what the
+  operator found (a note) and, optionally, what the tool did (JSON, checked to be JSON).
 
-An action on a conversation or approval the console does not know is refused
+An action on a conversation, approval or uncertain call the console does not know is
+refused
 (:class:`OperatorActionRefused`, a 4xx with the reason).
 """
 
@@ -24,11 +28,13 @@ from pipeline.errors import OperatorActionRefused, RejectEvent
 from pipeline.events.model import Event
 from pipeline.runtime.publisher import Publisher
 from pipeline.services.console.metrics import ConsoleMetrics
+from pipeline.services.console.uncertain import UncertainCall
 from pipeline.services.console.view import ConsoleView, Conversation
 from pipeline.toolbox.approvals import edited_arguments
 from pipeline.toolbox.tool_offer import ToolOffer
 
 MAX_TEXT_CHARS = 32_768
+OUTCOMES = ("done", "failed")
 
 
 class OperatorActions:
@@ -121,6 +127,50 @@ class OperatorActions:
         }
         return await self._publish(action, "approval_decided", conversation, data)
 
+    async def mark(
+        self,
+        operator: str,
+        call_id: str,
+        outcome: str,
+        result_json: str | None = None,
+        note: str | None = None,
+    ) -> Event:
+        """Decide a tool call whose outcome is unknown: ``done`` or ``failed``."""
+        call = self.uncertain(call_id)
+        if outcome not in OUTCOMES:
+            raise OperatorActionRefused(400, "outcome must be done or failed")
+        result = (result_json or "").strip() or None
+        if result is not None:
+            try:
+                json.loads(result)
+            except ValueError as exc:
+                self.metrics.refused.labels("invalid").inc()
+                raise OperatorActionRefused(400, f"what the tool did is not JSON: {exc}") from None
+        conversation = self._conversation(call.conversation_id)
+        if call.tenant != conversation.tenant:
+            raise OperatorActionRefused(
+                409, f"call {call_id!r} is of tenant {call.tenant!r}, not the conversation's"
+            )
+        data = {
+            "call_id": call.call_id,
+            "tool": call.tool,
+            "outcome": outcome,
+            "operator_id": operator,
+            "result_json": result,
+            "note": (note or "").strip() or None,
+        }
+        return await self._publish(
+            f"mark_{outcome}", "tool_outcome_decided", conversation, data, cause=call.result
+        )
+
+    def uncertain(self, call_id: str) -> UncertainCall:
+        found = self.view.uncertain_call(call_id)
+        if found is None:
+            raise OperatorActionRefused(
+                404, f"no tool call {call_id!r} waits for a decision (decided already?)"
+            )
+        return found
+
     def _conversation(self, conversation_id: str) -> Conversation:
         found = self.view.conversations.get(conversation_id)
         if found is None:
@@ -130,7 +180,12 @@ class OperatorActions:
         return found
 
     async def _publish(
-        self, action: str, event_type: str, conversation: Conversation, data: dict[str, Any]
+        self,
+        action: str,
+        event_type: str,
+        conversation: Conversation,
+        data: dict[str, Any],
+        cause: Event | None = None,
     ) -> Event:
         if self.publisher is None:
             raise OperatorActionRefused(503, "the console's Kafka producer is not running yet")
@@ -139,6 +194,7 @@ class OperatorActions:
             data,
             conversation_id=conversation.conversation_id,
             tenant_id=conversation.tenant,
+            cause=cause,
             ack_timeout=self.ack_timeout,
         )
         self.metrics.actions.labels(action).inc()

@@ -29,6 +29,7 @@ from pipeline.services.console.routes import (
     probes,
     signin,
     timeline,
+    uncertain,
 )
 from pipeline.services.console.site import Console
 
@@ -68,6 +69,7 @@ def create_app(
         inbox.router(console),
         timeline.router(console),  # before the conversations: their path would take it
         conversations.router(console),
+        uncertain.router(console),
         dead_letters.router(console),
     )
     app.add_middleware(

@@ -9,7 +9,17 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-ACTIONS = ("reply", "take", "release", "approve", "deny", "edit", "redrive")
+ACTIONS = (
+    "reply",
+    "take",
+    "release",
+    "approve",
+    "deny",
+    "edit",
+    "mark_done",
+    "mark_failed",
+    "redrive",
+)
 REFUSALS = ("unauthenticated", "cross_site", "csrf_token", "invalid")
 
 
@@ -20,7 +30,7 @@ class ConsoleMetrics:
         self.actions = Counter(
             "pipeline_console_operator_actions_total",
             "Operator actions produced as events, by action (reply, take, release, "
-            "approve, deny, edit, redrive).",
+            "approve, deny, edit, mark_done, mark_failed, redrive).",
             ["action"],
             registry=registry,
         )

@@ -81,7 +81,9 @@ class Console:
             autoescape=True,
             undefined=jinja2.StrictUndefined,
         )
-        self.templates.globals.update(conversation_url=conversation_url, when=_when)
+        self.templates.globals.update(
+            conversation_url=conversation_url, uncertain_url=uncertain_url, when=_when
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
@@ -169,6 +171,10 @@ class Console:
 
 def conversation_url(conversation_id: str) -> str:
     return "/conversations/" + urllib.parse.quote(conversation_id, safe="")
+
+
+def uncertain_url(call_id: str) -> str:
+    return "/uncertain/" + urllib.parse.quote(call_id, safe="")
 
 
 def _when(at: datetime | None) -> str:

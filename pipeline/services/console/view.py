@@ -1,12 +1,14 @@
 """What the console shows live, folded from the topics' events: conversations with
-their state, the handoff inbox, pending approvals. (Dead letters are read from their
-topic when the page is asked for: :mod:`pipeline.deadletters`.)
+their state, the handoff inbox, pending approvals, tool calls whose outcome is unknown
+(:mod:`pipeline.services.console.uncertain`). (Dead letters are read from their topic
+when the page is asked for: :mod:`pipeline.deadletters`.)
 
 The reader (:mod:`pipeline.services.console.feed`) reads several topics at once, so
 events of one conversation may arrive out of order across topics (at start above all);
 the fold therefore compares occurred-at times instead of trusting arrival order: a
 handoff is open when its latest start is later than its latest release, an approval is
-pending until a decision or an expiry for it is seen, whichever came first. The view is
+pending until a decision or an expiry for it is seen, whichever came first; so is an
+uncertain tool call until a decision on it. The view is
 bounded: the conversations with the oldest activity go first.
 """
 
@@ -21,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pipeline.events.model import Event, utc_now
+from pipeline.services.console.uncertain import UncertainCall, UncertainCalls
 from pipeline.toolbox.approvals import EXPIRY
 
 WITH_AGENT = "with the agent"
@@ -40,6 +43,7 @@ TOPICS = (
     "handoff_released",
     "approval_requested",
     "approval_decided",
+    "tool_outcome_decided",
     "timer_fired",
 )
 """The conversation topics the view folds."""
@@ -82,6 +86,7 @@ class Conversation:
     released_at: datetime | None = None
     approvals: dict[str, Approval] = field(default_factory=dict)
     closed_approvals: set[str] = field(default_factory=set)
+    uncertain: UncertainCalls = field(default_factory=UncertainCalls)
     lines: deque[Line] = field(default_factory=deque)
 
     @property
@@ -149,6 +154,15 @@ class ConsoleView:
 
     def approval(self, approval_id: str) -> Approval | None:
         return next((a for a in self.pending_approvals() if a.approval_id == approval_id), None)
+
+    def uncertain_calls(self) -> list[UncertainCall]:
+        """Tool calls whose outcome is unknown and not decided yet, the longest waiting
+        first."""
+        found = [u for c in self.conversations.values() for u in c.uncertain.open.values()]
+        return sorted(found, key=lambda u: u.reported_at)
+
+    def uncertain_call(self, call_id: str) -> UncertainCall | None:
+        return next((u for u in self.uncertain_calls() if u.call_id == call_id), None)
 
     def tenants(self) -> list[str]:
         return sorted({c.tenant for c in self.conversations.values()})
@@ -226,10 +240,13 @@ class ConsoleView:
         pass  # activity only
 
     def _on_tool_called(self, c: Conversation, event: Event, at: datetime) -> None:
-        pass
+        c.uncertain.called(event, at)
 
     def _on_tool_result(self, c: Conversation, event: Event, at: datetime) -> None:
-        pass
+        c.uncertain.reported(c.conversation_id, event, at)
+
+    def _on_tool_outcome_decided(self, c: Conversation, event: Event, at: datetime) -> None:
+        c.uncertain.decided_on(str(event["call_id"]))
 
     def _on_handoff_requested(self, c: Conversation, event: Event, at: datetime) -> None:
         if c.handoff_at is None or at > c.handoff_at:

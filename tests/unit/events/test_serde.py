@@ -144,6 +144,14 @@ FIELDS: dict[str, dict[str, Any]] = {
         "arguments_json": '{"order": "1234", "amount": 15}',
         "note": None,
     },
+    "tool_outcome_decided": {
+        "call_id": "call_42",
+        "tool": "refund",
+        "outcome": "done",
+        "operator_id": "op-ada",
+        "result_json": '{"refund_id": "r-77"}',
+        "note": "The payment provider shows the refund.",
+    },
     "web_outgoing": {
         "response_id": uuid.UUID("5f0c6a34-9d1e-4d55-8f7e-0b1c2d3e4f50"),
         "text": "12 * 7 = 84",

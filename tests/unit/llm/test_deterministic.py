@@ -106,6 +106,53 @@ def test_a_failed_tool_is_explained() -> None:
     assert "failed" in text and "division by zero" in text
 
 
+def test_an_unknown_outcome_is_left_to_a_person_to_check() -> None:
+    call = ToolCall("c", "refund", {"order": "1234"})
+    unknown = json.dumps({"status": "unknown", "error": "outcome unknown: the service stopped"})
+    request = ChatRequest(
+        (
+            ChatMessage("user", "refund order 1234"),
+            ChatMessage("assistant", None, tool_calls=(call,)),
+            ChatMessage("tool", unknown, tool_call_id="c", name="refund"),
+        )
+    )
+    assert decide(request).text == (
+        "I could not confirm whether the refund action went through (outcome unknown: the "
+        "service stopped). A person will check what happened."
+    )
+
+
+DECIDED_DONE = (
+    "Operator ada checked the tool call refund (call_1), whose outcome was unknown, and "
+    "marked it done.\nThe action took effect: do not call the tool again for it.\n"
+    "What the operator found: the shop shows the refund\nTell the user what became of it."
+)
+DECIDED_FAILED = (
+    "Operator bob checked the tool call send_parcel (call_2), whose outcome was unknown, and "
+    "marked it failed.\nThe action did not take effect."
+)
+
+
+def test_an_operators_decision_in_the_system_prompt_is_what_the_answer_says() -> None:
+    # The user's last message would call the calculator: the decision comes first.
+    history = (ChatMessage("user", "what is 12*7?"), ChatMessage("assistant", "12*7 = 84"))
+    done = decide(ChatRequest(history, system=f"Be brief.\n\n{DECIDED_DONE}"))
+    assert not done.tool_calls
+    assert done.text == (
+        "An update on the refund action I could not confirm: a person checked, and it was "
+        "done. What they found: the shop shows the refund"
+    )
+    both = decide(ChatRequest(history, system=f"{DECIDED_DONE}\n\n{DECIDED_FAILED}"))
+    assert both.text == (
+        f"{done.text} An update on the send_parcel action I could not confirm: a person "
+        "checked, and it did not go through."
+    )
+    # Only a line of that shape is a decision, not a mention of one.
+    mention = f"- User: {DECIDED_DONE}"
+    (call,) = decide(ChatRequest(history, system=mention, tools=BUILT_IN_TOOLS)).tool_calls
+    assert call.name == "calculator"
+
+
 def test_time_and_lookup_ask_their_tools() -> None:
     (time_call,) = decide(ask("what time is it?")).tool_calls
     assert (time_call.name, dict(time_call.arguments)) == ("current_time", {})
@@ -274,6 +321,16 @@ HOSTILE_TEXTS = {
     "questions": "what is " * (QUARTER_MIB // 8),
     "plain words": "lorem ipsum " * (QUARTER_MIB // 12 + 1),
 }
+
+
+def test_a_quarter_mebibyte_system_prompt_is_read_within_a_second() -> None:
+    # The system prompt carries what users and operators wrote during a handoff.
+    hostile = "Operator " + "x checked the tool call y (" * (QUARTER_MIB // 26) + "\n"
+    started = time.thread_time()
+    completion = decide(ChatRequest((ChatMessage("user", "hello"),), system=hostile * 2))
+    elapsed = time.thread_time() - started
+    assert completion.text == "Hello! How can I help you today?"
+    assert elapsed < 1.0, f"{elapsed:.2f}s of CPU"
 
 
 @pytest.mark.parametrize("shape", sorted(HOSTILE_TEXTS))

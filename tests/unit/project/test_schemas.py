@@ -30,6 +30,7 @@ EVENT_TYPES = [
     "handoff_released",
     "approval_requested",
     "approval_decided",
+    "tool_outcome_decided",
     "web_outgoing",
 ]
 ID_FIELDS = {"event_id", "correlation_id", "causation_id", "response_id"}

@@ -136,6 +136,7 @@ def test_agent_is_built_with_range_assignment_and_its_handlers() -> None:
         "message_received",
         "operator_message",
         "timer_fired",
+        "tool_outcome_decided",
         "tool_result",
     ]
     assert service.emits is not None

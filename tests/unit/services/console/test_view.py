@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import itertools
 import json
-import uuid
 from datetime import timedelta
-from typing import Any
 
-from pipeline.events.model import Event, Metadata, utc_now
+from pipeline.events.model import Event
 from pipeline.services.console.view import (
     WAITING_FOR_APPROVAL,
     WAITING_FOR_PERSON,
@@ -16,24 +14,7 @@ from pipeline.services.console.view import (
     WITH_PERSON,
     ConsoleView,
 )
-
-T0 = utc_now()
-
-
-def event(
-    event_type: str, seconds: int, conversation: str = "c1", cause: Event | None = None, **data: Any
-) -> Event:
-    metadata = Metadata(
-        uuid.uuid4(),
-        event_type,
-        conversation,
-        "t1",
-        uuid.uuid4(),
-        cause.id if cause is not None else None,
-        T0 + timedelta(seconds=seconds),
-        "agent",
-    )
-    return Event(metadata, data)
+from tests.unit.services.console.view_events import T0, event, view_of
 
 
 def received(seconds: int, text: str = "hi", conversation: str = "c1") -> Event:
@@ -51,12 +32,6 @@ def approval(seconds: int, approval_id: str = "a1") -> Event:
         reason="",
         expires_at=T0 + timedelta(hours=1),
     )
-
-
-def view_of(events: list[Event]) -> ConsoleView:
-    view = ConsoleView(max_conversations=100, max_messages=10)
-    view.apply_all(events)
-    return view
 
 
 def test_the_states_of_a_handoff_in_any_order_of_arrival() -> None:

@@ -1,0 +1,44 @@
+"""Tool calls whose outcome is unknown (an at-most-once tool stopped while it ran), and
+the operator's decision on each: done or failed."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import Response
+
+from pipeline.services.console.site import Console, local, operator_of
+
+PAGE = "/uncertain"
+
+
+def router(console: Console) -> APIRouter:
+    routes = APIRouter()
+
+    @routes.get(PAGE)
+    async def uncertain(request: Request) -> Response:
+        return console.page(
+            request, "uncertain.html", calls=console.view.uncertain_calls(), back=PAGE
+        )
+
+    @routes.post(PAGE + "/{call_id}/decide")
+    async def decide(
+        request: Request,
+        call_id: str,
+        outcome: Annotated[str, Form(max_length=16)],
+        result_json: Annotated[str, Form(max_length=32768)] = "",
+        note: Annotated[str, Form(max_length=4096)] = "",
+        back: Annotated[str, Form(max_length=2048)] = PAGE,
+    ) -> Response:
+        """Mark the call done or failed (``outcome``), with what the operator found
+        (``note``) and what the tool did (``result_json``); a browser goes ``back`` (the
+        page the form was on)."""
+        operator = operator_of(request)
+        return await console.act(
+            request,
+            local(back),
+            lambda: console.actions.mark(operator, call_id, outcome, result_json, note),
+        )
+
+    return routes
