@@ -522,6 +522,19 @@ class HttpToolSettings(_Section):
 
 class ToolsSettings(_Section):
     timeout_seconds: float = Field(10.0, gt=0, description="Default per-call timeout.")
+    journal_topic: str = Field(
+        "tools_journal",
+        description="Compacted topic of the tools service's journal of calls: each keyed or "
+        "at-most-once call recorded before it runs and after, so a call handled again is "
+        "answered from the record (an at-most-once one whose outcome is unknown is not run "
+        "again).",
+    )
+    journal_keep: int = Field(
+        64,
+        ge=1,
+        description="Calls the journal keeps per conversation (the newest), however long ago "
+        "they ran: a tool_called that arrives again later is still recognised.",
+    )
     max_concurrency: int = Field(16, ge=1, description="Tool calls running at once.")
     knowledge_file: Path | None = Field(None, description="YAML/JSON knowledge base for lookup.")
     enabled: list[str] | None = Field(

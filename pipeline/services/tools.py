@@ -28,7 +28,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +36,7 @@ from prometheus_client import Counter, Histogram
 
 from pipeline.config import Settings
 from pipeline.events.model import Event
+from pipeline.journal import DECIDED, DONE, UNKNOWN, Journal, step_id
 from pipeline.observability.metrics import LATENCY_BUCKETS
 from pipeline.runtime.context import Context
 from pipeline.runtime.publisher import Publisher
@@ -44,12 +45,15 @@ from pipeline.runtime.spans import failed, span
 from pipeline.toolbox import ToolContext, ToolError, ToolRegistry, build_registry
 from pipeline.toolbox.advertiser import Advertiser
 from pipeline.toolbox.catalog import CatalogFollower
+from pipeline.toolbox.guarantee import AT_MOST_ONCE, IDEMPOTENT
 from pipeline.toolbox.mcp import McpServer, mcp_servers
 from pipeline.toolbox.registry import Tool
 
 log = logging.getLogger(__name__)
 
 UNKNOWN_TOOL_LABEL = "unknown"
+TOOL = "tool"  # the journal's kind of step for a tool call
+UNKNOWN_STATUS = "unknown"  # a tool_result's status when the outcome is not known
 
 
 class ToolRunner:
@@ -112,6 +116,75 @@ class ToolRunner:
         return "ok", result, None
 
 
+class CallJournal:
+    """Keyed and at-most-once calls through the journal: the intent recorded before the
+    tool runs, the outcome after; a call found recorded is answered from the record."""
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+
+    async def run(
+        self,
+        event: Event,
+        ctx: Context,
+        guarantee: str,
+        run: Callable[[ToolContext], Awaitable[ToolOutcome]],
+    ) -> tuple[ToolOutcome, ToolContext]:
+        journal = self.journal
+        sid = step_id(event.id, TOOL)
+        known = journal.find(ctx, sid)
+        attempt = 1
+        if known is not None:
+            call = ToolContext.for_call(event, attempt=known.attempt)
+            if known.state in (DONE, DECIDED, UNKNOWN) and known.result is not None:
+                journal.count(TOOL, "reused")
+                return ToolOutcome.from_json(known.result), call
+            # An intent and no outcome: the tool may or may not have run.
+            if guarantee == AT_MOST_ONCE:
+                reason = (
+                    f"outcome unknown: {call.tool} was started (attempt {known.attempt}) and "
+                    "no result was recorded before the tools service stopped; it is not run "
+                    "again because it runs at most once. An operator will check."
+                )
+                outcome = ToolOutcome(UNKNOWN_STATUS, None, reason, 0)
+                recorded = {**outcome.as_json(), "call_id": call.call_id}
+                await journal.unknown(
+                    ctx, known.moved(known.state, known.at_ms, result=recorded), reason
+                )
+                journal.count(TOOL, "unknown")
+                log.warning("%s call %s: %s", call.tool, call.call_id, reason)
+                return outcome, call
+            attempt = known.attempt + 1  # keyed: again, with the same key
+        call = ToolContext.for_call(event, attempt=attempt)
+        step = await journal.intent(ctx, sid, TOOL, key=call.idempotency_key, attempt=attempt)
+        outcome = await run(call)
+        await journal.done(ctx, step, {**outcome.as_json(), "call_id": call.call_id})
+        journal.count(TOOL, "called" if attempt == 1 else "repeated")
+        return outcome, call
+
+    async def decided(self, event: Event, ctx: Context) -> None:
+        """An operator said how a call whose outcome was unknown ended: record it, so the
+        call arriving again is answered with the decision."""
+        journal = self.journal
+        for step in journal.steps(ctx.partition, event.conversation_id):
+            if step.kind != TOOL or step.state != UNKNOWN or step.result is None:
+                continue
+            if step.result.get("call_id") != event["call_id"]:
+                continue
+            operator = event["operator_id"]
+            if event["outcome"] == "done":
+                outcome = ToolOutcome(
+                    "ok", event.get("result_json") or json.dumps({"done": True}), None, 0
+                )
+            else:
+                note = event.get("note") or "no note"
+                outcome = ToolOutcome("error", None, f"failed, as {operator} found: {note}", 0)
+            await journal.decided(ctx, step, {**outcome.as_json(), "call_id": event["call_id"]})
+            journal.count(TOOL, "decided")
+            return
+        log.info("no unknown call %s recorded here to decide", event["call_id"])
+
+
 @dataclass(frozen=True, slots=True)
 class ToolOutcome:
     """How one call ended, as its tool_result tells it (what a journal records)."""
@@ -120,6 +193,24 @@ class ToolOutcome:
     result_json: str | None
     error: str | None
     duration_ms: int
+
+    def as_json(self) -> dict[str, Any]:
+        """What the journal records of it."""
+        return {
+            "status": self.status,
+            "result_json": self.result_json,
+            "error": self.error,
+            "duration_ms": self.duration_ms,
+        }
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> ToolOutcome:
+        return cls(
+            str(value["status"]),
+            value.get("result_json"),
+            value.get("error"),
+            int(value.get("duration_ms") or 0),
+        )
 
     def tool_result(self, call: ToolContext) -> dict[str, Any]:
         """The fields of the call's tool_result event."""
@@ -135,7 +226,11 @@ class ToolOutcome:
 
 def build(settings: Settings | None = None, *, registry: ToolRegistry | None = None) -> Service:
     """The ``tools`` service; ``registry`` replaces the one built from the settings."""
-    service = Service("tools", settings=settings, emits=["tool_result"])
+    # Range assignment: partition N of tool_called and of tool_outcome_decided on the same
+    # instance, the one that owns partition N of the journal.
+    service = Service(
+        "tools", settings=settings, emits=["tool_result"], assignment_strategy="range"
+    )
     tools_settings = service.settings.tools
     tools = registry if registry is not None else build_registry(tools_settings)
     follower = CatalogFollower(service.settings)
@@ -193,15 +288,34 @@ def build(settings: Settings | None = None, *, registry: ToolRegistry | None = N
         calls.labels(service.name, label, status).inc()
         return ToolOutcome(status, result_json, error, int(elapsed * 1000))
 
+    journal = Journal(
+        service,
+        tools_settings.journal_topic,
+        keep=tools_settings.journal_keep,
+        expire_committed=False,  # a tool_called may arrive again long after (same id)
+    )
+    calls_journal = CallJournal(journal)
+
     @service.handler("tool_called")
     async def run_tool(event: Event, ctx: Context) -> None:
         name = str(event["tool"])
         await follower.loaded.wait()  # the catalog says which service answers which tool
         if not advertiser.serves(name):
             return  # another tools service advertises it and answers
-        call = ToolContext.for_call(event)
-        outcome = await run_call(event, call)
+        found = tools.get(name)
+        if found is None or found.guarantee == IDEMPOTENT:
+            # Running it again is harmless (or it does not exist): nothing to record.
+            call = ToolContext.for_call(event)
+            outcome = await run_call(event, call)
+        else:
+            outcome, call = await calls_journal.run(
+                event, ctx, found.guarantee, lambda call: run_call(event, call)
+            )
         ctx.emit("tool_result", outcome.tool_result(call))
+
+    @service.handler("tool_outcome_decided")
+    async def record_decision(event: Event, ctx: Context) -> None:
+        await calls_journal.decided(event, ctx)
 
     return service
 

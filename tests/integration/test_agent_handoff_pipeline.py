@@ -43,6 +43,7 @@ TOPICS = (
     "scheduler_timers",
     "dead_letters",
     "tool_catalog",
+    "tools_journal",
 )
 HANDOFF_TEXT = "I am passing you to a person; they will answer you here."
 

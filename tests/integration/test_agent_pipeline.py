@@ -39,6 +39,7 @@ TOPICS = (
     "agent_journal",
     "dead_letters",
     "tool_catalog",
+    "tools_journal",
 )
 # Runs without a tools service: turns need not wait for a first advertised tool.
 NO_TOOLS = {"catalog_wait_seconds": 0}

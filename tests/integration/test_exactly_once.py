@@ -43,6 +43,7 @@ AGENT_TOPICS = (
     "agent_state_changelog",
     "dead_letters",
     "tool_catalog",
+    "tools_journal",
 )
 EOS_ENV = {"PIPELINE_PROCESSING_GUARANTEE": "exactly_once", **SHORT_SESSION}
 

@@ -36,6 +36,7 @@ TOPICS = (
     "context_updated",
     "agent_state_changelog",
     "dead_letters",
+    "tools_journal",
 )
 
 

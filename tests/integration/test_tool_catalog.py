@@ -270,7 +270,9 @@ async def test_a_second_tools_service_with_a_clashing_tool_is_refused(
     make_topics: Callable[..., list[str]],
     plugin: str,
 ) -> None:
-    make_topics("tool_called", "tool_result", "dead_letters", "tool_catalog", partitions=1)
+    make_topics(
+        "tool_called", "tool_result", "dead_letters", "tool_catalog", "tools_journal", partitions=1
+    )
     first = settings_for(kafka_bootstrap, topic_prefix, tools={"plugins": [plugin]})
     second = settings_for(kafka_bootstrap, topic_prefix, service_name="tools-b")
     other_moon = Tool(

@@ -29,8 +29,8 @@ def call(conversation: str, tool: str, arguments: Mapping[str, Any], timeout_ms:
 async def test_calculator_timeout_and_unknown_tool(
     kafka_bootstrap: str, topic_prefix: str, make_topics: Callable[..., list[str]]
 ) -> None:
-    calls, results, _, _ = make_topics(
-        "tool_called", "tool_result", "dead_letters", "tool_catalog", partitions=2
+    calls, results, *_ = make_topics(
+        "tool_called", "tool_result", "dead_letters", "tool_catalog", "tools_journal", partitions=2
     )
 
     async def sleepy(args: Mapping[str, Any]) -> None:
@@ -90,8 +90,8 @@ async def test_calculator_timeout_and_unknown_tool(
 async def test_a_tool_receives_its_calls_context_built_from_the_event(
     kafka_bootstrap: str, topic_prefix: str, make_topics: Callable[..., list[str]]
 ) -> None:
-    calls, results, _, _ = make_topics(
-        "tool_called", "tool_result", "dead_letters", "tool_catalog", partitions=2
+    calls, results, *_ = make_topics(
+        "tool_called", "tool_result", "dead_letters", "tool_catalog", "tools_journal", partitions=2
     )
     seen: list[ToolContext] = []
 

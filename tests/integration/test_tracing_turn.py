@@ -37,6 +37,7 @@ TOPICS = (
     "agent_state_changelog",
     "dead_letters",
     "tool_catalog",
+    "tools_journal",
 )
 
 
