@@ -1,11 +1,17 @@
 """One conversation's whole story across topics: what came in, what each service did,
-what went out. Reads only the conversation's partition of each topic (murmur2)."""
+what went out. Reads only the conversation's partition of each topic (murmur2).
+
+Each line's "what" is the fields a reader wants first for the bundled event types; for an
+event type of your own, the field its schema marks with ``"summary": true``, or else its
+first string field.
+"""
 
 from __future__ import annotations
 
 import json
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +33,8 @@ class Entry:
     partition: int
     offset: int
     event: Event
+    summary_field: str | None = None
+    """For an event type of your own: the field its "what" shows (:func:`summary_field`)."""
 
     def summary(self) -> str:
         """The fields a reader wants first, per event type."""
@@ -47,6 +55,8 @@ class Entry:
             )
         if self.event.type == "timer_requested":
             detail = f"{data.get('action')} {data.get('timer_id')} due {data.get('due_at')}"
+        if not detail and self.summary_field is not None:
+            detail = str(data.get(self.summary_field) or "")
         return " ".join(detail.split())[:120]
 
     def line(self) -> str:
@@ -67,6 +77,26 @@ class Entry:
         }
 
 
+BUNDLED_NAMESPACE = "pipeline.events."
+
+
+def summary_field(schema: Mapping[str, Any]) -> str | None:
+    """The field the timeline shows of an event type of your own (a parsed record schema):
+    the one marked ``"summary": true``, else the first of type string; None for a bundled
+    type (they have their own) or one without a string field."""
+    if str(schema.get("name", "")).startswith(BUNDLED_NAMESPACE):
+        return None
+    fields = [f for f in schema.get("fields", []) if f.get("name") != "metadata"]
+    for field in fields:
+        if field.get("summary") is True:
+            return str(field["name"])
+    for field in fields:
+        kind = field.get("type")
+        if kind == "string" or (isinstance(kind, list) and "string" in kind):
+            return str(field["name"])
+    return None
+
+
 def conversation_timeline(
     settings: Settings, serde: SingleObjectSerde, conversation_id: str, timeout: float = 10.0
 ) -> list[Entry]:
@@ -84,6 +114,7 @@ def conversation_timeline(
         }
     )
     entries: list[Entry] = []
+    fields: dict[str, str | None] = {}
     try:
         ends: dict[tuple[str, int], int] = {}
         starts = []
@@ -118,7 +149,9 @@ def conversation_timeline(
                 event = serde.decode(msg.value() or b"")
             except PipelineError:
                 continue
-            entries.append(Entry(where[0], where[1], offset, event))
+            if event.type not in fields:
+                fields[event.type] = summary_field(serde.catalog.reader(event.type).parsed)
+            entries.append(Entry(where[0], where[1], offset, event, fields[event.type]))
     finally:
         consumer.close()
     return sorted(entries, key=lambda e: (e.event.metadata.occurred_at, e.topic, e.offset))

@@ -6,6 +6,7 @@ service reads only its own section. Secrets are ``SecretStr`` and never printed.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -20,6 +21,13 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+# What `pipeline console hash-password` prints: scrypt$<n>$<r>$<p>$<salt>$<hash> (base64).
+_PASSWORD_HASH = re.compile(
+    r"scrypt\$[1-9][0-9]*\$[1-9][0-9]*\$[1-9][0-9]*\$[A-Za-z0-9+/]+={0,2}\$[A-Za-z0-9+/]+={0,2}"
+)
+# A shorter chat-token secret is guessable: HMAC keys want at least 128 bits.
+MIN_CHAT_TOKEN_SECRET_CHARS = 16
 
 
 class _Section(BaseModel):
@@ -169,6 +177,16 @@ class GatewaySettings(_Section):
         description="Most records of its partition a reconnect reads to catch up; beyond "
         "it the stream says it skipped some (an SSE 'gap' event).",
     )
+
+    @field_validator("chat_token_secret")
+    @classmethod
+    def _a_long_enough_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_CHAT_TOKEN_SECRET_CHARS:
+            raise ValueError(
+                f"a chat token secret needs at least {MIN_CHAT_TOKEN_SECRET_CHARS} characters "
+                "(make one with `openssl rand -hex 32`)"
+            )
+        return value
 
     @field_validator("rate_limits")
     @classmethod
@@ -645,6 +663,17 @@ class ConsoleOperator(_Section):
     token: SecretStr | None = Field(
         None, description="Bearer token for API use (Authorization: Bearer <token>)."
     )
+
+    @field_validator("password_hash")
+    @classmethod
+    def _a_password_hash(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not _PASSWORD_HASH.fullmatch(value.get_secret_value()):
+            raise ValueError(
+                "password_hash is not a hash of `pipeline console hash-password` "
+                "(scrypt$<n>$<r>$<p>$<salt>$<hash>); in a shell, put it in single quotes: "
+                "in double quotes each $ is expanded and the hash is mangled"
+            )
+        return value
 
     @model_validator(mode="after")
     def _some_credential(self) -> ConsoleOperator:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from collections.abc import Callable
+from types import ModuleType
 from typing import Protocol, runtime_checkable
 
 from pipeline.config import Settings
@@ -44,7 +46,9 @@ def load_service(spec: str, settings: Settings) -> Runnable:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ConfigError(f"cannot import {module_name!r} for service {spec!r}: {exc}") from exc
-    obj = getattr(module, attribute, None)
+    if not hasattr(module, attribute):
+        raise ConfigError(_missing_attribute(spec, module, attribute))
+    obj = getattr(module, attribute)
     if isinstance(obj, Runnable):
         return obj
     if callable(obj):
@@ -53,3 +57,16 @@ def load_service(spec: str, settings: Settings) -> Runnable:
         if isinstance(built, Runnable):
             return built
     raise ConfigError(f"{target} is neither a service nor a factory returning one")
+
+
+def _missing_attribute(spec: str, module: ModuleType, attribute: str) -> str:
+    """Says which attribute a module lacks, and the names it has that could be meant."""
+    names = [name for name in vars(module) if not name.startswith("_")]
+    services = [name for name in names if isinstance(getattr(module, name), Runnable)]
+    close = difflib.get_close_matches(attribute, names, n=3)
+    message = f"module {module.__name__!r} has no attribute {attribute!r} (service {spec!r})"
+    if close:
+        message += f"; did you mean {' or '.join(repr(name) for name in close)}?"
+    elif services:
+        message += f"; its services: {', '.join(repr(name) for name in services)}"
+    return message

@@ -154,7 +154,9 @@ class Advertiser:
         advertise, withdraw = self.plan(strict=strict)
         topic = self.follower.settings.tools.catalog_topic
         for entry in advertise:
-            await publisher.publish_record(topic, entry.name, self.follower.codec.encode(entry))
+            codec = self.follower.codec
+            value = codec.encode(entry)
+            await publisher.publish_record(topic, entry.name, value, headers=codec.headers())
             self._published[entry.name] = entry
             log.info("advertised tool %s (%s)", entry.name, entry.source)
         for name in withdraw:

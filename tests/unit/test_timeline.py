@@ -57,3 +57,35 @@ def test_an_operators_decision_on_an_uncertain_call_names_the_operator() -> None
     }
     shown = Entry("t.tool_outcome_decided", 0, 3, Event(metadata, data)).summary()
     assert shown == "refund done by ada: seen in the shop"
+
+
+def test_an_own_event_types_what_is_its_marked_or_first_string_field() -> None:
+    from pipeline.config import Settings
+    from pipeline.events.catalog import load_settings_catalog
+    from pipeline.timeline import summary_field
+    from tests.paths import REPO
+
+    example = REPO / "examples" / "own_agent" / "schemas"
+    catalog = load_settings_catalog(Settings(extra_schema_dirs=(example,)))
+    assert summary_field(catalog.reader("order_placed").parsed) == "order_id"
+    marked = {
+        "name": "acme.support.FeedbackGiven",
+        "fields": [
+            {"name": "metadata", "type": "pipeline.events.Metadata"},
+            {"name": "rating", "type": "string"},
+            {"name": "comment", "type": ["null", "string"], "summary": True},
+        ],
+    }
+    assert summary_field(marked) == "comment"
+    assert summary_field(catalog.reader("response_ready").parsed) is None  # bundled: its own
+    assert (
+        summary_field({"name": "acme.Counter", "fields": [{"name": "n", "type": "long"}]}) is None
+    )
+
+    base = entry()
+    meta = base.event.metadata
+    own = Event(meta, {"order_id": "A-1001", "total_cents": 4599})
+    shown = Entry("t.order_placed", 2, 41, own, "order_id")
+    assert shown.summary() == "A-1001"
+    assert shown.line().endswith(" agent      A-1001")
+    assert Entry("t.order_placed", 2, 41, own).summary() == ""
