@@ -31,7 +31,26 @@ def test_a_taken_gateway_or_console_port_names_its_option(taken: int) -> None:
         stack.check_ports()
 
 
-def test_a_taken_metrics_port_names_the_base_port_option(taken: int) -> None:
+@pytest.fixture
+def taken_after_a_free_one() -> Iterator[int]:
+    """A taken port whose port before it is free (for the first service's metrics)."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            sock.listen()
+            port = int(sock.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as before:
+                try:
+                    before.bind(("127.0.0.1", port - 1))
+                except OSError:
+                    continue
+            yield port
+            return
+    raise RuntimeError("no taken port with a free one before it")
+
+
+def test_a_taken_metrics_port_names_the_base_port_option(taken_after_a_free_one: int) -> None:
+    taken = taken_after_a_free_one
     stack = LocalStack(services=["agent", "tools"], metrics_base_port=taken - 1)
     with pytest.raises(StackError) as raised:
         stack.check_ports()
