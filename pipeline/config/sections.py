@@ -635,22 +635,52 @@ class SchemaRegistrySettings(_Section):
     )
 
 
+OperatorRole = Literal["viewer", "agent", "admin"]
+"""What an operator may do: ``viewer`` reads; ``agent`` also takes, replies, releases and
+decides approvals and uncertain tool calls; ``admin`` also redrives dead letters."""
+
+ALL_TENANTS = "*"
+
+
 class ConsoleOperator(_Section):
     """One operator of the console: a password hash (``pipeline console hash-password``)
-    for the sign-in page and/or a bearer token for API use."""
+    for the sign-in page and/or a bearer token for API use, the tenants whose
+    conversations the operator sees and the role that says what the operator may do."""
 
     password_hash: SecretStr | None = Field(
-        None, description="scrypt$<n>$<r>$<p>$<salt b64>$<hash b64>, as hash-password prints."
+        None,
+        description="argon2id hash as hash-password prints ($argon2id$...); scrypt$... "
+        "hashes of earlier versions are still verified.",
     )
     token: SecretStr | None = Field(
         None, description="Bearer token for API use (Authorization: Bearer <token>)."
+    )
+    tenants: list[Tenant | Literal["*"]] = Field(
+        default_factory=lambda: [ALL_TENANTS],
+        min_length=1,
+        description="Tenants whose conversations, approvals, uncertain actions and dead "
+        "letters the operator sees and acts on; ['*'] (the default, which operators "
+        "configured before tenants existed get) for every tenant.",
+    )
+    role: OperatorRole = Field(
+        "admin",
+        description="'viewer' (reads), 'agent' (also takes, replies, releases, decides "
+        "approvals and uncertain actions) or 'admin' (also redrives dead letters); "
+        "'admin' by default, what operators configured before roles existed could do.",
     )
 
     @model_validator(mode="after")
     def _some_credential(self) -> ConsoleOperator:
         if self.password_hash is None and self.token is None:
             raise ValueError("an operator needs a password_hash or a token")
+        if ALL_TENANTS in self.tenants and len(self.tenants) > 1:
+            raise ValueError("an operator's tenants are ['*'] or a list of tenants, not both")
         return self
+
+    @property
+    def unscoped(self) -> bool:
+        """Configured without tenants and role: every tenant, admin (as before they existed)."""
+        return not ({"tenants", "role"} & self.model_fields_set)
 
 
 OperatorId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")]
@@ -674,7 +704,33 @@ class ConsoleSettings(_Section):
         "one per process if unset: sessions then end with the process).",
     )
     session_max_age_seconds: int = Field(
-        8 * 3600, ge=60, description="A session ends this long after sign-in."
+        8 * 3600,
+        ge=60,
+        le=7 * 24 * 3600,
+        description="A session ends this long after sign-in (at most 7 days, as long as the "
+        "sessions topic keeps a sign-out).",
+    )
+    sessions_topic: str = Field(
+        "console_sessions",
+        description="Compacted topic of ended sessions (sign-outs), read by every console "
+        "replica, so a signed-out cookie is refused everywhere.",
+    )
+    signin_rate_per_operator: str = Field(
+        "10/minute;60/hour",
+        description="Sign-in attempts per operator name at each replica, in the limits "
+        "notation; past it the sign-in is answered 429 with Retry-After before any password "
+        "is checked.",
+    )
+    signin_rate_per_address: str = Field(
+        "30/minute;300/hour",
+        description="Sign-in attempts per client address at each replica (the address "
+        "http.trusted_proxies name), the same way.",
+    )
+    operators_reload_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="How often operators_file is checked for changes: an operator removed "
+        "from it is signed out, a changed role or tenant list applies, without a restart.",
     )
     cookie_secure: bool = Field(
         True, description="Mark the session cookie Secure (HTTPS only); false for plain HTTP."
@@ -699,3 +755,15 @@ class ConsoleSettings(_Section):
         le=1000,
         description="Dead letters listed on the dead-letters page, newest first.",
     )
+
+    @field_validator("signin_rate_per_operator", "signin_rate_per_address")
+    @classmethod
+    def _signin_rate_in_limits_notation(cls, text: str) -> str:
+        try:
+            parse_many(text)
+        except ValueError:
+            raise ValueError(
+                f"sign-in rate {text!r} is not in the notation '<count>/<second|minute|"
+                "hour|day>' (several separated by ';')"
+            ) from None
+        return text

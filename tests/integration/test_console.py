@@ -24,6 +24,7 @@ from pipeline.services.console.view import TOPICS
 from pipeline.toolbox.catalog import CatalogCodec
 from tests.integration.console_support import (
     CALCULATOR,
+    CONSOLE_TOPICS,
     PASSWORD,
     TOKEN,
     console_settings,
@@ -43,7 +44,7 @@ from tests.integration.runtime_support import (
 
 @pytest.fixture
 def topics(make_topics: Callable[..., list[str]]) -> None:
-    make_topics(*TOPICS, "tool_catalog", "dead_letters", "dead_letter_redrives", partitions=2)
+    make_topics(*TOPICS, *CONSOLE_TOPICS, partitions=2)
 
 
 @pytest.fixture
