@@ -6,6 +6,7 @@ service reads only its own section. Secrets are ``SecretStr`` and never printed.
 
 from __future__ import annotations
 
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -344,6 +345,23 @@ class DeliverySettings(_Section):
         "['127.0.0.0/8']); by default loopback, private, link-local and other internal "
         "addresses are refused.",
     )
+    api_allowed_networks: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="Internal networks the Slack and WhatsApp base URLs may be at (a "
+        "stand-in inside the cluster, e.g. ['10.20.0.0/16']); by default they must be public "
+        "addresses, as for callbacks.",
+    )
+    smtp_allowed_networks: list[IPvAnyNetwork] = Field(
+        default_factory=lambda: [ip_network("127.0.0.0/8"), ip_network("::1/128")],
+        description="Internal networks the SMTP server may be at; by default this machine "
+        "(a local relay, the default smtp_host), every other internal address refused.",
+    )
+    proxy_from_environment: bool = Field(
+        False,
+        description="Send Slack and WhatsApp requests through the proxy of HTTP(S)_PROXY / "
+        "NO_PROXY (the proxy's address is then what is checked: list its network in "
+        "api_allowed_networks); by default the environment's proxy is ignored.",
+    )
 
 
 class LLMSettings(_Section):
@@ -353,6 +371,12 @@ class LLMSettings(_Section):
         "model gave when the conversation was recorded).",
     )
     base_url: str = Field("https://api.openai.com/v1", description="Chat-completions base URL.")
+    allowed_networks: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="Internal networks base_url may be at (a model served inside the "
+        "cluster, e.g. ['10.20.0.0/16']); by default it must be a public address, and only "
+        "its origin is ever requested.",
+    )
     model: str = Field("gpt-4o-mini", description="Model name.")
     api_key: SecretStr | None = Field(None, description="API key (Bearer).")
     timeout_seconds: float = Field(
@@ -483,6 +507,12 @@ class McpServerSettings(_Section):
     url: str | None = Field(None, description="Endpoint of a streamable-HTTP server.")
     headers: dict[str, SecretStr] = Field(
         default_factory=dict, description="HTTP headers sent to the URL (secrets)."
+    )
+    allowed_networks: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="Internal networks the URL may be at (a server inside the cluster, e.g. "
+        "['10.20.0.0/16']); by default it must be a public address, and redirects are "
+        "followed only within its origin.",
     )
     prefix: str = Field("", description="Put before each of the server's tool names (e.g. 'crm_').")
     guarantees: dict[str, ToolGuarantee] = Field(

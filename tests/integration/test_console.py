@@ -19,6 +19,7 @@ from pipeline.config import Settings
 from pipeline.events.catalog import DEAD_LETTER
 from pipeline.events.model import Event, Metadata, utc_now
 from pipeline.services.console import create_app
+from pipeline.services.console.access import unscoped_routes
 from pipeline.services.console.guard import PUBLIC
 from pipeline.services.console.view import TOPICS
 from pipeline.toolbox.catalog import CatalogCodec
@@ -71,6 +72,9 @@ async def test_no_route_or_stream_without_a_session(
     http, registry, settings = console
     app = create_app(settings)
     routes = [r for r in app.routes if isinstance(r, APIRoute) and r.path not in PUBLIC]
+    # Every route takes the operator's scope (tenants and role); create_app refuses one
+    # that does not, and test_console_tenants walks them all as other tenants' operators.
+    assert unscoped_routes(app.routes, PUBLIC) == []
     assert {"/", "/stream", "/inbox", "/approvals", "/uncertain"} <= {r.path for r in routes}
     assert "/uncertain/{call_id}/decide" in {r.path for r in routes}
     for route in routes:
