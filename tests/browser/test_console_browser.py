@@ -51,6 +51,7 @@ TOPICS = (
     "dead_letters",
     "dead_letter_redrives",
     "console_sessions",
+    "tools_journal",
 )
 PASSWORD = "ada's long password"
 CONVERSATION = "browser-conv"
