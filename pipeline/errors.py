@@ -140,13 +140,15 @@ class InboundRejected(PipelineError):
 
 
 class OperatorActionRefused(PipelineError):
-    """An operator's action in the console is refused with ``status`` (400, 404, 409, 413,
-    503) and a reason; nothing was produced."""
+    """An operator's action in the console is refused with ``status`` (400, 403, 404, 409,
+    413, 429, 503) and a reason; nothing was produced. ``retry_after`` (seconds) when
+    trying again later may succeed."""
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, retry_after: int | None = None) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.retry_after = retry_after
 
 
 class EgressRefused(PipelineError):

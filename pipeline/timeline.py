@@ -4,6 +4,12 @@ what went out. Reads only the conversation's partition of each topic (murmur2).
 Each line's "what" is the fields a reader wants first for the bundled event types; for an
 event type of your own, the field its schema marks with ``"summary": true``, or else its
 first string field.
+
+It is also the audit trail of what operators did: every operator action is an event
+carrying the operator's id (taking over, replies, releases, approval decisions,
+decisions on uncertain tool calls), and a record an operator redrove from the dead
+letters carries who did it in its headers; :attr:`Entry.operator` names that operator
+and the summary says it.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 
 from pipeline.config import Settings
+from pipeline.deadletters.entry import REDRIVEN_BY
 from pipeline.errors import PipelineError
 from pipeline.events.jsonable import jsonable
 from pipeline.events.model import Event
@@ -35,9 +42,15 @@ class Entry:
     event: Event
     summary_field: str | None = None
     """For an event type of your own: the field its "what" shows (:func:`summary_field`)."""
+    redriven_by: str | None = None  # the operator who redrove this record, if one did
+
+    @property
+    def operator(self) -> str | None:
+        """The operator who did this (an operator's action), or redrove it."""
+        return self.event.data.get("operator_id") or self.redriven_by
 
     def summary(self) -> str:
-        """The fields a reader wants first, per event type."""
+        """The fields a reader wants first, per event type; who, for an operator's action."""
         data = self.event.data
         for field in ("text", "proactive_message", "state", "tool", "event_name"):
             if data.get(field):
@@ -45,6 +58,14 @@ class Entry:
                 break
         else:
             detail = ""
+        operator = data.get("operator_id")
+        if self.event.type in ("operator_message", "handoff_released") and operator:
+            detail = f"by {operator}: {data.get('text') or data.get('note') or ''}"
+        if self.event.type == "handoff_requested":
+            by = f"by {operator}: " if operator else f"{data.get('requested_by')}: "
+            detail = by + str(data.get("reason") or "")
+        if self.event.type == "approval_decided":
+            detail = f"{data.get('decision')} by {operator}: {data.get('note') or ''}"
         if self.event.type == "tool_result":
             detail = f"{data.get('tool')} {data.get('status')}: {data.get('result_json') or ''}"
             detail += data.get("error") or ""
@@ -57,6 +78,8 @@ class Entry:
             detail = f"{data.get('action')} {data.get('timer_id')} due {data.get('due_at')}"
         if not detail and self.summary_field is not None:
             detail = str(data.get(self.summary_field) or "")
+        if self.redriven_by:
+            detail = f"(redriven by {self.redriven_by}) {detail}"
         return " ".join(detail.split())[:120]
 
     def line(self) -> str:
@@ -73,6 +96,7 @@ class Entry:
             "topic": self.topic,
             "partition": self.partition,
             "offset": self.offset,
+            "operator": self.operator,
             "event": jsonable(self.event.to_dict()),
         }
 
@@ -151,10 +175,27 @@ def conversation_timeline(
                 continue
             if event.type not in fields:
                 fields[event.type] = summary_field(serde.catalog.reader(event.type).parsed)
-            entries.append(Entry(where[0], where[1], offset, event, fields[event.type]))
+            entries.append(
+                Entry(
+                    where[0],
+                    where[1],
+                    offset,
+                    event,
+                    fields[event.type],
+                    _redriven_by(msg.headers()),
+                )
+            )
     finally:
         consumer.close()
     return sorted(entries, key=lambda e: (e.event.metadata.occurred_at, e.topic, e.offset))
+
+
+def _redriven_by(headers: Any) -> str | None:
+    pairs = headers.items() if isinstance(headers, dict) else headers or ()
+    for key, value in pairs:
+        if key == REDRIVEN_BY and value:
+            return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    return None
 
 
 def render(entries: list[Entry], as_json: bool = False) -> str:

@@ -7,6 +7,7 @@ service reads only its own section. Secrets are ``SecretStr`` and never printed.
 from __future__ import annotations
 
 import re
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -23,8 +24,11 @@ from pydantic import (
 )
 
 # What `pipeline console hash-password` prints: scrypt$<n>$<r>$<p>$<salt>$<hash> (base64).
+# What `pipeline console hash-password` prints (argon2id), or the scrypt form of earlier
+# versions, which is still verified.
 _PASSWORD_HASH = re.compile(
-    r"scrypt\$[1-9][0-9]*\$[1-9][0-9]*\$[1-9][0-9]*\$[A-Za-z0-9+/]+={0,2}\$[A-Za-z0-9+/]+={0,2}"
+    r"\$argon2id\$v=[0-9]+\$m=[0-9]+,t=[0-9]+,p=[0-9]+\$[A-Za-z0-9+/]+={0,2}\$[A-Za-z0-9+/]+={0,2}"
+    r"|scrypt\$[1-9][0-9]*\$[1-9][0-9]*\$[1-9][0-9]*\$[A-Za-z0-9+/]+={0,2}\$[A-Za-z0-9+/]+={0,2}"
 )
 # A shorter chat-token secret is guessable: HMAC keys want at least 128 bits.
 MIN_CHAT_TOKEN_SECRET_CHARS = 16
@@ -362,6 +366,23 @@ class DeliverySettings(_Section):
         "['127.0.0.0/8']); by default loopback, private, link-local and other internal "
         "addresses are refused.",
     )
+    api_allowed_networks: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="Internal networks the Slack and WhatsApp base URLs may be at (a "
+        "stand-in inside the cluster, e.g. ['10.20.0.0/16']); by default they must be public "
+        "addresses, as for callbacks.",
+    )
+    smtp_allowed_networks: list[IPvAnyNetwork] = Field(
+        default_factory=lambda: [ip_network("127.0.0.0/8"), ip_network("::1/128")],
+        description="Internal networks the SMTP server may be at; by default this machine "
+        "(a local relay, the default smtp_host), every other internal address refused.",
+    )
+    proxy_from_environment: bool = Field(
+        False,
+        description="Send Slack and WhatsApp requests through the proxy of HTTP(S)_PROXY / "
+        "NO_PROXY (the proxy's address is then what is checked: list its network in "
+        "api_allowed_networks); by default the environment's proxy is ignored.",
+    )
 
 
 class LLMSettings(_Section):
@@ -371,6 +392,12 @@ class LLMSettings(_Section):
         "model gave when the conversation was recorded).",
     )
     base_url: str = Field("https://api.openai.com/v1", description="Chat-completions base URL.")
+    allowed_networks: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="Internal networks base_url may be at (a model served inside the "
+        "cluster, e.g. ['10.20.0.0/16']); by default it must be a public address, and only "
+        "its origin is ever requested.",
+    )
     model: str = Field("gpt-4o-mini", description="Model name.")
     api_key: SecretStr | None = Field(None, description="API key (Bearer).")
     timeout_seconds: float = Field(
@@ -501,6 +528,12 @@ class McpServerSettings(_Section):
     url: str | None = Field(None, description="Endpoint of a streamable-HTTP server.")
     headers: dict[str, SecretStr] = Field(
         default_factory=dict, description="HTTP headers sent to the URL (secrets)."
+    )
+    allowed_networks: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="Internal networks the URL may be at (a server inside the cluster, e.g. "
+        "['10.20.0.0/16']); by default it must be a public address, and redirects are "
+        "followed only within its origin.",
     )
     prefix: str = Field("", description="Put before each of the server's tool names (e.g. 'crm_').")
     guarantees: dict[str, ToolGuarantee] = Field(
@@ -653,15 +686,38 @@ class SchemaRegistrySettings(_Section):
     )
 
 
+OperatorRole = Literal["viewer", "agent", "admin"]
+"""What an operator may do: ``viewer`` reads; ``agent`` also takes, replies, releases and
+decides approvals and uncertain tool calls; ``admin`` also redrives dead letters."""
+
+ALL_TENANTS = "*"
+
+
 class ConsoleOperator(_Section):
     """One operator of the console: a password hash (``pipeline console hash-password``)
-    for the sign-in page and/or a bearer token for API use."""
+    for the sign-in page and/or a bearer token for API use, the tenants whose
+    conversations the operator sees and the role that says what the operator may do."""
 
     password_hash: SecretStr | None = Field(
-        None, description="scrypt$<n>$<r>$<p>$<salt b64>$<hash b64>, as hash-password prints."
+        None,
+        description="argon2id hash as hash-password prints ($argon2id$...); scrypt$... "
+        "hashes of earlier versions are still verified.",
     )
     token: SecretStr | None = Field(
         None, description="Bearer token for API use (Authorization: Bearer <token>)."
+    )
+    tenants: list[Tenant | Literal["*"]] = Field(
+        default_factory=lambda: [ALL_TENANTS],
+        min_length=1,
+        description="Tenants whose conversations, approvals, uncertain actions and dead "
+        "letters the operator sees and acts on; ['*'] (the default, which operators "
+        "configured before tenants existed get) for every tenant.",
+    )
+    role: OperatorRole = Field(
+        "admin",
+        description="'viewer' (reads), 'agent' (also takes, replies, releases, decides "
+        "approvals and uncertain actions) or 'admin' (also redrives dead letters); "
+        "'admin' by default, what operators configured before roles existed could do.",
     )
 
     @field_validator("password_hash")
@@ -670,8 +726,9 @@ class ConsoleOperator(_Section):
         if value is not None and not _PASSWORD_HASH.fullmatch(value.get_secret_value()):
             raise ValueError(
                 "password_hash is not a hash of `pipeline console hash-password` "
-                "(scrypt$<n>$<r>$<p>$<salt>$<hash>); in a shell, put it in single quotes: "
-                "in double quotes each $ is expanded and the hash is mangled"
+                "($argon2id$v=...$m=...,t=...,p=...$<salt>$<hash>, or an earlier "
+                "scrypt$...); in a shell, put it in single quotes: in double quotes each $ "
+                "is expanded and the hash is mangled"
             )
         return value
 
@@ -679,7 +736,14 @@ class ConsoleOperator(_Section):
     def _some_credential(self) -> ConsoleOperator:
         if self.password_hash is None and self.token is None:
             raise ValueError("an operator needs a password_hash or a token")
+        if ALL_TENANTS in self.tenants and len(self.tenants) > 1:
+            raise ValueError("an operator's tenants are ['*'] or a list of tenants, not both")
         return self
+
+    @property
+    def unscoped(self) -> bool:
+        """Configured without tenants and role: every tenant, admin (as before they existed)."""
+        return not ({"tenants", "role"} & self.model_fields_set)
 
 
 OperatorId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")]
@@ -703,7 +767,33 @@ class ConsoleSettings(_Section):
         "one per process if unset: sessions then end with the process).",
     )
     session_max_age_seconds: int = Field(
-        8 * 3600, ge=60, description="A session ends this long after sign-in."
+        8 * 3600,
+        ge=60,
+        le=7 * 24 * 3600,
+        description="A session ends this long after sign-in (at most 7 days, as long as the "
+        "sessions topic keeps a sign-out).",
+    )
+    sessions_topic: str = Field(
+        "console_sessions",
+        description="Compacted topic of ended sessions (sign-outs), read by every console "
+        "replica, so a signed-out cookie is refused everywhere.",
+    )
+    signin_rate_per_operator: str = Field(
+        "10/minute;60/hour",
+        description="Sign-in attempts per operator name at each replica, in the limits "
+        "notation; past it the sign-in is answered 429 with Retry-After before any password "
+        "is checked.",
+    )
+    signin_rate_per_address: str = Field(
+        "30/minute;300/hour",
+        description="Sign-in attempts per client address at each replica (the address "
+        "http.trusted_proxies name), the same way.",
+    )
+    operators_reload_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="How often operators_file is checked for changes: an operator removed "
+        "from it is signed out, a changed role or tenant list applies, without a restart.",
     )
     cookie_secure: bool = Field(
         True, description="Mark the session cookie Secure (HTTPS only); false for plain HTTP."
@@ -728,3 +818,15 @@ class ConsoleSettings(_Section):
         le=1000,
         description="Dead letters listed on the dead-letters page, newest first.",
     )
+
+    @field_validator("signin_rate_per_operator", "signin_rate_per_address")
+    @classmethod
+    def _signin_rate_in_limits_notation(cls, text: str) -> str:
+        try:
+            parse_many(text)
+        except ValueError:
+            raise ValueError(
+                f"sign-in rate {text!r} is not in the notation '<count>/<second|minute|"
+                "hour|day>' (several separated by ';')"
+            ) from None
+        return text

@@ -4,7 +4,10 @@ Works with any server speaking ``POST {base_url}/chat/completions`` (OpenAI, Azu
 OpenAI's compatible endpoint, vLLM, Ollama, LiteLLM...). Tools are offered as
 ``tools=[{"type": "function", ...}]``; the model's ``tool_calls`` come back as
 :class:`ToolCall`. 429, 5xx, timeouts and transport errors are retried with exponential
-backoff and jitter (honouring ``Retry-After``); other 4xx fail at once.
+backoff and jitter (honouring ``Retry-After``); other 4xx fail at once. Requests go
+through the egress policy (:mod:`pipeline.egress`): only the base URL's origin, at a
+public address or in ``allowed_networks``, no redirect followed, no proxy from the
+environment; a refused base URL fails the request as an LLMError, at once.
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import aiohttp
 import httpx
 from prometheus_client import CollectorRegistry
 
 from pipeline.config.sections import LLMSettings
-from pipeline.errors import LLMError
+from pipeline.egress import EgressPolicy, GuardedTransport
+from pipeline.errors import EgressRefused, LLMError
 from pipeline.llm.base import ChatMessage, ChatRequest, Completion, ToolCall, Usage
 from pipeline.llm.metrics import LLMMetrics
 from pipeline.retry import RetryPolicy, parse_retry_after
@@ -51,11 +56,17 @@ class OpenAIProvider:
         headers = {"Content-Type": "application/json"}
         if settings.api_key is not None:
             headers["Authorization"] = f"Bearer {settings.api_key.get_secret_value()}"
+        if transport is None:
+            # The base URL is the operator's: its origin only, at a public address or in
+            # allowed_networks, connected to as checked (pipeline.egress).
+            policy = EgressPolicy.for_destinations([settings.base_url], settings.allowed_networks)
+            transport = GuardedTransport(policy)
         self._client = httpx.AsyncClient(
             base_url=settings.base_url.rstrip("/") + "/",
             headers=headers,
             timeout=httpx.Timeout(settings.timeout_seconds),
             transport=transport,
+            trust_env=False,
         )
         metrics = metrics or LLMMetrics(registry)
         labels = (service, self.name, self.model)
@@ -88,8 +99,14 @@ class OpenAIProvider:
         started = time.perf_counter()
         try:
             response = await self._client.post("chat/completions", json=body)
+        except EgressRefused as exc:
+            self._outcomes["failed"].inc()
+            raise LLMError(f"chat completion at {self.settings.base_url} refused: {exc}") from None
         except httpx.TimeoutException as exc:
             self._duration.observe(time.perf_counter() - started)
+            if isinstance(exc.__cause__, aiohttp.ClientConnectorError):
+                # aiohttp's transport reports a refused connection as a ConnectTimeout.
+                return self._retry_or_fail(last, attempt, f"transport error {exc!r}", None)
             return self._retry_or_fail(last, attempt, f"timed out after {exc!r}", None)
         except httpx.TransportError as exc:
             self._duration.observe(time.perf_counter() - started)

@@ -2,7 +2,8 @@
 
 Each configured server (``PIPELINE_TOOLS__MCP_SERVERS``) gets one :class:`McpServer`,
 whose :meth:`~McpServer.run` task keeps a ``ClientSession`` open: a subprocess over
-stdio (``stdio_client``) or a streamable-HTTP endpoint (``streamable_http_client``).
+stdio (``stdio_client``) or a streamable-HTTP endpoint (``streamable_http_client``,
+through the egress policy: :mod:`pipeline.toolbox.mcp_egress`).
 Connected, it lists the server's tools (every page) and hands them to ``on_tools``;
 a ``notifications/tools/list_changed`` from the server lists them again. The server
 is pinged every ``mcp_ping_interval_seconds``; when the connection fails (the process
@@ -35,13 +36,13 @@ from typing import Any, cast
 import mcp_types
 from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
 from pipeline.config.sections import McpServerSettings, ToolsSettings
 from pipeline.errors import ConfigError, ToolError
 from pipeline.tool_context import ToolContext
 from pipeline.toolbox.guarantee import IDEMPOTENT, KEYED, Guarantee
+from pipeline.toolbox.mcp_egress import mcp_http_client
 from pipeline.toolbox.registry import Tool
 
 log = logging.getLogger(__name__)
@@ -154,9 +155,8 @@ class McpServer:
                 yield streams[0], streams[1]
             return
         assert config.url is not None
-        headers = {k: v.get_secret_value() for k, v in config.headers.items()}
         async with (
-            create_mcp_http_client(headers=headers or None) as http,
+            mcp_http_client(config) as http,  # through the egress policy
             streamable_http_client(config.url, http_client=http) as streams,
         ):
             yield streams[0], streams[1]

@@ -27,7 +27,7 @@ from pipeline.dev.kafka import free_port
 from pipeline.events.catalog import SchemaCatalog
 from pipeline.events.model import Event, Metadata
 from pipeline.events.serde import SingleObjectSerde
-from pipeline.services.console.auth import hash_password
+from pipeline.services.console.passwords import hash_password
 from tests.browser_support import chromium, click, screenshot, texts, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,6 +50,8 @@ TOPICS = (
     "tool_catalog",
     "dead_letters",
     "dead_letter_redrives",
+    "console_sessions",
+    "tools_journal",
 )
 PASSWORD = "ada's long password"
 CONVERSATION = "browser-conv"
@@ -77,7 +79,7 @@ def services(
         "PIPELINE_CONSOLE__HOST": "127.0.0.1",
         "PIPELINE_CONSOLE__PORT": str(console_port),
         "PIPELINE_CONSOLE__OPERATORS": json.dumps(
-            {"ada": {"password_hash": hash_password(PASSWORD, n=2**12)}}
+            {"ada": {"password_hash": hash_password(PASSWORD, time_cost=1, memory_cost=8192)}}
         ),
         "PIPELINE_CONSOLE__SESSION_SECRET": "browser-test-secret",
         "PIPELINE_CONSOLE__COOKIE_SECURE": "false",

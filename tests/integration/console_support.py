@@ -8,14 +8,17 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 
 from pipeline.config import Settings
-from pipeline.services.console.auth import hash_password
+from pipeline.services.console.passwords import hash_password
 from pipeline.toolbox.catalog import CatalogEntry
 from tests.integration.runtime_support import settings_for
 
+CONSOLE_TOPICS = ("tool_catalog", "dead_letters", "dead_letter_redrives", "console_sessions")
+"""The topics the console reads or writes besides the view's."""
 PASSWORD = "correct horse battery staple"
 TOKEN = "api-token-of-bob"
 CALCULATOR = CatalogEntry(
@@ -32,26 +35,46 @@ CALCULATOR = CatalogEntry(
 )
 
 
-def console_settings(bootstrap: str, prefix: str) -> Settings:
+SCOPED_OPERATORS = {
+    "carol": {
+        "password_hash": hash_password(PASSWORD, time_cost=1, memory_cost=8192),
+        "tenants": ["t1"],
+        "role": "agent",
+    },
+    "t1-viewer": {"token": "tok-t1-viewer", "tenants": ["t1"], "role": "viewer"},
+    "t1-admin": {"token": "tok-t1-admin", "tenants": ["t1"], "role": "admin"},
+    "t2-admin": {"token": "tok-t2-admin", "tenants": ["t2"], "role": "admin"},
+}
+"""Operators of one tenant each (carol signs in with PASSWORD, the others use tokens)."""
+
+
+def bearer(operator: str) -> dict[str, str]:
+    """The Authorization header of one of :data:`SCOPED_OPERATORS`."""
+    return {"Authorization": f"Bearer {SCOPED_OPERATORS[operator]['token']}"}
+
+
+def console_settings(bootstrap: str, prefix: str, **console: Any) -> Settings:
     return settings_for(
         bootstrap,
         prefix,
         console={
             "operators": {
-                "ada": {"password_hash": hash_password(PASSWORD, n=2**10)},
+                "ada": {"password_hash": hash_password(PASSWORD, time_cost=1, memory_cost=8192)},
                 "bob": {"token": TOKEN},
+                **SCOPED_OPERATORS,
             },
             "session_secret": "test-session-secret",
             "cookie_secure": False,
             "lookback_hours": 1,
+            **console,
         },
         tools={"catalog_refresh_seconds": 0.2},
     )
 
 
-async def signed_in(http: httpx.AsyncClient) -> str:
-    """Sign in as ada through the form; the CSRF token of the session."""
-    answer = await http.post("/signin", data={"operator": "ada", "password": PASSWORD})
+async def signed_in(http: httpx.AsyncClient, operator: str = "ada") -> str:
+    """Sign in as ``operator`` through the form; the CSRF token of the session."""
+    answer = await http.post("/signin", data={"operator": operator, "password": PASSWORD})
     assert answer.status_code == 303, answer.text
     cookie = answer.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=strict" in cookie and "max-age=" in cookie

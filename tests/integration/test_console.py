@@ -19,11 +19,13 @@ from pipeline.config import Settings
 from pipeline.events.catalog import DEAD_LETTER
 from pipeline.events.model import Event, Metadata, utc_now
 from pipeline.services.console import create_app
+from pipeline.services.console.access import unscoped_routes
 from pipeline.services.console.guard import PUBLIC
 from pipeline.services.console.view import TOPICS
 from pipeline.toolbox.catalog import CatalogCodec
 from tests.integration.console_support import (
     CALCULATOR,
+    CONSOLE_TOPICS,
     PASSWORD,
     TOKEN,
     console_settings,
@@ -43,7 +45,7 @@ from tests.integration.runtime_support import (
 
 @pytest.fixture
 def topics(make_topics: Callable[..., list[str]]) -> None:
-    make_topics(*TOPICS, "tool_catalog", "dead_letters", "dead_letter_redrives", partitions=2)
+    make_topics(*TOPICS, *CONSOLE_TOPICS, partitions=2)
 
 
 @pytest.fixture
@@ -70,6 +72,9 @@ async def test_no_route_or_stream_without_a_session(
     http, registry, settings = console
     app = create_app(settings)
     routes = [r for r in app.routes if isinstance(r, APIRoute) and r.path not in PUBLIC]
+    # Every route takes the operator's scope (tenants and role); create_app refuses one
+    # that does not, and test_console_tenants walks them all as other tenants' operators.
+    assert unscoped_routes(app.routes, PUBLIC) == []
     assert {"/", "/stream", "/inbox", "/approvals", "/uncertain"} <= {r.path for r in routes}
     assert "/uncertain/{call_id}/decide" in {r.path for r in routes}
     for route in routes:

@@ -85,6 +85,7 @@ def test_bundled_definitions_load_with_their_schemas() -> None:
         "webhook_deliveries",
         "tool_catalog",
         "dead_letter_redrives",
+        "console_sessions",
     }
     assert topology.co_partition_count == 12
 

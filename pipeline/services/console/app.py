@@ -3,7 +3,10 @@ behind the guard.
 
 What the routes share and how they answer is :mod:`pipeline.services.console.site`; the
 routes are in :mod:`pipeline.services.console.routes`, one module per page group; the
-guard (:mod:`pipeline.services.console.guard`) stands in front of all of them.
+guard (:mod:`pipeline.services.console.guard`) stands in front of all of them, and every
+route but the public ones takes the operator's scope
+(:data:`pipeline.services.console.access.Scope`): an app with a route that does not is
+refused here, before it serves anything.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from pipeline.errors import OperatorActionRefused
 from pipeline.http.json_errors import add_json_errors, invalid_request_reason
 from pipeline.http.routers import add_routers
 from pipeline.runtime.publisher import Publisher
-from pipeline.services.console.guard import Guard
+from pipeline.services.console.access import unscoped_routes
+from pipeline.services.console.guard import PUBLIC, Guard
 from pipeline.services.console.routes import (
     conversations,
     dead_letters,
@@ -51,6 +55,13 @@ def create_app(
         log.warning("no console operators configured: nobody can sign in")
     if cfg.session_secret is None:
         log.warning("PIPELINE_CONSOLE__SESSION_SECRET unset: sessions end with this process")
+    unscoped = console.operators.unscoped()
+    if unscoped:
+        log.warning(
+            "console operators without tenants and role see every tenant as admins: %s "
+            "(set their tenants and role)",
+            ", ".join(unscoped),
+        )
 
     app = FastAPI(
         title="pipeline console",
@@ -72,6 +83,7 @@ def create_app(
         uncertain.router(console),
         dead_letters.router(console),
     )
+    check_scoped(app)
     app.add_middleware(
         Guard,
         operators=console.operators,
@@ -82,6 +94,17 @@ def create_app(
     return app
 
 
+def check_scoped(app: FastAPI) -> None:
+    """Refuse an app with a route outside :data:`PUBLIC` that takes no operator scope:
+    such a route would show or act on every tenant's conversations."""
+    missing = unscoped_routes(app.routes, PUBLIC)
+    if missing:
+        raise TypeError(
+            f"console routes without the operator's scope (a `who: Scope` parameter): "
+            f"{', '.join(missing)}"
+        )
+
+
 def add_refusals(app: FastAPI, console: Console) -> None:
     """JSON errors, except that a refused action or an invalid form from a browser gets
     the error page."""
@@ -89,7 +112,7 @@ def add_refusals(app: FastAPI, console: Console) -> None:
 
     @app.exception_handler(OperatorActionRefused)
     async def action_refused(request: Request, exc: OperatorActionRefused) -> Response:
-        return console.refused(request, exc.status, exc.reason)
+        return console.refused(request, exc.status, exc.reason, exc.retry_after)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:

@@ -1,13 +1,17 @@
-"""The console's reader: every partition of the view's topics, folded into the view.
+"""The console's reader: every partition of the view's topics, folded into the view, and
+the sessions topic, whose sign-outs end sessions on this replica.
 
 Each console replica reads everything itself (partitions assigned, no consumer group
-membership, no commits), so every replica shows every conversation. At start it seeks
-each partition to the first offset at or after ``now - lookback_hours``
-(offsets_for_times; the end when nothing is that recent), so an empty topic or a
-fresh cluster just yields nothing. A topic that does not exist yet is looked for again
-every two seconds. Records are read on a worker thread (``poll``, then whatever is
-already fetched), decoded, and folded on the event loop; an undecodable record is
-skipped and counted, never stops the reader.
+membership, no commits), so every replica shows every conversation and refuses every
+signed-out cookie. At start it seeks each partition of the view's topics to the first
+offset at or after ``now - lookback_hours``, and each of the sessions topic to the first
+at or after ``now - session_max_age_seconds`` (offsets_for_times; the end when nothing
+is that recent), so an empty topic or a fresh cluster just yields nothing. A topic that
+does not exist yet is looked for again every two seconds. Records are read on a worker
+thread (``poll``, then whatever is already fetched), decoded, and folded on the event
+loop; an undecodable record is skipped and counted, never stops the reader.
+``sessions_read`` is set once the sessions topic was read to where it ended at start:
+until then the replica is not ready (``/readyz``), so no signed-out cookie gets in.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from pipeline.config import Settings
 from pipeline.errors import PipelineError
 from pipeline.events.model import Event, to_millis, utc_now
 from pipeline.events.serde import SingleObjectSerde
+from pipeline.services.console.sessions import EndedSessions, read_ended_record
 from pipeline.services.console.view import TOPICS, ConsoleView
 
 log = logging.getLogger(__name__)
@@ -44,15 +49,20 @@ class Feed:
         serde: SingleObjectSerde,
         view: ConsoleView,
         *,
+        ended: EndedSessions | None = None,
         on_skipped: Callable[[], None] = lambda: None,
         client_config: dict[str, Any] | None = None,
     ) -> None:
         self.settings = settings
         self.serde = serde
         self.view = view
+        self.ended = ended if ended is not None else EndedSessions()
         self.on_skipped = on_skipped
+        self.sessions_topic = settings.topic(settings.console.sessions_topic)
         self.topics = {settings.topic(t): t for t in TOPICS}
+        self.topics[self.sessions_topic] = settings.console.sessions_topic
         self.caught_up = asyncio.Event()
+        self.sessions_read = asyncio.Event()
         self._assigned: set[str] = set()
         self._ends: dict[tuple[str, int], int] = {}
         self._consumer = Consumer(
@@ -80,6 +90,10 @@ class Feed:
                 if not self._ends and self._assigned and not self.caught_up.is_set():
                     self.caught_up.set()
                     await self.view.changed()
+                if self.sessions_topic in self._assigned and not any(
+                    topic == self.sessions_topic for topic, _ in self._ends
+                ):
+                    self.sessions_read.set()
         finally:
             await asyncio.to_thread(self._consumer.close)
 
@@ -89,13 +103,16 @@ class Feed:
         except KafkaException as exc:
             log.warning("console reader: no metadata yet (%s)", exc)
             return
-        since = to_millis(utc_now() - timedelta(hours=self.settings.console.lookback_hours))
+        cfg = self.settings.console
+        since = to_millis(utc_now() - timedelta(hours=cfg.lookback_hours))
+        ended_since = to_millis(utc_now() - timedelta(seconds=cfg.session_max_age_seconds))
         wanted = []
         for physical in self.topics:
             found = metadata.topics.get(physical)
             if physical in self._assigned or found is None or found.error is not None:
                 continue
-            wanted += [TopicPartition(physical, p, since) for p in found.partitions]
+            start = ended_since if physical == self.sessions_topic else since
+            wanted += [TopicPartition(physical, p, start) for p in found.partitions]
             self._assigned.add(physical)
         if not wanted:
             if not self._assigned:
@@ -134,10 +151,26 @@ class Feed:
                 end = self._ends.get(where)
                 if end is not None and (msg.offset() or 0) + 1 >= end:
                     del self._ends[where]
-                try:
-                    events.append(self.serde.decode(msg.value() or b""))
-                except PipelineError as exc:
-                    self.on_skipped()
-                    log.warning("console reader: skipping %s[%d]@%s: %s", *where, msg.offset(), exc)
+                if where[0] == self.sessions_topic:
+                    self._session_ended(msg.key(), msg.value())
+                else:
+                    try:
+                        events.append(self.serde.decode(msg.value() or b""))
+                    except PipelineError as exc:
+                        self.on_skipped()
+                        log.warning(
+                            "console reader: skipping %s[%d]@%s: %s", *where, msg.offset(), exc
+                        )
             msg = self._consumer.poll(0)
         return events
+
+    def _session_ended(self, key: bytes | str | None, value: bytes | None) -> None:
+        """A sign-out read from the sessions topic (a tombstone ends nothing)."""
+        if key is None or value is None:
+            return
+        sid = key.decode() if isinstance(key, bytes) else key
+        try:
+            self.ended.end(sid, read_ended_record(value))
+        except ValueError as exc:
+            self.on_skipped()
+            log.warning("console reader: skipping a record of %s: %s", self.sessions_topic, exc)

@@ -2,8 +2,11 @@
 
 :class:`Guard` is ASGI middleware in front of every route, so a route added later is
 guarded without anyone remembering to. A request is an operator's when it carries a
-valid session cookie or ``Authorization: Bearer <operator token>``; otherwise a page
-(GET asking for HTML) is redirected to the sign-in page and anything else gets 401.
+valid session cookie (signed, not expired, not signed out: :mod:`.sessions`) of an
+operator still configured, or ``Authorization: Bearer <operator token>``; otherwise a
+page (GET asking for HTML) is redirected to the sign-in page and anything else gets 401.
+The operator's :class:`~pipeline.services.console.access.Access` (tenants and role) is
+put on the request for the routes (:data:`~pipeline.services.console.access.Scope`).
 Only :data:`PUBLIC` paths are open: the sign-in page and the probes.
 
 Every request with another method than GET/HEAD must come from the console's own
@@ -24,14 +27,9 @@ from starlette.requests import ClientDisconnect, cookie_parser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pipeline.http.body import read_body, replay, send_json, send_response
-from pipeline.services.console.auth import (
-    SESSION_COOKIE,
-    Operators,
-    Sessions,
-    cross_site,
-    same_token,
-)
+from pipeline.services.console.auth import Operators, cross_site, same_token
 from pipeline.services.console.metrics import ConsoleMetrics
+from pipeline.services.console.sessions import SESSION_COOKIE, Sessions
 
 PUBLIC = frozenset({"/signin", "/healthz", "/readyz"})
 SAFE_METHODS = frozenset({"GET", "HEAD"})
@@ -79,7 +77,9 @@ class Guard:
             return
         session = self.sessions.read(cookie_parser(headers.get("cookie", "")).get(SESSION_COOKIE))
         operator = session.operator if session is not None else self._bearer(headers)
-        if operator is None:
+        # Looked up on every request: a removed operator's cookie lets no one in.
+        access = self.operators.access(operator) if operator is not None else None
+        if access is None:
             self.metrics.refused.labels("unauthenticated").inc()
             if method == "GET" and "text/html" in headers.get("accept", "") and path != "/stream":
                 target = urllib.parse.quote(path + _query(scope), safe="")
@@ -88,7 +88,9 @@ class Guard:
                 await _json(send, 401, "sign in first (session cookie or bearer token)")
             return
         state = scope.setdefault("state", {})
-        state["operator"] = operator
+        state["operator"] = access.operator
+        state["access"] = access
+        state["session"] = session
         state["csrf"] = session.csrf if session is not None else None
         if method in SAFE_METHODS or session is None:
             await self.app(scope, receive, send)

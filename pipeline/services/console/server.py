@@ -47,7 +47,7 @@ class ConsoleServer:
                     settings.metrics_host,
                     settings.metrics_port,
                     healthy=lambda: (True, "serving"),
-                    ready=self.console.readiness.verdict,
+                    ready=self.console.ready,
                 )
         except ConfigError as exc:
             log.error("cannot start: %s", exc)

@@ -6,6 +6,11 @@ part, which the page's script fetches again whenever ``/stream`` (server-sent ev
 says the view changed. Forms post to the action routes, which answer a browser with a
 redirect back and an API client (bearer token) with the event produced as JSON; a
 refused action is an error page for a browser's form, JSON otherwise.
+
+Every route takes the signed-in operator's
+:data:`~pipeline.services.console.access.Scope` and shows and does only what it allows
+(its tenants, its role); a new page does the same (``create_app`` refuses a route
+without it).
 """
 
 from __future__ import annotations
@@ -39,9 +44,11 @@ from pipeline.http.json_errors import error_response
 from pipeline.http.readiness import KafkaReadiness
 from pipeline.runtime.publisher import Publisher
 from pipeline.services.console.actions import OperatorActions
-from pipeline.services.console.auth import SESSION_COOKIE, Operators, Sessions
+from pipeline.services.console.auth import Operators
 from pipeline.services.console.feed import Feed
 from pipeline.services.console.metrics import ConsoleMetrics
+from pipeline.services.console.sessions import SESSION_COOKIE, Session, Sessions, ended_record
+from pipeline.services.console.signin_limits import SigninLimits
 from pipeline.services.console.view import ConsoleView
 from pipeline.toolbox.tool_offer import CatalogOffer
 
@@ -70,11 +77,15 @@ class Console:
         self.metrics = ConsoleMetrics(registry, self.name)
         self.operators = Operators.from_settings(settings)
         self.sessions = Sessions.from_settings(settings)
+        self.signin_limits = SigninLimits(cfg)
+        self.feed: Feed | None = None  # created at startup
         self.view = ConsoleView(cfg.max_conversations, cfg.max_messages)
         self.serde: SingleObjectSerde = make_serde(settings, register=False)
         self.tools = CatalogOffer(settings)
         self.actions = OperatorActions(self.view, self.tools, self.metrics, publisher)
-        self.readiness = KafkaReadiness(settings, ("operator_message", "approval_decided"))
+        self.readiness = KafkaReadiness(
+            settings, ("operator_message", "approval_decided", cfg.sessions_topic)
+        )
         self.dead_letters: DeadLetterStore | None = None  # created at startup
         self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(TEMPLATES),
@@ -101,6 +112,7 @@ class Console:
             settings,
             self.serde,
             self.view,
+            ended=self.sessions.ended,
             on_skipped=self.metrics.skipped.inc,
             client_config=connection.client_config(),
         )
@@ -108,8 +120,9 @@ class Console:
             asyncio.create_task(self.readiness.run(), name="kafka-readiness"),
             asyncio.create_task(feed.run(), name="console-reader"),
             asyncio.create_task(_follow_catalog(self.tools), name="tool-catalog"),
+            asyncio.create_task(self._reload_operators(), name="console-operators"),
         ]
-        app.state.feed = feed
+        app.state.feed = self.feed = feed
         self.dead_letters = DeadLetterStore.from_settings(settings, connection)
         try:
             yield
@@ -126,23 +139,69 @@ class Console:
                 await self.actions.publisher.close(settings.drain_timeout_seconds)
                 self.actions.publisher = None
 
+    def ready(self) -> tuple[bool, str]:
+        """Ready once Kafka was checked and the sign-outs written before start were read
+        (until then a signed-out cookie could get in); for ``/readyz`` and the probes."""
+        ok, reason = self.readiness.verdict()
+        if ok and (self.feed is None or not self.feed.sessions_read.is_set()):
+            return False, "starting: reading the sessions topic (sign-outs)"
+        return ok, reason
+
+    def signed_in(self, request: Request) -> bool:
+        """Whether the request's session has not ended since the request began and its
+        operator is still configured (for the live stream, which lasts)."""
+        state = request.scope.get("state", {})
+        session = state.get("session")
+        if isinstance(session, Session) and session.sid in self.sessions.ended:
+            return False
+        return self.operators.access(str(state.get("operator"))) is not None
+
+    async def end_session(self, session: Session) -> None:
+        """Sign ``session`` out on every replica: ended here at once, and written to the
+        sessions topic, which every replica reads (BrokerUnavailableError when Kafka does
+        not take it: the session is then ended on this replica only)."""
+        max_age = self.sessions.max_age
+        self.sessions.ended.end(session.sid, (session.issued_at or 0.0) + max_age)
+        if self.actions.publisher is None:
+            raise BrokerUnavailableError("the console's Kafka producer is not running yet")
+        await self.actions.publisher.publish_record(
+            self.settings.console.sessions_topic, session.sid, ended_record(session, max_age)
+        )
+
+    async def _reload_operators(self) -> None:
+        """Read ``operators_file`` again whenever it changes (a removed operator is out)."""
+        while True:
+            await asyncio.sleep(self.settings.console.operators_reload_seconds)
+            if await asyncio.to_thread(self.operators.reload):
+                await self.view.changed()  # live streams of removed operators end
+
     def page(self, request: Request, name: str, status: int = 200, **values: Any) -> Response:
         """A page, or only its live fragment (``_<name>``) when the script asks for it."""
         if request.headers.get(FRAGMENT_HEADER) == "1":
             name = f"_{name}"
         state = request.scope.get("state", {})
         values.setdefault("operator", state.get("operator"))
+        access = state.get("access")
+        values.setdefault("may", lambda role: access is not None and access.may(role))
         values.setdefault("csrf", state.get("csrf") or "")
         values.setdefault("lookback_hours", self.settings.console.lookback_hours)
         body = self.templates.get_template(name).render(**values)
         return HTMLResponse(body, status_code=status, headers=SECURITY_HEADERS)
 
-    def refused(self, request: Request, status: int, reason: str) -> Response:
+    def refused(
+        self, request: Request, status: int, reason: str, retry_after: int | None = None
+    ) -> Response:
         """The error page for a browser's form, ``{"error": reason}`` otherwise."""
+        if status == 403:
+            self.metrics.refused.labels("forbidden").inc()
         if browser(request) and request.method == "POST":
             back = request.headers.get("referer") or "/"
-            return self.page(request, "error.html", status, error=reason, back=back)
-        return error_response(status, reason)
+            answer = self.page(request, "error.html", status, error=reason, back=back)
+        else:
+            answer = error_response(status, reason)
+        if retry_after is not None:
+            answer.headers["Retry-After"] = str(retry_after)
+        return answer
 
     async def act(
         self, request: Request, back: str, action: Callable[[], Awaitable[Event]]
@@ -152,7 +211,7 @@ class Console:
         try:
             event = await action()
         except OperatorActionRefused as exc:
-            return self.refused(request, exc.status, exc.reason)
+            return self.refused(request, exc.status, exc.reason, exc.retry_after)
         except EventValidationError as exc:
             return self.refused(request, 400, f"the action does not fit its event schema: {exc}")
         except BrokerUnavailableError as exc:
@@ -179,13 +238,6 @@ def uncertain_url(call_id: str) -> str:
 
 def _when(at: datetime | None) -> str:
     return "" if at is None else at.strftime("%Y-%m-%d %H:%M:%S")
-
-
-def operator_of(request: Request) -> str:
-    """The signed-in operator the guard put on the request."""
-    operator = request.scope.get("state", {}).get("operator")
-    assert isinstance(operator, str), "the guard lets no request through without one"
-    return operator
 
 
 def browser(request: Request) -> bool:

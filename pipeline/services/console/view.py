@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from pipeline.events.model import Event, utc_now
+from pipeline.services.console.access import Access
 from pipeline.services.console.uncertain import UncertainCall, UncertainCalls
 from pipeline.toolbox.approvals import EXPIRY
 
@@ -123,6 +124,7 @@ class ConsoleView:
         self.max_messages = max_messages
         self.conversations: OrderedDict[str, Conversation] = OrderedDict()
         self.version = 0
+        self.tenant_changes: Counter[str] = Counter()  # events folded, per tenant
         self._changed = asyncio.Condition()
 
     # ------------------------------------------------------------------ reading
@@ -170,6 +172,13 @@ class ConsoleView:
     def channels(self) -> list[str]:
         return sorted({c.channel for c in self.conversations.values() if c.channel})
 
+    def changes_seen_by(self, who: Access) -> int:
+        """How many folded events concerned conversations ``who`` sees: what the live
+        stream compares, so that an operator hears of no other tenant's activity."""
+        if who.all_tenants:
+            return sum(self.tenant_changes.values())
+        return sum(n for tenant, n in self.tenant_changes.items() if who.sees(tenant))
+
     async def wait_changed(self, since: int) -> int:
         """Wait until the view changes after version ``since``; the new version."""
         async with self._changed:
@@ -200,6 +209,7 @@ class ConsoleView:
             conversation.last_activity = at
             self.conversations.move_to_end(meta.conversation_id)
         getattr(self, f"_on_{meta.event_type}")(conversation, event, at)
+        self.tenant_changes[conversation.tenant] += 1
         return True
 
     def _conversation(self, conversation_id: str, tenant: str) -> Conversation:

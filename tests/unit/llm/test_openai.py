@@ -118,7 +118,7 @@ def provider_for(base_url: str, registry: CollectorRegistry, **overrides: Any) -
         api_key="sk-test",
         backoff_initial_seconds=0.01,
         backoff_max_seconds=0.05,
-        **overrides,
+        **{"allowed_networks": ["127.0.0.0/8"], **overrides},
     )
     provider = create_provider(settings, registry=registry, service="agent")
     assert isinstance(provider, OpenAIProvider)

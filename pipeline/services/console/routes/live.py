@@ -1,15 +1,19 @@
 """What keeps the pages live: their script, and ``/stream``, the server-sent events that
-tell it when the view changed (it then fetches the page's live fragment again)."""
+tell it when what the operator sees changed (it then fetches the page's live fragment
+again). A change of another tenant's conversation is never announced; the stream ends
+when its session is signed out or its operator removed."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from pipeline.services.console.access import Scope
 from pipeline.services.console.site import SECURITY_HEADERS, TEMPLATES, Console
 
 PING_SECONDS = 15
@@ -20,23 +24,31 @@ def router(console: Console) -> APIRouter:
     routes = APIRouter()
 
     @routes.get("/console.js")
-    async def script() -> Response:
+    async def script(who: Scope) -> Response:
         body = (TEMPLATES / "console.js").read_bytes()
         return Response(body, media_type="text/javascript", headers=SECURITY_HEADERS)
 
     @routes.get("/stream")
-    async def stream(request: Request) -> Response:
-        """Server-sent events: ``changed`` with the view's version whenever it changes."""
+    async def stream(request: Request, who: Scope) -> Response:
+        """Server-sent events: ``changed`` (numbered from 1 per stream) whenever a
+        conversation the operator sees changes."""
+        view = console.view
 
         async def changes() -> AsyncIterator[ServerSentEvent]:
             console.metrics.stream_clients.inc()
             try:
-                version = console.view.version
-                yield ServerSentEvent(str(version), event="changed")
+                announced, seen, version = 1, view.changes_seen_by(who), view.version
+                yield ServerSentEvent(str(announced), event="changed")
                 while True:
-                    version = await console.view.wait_changed(version)
-                    yield ServerSentEvent(str(version), event="changed")
-                    await asyncio.sleep(STREAM_THROTTLE_SECONDS)
+                    with contextlib.suppress(TimeoutError):
+                        version = await asyncio.wait_for(view.wait_changed(version), PING_SECONDS)
+                    if not console.signed_in(request):
+                        return
+                    now = view.changes_seen_by(who)
+                    if now != seen:
+                        announced, seen = announced + 1, now
+                        yield ServerSentEvent(str(announced), event="changed")
+                        await asyncio.sleep(STREAM_THROTTLE_SECONDS)
             finally:
                 console.metrics.stream_clients.dec()
 

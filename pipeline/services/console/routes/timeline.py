@@ -1,4 +1,5 @@
-"""A conversation's timeline: every event of it across the topics, read from Kafka."""
+"""A conversation's timeline: every event of it across the topics, read from Kafka: the
+audit trail, each operator action with the operator's id."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import asyncio
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from pipeline.errors import OperatorActionRefused
+from pipeline.services.console.access import Scope
 from pipeline.services.console.site import Console
 from pipeline.timeline import conversation_timeline
 
@@ -15,10 +18,19 @@ def router(console: Console) -> APIRouter:
     routes = APIRouter()
 
     @routes.get("/conversations/{conversation_id:path}/timeline")
-    async def timeline(request: Request, conversation_id: str) -> Response:
-        entries = await asyncio.to_thread(
+    async def timeline(request: Request, who: Scope, conversation_id: str) -> Response:
+        missing = f"no conversation {conversation_id!r} in the console's view"
+        known = console.view.conversations.get(conversation_id)
+        if known is not None:
+            who.one(known, missing)
+        found = await asyncio.to_thread(
             conversation_timeline, console.settings, console.serde, conversation_id
         )
+        entries = [e for e in found if who.sees(e.event.metadata.tenant_id)]
+        if not entries and not who.all_tenants:
+            # Nothing of theirs: the same answer whether the conversation is another
+            # tenant's or does not exist.
+            raise OperatorActionRefused(404, missing)
         ids = {str(e.event.metadata.event_id) for e in entries}
         return console.page(
             request, "timeline.html", conversation_id=conversation_id, entries=entries, ids=ids
