@@ -6,6 +6,9 @@ service reads only its own section. Secrets are ``SecretStr`` and never printed.
 
 from __future__ import annotations
 
+import functools
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as distribution_version
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -300,6 +303,15 @@ DEFAULT_HANDOFF_PHRASES = (
 
 
 class AgentSettings(_Section):
+    version: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="The agent's version label: every event the agent emits carries it "
+        "(agent_version), and so do its human-cleanup metrics, so timelines, the console, "
+        "evaluations and the dashboard tell versions apart (a canary). Default: the "
+        "package's version.",
+    )
     history_window: int = Field(20, ge=1, description="Messages of history kept per conversation.")
     max_tool_depth: int = Field(4, ge=0, description="Tool calls allowed per turn.")
     follow_up_seconds: float | None = Field(
@@ -367,6 +379,19 @@ class AgentSettings(_Section):
         "This needs a person's approval first; I will come back to you here.",
         description="Sent to the user when a tool call waits for approval (none if unset).",
     )
+
+    def version_label(self) -> str:
+        """:attr:`version`, or the package's version when it is unset."""
+        return self.version or package_version()
+
+
+@functools.cache
+def package_version() -> str:
+    """The installed package's version (``0+unknown`` when it is not installed)."""
+    try:
+        return distribution_version("kafka-agent-pipeline")
+    except PackageNotFoundError:
+        return "0+unknown"
 
 
 class McpServerSettings(_Section):

@@ -43,3 +43,17 @@ def test_line_names_time_type_ids_and_summary() -> None:
     assert line.startswith("09:30:12.345  response_ready")
     assert "3f2a5a52 <- 66666666" in line
     assert "12*7 = 84" in line
+
+
+def test_an_agent_event_names_the_agent_version_beside_its_producer() -> None:
+    plain = entry()
+    assert plain.producer() == "agent"
+    versioned = Entry(
+        plain.topic,
+        plain.partition,
+        plain.offset,
+        Event(plain.event.metadata, {"text": "12*7 = 84", "agent_version": "2024.06-b"}),
+    )
+    assert versioned.producer() == "agent@2024.06-b"
+    assert " agent@2024.06-b 12*7 = 84" in versioned.line()
+    assert versioned.as_json()["event"]["agent_version"] == "2024.06-b"

@@ -13,7 +13,7 @@ import json
 import logging
 
 from pipeline.config.sections import AgentSettings
-from pipeline.events.model import Event, from_millis, to_millis, utc_now
+from pipeline.events.model import AGENT_VERSION, Event, from_millis, to_millis, utc_now
 from pipeline.runtime.context import Context
 from pipeline.services.agent import handoff
 from pipeline.services.agent.conversation import Conversation, Step, Turn
@@ -70,7 +70,8 @@ class OperatorHandlers:
         else:
             # Delivery sends it as any answer: retried, and never twice (its id is derived
             # from this event's). Its causation id names the operator's event.
-            ctx.emit("response_ready", conversation.proactive(text, event.metadata.occurred_at))
+            body = conversation.proactive(text, event.metadata.occurred_at)
+            ctx.emit("response_ready", {**body, AGENT_VERSION: self.config.version_label()})
         self.state.save(ctx, conversation)
 
     async def on_handoff_released(self, event: Event, ctx: Context) -> None:
