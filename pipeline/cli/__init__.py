@@ -15,6 +15,7 @@ from pipeline.cli.app_dir import app_dir_option, use_app_dir
 from pipeline.cli.asyncapi import asyncapi
 from pipeline.cli.console import console
 from pipeline.cli.dlq import dlq
+from pipeline.cli.evaluate import evaluate
 from pipeline.cli.events import events
 from pipeline.cli.exits import errors_as_exit
 from pipeline.cli.kafka import kafka
@@ -45,6 +46,7 @@ main.add_command(events)
 main.add_command(schemas)
 main.add_command(replay)
 main.add_command(dlq)
+main.add_command(evaluate)
 
 
 @main.command()

@@ -259,6 +259,17 @@ class DeliverySettings(_Section):
     )
 
 
+class ModelPrice(_Section):
+    """What a model's tokens cost, per million, in the currency of the bill."""
+
+    prompt: float = Field(ge=0, description="Price of a million prompt (input) tokens.")
+    completion: float = Field(ge=0, description="Price of a million completion (output) tokens.")
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """What that many tokens cost."""
+        return (prompt_tokens * self.prompt + completion_tokens * self.completion) / 1e6
+
+
 class LLMSettings(_Section):
     provider: str = Field(
         "deterministic",
@@ -287,6 +298,12 @@ class LLMSettings(_Section):
     system_prompt: str = Field(
         "You are a helpful assistant. Use the tools when they help; answer briefly.",
         description="System message sent before the conversation.",
+    )
+    prices: dict[str, ModelPrice] = Field(
+        default_factory=dict,
+        description="What each model's tokens cost, per million, by model name (model -> "
+        '{"prompt": 0.15, "completion": 0.6}): `pipeline evaluate` reports each '
+        "conversation's cost with them.",
     )
 
 

@@ -33,7 +33,7 @@ LAYERS: list[set[str]] = [
     # The package's facade (pipeline/__init__.py), a service run in memory, the test harness.
     {"", "in_memory", "testing"},
     {"channels", "llm", "toolbox"},
-    {"services", "timeline", "asyncapi", "replay", "deadletters"},
+    {"services", "timeline", "asyncapi", "replay", "deadletters", "evaluation"},
     {"dev", "cli", "__main__"},
 ]
 LAYER_OF = {part: level for level, parts in enumerate(LAYERS) for part in parts}
@@ -184,6 +184,7 @@ LAZY_IMPORTS: dict[str, str] = {
     "pipeline.cli": _FOR_A_LEAN_PROCESS,
     "pipeline.cli.asyncapi": _FOR_A_LEAN_PROCESS,
     "pipeline.cli.console": _FOR_A_LEAN_PROCESS,
+    "pipeline.cli.evaluate": _FOR_A_LEAN_PROCESS,
     "pipeline.cli.replay": _FOR_A_LEAN_PROCESS,
     "pipeline.cli.schemas": _FOR_A_LEAN_PROCESS,
     "pipeline.events.wire": "the schema registry's client (about 16 MB) only in confluent mode",
