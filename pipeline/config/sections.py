@@ -396,6 +396,13 @@ class AgentSettings(_Section):
         "This needs a person's approval first; I will come back to you here.",
         description="Sent to the user when a tool call waits for approval (none if unset).",
     )
+    cleanup_window_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="An answer counts as resolved when, this long after it, the conversation "
+        "was not handed to a person, no operator replied and the user did not ask the same "
+        "again (the first-answer-resolved rate of the human-cleanup metrics).",
+    )
 
     def version_label(self) -> str:
         """:attr:`version`, or the package's version when it is unset."""

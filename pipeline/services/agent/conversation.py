@@ -4,11 +4,11 @@
 "text", "at"}], "facts": {}, "turns": {correlation_id: {...}}, "follow_up": {"timer_id",
 "due_at", "request_id"} | null, "seen": [event ids], "handoff": {...} | null,
 "context_note": "..." | null, "approvals": {approval_id: {...}}, "closed_approvals":
-[approval ids], "failed_turns": 0}``. A turn is a user message the agent has not
-answered yet because it waits for tool results (or approvals); it keeps the tool calls
-and results the model saw. ``tenant`` is the tenant the conversation belongs to, set by
-its first event (state written before tenants were stored has none and takes the next
-event's).
+[approval ids], "failed_turns": 0, "last_answer": {...} | null}``. A turn is a user
+message the agent has not answered yet because it waits for tool results (or
+approvals); it keeps the tool calls and results the model saw. ``tenant`` is the
+tenant the conversation belongs to, set by its first event (state written before
+tenants were stored has none and takes the next event's).
 
 ``handoff`` is set while a person has the conversation: who asked and why, since when,
 and the log of what the user and the operators wrote meanwhile. On release the log
@@ -120,6 +120,9 @@ class Conversation:
     approvals: dict[str, dict[str, Any]] = field(default_factory=dict)
     closed_approvals: list[str] = field(default_factory=list)
     failed_turns: int = 0
+    # The last answer to a user's turn, watched for human cleanup: {"at", "question",
+    # "version"} (see pipeline.services.agent.cleanup).
+    last_answer: dict[str, Any] | None = None
 
     def proactive(self, text: str, ingress_at: datetime) -> dict[str, Any]:
         """The response_ready body of a message the user did not ask for (a webhook's
@@ -180,6 +183,7 @@ class Conversation:
             "approvals": self.approvals,
             "closed_approvals": self.closed_approvals,
             "failed_turns": self.failed_turns,
+            "last_answer": self.last_answer,
         }
 
     @classmethod
@@ -199,4 +203,5 @@ class Conversation:
             approvals=dict(data.get("approvals", {})),
             closed_approvals=list(data.get("closed_approvals", [])),
             failed_turns=int(data.get("failed_turns", 0)),
+            last_answer=data.get("last_answer"),
         )

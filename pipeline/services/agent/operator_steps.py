@@ -76,6 +76,7 @@ class Approvals:
                 AGENT_VERSION: self.config.version_label(),
             },
         )
+        self.metrics.cleanup.approval(conversation.tenant, "requested")
         conversation.approvals[approval] = {
             "call_id": call_id,
             "tool": call.name,
@@ -180,6 +181,7 @@ class Handoffs:
         )
         handoff.start(conversation, requested_by, reason, utc_now(), str(requested.id), operator_id)
         self.metrics.handoffs[requested_by].inc()
+        self.metrics.cleanup.handed_off(conversation, requested_by)
         log.info("%s handed to a person (%s): %s", ctx.event.conversation_id, requested_by, reason)
         if say and self.config.handoff_text:
             self.replies.say(conversation, turn, self.config.handoff_text, ctx)

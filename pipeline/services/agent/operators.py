@@ -64,6 +64,7 @@ class OperatorHandlers:
                 max(0.0, (now - from_millis(handed_off["since"])).total_seconds())
             )
         handoff.record(conversation, "operator", text, now, self.config.history_window, operator)
+        self.metrics.cleanup.operator_replied(conversation)
         if conversation.reply_to is None:
             self.metrics.ignored["no_address"].inc()
             log.warning("no reply address for %s; operator message dropped", event.conversation_id)
@@ -105,11 +106,14 @@ class OperatorHandlers:
             self.approvals.close(conversation, event["approval_id"], ctx)
             self.turns.call_tool(call_id, tool, arguments, int(approval.get("depth", 0)), ctx)
             self.metrics.approvals["approved"].inc()
+            outcome = "approved" if edited is None else "edited"
+            self.metrics.cleanup.approval(conversation.tenant, outcome)
         else:
             self.approvals.close(conversation, event["approval_id"], ctx)
             note = event.get("note") or "no reason given"
             reason = f"an operator denied this call ({note})"
             self.metrics.approvals["denied"].inc()
+            self.metrics.cleanup.approval(conversation.tenant, "denied")
             await self._refuse_call(conversation, turn, call_id, tool, "denied", reason, ctx)
         self.state.save(ctx, conversation)
 
@@ -130,6 +134,7 @@ class OperatorHandlers:
             return
         conversation.close_approval(str(approval_id))
         self.metrics.approvals["expired"].inc()
+        self.metrics.cleanup.approval(conversation.tenant, "expired")
         turn = conversation.turns.get(approval["turn"])
         if turn is not None:
             seconds = f"{self.config.approval_timeout_seconds:g}"

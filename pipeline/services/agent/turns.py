@@ -142,6 +142,10 @@ class Turns:
         conversation.context_note = None  # the model saw the handoff's note in this turn
         self.metrics.turns[outcome].inc()
         self.replies.answer(conversation, turn, text, ctx)
+        question = next(
+            (h["text"] for h in reversed(conversation.history) if h["role"] == "user"), None
+        )
+        self.metrics.cleanup.answered(conversation, question)
 
 
 def _call_id(ctx: Context, index: int) -> str:
