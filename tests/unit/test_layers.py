@@ -32,7 +32,7 @@ LAYERS: list[set[str]] = [
     {"runtime", "state", "http", "journal"},  # how a service runs: on Kafka, over HTTP
     # The package's facade (pipeline/__init__.py), a service run in memory, the test harness.
     {"", "in_memory", "testing"},
-    {"channels", "llm", "toolbox"},
+    {"channels", "llm", "toolbox", "cleanup"},
     {"services", "timeline", "asyncapi", "replay", "deadletters", "evaluation"},
     {"dev", "cli", "__main__"},
 ]

@@ -8,8 +8,8 @@ The agent owns each conversation's state, so it counts each signal once, in orde
 - ``first_answers``: every answer to a user's turn; an answer is *reopened* when, within
   ``agent.cleanup_window_seconds``, the conversation is handed to a person, an operator
   replies, or the user asks the same question again (a message sharing at least half of
-  its words with the question: :func:`repeats`). The first-answer-resolved rate is
-  ``1 - reopened / first_answers``; an answer is reopened at most once, counted under
+  its words with the question: :func:`pipeline.cleanup.repeats`). The first-answer-resolved
+  rate is ``1 - reopened / first_answers``; an answer is reopened at most once, counted under
   the version that gave it;
 - ``approvals`` requested, then approved as asked, ``edited`` (approved with other
   arguments), denied or expired;
@@ -20,33 +20,18 @@ The agent owns each conversation's state, so it counts each signal once, in orde
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable
 
 from prometheus_client import CollectorRegistry, Counter
 
+from pipeline.cleanup import APPROVAL_OUTCOMES, HANDOFF_REQUESTERS, REOPENED_BY, repeats, within
 from pipeline.config import Settings
 from pipeline.errors import EventTypeError, RejectEvent
 from pipeline.events.model import Event, now_millis
 from pipeline.runtime.context import Context
 from pipeline.services.agent.conversation import Conversation
 
-REOPENED_BY = ("handoff", "operator_reply", "repeat_question")
-# Who asks for a handoff (pipeline_handoffs_total counts by it too).
-HANDOFF_REQUESTERS = ("user", "model", "webhook", "failed_turns", "operator")
-APPROVAL_OUTCOMES = ("requested", "approved", "edited", "denied", "expired")
-_WORD = re.compile(r"\w{3,}")
 Handler = Callable[[Event, Context], Awaitable[None]]
-
-
-def repeats(question: str, text: str) -> bool:
-    """Whether ``text`` asks ``question`` again: it shares at least half of the
-    question's words of three letters or more (or is the same, for a shorter one)."""
-    asked = set(_WORD.findall(question.lower()))
-    again = set(_WORD.findall(text.lower()))
-    if not asked:
-        return question.strip().lower() == text.strip().lower()
-    return len(asked & again) * 2 >= len(asked)
 
 
 class CleanupMetrics:
@@ -150,7 +135,7 @@ class CleanupMetrics:
 
     def _reopen(self, conversation: Conversation, reason: str) -> None:
         last, conversation.last_answer = conversation.last_answer, None
-        if last is not None and now_millis() - int(last["at"]) <= self.window_millis:
+        if last is not None and within(last, now_millis(), self.window_millis):
             version = str(last.get("version") or self.version)
             self._of(conversation.tenant)
             self._reopened.labels(self.service, conversation.tenant or "", version, reason).inc()

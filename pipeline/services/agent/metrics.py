@@ -13,8 +13,9 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from pipeline.cleanup import HANDOFF_REQUESTERS
 from pipeline.config import Settings
-from pipeline.services.agent.cleanup import HANDOFF_REQUESTERS, CleanupMetrics
+from pipeline.services.agent.cleanup import CleanupMetrics
 
 TURN_OUTCOMES = ("answered", "too_deep", "llm_failed", "handed_off")
 IGNORED_REASONS = (

@@ -22,6 +22,7 @@ from pipeline.http.routers import add_routers
 from pipeline.runtime.publisher import Publisher
 from pipeline.services.console.guard import Guard
 from pipeline.services.console.routes import (
+    cleanup,
     conversations,
     dead_letters,
     inbox,
@@ -69,6 +70,7 @@ def create_app(
         timeline.router(console),  # before the conversations: their path would take it
         conversations.router(console),
         dead_letters.router(console),
+        cleanup.router(console),
     )
     app.add_middleware(
         Guard,

@@ -40,6 +40,7 @@ from pipeline.http.readiness import KafkaReadiness
 from pipeline.runtime.publisher import Publisher
 from pipeline.services.console.actions import OperatorActions
 from pipeline.services.console.auth import SESSION_COOKIE, Operators, Sessions
+from pipeline.services.console.cleanup import CleanupFold
 from pipeline.services.console.feed import Feed
 from pipeline.services.console.metrics import ConsoleMetrics
 from pipeline.services.console.view import ConsoleView
@@ -71,6 +72,7 @@ class Console:
         self.operators = Operators.from_settings(settings)
         self.sessions = Sessions.from_settings(settings)
         self.view = ConsoleView(cfg.max_conversations, cfg.max_messages)
+        self.cleanup = CleanupFold(settings.agent.cleanup_window_seconds, cfg.max_conversations)
         self.serde: SingleObjectSerde = make_serde(settings, register=False)
         self.tools = CatalogOffer(settings)
         self.actions = OperatorActions(self.view, self.tools, self.metrics, publisher)
@@ -100,6 +102,7 @@ class Console:
             self.serde,
             self.view,
             on_skipped=self.metrics.skipped.inc,
+            folds=[self.cleanup.apply_all],
             client_config=connection.client_config(),
         )
         tasks = [

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from pipeline.cleanup import repeats
 from pipeline.llm import Completion
-from pipeline.services.agent.cleanup import repeats
 from tests.unit.services.agent.agent_support import AgentRun, ScriptedProvider, call, running_agent
 
 V = {"agent_version": "v2", "tenant": "t1"}
