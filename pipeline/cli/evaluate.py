@@ -208,7 +208,14 @@ def evaluate(
                 log.add(result)
                 progress.update(1)
 
-            asyncio.run(run(evaluation, sink))
+            async def evaluate_all() -> None:
+                try:
+                    await run(evaluation, sink)
+                finally:
+                    if evaluation.grader is not None:
+                        await evaluation.grader.aclose()
+
+            asyncio.run(evaluate_all())
             outcome = verdict(log.totals, limits)
             head = header(
                 candidate=_describe(candidate),

@@ -115,9 +115,13 @@ async def evaluate(
 
     reader = threading.Thread(target=read, name="evaluation-reader", daemon=True)
     reader.start()
+    workers = [asyncio.create_task(work()) for _ in range(evaluation.concurrency)]
     try:
-        await asyncio.gather(*(work() for _ in range(evaluation.concurrency)))
+        await asyncio.gather(*workers)
     finally:
+        for worker in workers:  # one failed: the others stop too
+            worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
         stop.set()
         while not queue.empty():  # let a reader waiting on a full queue go
             queue.get_nowait()

@@ -3,8 +3,15 @@ several at once, compared with what was recorded, checked, and handed over one b
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from pipeline.errors import EvaluationError
 from pipeline.evaluation import Candidate, ConversationResult, Evaluation, RecordedSet
 from pipeline.evaluation.checks import Check
+from pipeline.evaluation.reader import RecordedEvents
 from pipeline.evaluation.runner import evaluate
 from pipeline.events.wire import make_serde
 from tests.unit.evaluation.recordings import OFFER, SETTINGS, record
@@ -71,3 +78,18 @@ async def test_recorded_answers_replay_what_the_model_answered_then() -> None:
     [result] = results
     assert not result.changed
     assert result.answers == ["Hello! How can I help you today?"]
+
+
+async def test_a_reader_failing_midway_stops_the_evaluation_with_its_error() -> None:
+    first = await record("c1", ["hello"])
+
+    def conversations() -> Iterator[RecordedEvents]:
+        yield first
+        raise EvaluationError("no record came from message_received[0] for 30s")
+
+    results: list[ConversationResult] = []
+    with pytest.raises(EvaluationError, match="no record came"):
+        await asyncio.wait_for(
+            evaluate(evaluation(Candidate()), results.append, conversations()), timeout=30
+        )
+    assert [r.conversation_id for r in results] == ["c1"]
