@@ -82,13 +82,20 @@ class Entry:
             detail = f"(redriven by {self.redriven_by}) {detail}"
         return " ".join(detail.split())[:120]
 
+    def producer(self) -> str:
+        """Who wrote the event: its producer, with the agent's version label when the
+        event carries one (``agent@1.4.0``)."""
+        version = self.event.agent_version
+        producer = self.event.metadata.producer
+        return f"{producer}@{version}" if version else producer
+
     def line(self) -> str:
         meta = self.event.metadata
         cause = str(meta.causation_id)[:8] if meta.causation_id else "-"
         when = meta.occurred_at.strftime("%H:%M:%S.%f")[:-3]
         return (
             f"{when}  {meta.event_type:<17} {str(meta.event_id)[:8]} <- {cause:<8} "
-            f"{meta.producer:<10} {self.summary()}"
+            f"{self.producer():<10} {self.summary()}"
         )
 
     def as_json(self) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from pipeline.cli.asyncapi import asyncapi
 from pipeline.cli.chat_token import chat_token_command
 from pipeline.cli.console import console
 from pipeline.cli.dlq import dlq
+from pipeline.cli.evaluate import evaluate
 from pipeline.cli.events import events
 from pipeline.cli.exits import errors_as_exit
 from pipeline.cli.kafka import kafka
@@ -47,6 +48,7 @@ main.add_command(schemas)
 main.add_command(replay)
 main.add_command(dlq)
 main.add_command(chat_token_command)
+main.add_command(evaluate)
 
 
 @main.command()

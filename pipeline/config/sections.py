@@ -6,7 +6,10 @@ service reads only its own section. Secrets are ``SecretStr`` and never printed.
 
 from __future__ import annotations
 
+import functools
 import re
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as distribution_version
 from ipaddress import ip_network
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -385,6 +388,17 @@ class DeliverySettings(_Section):
     )
 
 
+class ModelPrice(_Section):
+    """What a model's tokens cost, per million, in the currency of the bill."""
+
+    prompt: float = Field(ge=0, description="Price of a million prompt (input) tokens.")
+    completion: float = Field(ge=0, description="Price of a million completion (output) tokens.")
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """What that many tokens cost."""
+        return (prompt_tokens * self.prompt + completion_tokens * self.completion) / 1e6
+
+
 class LLMSettings(_Section):
     provider: str = Field(
         "deterministic",
@@ -420,6 +434,12 @@ class LLMSettings(_Section):
         "You are a helpful assistant. Use the tools when they help; answer briefly.",
         description="System message sent before the conversation.",
     )
+    prices: dict[str, ModelPrice] = Field(
+        default_factory=dict,
+        description="What each model's tokens cost, per million, by model name (model -> "
+        '{"prompt": 0.15, "completion": 0.6}): `pipeline evaluate` reports each '
+        "conversation's cost with them.",
+    )
 
 
 DEFAULT_HANDOFF_PHRASES = (
@@ -435,6 +455,15 @@ DEFAULT_HANDOFF_PHRASES = (
 
 
 class AgentSettings(_Section):
+    version: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="The agent's version label: every event the agent emits carries it "
+        "(agent_version), and so do its human-cleanup metrics, so timelines, the console, "
+        "evaluations and the dashboard tell versions apart (a canary). Default: the "
+        "package's version.",
+    )
     history_window: int = Field(20, ge=1, description="Messages of history kept per conversation.")
     max_tool_depth: int = Field(4, ge=0, description="Tool calls allowed per turn.")
     follow_up_seconds: float | None = Field(
@@ -502,6 +531,26 @@ class AgentSettings(_Section):
         "This needs a person's approval first; I will come back to you here.",
         description="Sent to the user when a tool call waits for approval (none if unset).",
     )
+    cleanup_window_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="An answer counts as resolved when, this long after it, the conversation "
+        "was not handed to a person, no operator replied and the user did not ask the same "
+        "again (the first-answer-resolved rate of the human-cleanup metrics).",
+    )
+
+    def version_label(self) -> str:
+        """:attr:`version`, or the package's version when it is unset."""
+        return self.version or package_version()
+
+
+@functools.cache
+def package_version() -> str:
+    """The installed package's version (``0+unknown`` when it is not installed)."""
+    try:
+        return distribution_version("kafka-agent-pipeline")
+    except PackageNotFoundError:
+        return "0+unknown"
 
 
 ToolGuarantee = Literal["idempotent", "keyed", "at_most_once"]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 from collections.abc import Callable
 from types import ModuleType
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from pipeline.config import Settings
 from pipeline.errors import ConfigError
@@ -32,10 +33,11 @@ class Runnable(Protocol):
     def run_forever(self) -> int: ...
 
 
-def load_service(spec: str, settings: Settings) -> Runnable:
+def load_service(spec: str, settings: Settings, **options: Any) -> Runnable:
     """A built-in name, or ``module.path:attribute`` naming a service or a factory.
 
-    A factory is called with the settings and must return a service.
+    A factory is called with the settings and must return a service; of ``options``, those
+    its signature names are passed too (``tools`` for an agent, in an evaluation).
     """
     target = BUILT_IN.get(spec, spec)
     module_name, _, attribute = target.partition(":")
@@ -52,8 +54,8 @@ def load_service(spec: str, settings: Settings) -> Runnable:
     if isinstance(obj, Runnable):
         return obj
     if callable(obj):
-        factory: Callable[[Settings], object] = obj
-        built = factory(settings)
+        factory: Callable[..., object] = obj
+        built = factory(settings, **_accepted(factory, options))
         if isinstance(built, Runnable):
             return built
     raise ConfigError(f"{target} is neither a service nor a factory returning one")
@@ -70,3 +72,14 @@ def _missing_attribute(spec: str, module: ModuleType, attribute: str) -> str:
     elif services:
         message += f"; its services: {', '.join(repr(name) for name in services)}"
     return message
+
+
+def _accepted(factory: Callable[..., object], options: dict[str, Any]) -> dict[str, Any]:
+    """The ``options`` that ``factory`` takes by name."""
+    if not options:
+        return {}
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return {}
+    return {name: value for name, value in options.items() if name in parameters}

@@ -89,3 +89,17 @@ def test_an_own_event_types_what_is_its_marked_or_first_string_field() -> None:
     assert shown.summary() == "A-1001"
     assert shown.line().endswith(" agent      A-1001")
     assert Entry("t.order_placed", 2, 41, own).summary() == ""
+
+
+def test_an_agent_event_names_the_agent_version_beside_its_producer() -> None:
+    plain = entry()
+    assert plain.producer() == "agent"
+    versioned = Entry(
+        plain.topic,
+        plain.partition,
+        plain.offset,
+        Event(plain.event.metadata, {"text": "12*7 = 84", "agent_version": "2024.06-b"}),
+    )
+    assert versioned.producer() == "agent@2024.06-b"
+    assert " agent@2024.06-b 12*7 = 84" in versioned.line()
+    assert versioned.as_json()["event"]["agent_version"] == "2024.06-b"

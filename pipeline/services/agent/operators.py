@@ -13,7 +13,7 @@ import json
 import logging
 
 from pipeline.config.sections import AgentSettings
-from pipeline.events.model import Event, from_millis, to_millis, utc_now
+from pipeline.events.model import AGENT_VERSION, Event, from_millis, to_millis, utc_now
 from pipeline.runtime.context import Context
 from pipeline.services.agent import handoff, uncertain
 from pipeline.services.agent.conversation import Conversation, Step, Turn
@@ -64,13 +64,15 @@ class OperatorHandlers:
                 max(0.0, (now - from_millis(handed_off["since"])).total_seconds())
             )
         handoff.record(conversation, "operator", text, now, self.config.history_window, operator)
+        self.metrics.cleanup.operator_replied(conversation)
         if conversation.reply_to is None:
             self.metrics.ignored["no_address"].inc()
             log.warning("no reply address for %s; operator message dropped", event.conversation_id)
         else:
             # Delivery sends it as any answer: retried, and never twice (its id is derived
             # from this event's). Its causation id names the operator's event.
-            ctx.emit("response_ready", conversation.proactive(text, event.metadata.occurred_at))
+            body = conversation.proactive(text, event.metadata.occurred_at)
+            ctx.emit("response_ready", {**body, AGENT_VERSION: self.config.version_label()})
         self.state.save(ctx, conversation)
 
     async def on_handoff_released(self, event: Event, ctx: Context) -> None:
@@ -104,11 +106,14 @@ class OperatorHandlers:
             self.approvals.close(conversation, event["approval_id"], ctx)
             self.turns.call_tool(call_id, tool, arguments, int(approval.get("depth", 0)), ctx)
             self.metrics.approvals["approved"].inc()
+            outcome = "approved" if edited is None else "edited"
+            self.metrics.cleanup.approval(conversation.tenant, outcome)
         else:
             self.approvals.close(conversation, event["approval_id"], ctx)
             note = event.get("note") or "no reason given"
             reason = f"an operator denied this call ({note})"
             self.metrics.approvals["denied"].inc()
+            self.metrics.cleanup.approval(conversation.tenant, "denied")
             await self._refuse_call(conversation, turn, call_id, tool, "denied", reason, ctx)
         self.state.save(ctx, conversation)
 
@@ -161,6 +166,7 @@ class OperatorHandlers:
             return
         conversation.close_approval(str(approval_id))
         self.metrics.approvals["expired"].inc()
+        self.metrics.cleanup.approval(conversation.tenant, "expired")
         turn = conversation.turns.get(approval["turn"])
         if turn is not None:
             seconds = f"{self.config.approval_timeout_seconds:g}"

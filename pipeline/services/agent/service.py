@@ -110,8 +110,11 @@ class Agent(OperatorHandlers):
         conversation = self.state.load(ctx)
         self.replies.cancel_follow_up(conversation, ctx)
         conversation.reply_to = dict(event["reply_to"])
+        started = not conversation.seen and not conversation.history
         new = conversation.mark_seen(str(event.id))  # a repeat after a crash is not kept twice
         text, at = event["text"], event.metadata.occurred_at
+        if started:
+            self.metrics.cleanup.conversation(conversation.tenant)
         if conversation.handoff is not None:
             # A person has the conversation: the message reaches them on its topic.
             if new:
@@ -120,6 +123,7 @@ class Agent(OperatorHandlers):
             self.state.save(ctx, conversation)
             return
         if new:
+            self.metrics.cleanup.turn(conversation, text)
             conversation.remember("user", text, at, self.config.history_window)
         turn = Turn(
             correlation_id=str(event.metadata.correlation_id),
@@ -263,17 +267,24 @@ def assemble(
     journal = None
     if journals_model_calls(settings, provider):
         journal = Journal(service, settings.agent.journal_topic)
-    metrics = AgentMetrics(service.registry, service.name)
+    metrics = AgentMetrics(service.registry, service.name, settings)
     agent = Agent(settings, provider, store, metrics, tools, journal)
-    service.handler("message_received", name="on_message")(agent.on_message)
-    service.handler("tool_result", name="on_tool_result")(agent.on_tool_result)
-    service.handler("timer_fired", name="on_timer_fired")(agent.on_timer_fired)
-    service.handler("context_updated", name="on_context_updated")(agent.on_context_updated)
-    service.handler("operator_message", name="on_operator_message")(agent.on_operator_message)
-    service.handler("handoff_released", name="on_handoff_released")(agent.on_handoff_released)
-    service.handler("approval_decided", name="on_approval_decided")(agent.on_approval_decided)
+    counted = metrics.cleanup.counting_dead_letters  # dead letters per tenant and version
+    service.handler("message_received", name="on_message")(counted(agent.on_message))
+    service.handler("tool_result", name="on_tool_result")(counted(agent.on_tool_result))
+    service.handler("timer_fired", name="on_timer_fired")(counted(agent.on_timer_fired))
+    service.handler("context_updated", name="on_context_updated")(counted(agent.on_context_updated))
+    service.handler("operator_message", name="on_operator_message")(
+        counted(agent.on_operator_message)
+    )
+    service.handler("handoff_released", name="on_handoff_released")(
+        counted(agent.on_handoff_released)
+    )
+    service.handler("approval_decided", name="on_approval_decided")(
+        counted(agent.on_approval_decided)
+    )
     service.handler("tool_outcome_decided", name="on_tool_outcome_decided")(
-        agent.on_tool_outcome_decided
+        counted(agent.on_tool_outcome_decided)
     )
     service.on_assign(agent.state.recount)
     service.on_revoke(agent.state.recount)

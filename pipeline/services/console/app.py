@@ -26,6 +26,7 @@ from pipeline.runtime.publisher import Publisher
 from pipeline.services.console.access import unscoped_routes
 from pipeline.services.console.guard import PUBLIC, Guard
 from pipeline.services.console.routes import (
+    cleanup,
     conversations,
     dead_letters,
     inbox,
@@ -82,6 +83,7 @@ def create_app(
         conversations.router(console),
         uncertain.router(console),
         dead_letters.router(console),
+        cleanup.router(console),
     )
     check_scoped(app)
     app.add_middleware(

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -52,13 +52,16 @@ class Feed:
         ended: EndedSessions | None = None,
         on_skipped: Callable[[], None] = lambda: None,
         client_config: dict[str, Any] | None = None,
+        folds: Sequence[Callable[[list[Event]], object]] = (),
     ) -> None:
+        """``folds`` are given every batch of events too (the human-cleanup page's)."""
         self.settings = settings
         self.serde = serde
         self.view = view
         self.ended = ended if ended is not None else EndedSessions()
         self.on_skipped = on_skipped
         self.sessions_topic = settings.topic(settings.console.sessions_topic)
+        self.folds = tuple(folds)
         self.topics = {settings.topic(t): t for t in TOPICS}
         self.topics[self.sessions_topic] = settings.console.sessions_topic
         self.caught_up = asyncio.Event()
@@ -85,6 +88,8 @@ class Feed:
                     await asyncio.to_thread(self._assign_new)
                     next_lookup = time.monotonic() + RETRY_TOPICS_SECONDS
                 events = await asyncio.to_thread(self._fetch)
+                for fold in self.folds:
+                    fold(events)
                 if self.view.apply_all(events):
                     await self.view.changed()
                 if not self._ends and self._assigned and not self.caught_up.is_set():

@@ -45,6 +45,7 @@ from pipeline.http.readiness import KafkaReadiness
 from pipeline.runtime.publisher import Publisher
 from pipeline.services.console.actions import OperatorActions
 from pipeline.services.console.auth import Operators
+from pipeline.services.console.cleanup import CleanupFold
 from pipeline.services.console.feed import Feed
 from pipeline.services.console.metrics import ConsoleMetrics
 from pipeline.services.console.sessions import SESSION_COOKIE, Session, Sessions, ended_record
@@ -80,6 +81,7 @@ class Console:
         self.signin_limits = SigninLimits(cfg)
         self.feed: Feed | None = None  # created at startup
         self.view = ConsoleView(cfg.max_conversations, cfg.max_messages)
+        self.cleanup = CleanupFold(settings.agent.cleanup_window_seconds, cfg.max_conversations)
         self.serde: SingleObjectSerde = make_serde(settings, register=False)
         self.tools = CatalogOffer(settings)
         self.actions = OperatorActions(self.view, self.tools, self.metrics, publisher)
@@ -114,6 +116,7 @@ class Console:
             self.view,
             ended=self.sessions.ended,
             on_skipped=self.metrics.skipped.inc,
+            folds=[self.cleanup.apply_all],
             client_config=connection.client_config(),
         )
         tasks = [

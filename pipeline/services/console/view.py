@@ -244,7 +244,10 @@ class ConsoleView:
         if any(line.role == "operator" and line.event_id == cause for line in c.lines):
             return  # an operator's message on its way out: listed as the operator's
         text = str(event.get("text") or "")
-        self._line(c, Line(at, "agent", event.metadata.producer, text, str(event.id), cause))
+        who = event.metadata.producer
+        if event.agent_version:
+            who = f"{who}@{event.agent_version}"  # the agent's version beside its name
+        self._line(c, Line(at, "agent", who, text, str(event.id), cause))
 
     def _on_delivery_status(self, c: Conversation, event: Event, at: datetime) -> None:
         pass  # activity only

@@ -71,6 +71,7 @@ FIELDS: dict[str, dict[str, Any]] = {
         "arguments_json": '{"order_id": "1234"}',
         "timeout_ms": 5000,
         "depth": 1,
+        "agent_version": "1.4.0",
     },
     "tool_result": {
         "call_id": "call-7",
@@ -86,6 +87,7 @@ FIELDS: dict[str, dict[str, Any]] = {
         "in_reply_to": "Ev0PV52K21",
         "proactive": False,
         "ingress_at": OCCURRED,
+        "agent_version": "1.4.0",
     },
     "delivery_status": {
         "response_id": uuid.UUID("0b7e6a4c-1f2d-4e3a-8b9c-0d1e2f3a4b5c"),
@@ -114,6 +116,7 @@ FIELDS: dict[str, dict[str, Any]] = {
         "due_at": LATER,
         "purpose": "follow_up",
         "payload_json": '{"nudge": 1}',
+        "agent_version": "1.4.0",
     },
     "timer_fired": {
         "timer_id": "follow-up-conv-web-42",
@@ -126,6 +129,7 @@ FIELDS: dict[str, dict[str, Any]] = {
         "reason": "the user asked for a person ('real person')",
         "operator_id": None,
         "user_text": "I want a real person",
+        "agent_version": "1.4.0",
     },
     "operator_message": {"operator_id": "op-ada", "text": "Hi, Ada here. Let me check."},
     "handoff_released": {"operator_id": "op-ada", "note": "Refund issued; ticket closed."},
@@ -136,6 +140,7 @@ FIELDS: dict[str, dict[str, Any]] = {
         "arguments_json": '{"order": "1234", "amount": 20}',
         "reason": "The user asked for a refund.",
         "expires_at": LATER,
+        "agent_version": "1.4.0",
     },
     "approval_decided": {
         "approval_id": "approval_0123456789abcdef01234567",

@@ -95,3 +95,20 @@ def test_an_operator_reply_on_its_way_out_is_listed_once() -> None:
     for order in ([wrote, out], [out, wrote], [wrote, wrote, out]):
         lines = view_of(order).conversations["c1"].lines
         assert [(line.role, line.text) for line in lines] == [("operator", "On it")]
+
+
+def test_an_agent_answer_names_the_agent_version_that_wrote_it() -> None:
+    question = received(0)
+    view = view_of(
+        [
+            question,
+            event("response_ready", 1, cause=question, text="Hello!", agent_version="2.1"),
+            event("response_ready", 2, cause=question, text="Again"),
+        ]
+    )
+    lines = view.conversations["c1"].lines
+    assert [(line.role, line.who) for line in lines] == [
+        ("user", "u"),
+        ("agent", "agent@2.1"),
+        ("agent", "agent"),
+    ]
