@@ -34,6 +34,8 @@ from typing import Any, TextIO
 
 import uvicorn
 from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect
 
 TOOL_STEP, FINAL_STEP, OTHER_STEP = "tool", "final", "other"
 _REQUEST = re.compile(r"refund order (?P<order>\S+) for (?P<conversation>\S+) using (?P<tool>\w+)")
@@ -84,25 +86,30 @@ class ModelStandIn:
         app = FastAPI()
 
         @app.post("/v1/chat/completions")
-        async def completions(request: Request) -> dict[str, Any]:
+        async def completions(request: Request) -> Response:
             start = self.latest_request = time.time()
-            body = await request.json()
+            try:
+                body = await request.json()
+            except ClientDisconnect:  # the agent closed its client mid-request: no call
+                return Response(status_code=499)
             message, logged = self.answer(body)
             await asyncio.sleep(self.latency)
             self._write({**logged, "start": start, "end": time.time()})
-            return {
-                "id": f"chatcmpl-{secrets.token_hex(8)}",
-                "object": "chat.completion",
-                "model": body.get("model", "stand-in"),
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": message,
-                        "finish_reason": "tool_calls" if message.get("tool_calls") else "stop",
-                    }
-                ],
-                "usage": {"prompt_tokens": 20, "completion_tokens": 5, "total_tokens": 25},
-            }
+            return JSONResponse(
+                {
+                    "id": f"chatcmpl-{secrets.token_hex(8)}",
+                    "object": "chat.completion",
+                    "model": body.get("model", "stand-in"),
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": message,
+                            "finish_reason": "tool_calls" if message.get("tool_calls") else "stop",
+                        }
+                    ],
+                    "usage": {"prompt_tokens": 20, "completion_tokens": 5, "total_tokens": 25},
+                }
+            )
 
         return app
 
