@@ -91,7 +91,8 @@ async def test_the_code_tools_write_one_line_per_execution(tmp_path: Path) -> No
     assert await keyed(ARGUMENTS) == {"refunded": "o1", "status": "done"}
     await keyed(ARGUMENTS)
     await once(ARGUMENTS)
-    # Without a ToolContext the tools know no key: each execution takes effect.
+    # Called outside the tools service a tool gets no call's key (none, or a new one per
+    # call once ToolContext exists): each execution takes effect.
     assert [(e.tool, e.deduplicated) for e in read_ledger(ledger)] == [
         (KEYED, False),
         (KEYED, False),
