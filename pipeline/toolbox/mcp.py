@@ -9,7 +9,8 @@ a ``notifications/tools/list_changed`` from the server lists them again. The ser
 is pinged every ``mcp_ping_interval_seconds``; when the connection fails (the process
 died, the endpoint is down, a ping goes unanswered) its tools are withdrawn
 (``on_tools`` with none) and it is connected again after a backoff that doubles up to
-``mcp_retry_max_seconds``. Nothing here ends the service: a call to a server that is
+``mcp_retry_max_seconds``. The first attempt always ends in an ``on_tools`` call, even
+with no tools, so whoever waits for the server's tools at start hears that it is over. Nothing here ends the service: a call to a server that is
 down is a :class:`ToolError`, which the tools service returns as an error result.
 
 A call carries the call's idempotency key and call id in the request's ``_meta``
@@ -94,6 +95,7 @@ class McpServer:
         self._session: ClientSession | None = None
         self._relist = asyncio.Event()
         self._broken: BaseException | None = None
+        self._reported = False  # on_tools called at least once
 
     # ------------------------------------------------------------------ connection
 
@@ -113,9 +115,8 @@ class McpServer:
                     delay = self.settings.mcp_retry_initial_seconds
                 self._session = None
                 self.connected.clear()
-                if self.tools:
-                    self.tools = []
-                    self.on_tools(self, [])
+                if self.tools or not self._reported:
+                    self._report([])
             log.warning(
                 "MCP server %s is unavailable (%s); its tools are withdrawn; retrying in %.1fs",
                 self.name,
@@ -198,11 +199,15 @@ class McpServer:
             if not cursor:
                 break
         tools = [t for t in (self._tool(remote) for remote in listed) if t is not None]
-        if [(t.name, t.description, t.parameters, t.guarantee) for t in tools] != [
-            (t.name, t.description, t.parameters, t.guarantee) for t in self.tools
-        ]:
-            self.tools = tools
-            self.on_tools(self, tools)
+        if not self._reported or [
+            (t.name, t.description, t.parameters, t.guarantee) for t in tools
+        ] != [(t.name, t.description, t.parameters, t.guarantee) for t in self.tools]:
+            self._report(tools)
+
+    def _report(self, tools: list[Tool]) -> None:
+        self.tools = tools
+        self._reported = True
+        self.on_tools(self, tools)
 
     def _tool(self, remote: mcp_types.Tool) -> Tool | None:
         remote_name = remote.name
