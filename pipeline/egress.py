@@ -132,10 +132,10 @@ def obviously_internal(url: str) -> str | None:
     if address is None:
         return None
     if isinstance(address, ipaddress.IPv4Address) and host != str(address):
-        return f"callback host {host!r} is an IP address in a non-standard notation"
+        return f"host {host!r} is an IP address in a non-standard notation"
     reason = blocked_reason(address)
     if reason in ("link-local", "multicast", "unspecified", "reserved"):
-        return f"callback host {host!r} is a {reason} address"
+        return f"host {host!r} is a {reason} address"
     return None
 
 
@@ -224,7 +224,7 @@ class EgressPolicy:
         if address is not None:
             reason = self.check_address(address)
             if reason is not None:
-                return f"callback host {host!r} is a {reason} address"
+                return f"host {host!r} is a {reason} address"
         return None
 
 
@@ -268,7 +268,7 @@ class _GuardedResolver(AbstractResolver):
             reason = self.policy.check_address(address)
             if reason is not None:
                 raise EgressRefused(
-                    f"callback host {host!r} resolves to a {reason} address; not connecting"
+                    f"host {host!r} resolves to a {reason} address; not connecting"
                 )
         return [
             ResolveResult(
@@ -332,10 +332,10 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         if literal is not None:
             reason = self.policy.check_address(literal)
             if reason is not None:
-                raise EgressRefused(f"callback host {host!r} is a {reason} address; not connecting")
+                raise EgressRefused(f"host {host!r} is a {reason} address; not connecting")
         elif _looks_numeric(host):
             # aiohttp would hand it to the system to connect to without a lookup of ours.
-            raise EgressRefused(f"callback host {host!r} is not a valid address; not connecting")
+            raise EgressRefused(f"host {host!r} is not a valid address; not connecting")
         return await self._inner.handle_async_request(request)
 
     async def aclose(self) -> None:
