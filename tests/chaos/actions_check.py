@@ -228,6 +228,11 @@ class ActionsComparison:
             if figures.guarantee in (KEYED, AT_MOST_ONCE) and figures.repeated:
                 what = "effects" if figures.guarantee == KEYED else "executions"
                 found.append(f"{figures.tool}: {what} beyond one={figures.repeated}")
+            # A call may stay unrun only when its outcome was reported unknown (at most once).
+            if figures.never_run > figures.unknown_not_run:
+                found.append(
+                    f"{figures.tool}: calls never run={figures.never_run - figures.unknown_not_run}"
+                )
         model = self.model
         if model.repeats_not_in_flight:
             found.append(f"model repeats not in flight at a kill={model.repeats_not_in_flight}")

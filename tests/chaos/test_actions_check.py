@@ -127,6 +127,13 @@ def test_an_at_most_once_tool_run_twice_is_found_and_reported_uncertainty_is_not
     assert never_ran.problems(EXACTLY_ONCE) == []
 
 
+def test_a_call_that_never_ran_without_an_unknown_outcome_is_found() -> None:
+    failed = ToolResult("c1", "a", "refund_keyed", "error", "unknown tool 'refund_keyed'", "x")
+    result = check([ONCE_EACH[1]], results=[failed])
+    assert result.tools["refund_keyed"].never_run == 1
+    assert result.problems(AT_LEAST_ONCE) == ["refund_keyed: calls never run=1"]
+
+
 def test_outcome_unknown_is_read_from_the_status_or_the_error() -> None:
     assert is_outcome_unknown("unknown", None)
     assert is_outcome_unknown("error", "Outcome unknown after a crash")
