@@ -267,9 +267,7 @@ class _GuardedResolver(AbstractResolver):
         for address in addresses:
             reason = self.policy.check_address(address)
             if reason is not None:
-                raise EgressRefused(
-                    f"host {host!r} resolves to a {reason} address; not connecting"
-                )
+                raise EgressRefused(f"host {host!r} resolves to a {reason} address; not connecting")
         return [
             ResolveResult(
                 hostname=host,

@@ -177,6 +177,7 @@ def make_topics(
 
     yield make
     if created:
-        for future in admin.delete_topics(created, operation_timeout=30).values():
+        unique = list(dict.fromkeys(created))  # a topic named twice crashes the Admin client
+        for future in admin.delete_topics(unique, operation_timeout=30).values():
             with contextlib.suppress(Exception):
                 future.result(timeout=30)

@@ -75,13 +75,14 @@ class Advertiser:
             return None
         return entry.source if entry.source in self.pending else None
 
-    async def settled(self, source: str, timeout: float) -> bool:
-        """Wait up to ``timeout`` for ``source``'s first report; whether it came."""
+    async def settled(self, source: str, seconds: float) -> bool:
+        """Wait up to ``seconds`` for ``source``'s first report; whether it came."""
         waiting = self.pending.get(source)
         if waiting is None:
             return True
         try:
-            await asyncio.wait_for(waiting.wait(), timeout)
+            async with asyncio.timeout(seconds):
+                await waiting.wait()
         except TimeoutError:
             return False
         return True
@@ -141,9 +142,9 @@ class Advertiser:
         if settled is not None:  # what it served in an earlier run and lacks now
             listed = {t.name for t in tools}
             for name, entry in self.follower.entries.items():
-                if entry.service == self.service and entry.source == source:
-                    if name not in listed:
-                        self.unavailable[name] = why_gone
+                mine = entry.service == self.service and entry.source == source
+                if mine and name not in listed:
+                    self.unavailable[name] = why_gone
             settled.set()
         for old in [t for t in self.registry.tools() if t.source == source]:
             self.registry.unregister(old.name)

@@ -10,8 +10,9 @@ is pinged every ``mcp_ping_interval_seconds``; when the connection fails (the pr
 died, the endpoint is down, a ping goes unanswered) its tools are withdrawn
 (``on_tools`` with none) and it is connected again after a backoff that doubles up to
 ``mcp_retry_max_seconds``. The first attempt always ends in an ``on_tools`` call, even
-with no tools, so whoever waits for the server's tools at start hears that it is over. Nothing here ends the service: a call to a server that is
-down is a :class:`ToolError`, which the tools service returns as an error result.
+with no tools, so whoever waits for the server's tools at start hears that it is over.
+Nothing here ends the service: a call to a server that is down is a :class:`ToolError`,
+which the tools service returns as an error result.
 
 A call carries the call's idempotency key and call id in the request's ``_meta``
 (:data:`IDEMPOTENCY_KEY_META`, :data:`CALL_ID_META`), where a server that deduplicates

@@ -41,8 +41,13 @@ TOPICS = (
     "agent_journal",
     "dead_letters",
     "tool_catalog",
+    "tools_journal",
+    "tool_outcome_decided",
 )
 AGENT = {"approval_tools": {"*": ["current_time"]}}
+# The Slack workspace "beta" is tenant beta's: the agent refuses its conversations to any
+# other tenant, live and in the replay alike.
+GATEWAY = {"slack_teams": {"beta": "beta"}}
 CONVERSATIONS = 50
 HANDED_OFF, APPROVAL = "web:acme:u3", "web:acme:u4"
 CHECK = """
@@ -106,6 +111,7 @@ async def evaluate(bootstrap: str, prefix: str, *args: str) -> Result:
         "PIPELINE_BOOTSTRAP_SERVERS": bootstrap,
         "PIPELINE_TOPIC_PREFIX": prefix,
         "PIPELINE_AGENT__APPROVAL_TOOLS": json.dumps(AGENT["approval_tools"]),
+        "PIPELINE_GATEWAY__SLACK_TEAMS": json.dumps(GATEWAY["slack_teams"]),
     }
     return await asyncio.to_thread(CliRunner().invoke, main, ["evaluate", *args], env=env)
 
@@ -116,6 +122,18 @@ def report(path: Path) -> dict[str, Any]:
     return loaded
 
 
+async def record_two_turns(bootstrap: str, prefix: str) -> None:
+    """Every conversation's first turn, then, once all are answered, its second."""
+    inbox, replies = prefix + "message_received", prefix + "response_ready"
+    first = [user_message(i, first_text(i)) for i in range(CONVERSATIONS)]
+    produce_in_order(bootstrap, inbox, first)
+    await read_all_async(bootstrap, replies, answered(first), 120)
+    # The second turn once every first one is answered (tool calls included).
+    second = [user_message(i, "what did I say?") for i in range(CONVERSATIONS) if i != 3]
+    produce_in_order(bootstrap, inbox, second)
+    await read_all_async(bootstrap, replies, answered(second), 120)
+
+
 async def test_evaluate_50_recorded_conversations(
     kafka_bootstrap: str,
     topic_prefix: str,
@@ -123,16 +141,18 @@ async def test_evaluate_50_recorded_conversations(
     tmp_path: Path,
 ) -> None:
     make_topics(*TOPICS, partitions=3)
-    settings = settings_for(kafka_bootstrap, topic_prefix, agent=AGENT)
-    inbox, replies = topic_prefix + "message_received", topic_prefix + "response_ready"
-    async with running(build(settings)), running(tools.build(settings)):
-        first = [user_message(i, first_text(i)) for i in range(CONVERSATIONS)]
-        produce_in_order(kafka_bootstrap, inbox, first)
-        await read_all_async(kafka_bootstrap, replies, answered(first), 120)
-        # The second turn once every first one is answered (tool calls included).
-        second = [user_message(i, "what did I say?") for i in range(CONVERSATIONS) if i != 3]
-        produce_in_order(kafka_bootstrap, inbox, second)
-        await read_all_async(kafka_bootstrap, replies, answered(second), 120)
+    settings = settings_for(kafka_bootstrap, topic_prefix, agent=AGENT, gateway=GATEWAY)
+    async with running(tools.build(settings)):
+        # The agent starts once current_time is advertised: a turn offered a catalog still
+        # being written would be recorded without the tool the replay then offers.
+        await read_all_async(
+            kafka_bootstrap,
+            topic_prefix + "tool_catalog",
+            lambda records: "current_time" in {r.key for r in records},
+            60,
+        )
+        async with running(build(settings)):
+            await record_two_turns(kafka_bootstrap, topic_prefix)
     before = high_watermarks(kafka_bootstrap, topic_prefix)
     recorded_set, same_json = tmp_path / "set.json", tmp_path / "same.json"
 

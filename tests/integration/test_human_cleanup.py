@@ -35,6 +35,7 @@ async def test_operator_work_moves_the_cleanup_metrics_and_the_console_page(
     make_topics(
         *TOPICS,
         "tool_catalog",
+        "tools_journal",
         "dead_letters",
         "dead_letter_redrives",
         "timer_requested",
