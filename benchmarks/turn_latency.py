@@ -46,7 +46,9 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
-from turn_http import Connections, Receiver  # the module beside this one
+from cpu_profile import Recorder  # the modules beside this one
+from cpu_profile import table as profile_table
+from turn_http import Connections, Receiver
 
 from pipeline.config import Settings, bundled_dir
 from pipeline.dev.kafka import DevKafka, free_port, port_in_use
@@ -270,13 +272,19 @@ async def run_phase(
     run_id: str,
     send: Any,
     delivered: Any,
+    recorder: Recorder | None = None,
 ) -> None:
+    if recorder is not None:
+        for name, pid in pids.items():
+            recorder.record(f"{name}@{phase.rate:g}", pid, seconds)
     cpu_before, started = measure_cpu(pids), time.monotonic()
     await open_loop(phase, seconds, run_id, send)
     await settle(phase, grace, delivered)
     phase.wall = time.monotonic() - started
     after = measure_cpu(pids)
     phase.cpu = {name: after[name] - cpu_before[name] for name in pids}
+    if recorder is not None:
+        recorder.wait()
 
 
 # ----------------------------------------------------------------------------- the run
@@ -358,13 +366,31 @@ def report(results: list[dict[str, Any]], idle: dict[str, float], drain: dict[st
             ]
             lines.append(f"| {rate:g}/s {side} | " + " | ".join(cells) + " |")
     lines += ["", "CPU ms per delivered turn (share of one core during the phase)", ""]
-    lines.append("| rate | " + " | ".join(SERVICES) + " | relay (4 hops) |")
-    lines.append("|---|" + "---|" * (len(SERVICES) + 1))
+    relay_names = [f"relay-{h}" for h in HOPS]
+    lines.append(
+        "| rate | "
+        + " | ".join(SERVICES)
+        + " | services | "
+        + " | ".join(relay_names)
+        + " | relay | services ÷ relay |"
+    )
+    lines.append("|---|" + "---|" * (len(SERVICES) + len(relay_names) + 3))
     for rate in rates:
         p, r = by[("pipeline", rate)], by.get(("relay", rate))
         cells = [f"{p['cpu_ms_per_turn'][s]:.2f} ({p['cpu_share'][s]:.0%})" for s in SERVICES]
+        total = sum(p["cpu_ms_per_turn"][s] for s in SERVICES)
+        relay_cells = [
+            f"{r['cpu_ms_per_turn'][n]:.2f} ({r['cpu_share'][n]:.0%})" if r else "-"
+            for n in relay_names
+        ]
         relay_cpu = sum(r["cpu_ms_per_turn"].values()) if r else float("nan")
-        lines.append(f"| {rate:g}/s | " + " | ".join(cells) + f" | {fmt(relay_cpu, 2)} |")
+        lines.append(
+            f"| {rate:g}/s | "
+            + " | ".join(cells)
+            + f" | {total:.2f} | "
+            + " | ".join(relay_cells)
+            + f" | {fmt(relay_cpu, 2)} | {fmt(total / relay_cpu, 1)}x |"
+        )
     lines += ["", "idle CPU, % of one core: " + ", ".join(f"{k} {v:.2%}" for k, v in idle.items())]
     holding = [
         r["rate"]
@@ -412,6 +438,7 @@ async def drive(args: argparse.Namespace, bootstrap: str) -> dict[str, Any]:
     stack = LocalStack(env, services=SERVICES, metrics_base_port=metrics_base, log_dir=log_dir)
     relay: Relay | None = None
     times: TopicTimes | None = None
+    recorder = Recorder(args.profile) if args.profile is not None else None
     results: list[dict[str, Any]] = []
     idle: dict[str, float] = {}
     drain: dict[str, Any] = {}
@@ -504,6 +531,7 @@ async def drive(args: argparse.Namespace, bootstrap: str) -> dict[str, Any]:
                 run_id,
                 send_turn,
                 replied_to(current, replies),
+                recorder,
             )
             current.done = {k: replies[k] for k in current.sent if k in replies}
             await asyncio.sleep(0.5)  # the delivery_status of the last replies
@@ -522,6 +550,9 @@ async def drive(args: argparse.Namespace, bootstrap: str) -> dict[str, Any]:
         await receiver.stop()
         delete_topics(bootstrap, [prefix, relay_prefix])
     text = report(results, idle, drain)
+    if args.profile is not None:
+        text += "\n\nwhere the Python threads' CPU went (py-spy samples)\n\n"
+        text += profile_table(args.profile)
     print(text, flush=True)
     return {
         "results": results,
@@ -583,6 +614,12 @@ def main() -> None:
         help="PIPELINE_DRAIN_TIMEOUT_SECONDS of the services.",
     )
     parser.add_argument("--json", type=Path, help="Write the results here too.")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="Record each service with py-spy during each rate into this folder "
+        "(benchmarks/cpu_profile.py reads it) and print where the CPU went.",
+    )
     args = parser.parse_args()
     with broker(args.bootstrap) as bootstrap:
         outcome = asyncio.run(drive(args, bootstrap))
