@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, EventTypeError
 from pipeline.observability.otel import start_observability, stop_observability
+from pipeline.runtime import event_loop
 from pipeline.runtime.definition import Background, Handler, HandlerSpec, PartitionsHook
 from pipeline.runtime.kafka_thread import stuck_calls
 from pipeline.runtime.ports import Transport
@@ -174,7 +175,7 @@ class Service:
 
         code = 0
         try:
-            asyncio.run(main())
+            event_loop.run(main(), settings.event_loop)
         except (EventTypeError, ConfigError) as exc:  # to fix, not a crash: no traceback
             log.error("cannot start: %s", exc)
             code = 2
