@@ -415,7 +415,23 @@ class LLMSettings(_Section):
     model: str = Field("gpt-4o-mini", description="Model name.")
     api_key: SecretStr | None = Field(None, description="API key (Bearer).")
     timeout_seconds: float = Field(
-        30.0, gt=0, description="Timeout of one chat-completion request."
+        30.0,
+        gt=0,
+        description="Timeout of one chat-completion request: for its answer, and for a "
+        "free connection while max_connections calls are in progress.",
+    )
+    connect_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="Timeout of opening a connection to the model (a host that does not "
+        "answer fails the attempt, which is retried, instead of holding it timeout_seconds).",
+    )
+    max_connections: int = Field(
+        1000,
+        ge=1,
+        description="Model calls in progress at once per process, each on a connection of its "
+        "own that is kept alive for the next; a model that thinks for 1 s with two calls per "
+        "turn needs two per turn per second (600 at 300 turns/s).",
     )
     max_retries: int = Field(
         2,

@@ -60,11 +60,18 @@ class OpenAIProvider:
             # The base URL is the operator's: its origin only, at a public address or in
             # allowed_networks, connected to as checked (pipeline.egress).
             policy = EgressPolicy.for_destinations([settings.base_url], settings.allowed_networks)
-            transport = GuardedTransport(policy)
+            # Hundreds of calls wait on a model at once: each keeps its connection.
+            connections = settings.max_connections
+            limits = httpx.Limits(
+                max_connections=connections, max_keepalive_connections=connections
+            )
+            transport = GuardedTransport(policy, limits=limits)
         self._client = httpx.AsyncClient(
             base_url=settings.base_url.rstrip("/") + "/",
             headers=headers,
-            timeout=httpx.Timeout(settings.timeout_seconds),
+            timeout=httpx.Timeout(
+                settings.timeout_seconds, connect=settings.connect_timeout_seconds
+            ),
             transport=transport,
             trust_env=False,
         )
