@@ -269,6 +269,11 @@ class HttpServerSettings(_Section):
         "them is answered 503 with Retry-After and its connection closed. Open streams "
         "count: keep it above stream_max_per_tenant.",
     )
+    parser: Literal["auto", "httptools", "h11"] = Field(
+        "auto",
+        description="The HTTP/1.1 parser: httptools (llhttp, in C) or h11 (pure Python); "
+        "auto is httptools when installed. Both are held to the same limits.",
+    )
     trusted_proxies: list[str] = Field(
         default_factory=list,
         description="Addresses (or networks, or '*') of proxies whose X-Forwarded-For names "
