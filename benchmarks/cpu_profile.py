@@ -9,8 +9,11 @@ process, so what is measured keeps its pace); this module reads those files back
     python benchmarks/cpu_profile.py DIR     # one table per recorded rate
 
 A sample is put in the category of its innermost frame that matches one (so the cost of
-encoding a record is "serde" wherever it is called from); a sample none matches is
-"runtime and handlers" (the pipeline's own Python code). py-spy counts only samples of
+encoding a record is "serde" wherever it is called from); the pipeline's own code that no
+other category names is "runtime and handlers" (lanes, offsets, the handlers, the
+gateway's parsing of a message), and what is left is "other libraries". uvloop's own
+work (its C code: sockets, timers, callbacks) is sampled in the frame that started the
+loop, so it counts as "event loop". py-spy counts only samples of
 threads that run, not idle ones, so the shares are of the CPU the Python threads used;
 librdkafka's own threads are not sampled (their CPU shows in the process's total).
 """
@@ -33,8 +36,8 @@ CATEGORIES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("serde (Avro)", r"fastavro|pipeline/events/(serde|wire|registry_serde)\.py"),
         ("spans and trace headers", r"opentelemetry|pipeline/runtime/spans\.py|tracing\.py"),
         ("metrics", r"prometheus_client|pipeline/observability/metrics\.py|/metrics\.py"),
-        ("logging", r"/logging/|pipeline/observability/logs\.py"),
-        ("JSON", r"/json/|orjson|pipeline/events/json(_body|able)\.py"),
+        ("logging", r"[(/]logging/|pipeline/observability/logs\.py"),
+        ("JSON", r"[(/]json/|orjson|pipeline/events/json(_body|able)\.py"),
         (
             "HTTP server (parse, route)",
             r"/h11/|uvicorn/|httptools|starlette/|fastapi/|pydantic|connection_limits\.py",
@@ -46,11 +49,15 @@ CATEGORIES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ),
         ("poll and commit", r"kafka_thread\.py|committer\.py|consume \(|offset_tracker\.py"),
         ("state writes", r"pipeline/state/|sent_store\.py|sent_records\.py|journal/"),
-        ("event model and ids", r"pipeline/events/model\.py|/uuid\.py"),
-        ("event loop", r"/asyncio/|uvloop|selectors\.py|/threading\.py|concurrent/futures"),
+        ("event model and ids", r"pipeline/events/model\.py|[(/]uuid\.py"),
+        (
+            "event loop",
+            r"[(/]asyncio/|uvloop|[(/]selectors\.py|[(/]threading\.py|concurrent/futures",
+        ),
+        ("runtime and handlers", r"pipeline/"),
     )
 )
-OTHER = "runtime and handlers"
+OTHER = "other libraries"
 
 
 def categorise_stack(frames: list[str]) -> str:

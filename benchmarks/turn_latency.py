@@ -20,6 +20,13 @@ highest rate again for a few seconds and stops the services with SIGTERM mid-loa
 timing each one's drain against its deadline.
 
     python benchmarks/turn_latency.py [--rates 10,50,100,200,400] [--seconds 12]
+        [--profile DIR] [--model-latency 1] [--instances agent=2,delivery=2]
+
+``--profile DIR`` records every service with py-spy during each rate and prints where
+its CPU went (:mod:`cpu_profile`). ``--model-latency S`` answers with an
+OpenAI-compatible stand-in model that thinks S seconds per call (two calls per turn)
+instead of the deterministic one; a rate then holds when p99 stays under 2*S + 300 ms.
+``--instances`` runs more instances of a service, each its own process in its group.
 
 Uses --bootstrap or KAFKA_BOOTSTRAP_SERVERS (127.0.0.1 only), or starts the local dev
 broker when neither is set. Every topic it makes is deleted at the end.
