@@ -140,6 +140,7 @@ class Phase:
     rate: float
     sent: dict[str, float] = field(default_factory=dict)  # key -> scheduled send time
     done: dict[str, float] = field(default_factory=dict)  # key -> reply time
+    accepted: dict[str, float] = field(default_factory=dict)  # key -> the gateway's answer
     send_failures: int = 0
     cpu: dict[str, float] = field(default_factory=dict)  # process -> CPU seconds used
     wall: float = 0.0
@@ -156,6 +157,7 @@ class Phase:
         ingress = [first[k] - self.sent[k] * 1000 for k in keys if k in first]
         hops["ingress"] = {"p50": percentile(ingress, 50), "p99": percentile(ingress, 99)}
         delivered = len(latencies)
+        answers = [(self.accepted[k] - self.sent[k]) * 1000 for k in keys if k in self.accepted]
         return {
             "side": self.side,
             "rate": self.rate,
@@ -165,6 +167,8 @@ class Phase:
             "send_failures": self.send_failures,
             **{f"p{q}_ms": percentile(latencies, q) for q in (50, 95, 99)},
             "max_ms": max(latencies, default=float("nan")),
+            # The gateway's 202, from the turn's scheduled send (pipeline side only).
+            "accepted_ms": {q: percentile(answers, float(q[1:])) for q in ("p50", "p99")},
             "hops_ms": hops,
             "cpu_ms_per_turn": {
                 name: seconds * 1000 / max(1, delivered) for name, seconds in self.cpu.items()
@@ -376,6 +380,10 @@ def report(
             f"| {fmt(p['p50_ms'] / relay['p50_ms'], 1)}x "
             f"| {fmt(p['p99_ms'] / relay['p99_ms'], 1)}x |"
         )
+    lines += ["", "the gateway's 202 from the scheduled send, p50 / p99 ms", ""]
+    for rate in rates:
+        answer = by[("pipeline", rate)].get("accepted_ms") or {}
+        lines.append(f"- {rate:g}/s: {fmt(answer.get('p50', nan))} / {fmt(answer.get('p99', nan))}")
     lines += ["", "per-hop delay from record timestamps, p50 / p99 ms (pipeline; relay)", ""]
     names = ["ingress", *HOPS]
     lines.append("| rate | " + " | ".join(names) + " |")
@@ -509,11 +517,14 @@ async def drive(args: argparse.Namespace, bootstrap: str) -> dict[str, Any]:
                     "callback_url": callback,
                 }
             ).encode()
+            phase = current
             status = await gateway.post(
                 "/v1/web/messages", body, {"Authorization": f"Bearer {TOKEN}"}
             )
             if status != 202:
-                current.send_failures += 1
+                phase.send_failures += 1
+            else:
+                phase.accepted[key] = time.time()
 
         relay_producer = Producer(
             producer_config(Settings(bootstrap_servers=bootstrap), "relay-driver")

@@ -54,6 +54,7 @@ def test_the_benchmark_runs_end_to_end_at_a_tiny_rate(kafka_bootstrap: str, tmp_
         assert set(row["hops_ms"]) == {"ingress", "agent", "tools", "agent (2)", "delivery"}
     pipeline = rows["pipeline"]
     assert all(hop["p50"] >= 0 for hop in pipeline["hops_ms"].values())
+    assert 0 < pipeline["accepted_ms"]["p50"] <= pipeline["accepted_ms"]["p99"]
     started = [s for s in SERVICES if s in pipeline["cpu_ms_per_turn"]]
     assert started == ["gateway", "agent", "tools", "delivery"]
     assert set(outcome["idle_cpu_share"]) == set(started)
