@@ -269,6 +269,11 @@ class HttpServerSettings(_Section):
         "them is answered 503 with Retry-After and its connection closed. Open streams "
         "count: keep it above stream_max_per_tenant.",
     )
+    parser: Literal["auto", "httptools", "h11"] = Field(
+        "auto",
+        description="The HTTP/1.1 parser: httptools (llhttp, in C) or h11 (pure Python); "
+        "auto is httptools when installed. Both are held to the same limits.",
+    )
     trusted_proxies: list[str] = Field(
         default_factory=list,
         description="Addresses (or networks, or '*') of proxies whose X-Forwarded-For names "
@@ -415,7 +420,23 @@ class LLMSettings(_Section):
     model: str = Field("gpt-4o-mini", description="Model name.")
     api_key: SecretStr | None = Field(None, description="API key (Bearer).")
     timeout_seconds: float = Field(
-        30.0, gt=0, description="Timeout of one chat-completion request."
+        30.0,
+        gt=0,
+        description="Timeout of one chat-completion request: for its answer, and for a "
+        "free connection while max_connections calls are in progress.",
+    )
+    connect_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="Timeout of opening a connection to the model (a host that does not "
+        "answer fails the attempt, which is retried, instead of holding it timeout_seconds).",
+    )
+    max_connections: int = Field(
+        1000,
+        ge=1,
+        description="Model calls in progress at once per process, each on a connection of its "
+        "own that is kept alive for the next; a model that thinks for 1 s with two calls per "
+        "turn needs two per turn per second (600 at 300 turns/s).",
     )
     max_retries: int = Field(
         2,

@@ -60,11 +60,19 @@ class OpenAIProvider:
             # The base URL is the operator's: its origin only, at a public address or in
             # allowed_networks, connected to as checked (pipeline.egress).
             policy = EgressPolicy.for_destinations([settings.base_url], settings.allowed_networks)
-            transport = GuardedTransport(policy)
+            # Hundreds of calls wait on a model at once: each keeps its connection.
+            connections = settings.max_connections
+            limits = httpx.Limits(
+                max_connections=connections, max_keepalive_connections=connections
+            )
+            transport = GuardedTransport(policy, limits=limits)
+        self._url = httpx.URL(settings.base_url.rstrip("/") + "/chat/completions")
         self._client = httpx.AsyncClient(
             base_url=settings.base_url.rstrip("/") + "/",
             headers=headers,
-            timeout=httpx.Timeout(settings.timeout_seconds),
+            timeout=httpx.Timeout(
+                settings.timeout_seconds, connect=settings.connect_timeout_seconds
+            ),
             transport=transport,
             trust_env=False,
         )
@@ -84,21 +92,22 @@ class OpenAIProvider:
         }
 
     async def complete(self, request: ChatRequest) -> Completion:
-        body = self.payload(request)
+        # Encoded once for every attempt; the URL is absolute, so httpx joins nothing.
+        content = json.dumps(self.payload(request), ensure_ascii=False).encode()
         attempt = 0
         while True:
             attempt += 1
-            retry_in = await self._attempt(body, attempt)
+            retry_in = await self._attempt(content, attempt)
             if isinstance(retry_in, Completion):
                 return retry_in
             await asyncio.sleep(retry_in)
 
-    async def _attempt(self, body: Mapping[str, Any], attempt: int) -> Completion | float:
+    async def _attempt(self, content: bytes, attempt: int) -> Completion | float:
         """One HTTP request: the completion, or how long to wait before the next attempt."""
         last = self._policy.exhausted(attempt)
         started = time.perf_counter()
         try:
-            response = await self._client.post("chat/completions", json=body)
+            response = await self._client.post(self._url, content=content)
         except EgressRefused as exc:
             self._outcomes["failed"].inc()
             raise LLMError(f"chat completion at {self.settings.base_url} refused: {exc}") from None

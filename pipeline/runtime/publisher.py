@@ -117,11 +117,19 @@ class Publisher:
         return event
 
     async def publish_event(
-        self, event: Event, *, traceparent: str | bytes | None = None, ack_timeout: float = 10.0
+        self,
+        event: Event,
+        *,
+        traceparent: str | bytes | None = None,
+        ack_timeout: float = 10.0,
+        encoded: bytes | None = None,
     ) -> None:
         """Encode and produce ``event``; its ``traceparent`` is a child of ``traceparent``
-        (with tracing on: the span of this send, a child of the current span if any)."""
-        value = self.serde.encode(event)
+        (with tracing on: the span of this send, a child of the current span if any).
+
+        ``encoded``: the event's value as this publisher's serde encoded it already (a
+        caller that encoded it to check it fits its schema), so it is not encoded again."""
+        value = self.serde.encode(event) if encoded is None else encoded
         if OBSERVE.tracing:
             topic = self.settings.topic(event.type)
             with publish_span(topic, event, self.name, traceparent) as sent:

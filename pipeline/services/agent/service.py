@@ -68,6 +68,9 @@ __all__ = ["LLM_DOWN", "TOO_DEEP", "Agent", "assemble", "build"]
 
 log = logging.getLogger(__name__)
 
+# Events the agent handles at once unless PIPELINE_MAX_IN_FLIGHT says otherwise.
+AGENT_MAX_IN_FLIGHT = 1024
+
 
 class Agent(OperatorHandlers):
     """The agent's handlers around one provider and one state store."""
@@ -241,6 +244,9 @@ def assemble(
         settings=settings,
         registry=registry,
         assignment_strategy="range",
+        # Its handlers mostly wait on the model: a second's answer at hundreds of turns a
+        # second keeps hundreds of them waiting at once.
+        max_in_flight=AGENT_MAX_IN_FLIGHT,
         emits=[
             "tool_called",
             "response_ready",

@@ -33,6 +33,7 @@ class ConsoleServer:
             drain_timeout_seconds=settings.drain_timeout_seconds,
             on_exit=self.console.readiness.stop,
             limits=settings.http,
+            loop=settings.event_loop,
         )
 
     def run_forever(self) -> int:

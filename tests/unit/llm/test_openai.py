@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import threading
@@ -329,3 +330,62 @@ def test_an_unknown_provider_is_a_config_error() -> None:
 
 def test_the_api_key_is_not_printed() -> None:
     assert "sk-secret" not in repr(LLMSettings(api_key="sk-secret"))
+
+
+class HeldCompletions:
+    """A minimal chat-completions server that holds every request until ``expected`` are
+    in progress at once (or ``patience`` passed), then answers them all; it counts the
+    most requests it held at once."""
+
+    def __init__(self, expected: int, patience: float = 5.0) -> None:
+        self.expected, self.patience = expected, patience
+        self.held = self.most_held = 0
+        self.all_in: asyncio.Event = asyncio.Event()
+        self.port = 0
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        body = json.dumps(completion({"role": "assistant", "content": "ok"})).encode()
+        answer = (
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":", 1)[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                await reader.readexactly(length)
+                self.held += 1
+                self.most_held = max(self.most_held, self.held)
+                if self.held >= self.expected:
+                    self.all_in.set()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.all_in.wait(), self.patience)
+                self.held -= 1
+                writer.write(answer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+
+@pytest.mark.parametrize(("max_connections", "expected"), [(None, 300), (40, 40)])
+async def test_hundreds_of_calls_wait_on_the_model_at_once(
+    max_connections: int | None, expected: int
+) -> None:
+    server_state = HeldCompletions(expected, patience=0.5 if max_connections else 10.0)
+    server = await asyncio.start_server(server_state.serve, "127.0.0.1", 0, backlog=1024)
+    port = server.sockets[0].getsockname()[1]
+    overrides = {} if max_connections is None else {"max_connections": max_connections}
+    provider = provider_for(f"http://127.0.0.1:{port}/v1", CollectorRegistry(), **overrides)
+    request = ChatRequest(system="", messages=(ChatMessage("user", "hi"),), tools=())
+    try:
+        answers = await asyncio.gather(*(provider.complete(request) for _ in range(300)))
+    finally:
+        await provider.aclose()
+        server.close()
+    assert [a.text for a in answers] == ["ok"] * 300
+    # The default pool holds all 300 at once; a smaller one bounds them.
+    assert server_state.most_held == expected
