@@ -3,7 +3,8 @@ console processes on a real broker: sign in; a user's request for a person appea
 the inbox on its own (server-sent events); the operator replies and releases through
 the page; the agent answers again; a tool call waiting for approval is approved through
 the page and its result reaches the conversation; a ``<script>`` a user wrote is shown
-as text. Screenshots of the inbox and a conversation are kept as test artefacts."""
+as text; the timeline's ids stay on one line. Screenshots of the inbox, a conversation
+and its timeline are kept as test artefacts."""
 
 from __future__ import annotations
 
@@ -182,6 +183,21 @@ def test_an_operator_handles_a_handoff_and_an_approval_in_the_browser(
         wait_for(driver, lambda d: d.find_elements(By.ID, "no-approvals"))
         driver.get(f"{console}/conversations/{CONVERSATION}")
         wait_for(driver, lambda d: "12*7 = 84" in texts(d, ".msg-agent .text"))
+
+        # The timeline: each id on one line, cut short, whole in its tooltip.
+        driver.get(f"{console}/conversations/{CONVERSATION}/timeline")
+        ids = wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#timeline .id"))
+        assert len(ids) > 10
+        for found in ids:
+            full = found.get_attribute("title") or ""
+            assert len(full) == 36 and found.get_attribute("textContent") == full
+            height, font = driver.execute_script(
+                "const s = getComputedStyle(arguments[0]);"
+                "return [arguments[0].getBoundingClientRect().height, parseFloat(s.fontSize)];",
+                found,
+            )
+            assert height < 2 * font, f"{full} wraps: {height}px high at {font}px"
+        screenshot(driver, "console-timeline")
 
 
 def sign_in(driver: WebDriver, password: str) -> None:
