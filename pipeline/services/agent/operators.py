@@ -110,6 +110,8 @@ class OperatorHandlers:
             self.metrics.cleanup.approval(conversation.tenant, outcome)
         else:
             self.approvals.close(conversation, event["approval_id"], ctx)
+            # The note for the customer only: the internal reason is for operators and
+            # the timeline, and what the model reads may be told to the user.
             note = event.get("note") or "no reason given"
             reason = f"an operator denied this call ({note})"
             self.metrics.approvals["denied"].inc()

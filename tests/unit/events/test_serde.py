@@ -148,6 +148,7 @@ FIELDS: dict[str, dict[str, Any]] = {
         "operator_id": "op-ada",
         "arguments_json": '{"order": "1234", "amount": 15}',
         "note": None,
+        "internal_reason": "the amount was checked with the customer",
     },
     "tool_outcome_decided": {
         "call_id": "call_42",

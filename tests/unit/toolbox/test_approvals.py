@@ -8,7 +8,8 @@ from datetime import timedelta
 from typing import Any
 
 from pipeline.events.model import Event
-from tests.unit.services.agent.agent_support import running_agent
+from pipeline.llm import Completion
+from tests.unit.services.agent.agent_support import ScriptedProvider, call, running_agent
 
 WAITING = "This needs a person's approval first; I will come back to you here."
 CALCULATOR = {"*": ["calculator"]}
@@ -91,6 +92,24 @@ async def test_edited_arguments_run_when_the_tools_schema_accepts_them() -> None
         assert json.loads(called["arguments_json"]) == {"expression": "2*3"}
         await run.send("tool_result", result(called, {"value": 6}))
         assert run.texts() == ["2*3 = 6"], "the model sees the arguments that ran"
+
+
+async def test_the_model_reads_the_customers_note_never_the_internal_reason() -> None:
+    provider = ScriptedProvider(call("calculator", expression="12*7"), Completion(text="ok"))
+    async with running_agent(provider, approval_tools=CALCULATOR) as run:
+        await run.user("what is 12*7?")
+        (requested,) = run.outputs("approval_requested")
+        denial = decided(
+            requested,
+            "denied",
+            note="we cannot do that today",
+            internal_reason="the account is under review for fraud",
+        )
+        await run.send("approval_decided", denial)
+        last = provider.requests[-1]
+        told = json.dumps([last.system, *(m.content for m in last.messages)])
+    assert "we cannot do that today" in told
+    assert "fraud" not in told and "under review" not in told
 
 
 async def test_a_denied_call_is_answered_as_denied() -> None:

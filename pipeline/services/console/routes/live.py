@@ -1,12 +1,14 @@
 """What keeps the pages live: their script, and ``/stream``, the server-sent events that
 tell it when what the operator sees changed (it then fetches the page's live fragment
-again). A change of another tenant's conversation is never announced; the stream ends
-when its session is signed out or its operator removed."""
+again) and when Kafka stopped or started answering (it shows or hides the banner). A
+change of another tenant's conversation is never announced; the stream ends when its
+session is signed out or its operator removed."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request
@@ -31,19 +33,26 @@ def router(console: Console) -> APIRouter:
     @routes.get("/stream")
     async def stream(request: Request, who: Scope) -> Response:
         """Server-sent events: ``changed`` (numbered from 1 per stream) whenever a
-        conversation the operator sees changes."""
+        conversation the operator sees changes; ``kafka`` (``{"down": ..., "banner":
+        ...}``) whenever Kafka stops or starts answering the console."""
         view = console.view
 
         async def changes() -> AsyncIterator[ServerSentEvent]:
             console.metrics.stream_clients.inc()
             try:
                 announced, seen, version = 1, view.changes_seen_by(who), view.version
+                banner = console.outage.banner()
                 yield ServerSentEvent(str(announced), event="changed")
+                if banner:  # the page may have been rendered just before the outage began
+                    yield kafka(banner)
                 while True:
                     with contextlib.suppress(TimeoutError):
                         version = await asyncio.wait_for(view.wait_changed(version), PING_SECONDS)
                     if not console.signed_in(request):
                         return
+                    if console.outage.banner() != banner:
+                        banner = console.outage.banner()
+                        yield kafka(banner)
                     now = view.changes_seen_by(who)
                     if now != seen:
                         announced, seen = announced + 1, now
@@ -57,3 +66,8 @@ def router(console: Console) -> APIRouter:
         )
 
     return routes
+
+
+def kafka(banner: str) -> ServerSentEvent:
+    """Whether Kafka answers the console, and the banner to show while it does not."""
+    return ServerSentEvent(json.dumps({"down": bool(banner), "banner": banner}), event="kafka")

@@ -1,10 +1,15 @@
 // Live pages: on every change the server announces, fetch this page's live fragment
-// again (the server renders and escapes it) unless the operator is typing in it.
+// again (the server renders and escapes it) unless the operator is typing in it or it
+// holds a refused form with what they typed; show or hide the "Kafka unreachable"
+// banner when the server says Kafka stopped or started answering.
 (function () {
+  if (!window.EventSource) return;
   const live = document.getElementById("live");
-  if (!live || !window.EventSource) return;
+  const banner = document.getElementById("kafka-banner");
   let pending = false;
   async function refresh() {
+    // A form shown again after a refusal keeps what the operator typed: not replaced.
+    if (live.dataset.hold) return;
     const active = document.activeElement;
     if (active && live.contains(active) && active.tagName !== "BODY") { pending = true; return; }
     pending = false;
@@ -14,6 +19,13 @@
     if (answer.ok) live.innerHTML = await answer.text();
   }
   const stream = new EventSource("/stream");
-  stream.addEventListener("changed", refresh);
-  live.addEventListener("focusout", () => { if (pending) setTimeout(refresh, 0); });
+  if (live) {
+    stream.addEventListener(live.dataset.on || "changed", refresh);
+    live.addEventListener("focusout", () => { if (pending) setTimeout(refresh, 0); });
+  }
+  stream.addEventListener("kafka", (event) => {
+    const kafka = JSON.parse(event.data);
+    if (banner) { banner.textContent = kafka.banner; banner.hidden = !kafka.down; }
+    document.querySelector("main").classList.toggle("stale", kafka.down);
+  });
 })();
