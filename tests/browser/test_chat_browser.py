@@ -38,6 +38,7 @@ TOPICS = (
     "handoff_requested",
     "operator_message",
     "handoff_released",
+    "operator_action_handled",
     "approval_requested",
     "approval_decided",
 )

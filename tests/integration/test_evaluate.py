@@ -35,12 +35,14 @@ TOPICS = (
     "handoff_requested",
     "operator_message",
     "handoff_released",
+    "operator_action_handled",
     "approval_requested",
     "approval_decided",
     "agent_state_changelog",
     "agent_journal",
     "dead_letters",
     "tool_catalog",
+    "tools_journal",  # the tools service journals its calls
 )
 AGENT = {"approval_tools": {"*": ["current_time"]}}
 CONVERSATIONS = 50

@@ -178,3 +178,22 @@ async def test_a_handoff_closes_pending_approvals() -> None:
         assert (cancel["purpose"], cancel["action"]) == ("approval_expiry", "cancel")
         await run.send("approval_decided", decided(requested, "approved"))
         assert run.outputs("tool_called") == []
+
+
+async def test_a_decision_ends_with_the_agents_outcome_a_late_one_ignored() -> None:
+    async with running_agent(approval_tools=CALCULATOR) as run:
+        await run.user("what is 12*7?")
+        (requested,) = run.outputs("approval_requested")
+        first = await run.send("approval_decided", decided(requested, "approved"))
+        late = await run.send("approval_decided", decided(requested, "denied"))
+        unknown = await run.send(
+            "approval_decided", {**decided(requested, "denied"), "approval_id": "approval_x"}
+        )
+        outcomes = {e.metadata.causation_id: e for e in run.outputs("operator_action_handled")}
+        assert outcomes[first.id]["outcome"] == "accepted"
+        assert (outcomes[late.id]["outcome"], outcomes[late.id]["reason"]) == (
+            "ignored",
+            "the approval was decided before, or expired",
+        )
+        assert outcomes[unknown.id]["reason"] == "the agent is waiting for no such approval"
+        assert {e["action"] for e in outcomes.values()} == {"approval_decided"}
