@@ -1,10 +1,11 @@
 """The operator console in a real browser, against the real agent, tools service and
 console processes on a real broker: sign in; a user's request for a person appears in
-the inbox on its own (server-sent events); the operator replies and releases through
-the page; the agent answers again; a tool call waiting for approval is approved through
-the page and its result reaches the conversation; a ``<script>`` a user wrote is shown
-as text; the timeline's ids stay on one line. Screenshots of the inbox, a conversation
-and its timeline are kept as test artefacts."""
+the inbox on its own (server-sent events); the operator replies (confirmed on the page,
+which then says by itself that the agent took it) and releases through the page; the
+agent answers again; a tool call waiting for approval is approved through the page and
+its result reaches the conversation; a ``<script>`` a user wrote is shown as text; the
+timeline's ids stay on one line. Screenshots of the inbox, a conversation and its
+timeline are kept as test artefacts."""
 
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ TOPICS = (
     "handoff_requested",
     "operator_message",
     "handoff_released",
+    "operator_action_handled",
     "approval_requested",
     "approval_decided",
     "agent_state_changelog",
@@ -169,6 +171,10 @@ def test_an_operator_handles_a_handoff_and_an_approval_in_the_browser(
             lambda d: "Hello, Ada here. What happened?" in texts(d, ".msg-operator .text"),
         )
         wait_for(driver, lambda d: texts(d, "#state") == ["with a person"])
+        # The page confirms the reply and says, live, that the agent took it.
+        taken = '#confirmation[data-status="accepted"]'
+        wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, taken))
+        assert "taken by the agent" in texts(driver, "#confirmation")[0]
         screenshot(driver, "console-conversation")
         driver.find_element(By.ID, "release-note").send_keys("the user wants a sum")
         driver.find_element(By.ID, "release").click()

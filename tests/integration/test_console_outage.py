@@ -8,12 +8,9 @@ Kafka does not take shows the conversation again with what the operator typed.""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
-from collections.abc import AsyncIterator, Callable
-
-import httpx
+from collections.abc import Callable
 
 from pipeline.dev.kafka import DevKafka
 from pipeline.events.catalog import DEAD_LETTER
@@ -21,11 +18,16 @@ from pipeline.events.model import utc_now
 from pipeline.services.console import create_app
 from pipeline.services.console.site import Console
 from pipeline.topology import admin_client, apply, load_settings_topology
-from tests.integration.console_support import console_settings, page_until, signed_in
+from tests.integration.console_support import (
+    BROWSER,
+    console_settings,
+    listening,
+    page_until,
+    signed_in,
+)
 from tests.integration.gateway_support import serving_app
 from tests.integration.runtime_support import SERDE, message, produce, produce_events
 
-BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 PAGES = (
     "/",
     "/inbox",
@@ -44,29 +46,6 @@ async def until(what: str, check: Callable[[], object], seconds: float = 60) -> 
     while not check():
         assert asyncio.get_running_loop().time() < deadline, what
         await asyncio.sleep(0.2)
-
-
-@contextlib.asynccontextmanager
-async def listening(http: httpx.AsyncClient) -> AsyncIterator[list[tuple[str, str]]]:
-    """The live stream's (event, data) pairs, as they come."""
-    heard: list[tuple[str, str]] = []
-
-    async def listen() -> None:
-        async with http.stream("GET", "/stream", headers={"Accept": "text/event-stream"}) as s:
-            kind = ""
-            async for line in s.aiter_lines():
-                if line.startswith("event:"):
-                    kind = line.split(":", 1)[1].strip()
-                elif line.startswith("data:"):
-                    heard.append((kind, line.split(":", 1)[1].strip()))
-
-    task = asyncio.create_task(listen())
-    try:
-        yield heard
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
-            await task
 
 
 async def test_the_console_through_a_kafka_outage(

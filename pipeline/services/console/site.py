@@ -49,11 +49,13 @@ from pipeline.events.wire import make_serde
 from pipeline.http.json_errors import error_response
 from pipeline.http.readiness import KafkaReadiness
 from pipeline.runtime.publisher import Publisher
+from pipeline.services.console.access import Access
 from pipeline.services.console.actions import OperatorActions
 from pipeline.services.console.auth import Operators
 from pipeline.services.console.cleanup import CleanupFold
 from pipeline.services.console.feed import Feed
 from pipeline.services.console.metrics import ConsoleMetrics
+from pipeline.services.console.operator_actions import OperatorAction
 from pipeline.services.console.outage import OutageWatch
 from pipeline.services.console.sessions import SESSION_COOKIE, Session, Sessions, ended_record
 from pipeline.services.console.signin_limits import SigninLimits
@@ -64,6 +66,9 @@ log = logging.getLogger(__name__)
 
 TEMPLATES = Path(__file__).parent / "templates"
 FRAGMENT_HEADER = "x-console-fragment"
+DONE_COOKIE = "pipeline_console_done"  # the action a browser is sent back after
+DONE_HEADER = "x-console-done"  # the same, kept by the page for its live refreshes
+DONE_SECONDS = 60
 RETRY_AFTER_SECONDS = 5  # an action Kafka did not take: when to try again
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; "
@@ -202,8 +207,27 @@ class Console:
         values.setdefault("typed", {})  # what the operator typed in a form refused
         values.setdefault("notice", None)  # a refusal shown above the page
         values.setdefault("hold", False)  # live part not replaced: it holds a refused form
+        done = self.done_key(request)
+        values.setdefault("done_key", done)
+        values.setdefault("done", self._done(done, access))
         body = self.templates.get_template(name).render(**values)
-        return HTMLResponse(body, status_code=status, headers=SECURITY_HEADERS)
+        answer = HTMLResponse(body, status_code=status, headers=SECURITY_HEADERS)
+        if DONE_COOKIE in request.cookies and request.headers.get(FRAGMENT_HEADER) != "1":
+            answer.delete_cookie(DONE_COOKIE, path="/")  # confirmed once: the page keeps it
+        return answer
+
+    @staticmethod
+    def done_key(request: Request) -> str:
+        """What the browser was sent back after (:meth:`done`), or ""."""
+        return request.headers.get(DONE_HEADER) or request.cookies.get(DONE_COOKIE) or ""
+
+    def _done(self, done: str, access: Access | None) -> OperatorAction | None:
+        """The action a browser was sent back after, to confirm it and say what became of
+        it (live); None when there is none, or it is not the operator's to see."""
+        action = self.view.action(done) if done else None
+        if action is None or access is None or not access.sees(action.tenant):
+            return None
+        return action
 
     def refused(
         self, request: Request, status: int, reason: str, retry_after: int | None = None
@@ -219,6 +243,21 @@ class Console:
             answer = error_response(status, reason)
         if retry_after is not None:
             answer.headers["Retry-After"] = str(retry_after)
+        return answer
+
+    def done(self, answer: Response, key: str) -> Response:
+        """``answer`` (the redirect back after an action) naming what was done, so that
+        the page it leads to confirms it: a cookie read once by that page, which then
+        keeps the key for its live refreshes (``X-Console-Done``)."""
+        answer.set_cookie(
+            DONE_COOKIE,
+            key,
+            max_age=DONE_SECONDS,
+            httponly=True,
+            samesite="strict",
+            secure=self.settings.console.cookie_secure,
+            path="/",
+        )
         return answer
 
     def error_page(self, status: int, reason: str) -> Response:
@@ -252,7 +291,7 @@ class Console:
             retry_after = RETRY_AFTER_SECONDS
         else:
             if browser(request):
-                return RedirectResponse(back, status_code=303)
+                return self.done(RedirectResponse(back, status_code=303), str(event.id))
             body = {"event_id": str(event.id), "event_type": event.type}
             return JSONResponse(body, status_code=202)
         form = again(reason) if again is not None and wants_html(request) else None

@@ -39,6 +39,7 @@ from pipeline.services.console.site import (
     wants_html,
 )
 
+REDRIVEN = "redriven:"  # the key of a redrive done, for its confirmation
 LISTINGS_KEPT = 64  # last lists read, per operator and filter, shown while Kafka is not
 
 
@@ -59,7 +60,8 @@ def router(console: Console) -> APIRouter:
     async def dead_letters(
         request: Request, who: Scope, source_topic: Annotated[str, Query(max_length=249)] = ""
     ) -> Response:
-        """The newest dead letters: error, source position, redriven or not."""
+        """The newest dead letters: error, source position, redriven or not (the letter a
+        browser was sent back after redriving, confirmed)."""
         key = (who.operator, source_topic)
         problem = None
         outage = console.outage.current()
@@ -87,13 +89,17 @@ def router(console: Console) -> APIRouter:
             reason = f"cannot read the dead letters: {problem}"
             return console.refused(request, 503, reason, RETRY_AFTER_SECONDS)
         last = listings.get(key)
+        entries = last.entries if last is not None else []
+        done = console.done_key(request)
+        redriven = next((e for e in entries if REDRIVEN + e.letter_id == done), None)
         return console.page(
             request,
             "dead_letters.html",
-            entries=last.entries if last is not None else [],
+            entries=entries,
             read_at=last.read_at if last is not None else None,
             problem=problem,
             source_topic=source_topic,
+            redriven=redriven if redriven is not None and redriven.redriven else None,
         )
 
     @routes.post("/dead-letters/{letter_id}/redrive")
@@ -113,7 +119,8 @@ def router(console: Console) -> APIRouter:
             return console.refused(request, 503, f"not redriven: {exc}", RETRY_AFTER_SECONDS)
         console.metrics.actions.labels("redrive").inc()
         if browser(request):
-            return RedirectResponse("/dead-letters", status_code=303)
+            answer = RedirectResponse("/dead-letters", status_code=303)
+            return console.done(answer, REDRIVEN + done.letter_id)
         return JSONResponse(done.as_json(), status_code=202)
 
     return routes

@@ -101,6 +101,8 @@ async def test_errors_are_pages_for_a_browser_and_json_for_an_api_client(
         assert 'id="error"' in page.text, path
         answer = await run.http.get(path)
         assert answer.status_code == 404 and answer.json()["error"], path
+    fragment = await run.browser.get("/conversations/nobody", headers={"X-Console-Fragment": "1"})
+    assert fragment.status_code == 404 and fragment.text.startswith('<p class="error" id="error">')
     asked_json = await run.browser.get("/no-such-page", headers={"Accept": "application/json"})
     assert asked_json.status_code == 404 and asked_json.json()["error"]
     refused = await run.browser.post("/conversations/c1/reply", data={"text": "hi"})
