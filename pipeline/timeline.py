@@ -77,6 +77,9 @@ class Entry:
                 f"{data.get('tool')} {data.get('outcome')} by {data.get('operator_id')}: "
                 f"{data.get('note') or ''}"
             )
+        if self.event.type == "operator_action_handled":
+            detail = f"{data.get('action')} by {operator} {data.get('outcome')}"
+            detail += f": {data['reason']}" if data.get("reason") else ""
         if self.event.type == "timer_requested":
             detail = f"{data.get('action')} {data.get('timer_id')} due {data.get('due_at')}"
         if not detail and self.summary_field is not None:

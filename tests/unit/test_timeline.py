@@ -79,6 +79,23 @@ def test_a_denial_shows_the_internal_reason_and_what_the_customer_was_told() -> 
     )
 
 
+def test_the_agents_outcome_of_an_operators_action_says_what_became_of_it() -> None:
+    metadata = Metadata.new("operator_action_handled", "conv-1", tenant_id="acme", producer="agent")
+    data = {
+        "action": "handoff_released",
+        "operator_id": "ada",
+        "outcome": "ignored",
+        "reason": "no person has this conversation",
+        "agent_version": "1.0",
+    }
+    shown = Entry("t.operator_action_handled", 0, 3, Event(metadata, data)).summary()
+    assert shown == "handoff_released by ada ignored: no person has this conversation"
+    accepted = {**data, "outcome": "accepted", "reason": None}
+    assert Entry("t.x", 0, 4, Event(metadata, accepted)).summary() == (
+        "handoff_released by ada accepted"
+    )
+
+
 def test_an_own_event_types_what_is_its_marked_or_first_string_field() -> None:
     from pipeline.config import Settings
     from pipeline.events.catalog import load_settings_catalog
