@@ -41,6 +41,7 @@ TOPICS = (
     "operator_action_handled",
     "approval_requested",
     "approval_decided",
+    "tools_journal",  # the tools service journals its calls
 )
 HOSTILE = "<script>document.title='owned'</script><b>bold?</b>"
 

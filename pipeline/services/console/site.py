@@ -9,9 +9,11 @@ redirect back and an API client (bearer token) with the event produced as JSON.
 A refusal or an error is a page for a browser (its form again, with what the operator
 typed and the reason, where the route can show it; else the error page) and
 ``{"error": reason}`` for an API client or a request asking for JSON. A browser never
-gets a 5xx: while Kafka is down every page answers, with a banner saying so
-(:mod:`pipeline.services.console.outage`), and an action that could not be stored says
-so on its page; an API client gets 503 with ``Retry-After``, as from the gateway.
+gets a 5xx for an outage: while Kafka is down every page answers, with a banner saying
+so (:mod:`pipeline.services.console.outage`), and an action that could not be stored
+says so on its page; an API client gets 503 with ``Retry-After``, as from the gateway.
+After an action a browser's page confirms it and follows what became of it
+(:meth:`Console.done`).
 
 Every route takes the signed-in operator's
 :data:`~pipeline.services.console.access.Scope` and shows and does only what it allows
