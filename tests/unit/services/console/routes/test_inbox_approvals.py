@@ -14,7 +14,7 @@ from pipeline.events.model import utc_now
 from pipeline.llm.base import ToolSpec
 from pipeline.toolbox.tool_offer import StaticOffer
 from tests.unit.services.console.routes.console_run import ConsoleRun, console_run
-from tests.unit.services.console.view_events import event
+from tests.unit.services.console.view_events import event, handled
 
 CALCULATOR = ToolSpec(
     "calculator",
@@ -93,3 +93,22 @@ async def test_a_decision_on_an_approval_no_longer_pending_says_so_above_the_lis
     assert answer.status_code == 404
     assert 'id="notice"' in answer.text and "no pending approval" in answer.text
     assert 'id="approval-1"' in answer.text, "the pending ones are still listed"
+
+
+async def test_an_approval_is_confirmed_and_then_says_what_the_agent_made_of_it(
+    run: ConsoleRun,
+) -> None:
+    answer = await run.form("/approvals/approval-1/decide", decision="approved")
+    assert answer.status_code == 303 and answer.headers["location"] == "/approvals"
+    (decided,) = run.produced("approval_decided")
+    page = (await run.browser.get("/approvals")).text
+    assert 'id="confirmation"' in page and "Approval decision by ada" in page
+    assert "waiting for the agent to take it" in page and 'id="no-approvals"' in page
+    run.console.view.apply(
+        handled(3, decided, "ignored", "the approval was decided before, or expired")
+    )
+    live = await run.browser.get(
+        "/approvals", headers={"X-Console-Fragment": "1", "X-Console-Done": str(decided.id)}
+    )
+    assert 'data-status="ignored"' in live.text
+    assert "ignored by the agent: the approval was decided before, or expired" in live.text
