@@ -42,7 +42,6 @@ TOPICS = (
     "agent_journal",
     "dead_letters",
     "tool_catalog",
-    "tools_journal",  # the tools service journals its calls
 )
 AGENT = {"approval_tools": {"*": ["current_time"]}}
 CONVERSATIONS = 50

@@ -40,7 +40,6 @@ async def test_operator_work_moves_the_cleanup_metrics_and_the_console_page(
         "timer_requested",
         "context_updated",
         "agent_state_changelog",
-        "tools_journal",  # the tools service journals its calls
         partitions=2,
     )
     base = console_settings(kafka_bootstrap, topic_prefix)
