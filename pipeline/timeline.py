@@ -65,7 +65,10 @@ class Entry:
             by = f"by {operator}: " if operator else f"{data.get('requested_by')}: "
             detail = by + str(data.get("reason") or "")
         if self.event.type == "approval_decided":
-            detail = f"{data.get('decision')} by {operator}: {data.get('note') or ''}"
+            internal, note = data.get("internal_reason"), data.get("note")
+            detail = f"{data.get('decision')} by {operator}: {internal or note or ''}"
+            if internal and note:
+                detail += f" (the customer was told: {note})"
         if self.event.type == "tool_result":
             detail = f"{data.get('tool')} {data.get('status')}: {data.get('result_json') or ''}"
             detail += data.get("error") or ""
@@ -74,6 +77,9 @@ class Entry:
                 f"{data.get('tool')} {data.get('outcome')} by {data.get('operator_id')}: "
                 f"{data.get('note') or ''}"
             )
+        if self.event.type == "operator_action_handled":
+            detail = f"{data.get('action')} by {operator} {data.get('outcome')}"
+            detail += f": {data['reason']}" if data.get("reason") else ""
         if self.event.type == "timer_requested":
             detail = f"{data.get('action')} {data.get('timer_id')} due {data.get('due_at')}"
         if not detail and self.summary_field is not None:

@@ -21,9 +21,9 @@ from pipeline.events.wire import make_serde
 from pipeline.observability.otel import OBSERVE
 from pipeline.observability.tracing import child_traceparent
 from pipeline.runtime.headers import Header, event_headers
-from pipeline.runtime.ports import ProducerPort
+from pipeline.runtime.ports import ProducerPort, Record
 from pipeline.runtime.producer import AsyncProducer, producer_config
-from pipeline.runtime.spans import publish_span
+from pipeline.runtime.spans import landed, publish_span, traceparent_of
 
 
 class Publisher:
@@ -133,17 +133,20 @@ class Publisher:
         if OBSERVE.tracing:
             topic = self.settings.topic(event.type)
             with publish_span(topic, event, self.name, traceparent) as sent:
-                await self._publish_encoded(event, value, sent, ack_timeout)
+                record = await self._publish_encoded(
+                    event, value, traceparent_of(sent), ack_timeout
+                )
+                landed(sent, record)
             return
         await self._publish_encoded(event, value, child_traceparent(traceparent), ack_timeout)
 
     async def _publish_encoded(
         self, event: Event, value: bytes, traceparent: str, ack_timeout: float
-    ) -> None:
+    ) -> Record:
         headers = event_headers(
             event.type, event.metadata.event_id_text, traceparent, self.serde.content_type
         )
-        await self.publish_record(
+        return await self.publish_record(
             event.type, event.conversation_id, value, headers=headers, ack_timeout=ack_timeout
         )
 
@@ -155,12 +158,13 @@ class Publisher:
         *,
         headers: tuple[Header, ...] = (),
         ack_timeout: float = 10.0,
-    ) -> None:
-        """Produce a raw record to a logical ``topic`` and wait for its acknowledgement."""
+    ) -> Record:
+        """Produce a raw record to a logical ``topic`` and wait for its acknowledgement;
+        the record as acknowledged (its partition and offset)."""
         physical = self.settings.topic(topic)
         ack = await self._producer.send(physical, value, key, headers)
         try:
-            await asyncio.wait_for(ack, ack_timeout)
+            return await asyncio.wait_for(ack, ack_timeout)
         except TimeoutError as exc:
             raise BrokerUnavailableError(
                 f"Kafka did not acknowledge a record for {physical} within {ack_timeout:g}s"

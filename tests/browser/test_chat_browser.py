@@ -38,8 +38,10 @@ TOPICS = (
     "handoff_requested",
     "operator_message",
     "handoff_released",
+    "operator_action_handled",
     "approval_requested",
     "approval_decided",
+    "tools_journal",  # the tools service journals its calls
 )
 HOSTILE = "<script>document.title='owned'</script><b>bold?</b>"
 

@@ -1,9 +1,11 @@
 """The operator console in a real browser, against the real agent, tools service and
 console processes on a real broker: sign in; a user's request for a person appears in
-the inbox on its own (server-sent events); the operator replies and releases through
-the page; the agent answers again; a tool call waiting for approval is approved through
-the page and its result reaches the conversation; a ``<script>`` a user wrote is shown
-as text. Screenshots of the inbox and a conversation are kept as test artefacts."""
+the inbox on its own (server-sent events); the operator replies (confirmed on the page,
+which then says by itself that the agent took it) and releases through the page; the
+agent answers again; a tool call waiting for approval is approved through the page and
+its result reaches the conversation; a ``<script>`` a user wrote is shown as text; the
+timeline's ids stay on one line. Screenshots of the inbox, a conversation and its
+timeline are kept as test artefacts."""
 
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ TOPICS = (
     "handoff_requested",
     "operator_message",
     "handoff_released",
+    "operator_action_handled",
     "approval_requested",
     "approval_decided",
     "agent_state_changelog",
@@ -168,6 +171,10 @@ def test_an_operator_handles_a_handoff_and_an_approval_in_the_browser(
             lambda d: "Hello, Ada here. What happened?" in texts(d, ".msg-operator .text"),
         )
         wait_for(driver, lambda d: texts(d, "#state") == ["with a person"])
+        # The page confirms the reply and says, live, that the agent took it.
+        taken = '#confirmation[data-status="accepted"]'
+        wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, taken))
+        assert "taken by the agent" in texts(driver, "#confirmation")[0]
         screenshot(driver, "console-conversation")
         driver.find_element(By.ID, "release-note").send_keys("the user wants a sum")
         driver.find_element(By.ID, "release").click()
@@ -182,6 +189,21 @@ def test_an_operator_handles_a_handoff_and_an_approval_in_the_browser(
         wait_for(driver, lambda d: d.find_elements(By.ID, "no-approvals"))
         driver.get(f"{console}/conversations/{CONVERSATION}")
         wait_for(driver, lambda d: "12*7 = 84" in texts(d, ".msg-agent .text"))
+
+        # The timeline: each id on one line, cut short, whole in its tooltip.
+        driver.get(f"{console}/conversations/{CONVERSATION}/timeline")
+        ids = wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#timeline .id"))
+        assert len(ids) > 10
+        for found in ids:
+            full = found.get_attribute("title") or ""
+            assert len(full) == 36 and found.get_attribute("textContent") == full
+            height, font = driver.execute_script(
+                "const s = getComputedStyle(arguments[0]);"
+                "return [arguments[0].getBoundingClientRect().height, parseFloat(s.fontSize)];",
+                found,
+            )
+            assert height < 2 * font, f"{full} wraps: {height}px high at {font}px"
+        screenshot(driver, "console-timeline")
 
 
 def sign_in(driver: WebDriver, password: str) -> None:

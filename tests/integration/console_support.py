@@ -1,13 +1,14 @@
 """The operator console on a real broker, as its integration tests drive it: settings
 with two operators (ada signs in with a password, bob is an API client with a token),
-the calculator as the tool catalog advertises it, signing in through the form, and
-reading a page until the live view shows something."""
+the calculator as the tool catalog advertises it, signing in through the form, reading a
+page until the live view shows something, and listening to the live stream."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -20,6 +21,8 @@ from tests.integration.runtime_support import settings_for
 CONSOLE_TOPICS = ("tool_catalog", "dead_letters", "dead_letter_redrives", "console_sessions")
 """The topics the console reads or writes besides the view's."""
 PASSWORD = "correct horse battery staple"
+BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+"""What a browser accepts when it asks for a page or posts a form."""
 TOKEN = "api-token-of-bob"
 CALCULATOR = CatalogEntry(
     "calculator",
@@ -95,3 +98,26 @@ async def page_until(
             return text
         assert asyncio.get_running_loop().time() < deadline, f"{path} never showed it: {text}"
         await asyncio.sleep(0.1)
+
+
+@contextlib.asynccontextmanager
+async def listening(http: httpx.AsyncClient) -> AsyncIterator[list[tuple[str, str]]]:
+    """The live stream's (event, data) pairs, as they come."""
+    heard: list[tuple[str, str]] = []
+
+    async def listen() -> None:
+        async with http.stream("GET", "/stream", headers={"Accept": "text/event-stream"}) as s:
+            kind = ""
+            async for line in s.aiter_lines():
+                if line.startswith("event:"):
+                    kind = line.split(":", 1)[1].strip()
+                elif line.startswith("data:"):
+                    heard.append((kind, line.split(":", 1)[1].strip()))
+
+    task = asyncio.create_task(listen())
+    try:
+        yield heard
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
+            await task

@@ -207,10 +207,27 @@ async def test_handoff_inbox_take_reply_release_are_events_with_the_operator_id(
     assert (released[0]["operator_id"], released[0]["note"]) == ("ada", "sorted out")
     assert {e.conversation_id for e in [*took, *wrote, *released]} == {"conv-h"}
     assert {e.metadata.tenant_id for e in [*wrote, *released]} == {"t1"}
+    # The agent takes the reply and the release (no agent runs here: its outcomes are
+    # produced as it would); only then does the console show them.
+    outcomes = [
+        Event(
+            request.metadata.caused_derived("operator_action_handled", "agent/9", producer="agent"),
+            {
+                "action": request.type,
+                "operator_id": "ada",
+                "outcome": "accepted",
+                "reason": None,
+                "agent_version": "test",
+            },
+        )
+        for request in (wrote[0], released[0])
+    ]
+    produce_events(kafka_bootstrap, topic("operator_action_handled"), outcomes)
     await page_until(http, "/inbox", lambda text: "conv-h" not in text)
     timeline = (await http.get("/conversations/conv-h/timeline")).text
-    # Every event of the conversation, the handoff linked to the message that caused it.
-    assert timeline.count('<tr id="event-') == 5
+    # Every event of the conversation, the handoff linked to the message that caused it
+    # (five, and the agent's two outcomes).
+    assert timeline.count('<tr id="event-') == 5 + len(outcomes)
     assert f'class="cause" href="#event-{asking.id}"' in timeline
     assert "&lt;script&gt;" in timeline and "<script>alert" not in timeline
     listed = await page_until(http, "/", lambda text: "with the agent" in text)

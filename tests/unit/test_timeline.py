@@ -59,6 +59,43 @@ def test_an_operators_decision_on_an_uncertain_call_names_the_operator() -> None
     assert shown == "refund done by ada: seen in the shop"
 
 
+def test_a_denial_shows_the_internal_reason_and_what_the_customer_was_told() -> None:
+    metadata = Metadata.new("approval_decided", "conv-1", tenant_id="acme", producer="console")
+    data = {
+        "approval_id": "a1",
+        "decision": "denied",
+        "operator_id": "ada",
+        "arguments_json": None,
+        "note": "we cannot refund this order",
+        "internal_reason": "the card is flagged",
+    }
+    shown = Entry("t.approval_decided", 0, 3, Event(metadata, data)).summary()
+    assert shown == (
+        "denied by ada: the card is flagged (the customer was told: we cannot refund this order)"
+    )
+    older = {**data, "internal_reason": None}
+    assert Entry("t.approval_decided", 0, 3, Event(metadata, older)).summary() == (
+        "denied by ada: we cannot refund this order"
+    )
+
+
+def test_the_agents_outcome_of_an_operators_action_says_what_became_of_it() -> None:
+    metadata = Metadata.new("operator_action_handled", "conv-1", tenant_id="acme", producer="agent")
+    data = {
+        "action": "handoff_released",
+        "operator_id": "ada",
+        "outcome": "ignored",
+        "reason": "no person has this conversation",
+        "agent_version": "1.0",
+    }
+    shown = Entry("t.operator_action_handled", 0, 3, Event(metadata, data)).summary()
+    assert shown == "handoff_released by ada ignored: no person has this conversation"
+    accepted = {**data, "outcome": "accepted", "reason": None}
+    assert Entry("t.x", 0, 4, Event(metadata, accepted)).summary() == (
+        "handoff_released by ada accepted"
+    )
+
+
 def test_an_own_event_types_what_is_its_marked_or_first_string_field() -> None:
     from pipeline.config import Settings
     from pipeline.events.catalog import load_settings_catalog

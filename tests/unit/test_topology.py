@@ -41,6 +41,7 @@ CONVERSATION_TOPICS = {
     "approval_requested",
     "approval_decided",
     "tool_outcome_decided",
+    "operator_action_handled",
     "web_outgoing",
 }
 

@@ -17,6 +17,7 @@ every topic are handled one at a time, on the instance owning its partition)::
                          told it was denied
     tool_outcome_decided -> a call whose outcome was unknown, marked done or failed: a
                          new turn tells the model, and the user is answered
+    (each operator event, last: operator_action_handled, accepted or ignored)
 
 This module holds the conversation's own handlers (the first four) and builds the service.
 The operators' handlers are in :mod:`.operators`; a turn's next step in :mod:`.turns`, the
@@ -253,6 +254,7 @@ def assemble(
             "timer_requested",
             "handoff_requested",
             "approval_requested",
+            "operator_action_handled",
         ],
     )
     store = ChangelogStore(

@@ -9,7 +9,10 @@
 - **approve / deny / edit** a pending approval: ``approval_decided``; edited arguments
   must be a JSON object the tool's schema (from the tool catalog) accepts, checked here
   with the check the agent makes (:func:`pipeline.toolbox.approvals.edited_arguments`),
-  so a bad edit is refused with the reason before anything is produced.
+  so a bad edit is refused with the reason before anything is produced. A decision
+  carries two notes: ``note``, for the customer (with a denial the model is told it, and
+  answers the user with it), and ``internal_reason``, for operators and the timeline
+  only (never passed to the model).
 - **mark done / mark failed** a tool call whose outcome is unknown:
   ``tool_outcome_decided``, caused by the ``tool_result`` that said unknown, with what the
   operator found (a note) and, optionally, what the tool did (JSON, checked to be JSON).
@@ -101,7 +104,10 @@ class OperatorActions:
         decision: str,
         arguments_json: str | None = None,
         note: str | None = None,
+        internal_reason: str | None = None,
     ) -> Event:
+        """Approve or deny a pending approval; ``note`` is for the customer, the
+        ``internal_reason`` for operators and the timeline only."""
         who.require("agent", "decide an approval")
         approval = who.one(
             self.view.approval(approval_id),
@@ -131,6 +137,7 @@ class OperatorActions:
             "operator_id": who.operator,
             "arguments_json": edited,
             "note": (note or "").strip() or None,
+            "internal_reason": (internal_reason or "").strip() or None,
         }
         return await self._publish(action, "approval_decided", conversation, data)
 

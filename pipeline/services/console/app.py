@@ -17,10 +17,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from prometheus_client import CollectorRegistry
+from starlette.exceptions import HTTPException
 
 from pipeline.config import Settings
 from pipeline.errors import OperatorActionRefused
-from pipeline.http.json_errors import add_json_errors, invalid_request_reason
+from pipeline.http.json_errors import add_json_errors, error_response, invalid_request_reason
 from pipeline.http.routers import add_routers
 from pipeline.runtime.publisher import Publisher
 from pipeline.services.console.access import unscoped_routes
@@ -36,9 +37,11 @@ from pipeline.services.console.routes import (
     timeline,
     uncertain,
 )
-from pipeline.services.console.site import Console
+from pipeline.services.console.site import Console, wants_html
 
 log = logging.getLogger(__name__)
+
+INTERNAL_ERROR = "internal error: the console failed on this request (its log says why)"
 
 
 def create_app(
@@ -92,6 +95,7 @@ def create_app(
         sessions=console.sessions,
         metrics=console.metrics,
         allowed_origins=frozenset(cfg.allowed_origins),
+        error_page=console.error_page,
     )
     return app
 
@@ -108,9 +112,21 @@ def check_scoped(app: FastAPI) -> None:
 
 
 def add_refusals(app: FastAPI, console: Console) -> None:
-    """JSON errors, except that a refused action or an invalid form from a browser gets
-    the error page."""
-    add_json_errors(app, internal_error="internal error")
+    """Errors as the error page for a browser and as JSON for API clients: refused
+    actions, invalid forms, unknown paths and methods, and unexpected failures (500 for
+    an API client, logged with the traceback; a browser's page says it failed)."""
+    add_json_errors(app, internal_error=INTERNAL_ERROR)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        if not wants_html(request):
+            return error_response(exc.status_code, str(exc.detail), exc.headers)
+        return console.refused(request, exc.status_code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+        return console.refused(request, 500, INTERNAL_ERROR)
 
     @app.exception_handler(OperatorActionRefused)
     async def action_refused(request: Request, exc: OperatorActionRefused) -> Response:

@@ -16,14 +16,19 @@ session's CSRF token, as the form field ``csrf_token`` or the header ``X-CSRF-To
 The body is read here for that (bounded) and replayed to the app
 (:mod:`pipeline.http.body`). A bearer-token request needs no CSRF token: browsers never
 attach it on their own.
+
+A refusal is ``{"error": reason}``, or the error page (``error_page``) for a browser
+(a request that accepts ``text/html``).
 """
 
 from __future__ import annotations
 
 import urllib.parse
+from collections.abc import Callable
 
 from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect, cookie_parser
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pipeline.http.body import read_body, replay, send_json, send_response
@@ -35,6 +40,7 @@ PUBLIC = frozenset({"/signin", "/healthz", "/readyz"})
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 MAX_FORM_BYTES = 256 * 1024
 NO_STORE = (b"cache-control", b"no-store")
+SIGN_IN_FIRST = "sign in first (session cookie or bearer token)"
 
 
 class Guard:
@@ -46,8 +52,11 @@ class Guard:
         sessions: Sessions,
         metrics: ConsoleMetrics,
         allowed_origins: frozenset[str],
+        error_page: Callable[[int, str], Response] | None = None,
     ) -> None:
+        """``error_page`` answers a browser's refused request (status, reason) with a page."""
         self.app = app
+        self.error_page = error_page
         self.operators = operators
         self.sessions = sessions
         self.metrics = metrics
@@ -70,7 +79,7 @@ class Guard:
             )
             if why is not None:
                 self.metrics.refused.labels("cross_site").inc()
-                await _json(send, 403, why)
+                await self._refuse(send, headers, 403, why)
                 return
         if path in PUBLIC:
             await self.app(scope, receive, send)
@@ -85,7 +94,7 @@ class Guard:
                 target = urllib.parse.quote(path + _query(scope), safe="")
                 await _redirect(send, f"/signin?next={target}")
             else:
-                await _json(send, 401, "sign in first (session cookie or bearer token)")
+                await self._refuse(send, headers, 401, SIGN_IN_FIRST)
             return
         state = scope.setdefault("state", {})
         state["operator"] = access.operator
@@ -101,20 +110,34 @@ class Guard:
             return
         if body is None:
             self.metrics.refused.labels("invalid").inc()
-            await _json(send, 413, f"form larger than {MAX_FORM_BYTES} bytes")
+            await self._refuse(send, headers, 413, f"form larger than {MAX_FORM_BYTES} bytes")
             return
         given = headers.get("x-csrf-token") or _form_field(headers, body, "csrf_token")
         if not same_token(given, session.csrf):
             self.metrics.refused.labels("csrf_token").inc()
-            await _json(send, 403, "missing or wrong CSRF token: reload the page and try again")
+            reason = "missing or wrong CSRF token: reload the page and try again"
+            await self._refuse(send, headers, 403, reason)
             return
         await self.app(scope, replay(body, receive), send)
+
+    async def _refuse(self, send: Send, headers: Headers, status: int, reason: str) -> None:
+        if self.error_page is None or "text/html" not in headers.get("accept", ""):
+            await send_json(send, status, {"error": reason}, [NO_STORE])
+            return
+        await send_response_object(send, self.error_page(status, reason))
 
     def _bearer(self, headers: Headers) -> str | None:
         scheme, _, token = headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return None
         return self.operators.operator_for_token(token.strip())
+
+
+async def send_response_object(send: Send, response: Response) -> None:
+    """Send a whole, already rendered Starlette response (headers and body)."""
+    start = {"type": "http.response.start", "status": response.status_code}
+    await send({**start, "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": bytes(response.body)})
 
 
 def _query(scope: Scope) -> str:
@@ -127,10 +150,6 @@ def _form_field(headers: Headers, body: bytes, name: str) -> str | None:
         return None
     values = urllib.parse.parse_qs(body.decode("utf-8", "replace")).get(name)
     return values[0] if values else None
-
-
-async def _json(send: Send, status: int, reason: str) -> None:
-    await send_json(send, status, {"error": reason}, [NO_STORE])
 
 
 async def _redirect(send: Send, location: str) -> None:

@@ -148,6 +148,14 @@ FIELDS: dict[str, dict[str, Any]] = {
         "operator_id": "op-ada",
         "arguments_json": '{"order": "1234", "amount": 15}',
         "note": None,
+        "internal_reason": "the amount was checked with the customer",
+    },
+    "operator_action_handled": {
+        "action": "handoff_released",
+        "operator_id": "op-ada",
+        "outcome": "ignored",
+        "reason": "no person has this conversation",
+        "agent_version": "1.2.3",
     },
     "tool_outcome_decided": {
         "call_id": "call_42",

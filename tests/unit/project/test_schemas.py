@@ -31,6 +31,7 @@ EVENT_TYPES = [
     "approval_requested",
     "approval_decided",
     "tool_outcome_decided",
+    "operator_action_handled",
     "web_outgoing",
 ]
 ID_FIELDS = {"event_id", "correlation_id", "causation_id", "response_id"}

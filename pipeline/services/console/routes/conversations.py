@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, Request
@@ -55,6 +56,22 @@ def router(console: Console) -> APIRouter:
             lambda: console.actions.take(who, conversation_id),
         )
 
+    def again(
+        request: Request, who: Scope, conversation_id: str, **typed: str
+    ) -> Callable[[str], Response | None]:
+        """The conversation's page with what the operator typed and why it was refused
+        (none when the conversation is not theirs or not in view: the error page)."""
+
+        def page(error: str) -> Response | None:
+            found = console.view.conversations.get(conversation_id)
+            if found is None or not who.sees(found.tenant):
+                return None
+            return console.page(
+                request, "conversation.html", c=found, typed=typed, notice=f"Not done: {error}"
+            )
+
+        return page
+
     @routes.post("/conversations/{conversation_id:path}/reply")
     async def reply(
         request: Request,
@@ -66,6 +83,7 @@ def router(console: Console) -> APIRouter:
             request,
             conversation_url(conversation_id),
             lambda: console.actions.reply(who, conversation_id, text),
+            again(request, who, conversation_id, reply=text),
         )
 
     @routes.post("/conversations/{conversation_id:path}/release")
@@ -79,6 +97,7 @@ def router(console: Console) -> APIRouter:
             request,
             conversation_url(conversation_id),
             lambda: console.actions.release(who, conversation_id, note),
+            again(request, who, conversation_id, release_note=note),
         )
 
     return routes

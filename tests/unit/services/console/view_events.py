@@ -35,6 +35,23 @@ def event(
     return Event(metadata, data)
 
 
+def handled(
+    seconds: int, request: Event, outcome: str = "accepted", reason: str | None = None
+) -> Event:
+    """The agent's outcome of an operator's ``request``."""
+    return event(
+        "operator_action_handled",
+        seconds,
+        request.conversation_id,
+        request,
+        tenant=request.metadata.tenant_id,
+        action=request.type,
+        operator_id=request["operator_id"],
+        outcome=outcome,
+        reason=reason,
+    )
+
+
 def view_of(events: list[Event]) -> ConsoleView:
     view = ConsoleView(max_conversations=100, max_messages=10)
     view.apply_all(events)
