@@ -171,6 +171,8 @@ def test_prometheus_scrapes_every_service(
                 "PIPELINE_LLM__BASE_URL": f"http://127.0.0.1:{llm_port}/v1",
                 "PIPELINE_LLM__MODEL": "scrape-model",
                 "PIPELINE_LLM__API_KEY": "not-a-secret",
+                # The stand-in is on 127.0.0.1, which the egress policy refuses unless named.
+                "PIPELINE_LLM__ALLOWED_NETWORKS": '["127.0.0.0/8"]',
                 "PIPELINE_LLM__MAX_RETRIES": "0",
                 "PIPELINE_AGENT__FOLLOW_UP_SECONDS": "1",
             },
