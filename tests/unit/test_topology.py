@@ -42,6 +42,8 @@ CONVERSATION_TOPICS = {
     "approval_decided",
     "tool_outcome_decided",
     "web_outgoing",
+    "response_delta",
+    "history_summarized",
 }
 
 
