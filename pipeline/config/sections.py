@@ -375,6 +375,29 @@ class LLMSettings(_Section):
         "You are a helpful assistant. Use the tools when they help; answer briefly.",
         description="System message sent before the conversation.",
     )
+    stream: bool = Field(
+        True,
+        description='Ask an OpenAI-compatible model to stream its answer ("stream": true), '
+        "so the agent can show it while it is written (agent.stream_channels); the "
+        "turn's answer is the same either way.",
+    )
+    deterministic_words_per_second: float | None = Field(
+        None,
+        gt=0,
+        description="Let the deterministic provider stream its answers word by word at "
+        "this rate (a stand-in for a model that writes; off if unset).",
+    )
+    context_tokens: int = Field(
+        128_000,
+        ge=256,
+        description="The model's context window in tokens: the request (system prompt, "
+        "tools, history, the turn) and the answer must fit in it.",
+    )
+    answer_reserve_tokens: int = Field(
+        4_096,
+        ge=0,
+        description="Tokens of the context kept free for the model's answer.",
+    )
 
 
 DEFAULT_HANDOFF_PHRASES = (
@@ -390,7 +413,42 @@ DEFAULT_HANDOFF_PHRASES = (
 
 
 class AgentSettings(_Section):
-    history_window: int = Field(20, ge=1, description="Messages of history kept per conversation.")
+    history_window: int = Field(
+        200,
+        ge=1,
+        description="Messages of history kept whole per conversation; older ones are folded "
+        "into the conversation's summary (the model's context budget, llm.context_tokens, "
+        "usually folds them first).",
+    )
+    summary_max_tokens: int = Field(
+        1_000,
+        ge=50,
+        description="Size of a conversation's summary of its folded messages, in tokens; "
+        "beyond it the oldest lines of the summary give way.",
+    )
+    tool_result_max_tokens: int = Field(
+        4_000,
+        ge=50,
+        description="A tool result larger than this is cut to it, with a note saying so, "
+        "before the model reads it.",
+    )
+    stream_channels: list[str] = Field(
+        default_factory=lambda: ["web", "slack"],
+        description="Channels whose answers are previewed while the model writes them "
+        "(response_delta events), when the provider streams; [] for none.",
+    )
+    delta_interval_seconds: float = Field(
+        0.1,
+        ge=0,
+        description="Least time between two deltas of an answer being written (the first "
+        "goes at once); the text written meanwhile goes in one delta.",
+    )
+    delta_max_chars: int = Field(
+        400,
+        ge=1,
+        description="A delta goes before delta_interval_seconds have passed once this many "
+        "characters wait.",
+    )
     max_tool_depth: int = Field(4, ge=0, description="Tool calls allowed per turn.")
     follow_up_seconds: float | None = Field(
         None, gt=0, description="Schedule a follow-up this long after an answer (off if unset)."
