@@ -314,6 +314,14 @@ class DeliverySettings(_Section):
     restore_timeout_seconds: float = Field(
         60.0, gt=0, description="Deadline to restore the sent store on assignment."
     )
+    slack_preview_interval_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="Show Slack answers while they are written: the first words posted, the "
+        "message then updated at most once per this many seconds (Slack rate-limits "
+        "chat.update), the answer last; also add 'slack' to agent.stream_channels. Off "
+        "if unset: Slack gets the answer only.",
+    )
     whatsapp_guarantee: Literal["at_least_once", "at_most_once"] = Field(
         "at_least_once",
         description="A WhatsApp send that may or may not have arrived (the service stopped "
@@ -433,9 +441,10 @@ class AgentSettings(_Section):
         "before the model reads it.",
     )
     stream_channels: list[str] = Field(
-        default_factory=lambda: ["web", "slack"],
+        default_factory=lambda: ["web"],
         description="Channels whose answers are previewed while the model writes them "
-        "(response_delta events), when the provider streams; [] for none.",
+        "(response_delta events), when the provider streams: 'web' (the chat page's "
+        "stream) and 'slack' (with delivery.slack_preview_interval_seconds); [] for none.",
     )
     delta_interval_seconds: float = Field(
         0.1,
