@@ -1,5 +1,8 @@
 """One conversation's whole story across topics: what came in, what each service did,
-what went out. Reads only the conversation's partition of each topic (murmur2)."""
+what went out. Reads only the conversation's partition of each topic (murmur2).
+
+The previews of answers being written (``response_delta``, tens per answer) are left out:
+each answer's ``response_ready`` says what was written."""
 
 from __future__ import annotations
 
@@ -19,6 +22,8 @@ from pipeline.events.serde import SingleObjectSerde
 from pipeline.observability.kafka_logs import cli_connection, wait_for_metadata
 from pipeline.partitioner import partition_for
 from pipeline.topology import load_settings_topology
+
+LEFT_OUT = frozenset({"response_delta"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +49,11 @@ class Entry:
             detail = (
                 f"{data.get('tool')} {data.get('outcome')} by {data.get('operator_id')}: "
                 f"{data.get('note') or ''}"
+            )
+        if self.event.type == "history_summarized":
+            detail = (
+                f"{data.get('folded_messages')} messages ({data.get('folded_tokens')} tokens) "
+                f"folded into the summary: {data.get('summary') or ''}"
             )
         if self.event.type == "timer_requested":
             detail = f"{data.get('action')} {data.get('timer_id')} due {data.get('due_at')}"
@@ -72,7 +82,7 @@ def conversation_timeline(
 ) -> list[Entry]:
     """Every event of the conversation in the conversation topics, by occurred-at."""
     topology = load_settings_topology(settings)
-    topics = [t for t in topology if t.kind == "conversation"]
+    topics = [t for t in topology if t.kind == "conversation" and t.name not in LEFT_OUT]
     connection = cli_connection(settings.bootstrap_servers)
     consumer = Consumer(
         {

@@ -163,6 +163,18 @@ class GatewaySettings(_Section):
         "'20/second;600/minute'; '*' for tenants not listed); past it a request is "
         "answered 429 with Retry-After. Unset: no limit.",
     )
+    chat_history_max_records: int = Field(
+        5_000,
+        ge=1,
+        description="The chat page's history is looked for in this many of the newest "
+        "records of the conversation's partition of message_received and of web_outgoing.",
+    )
+    stream_status_seconds: float = Field(
+        2.0,
+        gt=0,
+        description="How often an open stream checks whether Kafka answers, to tell the "
+        "page (a 'status' event) when it stops or starts again.",
+    )
     stream_catchup_max_records: int = Field(
         10_000,
         ge=1,

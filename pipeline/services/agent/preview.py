@@ -32,6 +32,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from pipeline.channels.web.inbound import STREAM_ADDRESS
 from pipeline.config.sections import AgentSettings
 from pipeline.errors import PipelineError
 from pipeline.events.model import Event
@@ -86,8 +87,15 @@ class Previews:
         self._sending: set[asyncio.Task[None]] = set()
 
     def previews(self, reply_to: dict[str, Any] | None) -> bool:
-        """Whether answers to ``reply_to`` are previewed."""
-        return reply_to is not None and str(reply_to.get("channel")) in self.config.stream_channels
+        """Whether answers to ``reply_to`` are previewed: its channel is one of
+        ``agent.stream_channels``, and for the web, the answer goes to the browsers'
+        stream (a callback URL gets the final answer only)."""
+        if reply_to is None:
+            return False
+        channel = str(reply_to.get("channel"))
+        if channel == "web" and reply_to.get("address") != STREAM_ADDRESS:
+            return False
+        return channel in self.config.stream_channels
 
     def stream_of(self, event: Event, reply_to: dict[str, Any] | None) -> uuid.UUID | None:
         """The stream of the answer to ``event``, or None when it is not previewed (a

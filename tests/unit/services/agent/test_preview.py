@@ -21,7 +21,10 @@ from pipeline.services.agent.preview import stream_id_of
 from pipeline.testing import TestService
 from pipeline.toolbox import builtin_tools
 from pipeline.toolbox.tool_offer import StaticOffer
-from tests.unit.services.agent.agent_support import ADDRESS, call
+from tests.unit.services.agent.agent_support import ADDRESS as CALLBACK
+from tests.unit.services.agent.agent_support import call
+
+ADDRESS = {"channel": "web", "address": "", "thread_id": None}  # the browsers' stream
 
 EOS = {"processing_guarantee": "exactly_once", "commit_interval_seconds": 3600.0}
 ABORTABLE = KafkaError(KafkaError._STATE, "a broker failed", txn_requires_abort=True)
@@ -166,13 +169,14 @@ async def test_channels_that_do_not_preview_get_the_answer_only() -> None:
     email = {"channel": "email", "address": "ada@example.com", "thread_id": None}
     async with TestService(service) as svc:
         await svc.send("message_received", user("hi", email), conversation_id="c1")
+        await svc.send("message_received", user("hi", CALLBACK), conversation_id="c2")
         await svc.settle()
-        (answer,) = svc.outputs("response_ready")
+        answers = svc.outputs("response_ready")
         await asyncio.sleep(0.2)
         assert svc.outputs("response_delta") == []
-    assert answer["stream_id"] is None
-    assert answer["text"] == "Hello there"
-    assert provider.calls == 1
+    assert [a["stream_id"] for a in answers] == [None, None]
+    assert [a["text"] for a in answers] == ["Hello there", "Hello there"]
+    assert provider.calls == 2
 
 
 async def test_a_provider_that_does_not_stream_previews_nothing() -> None:
