@@ -180,3 +180,27 @@ def make_topics(
         for future in admin.delete_topics(created, operation_timeout=30).values():
             with contextlib.suppress(Exception):
                 future.result(timeout=30)
+
+
+OWN_BROKER_HEAP = ("-Xmx384m",)
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[DevKafka]:
+    """A broker of the test's own on free ports (its data kept across a restart), for a
+    test that stops and starts it: never the shared one."""
+    kafka = DevKafka(
+        free_port(),
+        controller_port=free_port(),
+        data_dir=tmp_path / "kafka",
+        keep_data=True,
+        heap_opts=OWN_BROKER_HEAP,
+    )
+    try:
+        kafka.start()
+    except DevKafkaError as exc:  # no Java or Maven here: the same rule as the broker fixture
+        skip_or_fail(f"the test's own broker did not start: {exc}")
+    try:
+        yield kafka
+    finally:
+        kafka.stop()

@@ -15,39 +15,18 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from pipeline.config import Settings
-from pipeline.dev.kafka import DevKafka, DevKafkaError, free_port
+from pipeline.dev.kafka import DevKafka, free_port
 from pipeline.topology import admin_client, apply, load_settings_topology
-from tests.environment import environment_without_settings, skip_or_fail
+from tests.environment import environment_without_settings
 
-HEAP = ("-Xmx384m",)
 DOWN_LIMIT_SECONDS = 2
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[DevKafka]:
-    kafka = DevKafka(
-        free_port(),
-        controller_port=free_port(),
-        data_dir=tmp_path / "kafka",
-        keep_data=True,
-        heap_opts=HEAP,
-    )
-    try:
-        kafka.start()
-    except DevKafkaError as exc:  # no Java or Maven here: the same rule as the broker fixture
-        skip_or_fail(f"the test's own broker did not start: {exc}")
-    try:
-        yield kafka
-    finally:
-        kafka.stop()
 
 
 def _probe(port: int) -> tuple[int, dict[str, Any]]:
@@ -83,8 +62,9 @@ def _post(gateway_port: int) -> httpx.Response:
 
 
 def test_probes_and_logs_through_a_broker_outage(
-    broker: DevKafka, tmp_path: Path, topic_prefix: str
+    own_broker: DevKafka, tmp_path: Path, topic_prefix: str
 ) -> None:
+    broker = own_broker
     settings = Settings(
         bootstrap_servers=broker.bootstrap_servers,
         topic_prefix=topic_prefix,
