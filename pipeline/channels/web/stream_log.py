@@ -116,6 +116,20 @@ def reader(config: Mapping[str, Any]) -> Consumer:
     )
 
 
+def consume_available(consumer: Consumer, limit: int, timeout: float) -> list[Message]:
+    """The records ``consumer`` holds, at most ``limit``, as soon as it has one: waits at
+    most ``timeout`` for the first, takes the rest without waiting.
+
+    librdkafka's batch consume returns only when the batch is full or its timeout has
+    passed, so ``consume(limit, timeout)`` would hold a lone record (the first delta of an
+    answer, a reply) for the whole timeout; under load the batch still fills with what
+    arrived meanwhile."""
+    first: list[Message] = consumer.consume(1, timeout)
+    if not first:
+        return first
+    return [*first, *consumer.consume(limit - 1, 0)]
+
+
 def partition_count(consumer: Consumer, topic: str) -> int:
     """How many partitions ``topic`` has; StateRestoreError when it does not exist."""
     meta = consumer.list_topics(topic, timeout=METADATA_TIMEOUT_SECONDS).topics.get(topic)
@@ -159,7 +173,7 @@ def read_partition(
         while scan.next_offset < high:
             if time.monotonic() > deadline:
                 raise StateRestoreError(f"reading {topic}[{partition}] did not finish in time")
-            for msg in consumer.consume(500, 0.2):
+            for msg in consume_available(consumer, 500, 0.2):
                 err = msg.error()
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF:

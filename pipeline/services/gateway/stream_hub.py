@@ -33,6 +33,7 @@ from pipeline.channels.web.stream_log import (
     DELTA_EVENT,
     STREAM_EVENT,
     StreamMark,
+    consume_available,
     partition_count,
     read_partition,
     reader,
@@ -278,7 +279,7 @@ class StreamHub:
             self._failed = None
             self._call(self._started.set)
             while not self._stopping.is_set():
-                for msg in consumer.consume(500, 0.2):
+                for msg in consume_available(consumer, 500, 0.2):
                     err = msg.error()
                     if err is not None:
                         if err.code() != KafkaError._PARTITION_EOF:
