@@ -378,6 +378,14 @@ class LLMSettings(_Section):
     timeout_seconds: float = Field(
         30.0, gt=0, description="Timeout of one chat-completion request."
     )
+    max_connections: int = Field(
+        256,
+        ge=1,
+        description="Chat-completion requests in progress at once per process, one "
+        "connection each (a streamed answer holds its connection while it is written); "
+        "more wait for a connection. Keep it at max_in_flight or above, so that the "
+        "turns wait for the model, not for a connection.",
+    )
     max_retries: int = Field(
         2,
         ge=0,

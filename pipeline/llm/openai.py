@@ -63,6 +63,11 @@ class OpenAIProvider:
             base_url=settings.base_url.rstrip("/") + "/",
             headers=headers,
             timeout=httpx.Timeout(settings.timeout_seconds),
+            # httpx's default pool (100) would cap the turns a process has at the model.
+            limits=httpx.Limits(
+                max_connections=settings.max_connections,
+                max_keepalive_connections=settings.max_connections,
+            ),
             transport=transport,
         )
         metrics = metrics or LLMMetrics(registry)

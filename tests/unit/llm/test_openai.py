@@ -48,6 +48,8 @@ class FakeOpenAI:
     replies: list[Reply] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
     authorizations: list[str | None] = field(default_factory=list)
+    answering: int = 0
+    most_at_once: int = 0
 
     def app(self) -> FastAPI:
         app = FastAPI()
@@ -57,8 +59,13 @@ class FakeOpenAI:
             self.requests.append(await request.json())
             self.authorizations.append(request.headers.get("authorization"))
             reply = self.replies.pop(0) if self.replies else Reply(500, {"error": "no script"})
-            if reply.delay:
-                await asyncio.sleep(reply.delay)
+            self.answering += 1
+            self.most_at_once = max(self.most_at_once, self.answering)
+            try:
+                if reply.delay:
+                    await asyncio.sleep(reply.delay)
+            finally:
+                self.answering -= 1
             return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
 
         return app
@@ -294,6 +301,24 @@ async def test_a_timeout_on_every_attempt_fails(fake: tuple[FakeOpenAI, str]) ->
             await provider.complete(ChatRequest((ChatMessage("user", "hi"),)))
     finally:
         await provider.aclose()
+
+
+@pytest.mark.parametrize("connections", [2, 5])
+async def test_requests_at_the_model_at_once_are_llm_max_connections(
+    fake: tuple[FakeOpenAI, str], connections: int
+) -> None:
+    server, base_url = fake
+    server.replies = [
+        Reply(body=completion({"role": "assistant", "content": "ok"}), delay=0.3) for _ in range(5)
+    ]
+    provider = provider_for(base_url, CollectorRegistry(), max_connections=connections)
+    try:
+        asked = [provider.complete(ChatRequest((ChatMessage("user", "hi"),))) for _ in range(5)]
+        answers = await asyncio.gather(*asked)
+    finally:
+        await provider.aclose()
+    assert [a.text for a in answers] == ["ok"] * 5
+    assert server.most_at_once == connections
 
 
 async def test_a_client_error_is_not_retried(fake: tuple[FakeOpenAI, str]) -> None:
