@@ -49,6 +49,7 @@ from pipeline.dev.kafka import DevKafka, create_topics, free_port
 from pipeline.events.catalog import KnownSchema, SchemaCatalog
 from pipeline.events.model import Event, Metadata
 from pipeline.events.serde import HEADER_SIZE, MAGIC, SingleObjectSerde
+from pipeline.runtime import event_loop
 from pipeline.runtime.context import Context
 from pipeline.runtime.service import Service, tune_gc
 
@@ -186,7 +187,11 @@ def _avro_passthrough(value: bytes, reader: Any, writer: KnownSchema) -> bytes:
 
 
 async def pipeline_service(
-    bootstrap: str, prefix: str, events: int, guarantee: str = "at_least_once"
+    bootstrap: str,
+    prefix: str,
+    events: int,
+    guarantee: str = "at_least_once",
+    side: str = "pipeline",
 ) -> Measurement:
     registry = CollectorRegistry()
     settings = Settings(
@@ -195,7 +200,7 @@ async def pipeline_service(
         metrics_port=0,
         processing_guarantee=guarantee,
     )
-    name = "bench" if guarantee == "at_least_once" else "bench-eos"
+    name = {"pipeline": "bench", "pipeline-eos": "bench-eos"}.get(side, f"bench-{side}")
     service = Service(name, settings=settings, registry=registry)
     first: list[tuple[float, float]] = []
 
@@ -243,6 +248,17 @@ def main() -> None:
         default="both",
         help="Processing guarantee of the pipeline side; both runs each in every round.",
     )
+    parser.add_argument(
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="auto",
+        help="The pipeline side's event loop (PIPELINE_EVENT_LOOP).",
+    )
+    parser.add_argument(
+        "--compare-loops",
+        action="store_true",
+        help="Also run the at-least-once pipeline on asyncio's own loop (pipeline-asyncio).",
+    )
     args = parser.parse_args()
     tune_gc()  # as `pipeline run` does; the same process settings for every side
     pipelines = {
@@ -250,6 +266,8 @@ def main() -> None:
         "exactly_once": ["pipeline-eos"],
         "both": ["pipeline", "pipeline-eos"],
     }[args.mode]
+    if args.compare_loops:
+        pipelines.append("pipeline-asyncio")
     results: dict[str, list[float]] = {"raw-avro": [], "raw-copy": []}
     results.update({side: [] for side in pipelines})
     cpu: dict[str, list[float]] = {side: [] for side in results}
@@ -267,8 +285,9 @@ def main() -> None:
                 source = f"{prefix}message_received"
                 if side.startswith("pipeline"):
                     guarantee = "exactly_once" if side == "pipeline-eos" else "at_least_once"
-                    rate, micros = asyncio.run(
-                        pipeline_service(bootstrap, prefix, args.events, guarantee)
+                    loop = "asyncio" if side == "pipeline-asyncio" else args.loop
+                    rate, micros = event_loop.run(
+                        pipeline_service(bootstrap, prefix, args.events, guarantee, side), loop
                     )
                 else:
                     sink = f"{prefix}{side.replace('-', '_')}"
@@ -314,6 +333,9 @@ def main() -> None:
             ],
             cpu_ratio_raw_avro_to_pipeline=cpu_ratio("pipeline"),
         )
+    if "pipeline-asyncio" in results:
+        summary["asyncio_ratio_to_raw_avro"] = ratio("pipeline-asyncio", "raw-avro")
+        summary["asyncio_cpu_ratio_raw_avro_to_pipeline"] = cpu_ratio("pipeline-asyncio")
     if "pipeline-eos" in results:
         summary["eos_ratio_to_raw_avro"] = ratio("pipeline-eos", "raw-avro")
         summary["eos_cpu_ratio_raw_avro_to_pipeline"] = cpu_ratio("pipeline-eos")

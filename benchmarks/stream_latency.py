@@ -402,6 +402,8 @@ def stack_for(
         "PIPELINE_LLM__BASE_URL": model.base_url,
         "PIPELINE_LLM__MODEL": "stand-in",
         "PIPELINE_LLM__API_KEY": "stand-in-key",
+        # The egress policy refuses loopback addresses unless allowed: the model is local.
+        "PIPELINE_LLM__ALLOWED_NETWORKS": '["127.0.0.0/8"]',
         "PIPELINE_TOOLS__CATALOG_WAIT_SECONDS": "0",
         **MODES[mode],
     }

@@ -148,3 +148,96 @@ async def _receive(replies: Connection) -> None:
     replies.send(server.sockets[0].getsockname()[1])
     async with server:
         await server.serve_forever()
+
+
+class ModelStandIn:
+    """An OpenAI-compatible chat-completions server that thinks for ``latency`` seconds.
+
+    ``POST /v1/chat/completions`` answers a turn as a tool-using model would: a request
+    without a tool result calls the ``calculator`` with ``12*7``; one that carries the
+    tool's result answers with it. Every answer waits ``latency`` seconds first, so a
+    turn costs two model calls of that long. It serves from a process of its own (as a
+    model provider would be), with the same minimal HTTP as the receiver, so hundreds of
+    concurrent calls cost it little of the shared cores.
+    """
+
+    def __init__(self, latency: float) -> None:
+        self.latency = latency
+        self.port = 0
+        self._process: multiprocessing.process.BaseProcess | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    async def start(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        ours, theirs = context.Pipe(duplex=False)
+        self._process = context.Process(
+            target=_serve_model, args=(theirs, self.latency), daemon=True
+        )
+        self._process.start()
+        theirs.close()
+        self.port = await asyncio.to_thread(ours.recv)
+
+    async def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            await asyncio.to_thread(self._process.join, 5)
+
+
+def _serve_model(ports: Connection, latency: float) -> None:
+    asyncio.run(_model(ports, latency))
+
+
+def _completion(message: dict[str, object]) -> bytes:
+    body = json.dumps(
+        {
+            "id": "chatcmpl-stand-in",
+            "object": "chat.completion",
+            "model": "stand-in",
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 20, "completion_tokens": 5, "total_tokens": 25},
+        }
+    ).encode()
+    head = (
+        f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+_CALL = _completion(
+    {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "call_stand_in",
+                "type": "function",
+                "function": {"name": "calculator", "arguments": '{"expression": "12*7"}'},
+            }
+        ],
+    }
+)
+
+
+async def _model(ports: Connection, latency: float) -> None:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            while True:
+                _, body = await _read_message(reader)
+                messages = json.loads(body).get("messages") or []
+                result = next((m for m in reversed(messages) if m.get("role") == "tool"), None)
+                if result is None:
+                    answer = _CALL
+                else:
+                    text = f"12*7 = {result.get('content')}"
+                    answer = _completion({"role": "assistant", "content": text})
+                await asyncio.sleep(latency)
+                writer.write(answer)
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, backlog=4096)
+    ports.send(server.sockets[0].getsockname()[1])
+    async with server:
+        await server.serve_forever()

@@ -20,6 +20,13 @@ highest rate again for a few seconds and stops the services with SIGTERM mid-loa
 timing each one's drain against its deadline.
 
     python benchmarks/turn_latency.py [--rates 10,50,100,200,400] [--seconds 12]
+        [--profile DIR] [--model-latency 1] [--instances agent=2,delivery=2]
+
+``--profile DIR`` records every service with py-spy during each rate and prints where
+its CPU went (:mod:`cpu_profile`). ``--model-latency S`` answers with an
+OpenAI-compatible stand-in model that thinks S seconds per call (two calls per turn)
+instead of the deterministic one; a rate then holds when p99 stays under 2*S + 300 ms.
+``--instances`` runs more instances of a service, each its own process in its group.
 
 Uses --bootstrap or KAFKA_BOOTSTRAP_SERVERS (127.0.0.1 only), or starts the local dev
 broker when neither is set. Every topic it makes is deleted at the end.
@@ -35,9 +42,12 @@ import json
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -46,7 +56,9 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
-from turn_http import Connections, Receiver  # the module beside this one
+from cpu_profile import Recorder  # the modules beside this one
+from cpu_profile import table as profile_table
+from turn_http import Connections, ModelStandIn, Receiver
 
 from pipeline.config import Settings, bundled_dir
 from pipeline.dev.kafka import DevKafka, free_port, port_in_use
@@ -128,6 +140,7 @@ class Phase:
     rate: float
     sent: dict[str, float] = field(default_factory=dict)  # key -> scheduled send time
     done: dict[str, float] = field(default_factory=dict)  # key -> reply time
+    accepted: dict[str, float] = field(default_factory=dict)  # key -> the gateway's answer
     send_failures: int = 0
     cpu: dict[str, float] = field(default_factory=dict)  # process -> CPU seconds used
     wall: float = 0.0
@@ -144,6 +157,7 @@ class Phase:
         ingress = [first[k] - self.sent[k] * 1000 for k in keys if k in first]
         hops["ingress"] = {"p50": percentile(ingress, 50), "p99": percentile(ingress, 99)}
         delivered = len(latencies)
+        answers = [(self.accepted[k] - self.sent[k]) * 1000 for k in keys if k in self.accepted]
         return {
             "side": self.side,
             "rate": self.rate,
@@ -153,6 +167,8 @@ class Phase:
             "send_failures": self.send_failures,
             **{f"p{q}_ms": percentile(latencies, q) for q in (50, 95, 99)},
             "max_ms": max(latencies, default=float("nan")),
+            # The gateway's 202, from the turn's scheduled send (pipeline side only).
+            "accepted_ms": {q: percentile(answers, float(q[1:])) for q in ("p50", "p99")},
             "hops_ms": hops,
             "cpu_ms_per_turn": {
                 name: seconds * 1000 / max(1, delivered) for name, seconds in self.cpu.items()
@@ -270,13 +286,19 @@ async def run_phase(
     run_id: str,
     send: Any,
     delivered: Any,
+    recorder: Recorder | None = None,
 ) -> None:
+    if recorder is not None:
+        for name, pid in pids.items():
+            recorder.record(f"{name}@{phase.rate:g}", pid, seconds)
     cpu_before, started = measure_cpu(pids), time.monotonic()
     await open_loop(phase, seconds, run_id, send)
     await settle(phase, grace, delivered)
     phase.wall = time.monotonic() - started
     after = measure_cpu(pids)
     phase.cpu = {name: after[name] - cpu_before[name] for name in pids}
+    if recorder is not None:
+        recorder.wait()
 
 
 # ----------------------------------------------------------------------------- the run
@@ -325,7 +347,21 @@ def fmt(value: float, digits: int = 0) -> str:
     return "-" if value != value else f"{value:,.{digits}f}"  # NaN prints as "-"
 
 
-def report(results: list[dict[str, Any]], idle: dict[str, float], drain: dict[str, Any]) -> str:
+def by_service(values: dict[str, float]) -> dict[str, float]:
+    """Figures per process summed per service (``agent#2`` is the agent's second instance)."""
+    summed: dict[str, float] = {}
+    for name, value in values.items():
+        service = name.split("#", 1)[0]
+        summed[service] = summed.get(service, 0.0) + value
+    return summed
+
+
+def report(
+    results: list[dict[str, Any]],
+    idle: dict[str, float],
+    drain: dict[str, Any],
+    p99_limit_ms: float = 1000.0,
+) -> str:
     by = {(r["side"], r["rate"]): r for r in results}
     rates = sorted({r["rate"] for r in results})
     lines = [
@@ -344,6 +380,10 @@ def report(results: list[dict[str, Any]], idle: dict[str, float], drain: dict[st
             f"| {fmt(p['p50_ms'] / relay['p50_ms'], 1)}x "
             f"| {fmt(p['p99_ms'] / relay['p99_ms'], 1)}x |"
         )
+    lines += ["", "the gateway's 202 from the scheduled send, p50 / p99 ms", ""]
+    for rate in rates:
+        answer = by[("pipeline", rate)].get("accepted_ms") or {}
+        lines.append(f"- {rate:g}/s: {fmt(answer.get('p50', nan))} / {fmt(answer.get('p99', nan))}")
     lines += ["", "per-hop delay from record timestamps, p50 / p99 ms (pipeline; relay)", ""]
     names = ["ingress", *HOPS]
     lines.append("| rate | " + " | ".join(names) + " |")
@@ -358,21 +398,40 @@ def report(results: list[dict[str, Any]], idle: dict[str, float], drain: dict[st
             ]
             lines.append(f"| {rate:g}/s {side} | " + " | ".join(cells) + " |")
     lines += ["", "CPU ms per delivered turn (share of one core during the phase)", ""]
-    lines.append("| rate | " + " | ".join(SERVICES) + " | relay (4 hops) |")
-    lines.append("|---|" + "---|" * (len(SERVICES) + 1))
+    relay_names = [f"relay-{h}" for h in HOPS]
+    lines.append(
+        "| rate | "
+        + " | ".join(SERVICES)
+        + " | services | "
+        + " | ".join(relay_names)
+        + " | relay | services ÷ relay |"
+    )
+    lines.append("|---|" + "---|" * (len(SERVICES) + len(relay_names) + 3))
     for rate in rates:
         p, r = by[("pipeline", rate)], by.get(("relay", rate))
-        cells = [f"{p['cpu_ms_per_turn'][s]:.2f} ({p['cpu_share'][s]:.0%})" for s in SERVICES]
+        per_turn, share = by_service(p["cpu_ms_per_turn"]), by_service(p["cpu_share"])
+        cells = [f"{per_turn[s]:.2f} ({share[s]:.0%})" for s in SERVICES]
+        total = sum(per_turn[s] for s in SERVICES)
+        relay_cells = [
+            f"{r['cpu_ms_per_turn'][n]:.2f} ({r['cpu_share'][n]:.0%})" if r else "-"
+            for n in relay_names
+        ]
         relay_cpu = sum(r["cpu_ms_per_turn"].values()) if r else float("nan")
-        lines.append(f"| {rate:g}/s | " + " | ".join(cells) + f" | {fmt(relay_cpu, 2)} |")
+        lines.append(
+            f"| {rate:g}/s | "
+            + " | ".join(cells)
+            + f" | {total:.2f} | "
+            + " | ".join(relay_cells)
+            + f" | {fmt(relay_cpu, 2)} | {fmt(total / relay_cpu, 1)}x |"
+        )
     lines += ["", "idle CPU, % of one core: " + ", ".join(f"{k} {v:.2%}" for k, v in idle.items())]
     holding = [
         r["rate"]
         for r in results
-        if r["side"] == "pipeline" and r["fraction"] == 1.0 and r["p99_ms"] < 1000
+        if r["side"] == "pipeline" and r["fraction"] == 1.0 and r["p99_ms"] < p99_limit_ms
     ]
     lines.append(
-        "highest rate with every turn delivered and p99 < 1 s: "
+        f"highest rate with every turn delivered and p99 < {p99_limit_ms:,.0f} ms: "
         + (f"{max(holding):g} turns/s" if holding else "none")
     )
     lines.append(f"busiest service at each rate: {saturation(results)}")
@@ -398,6 +457,7 @@ async def drive(args: argparse.Namespace, bootstrap: str) -> dict[str, Any]:
     gateway_port, metrics_base = free_port(), free_port_run(len(SERVICES))
     receiver = Receiver()
     await receiver.start()
+    model: ModelStandIn | None = None
     env = {
         "PIPELINE_BOOTSTRAP_SERVERS": bootstrap,
         "PIPELINE_TOPIC_PREFIX": prefix,
@@ -408,10 +468,26 @@ async def drive(args: argparse.Namespace, bootstrap: str) -> dict[str, Any]:
         "PIPELINE_METRICS_HOST": "127.0.0.1",
         "PIPELINE_DRAIN_TIMEOUT_SECONDS": str(args.drain_deadline),
     }
+    if args.model_latency is not None:
+        # Two calls per turn (the tool call, then the answer), each thinking that long.
+        model = ModelStandIn(args.model_latency)
+        await model.start()
+        env.update(
+            {
+                "PIPELINE_LLM__PROVIDER": "openai",
+                "PIPELINE_LLM__BASE_URL": model.base_url,
+                "PIPELINE_LLM__MODEL": "stand-in",
+                "PIPELINE_LLM__API_KEY": "stand-in-key",
+                "PIPELINE_LLM__ALLOWED_NETWORKS": '["127.0.0.0/8"]',
+            }
+        )
+    env.update(dict(pair.split("=", 1) for pair in args.env))
     log_dir = Path(tempfile.mkdtemp(prefix="turn-latency-"))
+    extra: dict[str, subprocess.Popen[bytes]] = {}
     stack = LocalStack(env, services=SERVICES, metrics_base_port=metrics_base, log_dir=log_dir)
     relay: Relay | None = None
     times: TopicTimes | None = None
+    recorder = Recorder(args.profile) if args.profile is not None else None
     results: list[dict[str, Any]] = []
     idle: dict[str, float] = {}
     drain: dict[str, Any] = {}
@@ -419,6 +495,8 @@ async def drive(args: argparse.Namespace, bootstrap: str) -> dict[str, Any]:
         stack.start()
         assert stack.supervisor is not None
         pids = {s.name: s.process.pid for s in stack.supervisor.services if s.process}
+        extra = start_instances(args.instances, stack, log_dir)
+        pids.update({name: process.pid for name, process in extra.items()})
         print(f"services {pids}, logs in {log_dir}", flush=True)
         if not args.no_relay:
             relay_topics(bootstrap, relay_prefix)
@@ -439,11 +517,14 @@ async def drive(args: argparse.Namespace, bootstrap: str) -> dict[str, Any]:
                     "callback_url": callback,
                 }
             ).encode()
+            phase = current
             status = await gateway.post(
                 "/v1/web/messages", body, {"Authorization": f"Bearer {TOKEN}"}
             )
             if status != 202:
-                current.send_failures += 1
+                phase.send_failures += 1
+            else:
+                phase.accepted[key] = time.time()
 
         relay_producer = Producer(
             producer_config(Settings(bootstrap_servers=bootstrap), "relay-driver")
@@ -504,6 +585,7 @@ async def drive(args: argparse.Namespace, bootstrap: str) -> dict[str, Any]:
                 run_id,
                 send_turn,
                 replied_to(current, replies),
+                recorder,
             )
             current.done = {k: replies[k] for k in current.sent if k in replies}
             await asyncio.sleep(0.5)  # the delivery_status of the last replies
@@ -518,10 +600,17 @@ async def drive(args: argparse.Namespace, bootstrap: str) -> dict[str, Any]:
             times.close()
         if relay is not None:
             relay.close()
+        stop_instances(extra)
         stack.stop()
         await receiver.stop()
+        if model is not None:
+            await model.stop()
         delete_topics(bootstrap, [prefix, relay_prefix])
-    text = report(results, idle, drain)
+    limit = 1000.0 if args.model_latency is None else 2000 * args.model_latency + 300
+    text = report(results, idle, drain, limit)
+    if args.profile is not None:
+        text += "\n\nwhere the Python threads' CPU went (py-spy samples)\n\n"
+        text += profile_table(args.profile)
     print(text, flush=True)
     return {
         "results": results,
@@ -530,6 +619,53 @@ async def drive(args: argparse.Namespace, bootstrap: str) -> dict[str, Any]:
         "report": text,
         "logs": str(log_dir),
     }
+
+
+def start_instances(
+    counts: dict[str, int], stack: LocalStack, log_dir: Path
+) -> dict[str, subprocess.Popen[bytes]]:
+    """More instances of some services (``{"agent": 2}``: one more agent), each its own
+    process in the same consumer group, ready before this returns."""
+    started: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+    for service, count in counts.items():
+        for n in range(2, count + 1):
+            port = free_port()
+            name = f"{service}#{n}"
+            env = {**os.environ, **stack.env, "PIPELINE_METRICS_PORT": str(port)}
+            output = (log_dir / f"{service}-{n}.log").open("ab")
+            process = subprocess.Popen(
+                [sys.executable, "-m", "pipeline", "run", service],
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+            started[name] = (process, port)
+    deadline = time.monotonic() + 120
+    waiting = dict(started)
+    while waiting and time.monotonic() < deadline:
+        for name, (process, port) in list(waiting.items()):
+            if process.poll() is not None:
+                raise SystemExit(f"{name} exited with {process.returncode} (logs in {log_dir})")
+            with contextlib.suppress(OSError):
+                url = f"http://127.0.0.1:{port}/readyz"
+                with urllib.request.urlopen(url, timeout=2) as answer:
+                    if answer.status == 200:
+                        del waiting[name]
+        time.sleep(0.5)
+    if waiting:
+        raise SystemExit(f"not ready: {sorted(waiting)} (logs in {log_dir})")
+    return {name: process for name, (process, _) in started.items()}
+
+
+def stop_instances(processes: dict[str, subprocess.Popen[bytes]]) -> None:
+    for process in processes.values():
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes.values():
+        try:
+            process.wait(40)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 async def drain_under_load(
@@ -583,6 +719,31 @@ def main() -> None:
         help="PIPELINE_DRAIN_TIMEOUT_SECONDS of the services.",
     )
     parser.add_argument("--json", type=Path, help="Write the results here too.")
+    parser.add_argument(
+        "--model-latency",
+        type=float,
+        help="Answer with an OpenAI-compatible stand-in model that thinks this many seconds "
+        "per call (two calls per turn) instead of the deterministic one; a rate holds when "
+        "p99 stays under twice this plus 300 ms.",
+    )
+    parser.add_argument(
+        "--instances",
+        type=lambda s: {k: int(v) for k, v in (p.split("=") for p in s.split(",") if p)},
+        default={},
+        help="Instances per service, each its own process: agent=2,delivery=2.",
+    )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        help="A PIPELINE_* setting for every service, NAME=VALUE (repeatable).",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="Record each service with py-spy during each rate into this folder "
+        "(benchmarks/cpu_profile.py reads it) and print where the CPU went.",
+    )
     args = parser.parse_args()
     with broker(args.bootstrap) as bootstrap:
         outcome = asyncio.run(drive(args, bootstrap))

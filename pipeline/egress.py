@@ -1,8 +1,12 @@
-"""Outbound URLs that cannot reach inside: the checks behind every client-supplied URL.
+"""Outbound calls that cannot reach inside: one checked resolver for every one of them.
 
 A callback URL comes from a client, so sending to it must not let that client reach
-the pipeline's own network (server-side request forgery). :class:`EgressPolicy` says
-what may be reached; :func:`guarded_client` is an HTTP client that enforces it:
+the pipeline's own network (server-side request forgery). Destinations an operator
+sets (the Slack and WhatsApp API base URLs, the SMTP server, an MCP server's URL, the
+model's base URL) go through the same checks, so a mistaken or tampered setting cannot
+reach the cluster's inside either unless a setting allows that network. :class:`EgressPolicy`
+says what may be reached; :func:`guarded_client` is an HTTP client that enforces it and
+:func:`checked_socket` a TCP connection (SMTP) that does:
 
 - the scheme is https (http only when the policy allows it, for development);
 - the host is resolved, and every address it resolves to must be public: loopback,
@@ -14,7 +18,10 @@ what may be reached; :func:`guarded_client` is an HTTP client that enforces it:
   second time, so a DNS answer that changes in between cannot redirect it), while the
   Host header and TLS server name stay those of the URL; a connection kept alive for
   the next request stays with that address, and a new one is looked up and checked;
-- no redirects are followed and no proxy from the environment is used.
+- no redirects are followed (or, for a client that must follow them, only to the
+  policy's ``allowed_origins``: the destinations the settings name) and no proxy from
+  the environment is used unless the caller's setting asks for it (``trust_env``; the
+  proxy's own address is then what is checked and connected to).
 
 A refusal raises :class:`EgressRefused` before any connection is made.
 :func:`obviously_internal` is the cheap syntactic part, for where a URL comes in.
@@ -22,6 +29,7 @@ A refusal raises :class:`EgressRefused` before any connection is made.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 import ssl
@@ -124,10 +132,10 @@ def obviously_internal(url: str) -> str | None:
     if address is None:
         return None
     if isinstance(address, ipaddress.IPv4Address) and host != str(address):
-        return f"callback host {host!r} is an IP address in a non-standard notation"
+        return f"host {host!r} is an IP address in a non-standard notation"
     reason = blocked_reason(address)
     if reason in ("link-local", "multicast", "unspecified", "reserved"):
-        return f"callback host {host!r} is a {reason} address"
+        return f"host {host!r} is a {reason} address"
     return None
 
 
@@ -161,15 +169,37 @@ class EgressPolicy:
     """What an outbound URL may reach.
 
     ``allow_http`` and ``allowed_networks`` loosen the defaults for development and
-    tests (local receivers on 127.0.0.1 over http); production leaves both off.
+    tests (local receivers on 127.0.0.1 over http) and for operator-set destinations
+    inside the cluster; production callbacks leave both off. ``allowed_origins``, when
+    not empty, are the only ``scheme://host:port`` requests may go to (redirects too).
     """
 
     allow_http: bool = False
     allowed_networks: tuple[IPNetwork, ...] = ()
+    allowed_origins: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, allow_http: bool, allowed_networks: Iterable[IPNetwork | str]) -> EgressPolicy:
         return cls(allow_http, tuple(ipaddress.ip_network(n) for n in allowed_networks))
+
+    @classmethod
+    def for_destinations(
+        cls, urls: Iterable[str], allowed_networks: Iterable[IPNetwork | str]
+    ) -> EgressPolicy:
+        """The policy of destinations an operator set: only their origins, over the
+        scheme each names, at public addresses or in ``allowed_networks``."""
+        named = list(urls)
+        return cls(
+            allow_http=any(u.strip().lower().startswith("http://") for u in named),
+            allowed_networks=tuple(ipaddress.ip_network(n) for n in allowed_networks),
+            allowed_origins=frozenset(origin(u) for u in named),
+        )
+
+    def check_origin(self, url: str) -> str | None:
+        """Why ``url`` is not one of the allowed origins, or None."""
+        if self.allowed_origins and origin(url) not in self.allowed_origins:
+            return f"{origin(url)} is not a destination the settings name; not connecting"
+        return None
 
     def check_address(self, address: IPAddress) -> str | None:
         """Why connecting to ``address`` is refused, or None when it is allowed."""
@@ -194,7 +224,7 @@ class EgressPolicy:
         if address is not None:
             reason = self.check_address(address)
             if reason is not None:
-                return f"callback host {host!r} is a {reason} address"
+                return f"host {host!r} is a {reason} address"
         return None
 
 
@@ -237,9 +267,7 @@ class _GuardedResolver(AbstractResolver):
         for address in addresses:
             reason = self.policy.check_address(address)
             if reason is not None:
-                raise EgressRefused(
-                    f"callback host {host!r} resolves to a {reason} address; not connecting"
-                )
+                raise EgressRefused(f"host {host!r} resolves to a {reason} address; not connecting")
         return [
             ResolveResult(
                 hostname=host,
@@ -272,6 +300,7 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         verify: ssl.SSLContext | bool = True,
         limits: httpx.Limits = DEFAULT_LIMITS,
         resolve: Resolver = system_resolve,
+        trust_env: bool = False,
     ) -> None:
         self.policy = policy
         ssl_context = httpx.create_ssl_context(verify=verify, trust_env=False)
@@ -279,7 +308,8 @@ class GuardedTransport(httpx.AsyncBaseTransport):
 
         def session() -> aiohttp.ClientSession:
             # Made on the first request, inside the running loop; no proxy from the
-            # environment (trust_env off), no cached lookups (each connection checks).
+            # environment unless asked (trust_env), no cached lookups (each connection
+            # checks).
             connector = aiohttp.TCPConnector(
                 limit=connections,
                 keepalive_timeout=limits.keepalive_expiry,
@@ -287,20 +317,23 @@ class GuardedTransport(httpx.AsyncBaseTransport):
                 resolver=_GuardedResolver(policy, resolve),
                 use_dns_cache=False,
             )
-            return aiohttp.ClientSession(connector=connector, trust_env=False)
+            return aiohttp.ClientSession(connector=connector, trust_env=trust_env)
 
         self._inner = AiohttpTransport(client=session)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        elsewhere = self.policy.check_origin(str(request.url))
+        if elsewhere is not None:
+            raise EgressRefused(elsewhere)
         host = request.url.host
         literal = parse_ip_literal(host)
         if literal is not None:
             reason = self.policy.check_address(literal)
             if reason is not None:
-                raise EgressRefused(f"callback host {host!r} is a {reason} address; not connecting")
+                raise EgressRefused(f"host {host!r} is a {reason} address; not connecting")
         elif _looks_numeric(host):
             # aiohttp would hand it to the system to connect to without a lookup of ours.
-            raise EgressRefused(f"callback host {host!r} is not a valid address; not connecting")
+            raise EgressRefused(f"host {host!r} is not a valid address; not connecting")
         return await self._inner.handle_async_request(request)
 
     async def aclose(self) -> None:
@@ -315,22 +348,67 @@ def _looks_numeric(host: str) -> bool:
 def guarded_client(
     policy: EgressPolicy,
     *,
-    timeout: float,
+    timeout: float | httpx.Timeout,
     verify: ssl.SSLContext | bool = True,
     headers: dict[str, str] | None = None,
     resolve: Resolver = system_resolve,
     limits: httpx.Limits = DEFAULT_LIMITS,
+    follow_redirects: bool = False,
+    trust_env: bool = False,
 ) -> httpx.AsyncClient:
-    """An HTTP client for client-supplied URLs: checked addresses, no redirects, no proxy.
+    """An HTTP client for outbound URLs: checked addresses, no redirects, no proxy.
 
     ``verify`` is the TLS trust (an ``ssl.SSLContext`` for a private CA in tests);
     ``resolve`` looks names up (the system resolver; tests give their own); ``limits``
-    bounds the connections, which are kept alive between requests.
+    bounds the connections, which are kept alive between requests. ``follow_redirects``
+    only with a policy of ``allowed_origins`` (a redirect elsewhere is refused);
+    ``trust_env`` takes the proxy from the environment (a setting must say so).
     """
+    if follow_redirects and not policy.allowed_origins:
+        raise ValueError("a guarded client follows redirects only to allowed origins")
+    transport = GuardedTransport(
+        policy, verify=verify, limits=limits, resolve=resolve, trust_env=trust_env
+    )
     return httpx.AsyncClient(
-        transport=GuardedTransport(policy, verify=verify, limits=limits, resolve=resolve),
-        timeout=httpx.Timeout(timeout),
-        follow_redirects=False,
+        transport=transport,
+        timeout=timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout),
+        follow_redirects=follow_redirects,
         trust_env=False,
         headers=headers,
     )
+
+
+async def checked_socket(
+    policy: EgressPolicy,
+    host: str,
+    port: int,
+    *,
+    connect_seconds: float,
+    resolve: Resolver = system_resolve,
+) -> socket.socket:
+    """A TCP connection to ``host``, made to an address the policy allows (for clients
+    that are not HTTP, such as SMTP): every address the name resolves to is checked
+    first, as for HTTP; EgressRefused when one is not allowed, OSError when none
+    answers."""
+    literal = parse_ip_literal(host)
+    addresses = [literal] if literal is not None else await resolve(host, port)
+    if not addresses:
+        raise OSError(f"{host!r} resolves to no address")
+    for address in addresses:
+        reason = policy.check_address(address)
+        if reason is not None:
+            raise EgressRefused(f"host {host!r} resolves to a {reason} address; not connecting")
+    loop = asyncio.get_running_loop()
+    failure: OSError = OSError(f"cannot connect to {host!r}")
+    for address in dict.fromkeys(addresses):
+        family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            await asyncio.wait_for(loop.sock_connect(sock, (str(address), port)), connect_seconds)
+        except OSError as exc:  # TimeoutError too
+            sock.close()
+            failure = exc
+            continue
+        return sock
+    raise failure

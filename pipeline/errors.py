@@ -31,6 +31,7 @@ PipelineError
 ├── AbortableTransactionError  the open transaction must be aborted and its input read again
 ├── KafkaCallStuckError    a Kafka client call did not return within the runtime's deadline
 ├── ReplayError            a replay could not be set up (nothing recorded, Kafka unreadable)
+│   └── EvaluationError        an evaluation could not be set up (a set file, a check, a limit)
 └── DeadLetterError        a dead letter could not be read or redriven
     ├── UnknownDeadLetterError  no dead letter has that id
     ├── AlreadyRedriven         the letter was redriven before (nothing is produced again)
@@ -140,13 +141,15 @@ class InboundRejected(PipelineError):
 
 
 class OperatorActionRefused(PipelineError):
-    """An operator's action in the console is refused with ``status`` (400, 404, 409, 413,
-    503) and a reason; nothing was produced."""
+    """An operator's action in the console is refused with ``status`` (400, 403, 404, 409,
+    413, 429, 503) and a reason; nothing was produced. ``retry_after`` (seconds) when
+    trying again later may succeed."""
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, retry_after: int | None = None) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.retry_after = retry_after
 
 
 class EgressRefused(PipelineError):
@@ -207,6 +210,11 @@ class KafkaCallStuckError(PipelineError):
 
 class ReplayError(PipelineError):
     """A replay could not be set up: nothing recorded, or Kafka could not be read."""
+
+
+class EvaluationError(ReplayError):
+    """An evaluation could not be set up: a recorded set file that cannot be read, a check
+    that cannot be loaded, a threshold that cannot be parsed; the message says which."""
 
 
 class DeadLetterError(PipelineError):

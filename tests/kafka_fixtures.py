@@ -177,24 +177,25 @@ def make_topics(
 
     yield make
     if created:
-        for future in admin.delete_topics(created, operation_timeout=30).values():
+        unique = list(dict.fromkeys(created))  # a topic named twice crashes the Admin client
+        for future in admin.delete_topics(unique, operation_timeout=30).values():
             with contextlib.suppress(Exception):
                 future.result(timeout=30)
 
 
-OWN_BROKER_HEAP = ("-Xmx384m",)
+STOPPABLE_BROKER_HEAP = ("-Xmx384m",)
 
 
 @pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[DevKafka]:
-    """A broker of the test's own on free ports (its data kept across a restart), for a
-    test that stops and starts it: never the shared one."""
+def stoppable_broker(tmp_path: Path) -> Iterator[DevKafka]:
+    """A broker of the test's own, which it may stop and start again (data kept): never
+    the shared one."""
     kafka = DevKafka(
         free_port(),
         controller_port=free_port(),
         data_dir=tmp_path / "kafka",
         keep_data=True,
-        heap_opts=OWN_BROKER_HEAP,
+        heap_opts=STOPPABLE_BROKER_HEAP,
     )
     try:
         kafka.start()

@@ -23,6 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 import aiohttp
 import httpx
 
+from pipeline.errors import EgressRefused
 from pipeline.events.model import Event
 from pipeline.retry import parse_retry_after
 
@@ -126,10 +127,13 @@ async def post_json(
     url: str,
     body: dict[str, Any],
     headers: dict[str, str],
-) -> httpx.Response | Retryable:
-    """POST ``body`` as JSON; a transport failure comes back as a Retryable outcome."""
+) -> httpx.Response | Retryable | PermanentFailure:
+    """POST ``body`` as JSON; a transport failure comes back as a Retryable outcome, a
+    destination the egress policy refuses as a PermanentFailure."""
     try:
         return await client.post(url, json=body, headers=headers)
+    except EgressRefused as exc:
+        return PermanentFailure(str(exc))
     except httpx.HTTPError as exc:
         return transport_failure(exc)
 

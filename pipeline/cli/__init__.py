@@ -13,8 +13,10 @@ import click
 
 from pipeline.cli.app_dir import app_dir_option, use_app_dir
 from pipeline.cli.asyncapi import asyncapi
+from pipeline.cli.chat_token import chat_token_command
 from pipeline.cli.console import console
 from pipeline.cli.dlq import dlq
+from pipeline.cli.evaluate import evaluate
 from pipeline.cli.events import events
 from pipeline.cli.exits import errors_as_exit
 from pipeline.cli.kafka import kafka
@@ -45,6 +47,8 @@ main.add_command(events)
 main.add_command(schemas)
 main.add_command(replay)
 main.add_command(dlq)
+main.add_command(chat_token_command)
+main.add_command(evaluate)
 
 
 @main.command()
@@ -156,21 +160,28 @@ def tail(
     max_events: int | None,
     idle_timeout: float | None,
 ) -> None:
-    """Print TOPIC's events as JSON lines (TOPIC is a logical name: the prefix is added)."""
+    """Print TOPIC's events as JSON lines (TOPIC is a logical name: the prefix is added).
+
+    While it runs, a line on stderr says when Kafka cannot be reached and when it is back.
+    """
     from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
 
     from pipeline.events.jsonable import jsonable
     from pipeline.events.wire import make_serde
-    from pipeline.observability.kafka_logs import cli_connection, wait_for_metadata
+    from pipeline.observability.kafka_logs import (
+        announce,
+        announcing_connection,
+        wait_for_metadata,
+    )
 
     settings = _settings()
     serde = make_serde(settings, register=False)
     physical = settings.topic(topic)
-    connection = cli_connection(settings.bootstrap_servers)
+    connection = announcing_connection(settings.bootstrap_servers, "tail")
     consumer = Consumer(
         {
             **settings.consumer_config(),
-            **connection.client_config(),
+            **connection.consumer_config(),
             "group.id": f"pipeline-tail-{uuid.uuid4()}",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
@@ -184,6 +195,7 @@ def tail(
             raise click.ClickException(f"topic {physical!r} does not exist")
         start = OFFSET_BEGINNING if from_beginning else OFFSET_END
         consumer.assign([TopicPartition(physical, p, start) for p in found.partitions])
+        announce(connection)
         printed, last_seen = 0, time.monotonic()
         while max_events is None or printed < max_events:
             msg = consumer.poll(0.2)
@@ -194,6 +206,7 @@ def tail(
             last_seen = time.monotonic()
             if msg.error() is not None:
                 continue
+            connection.up()
             key = msg.key()
             key_text = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
             if conversation is not None and key_text != conversation:
@@ -253,11 +266,32 @@ def timeline(conversation: str, as_json: bool) -> None:
     show_default=True,
     help="One log file per service.",
 )
+@click.option(
+    "--gateway-port",
+    type=int,
+    default=None,
+    help="The gateway's HTTP port [default: PIPELINE_GATEWAY__PORT or 8080].",
+)
+@click.option(
+    "--console-port",
+    type=int,
+    default=None,
+    help="The console's HTTP port [default: PIPELINE_CONSOLE__PORT or 8090].",
+)
 @click.option("--only", multiple=True, help="Run only these services (repeatable).")
-def up(kafka_port: int, metrics_base_port: int, log_dir: Path, only: tuple[str, ...]) -> None:
+def up(
+    kafka_port: int,
+    metrics_base_port: int,
+    log_dir: Path,
+    gateway_port: int | None,
+    console_port: int | None,
+    only: tuple[str, ...],
+) -> None:
     """Run every service on this machine, supervised, until Ctrl-C or SIGTERM.
 
     Starts a local Kafka when PIPELINE_BOOTSTRAP_SERVERS is unset, and applies topics/.
+    Each service logs to its file in --log-dir; this terminal shows when a service loses
+    Kafka or has it back, and why a service exited (its last error line).
     """
     import signal
 
@@ -265,11 +299,14 @@ def up(kafka_port: int, metrics_base_port: int, log_dir: Path, only: tuple[str, 
     from pipeline.dev.stack.supervisor import SERVICES
 
     services = list(only) or list(SERVICES)
+    ports = {"PIPELINE_GATEWAY__PORT": gateway_port, "PIPELINE_CONSOLE__PORT": console_port}
     stack = LocalStack(
+        {name: str(port) for name, port in ports.items() if port is not None},
         services=services,
         kafka_port=kafka_port,
         metrics_base_port=metrics_base_port,
         log_dir=log_dir,
+        notify=lambda line: click.echo(f"up: {line}"),
     )
 
     def request_stop(*_: object) -> None:
@@ -296,9 +333,12 @@ def up(kafka_port: int, metrics_base_port: int, log_dir: Path, only: tuple[str, 
         f"gateway on http://127.0.0.1:{gateway}; console on http://127.0.0.1:{console}; "
         f"logs in {log_dir}; Ctrl-C stops"
     )
-    chat_url = stack.chat_url() if "gateway" in services else None
-    if chat_url is not None:
-        click.echo(f"chat in your browser: {chat_url}")
+    chat = stack.chat_link() if "gateway" in services else None
+    if chat is not None:
+        click.echo(
+            f"chat in your browser: {chat.url}\n"
+            f"  (the token expires at {chat.expires_text}; `pipeline chat-token` makes a new one)"
+        )
     supervisor.watch()
     codes = stack.stop()
     click.echo(f"stopped: {codes}")

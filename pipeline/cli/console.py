@@ -20,10 +20,10 @@ def hash_password_command(from_stdin: bool) -> None:
     """Print the password_hash of an operator for PIPELINE_CONSOLE__OPERATORS.
 
     The password is asked for twice (not echoed), or read from stdin with --stdin. The
-    output is scrypt$<n>$<r>$<p>$<salt>$<hash> (base64 salt and hash): put it in
-    {"<operator>": {"password_hash": "<output>"}}.
+    output is an argon2id hash ($argon2id$v=19$m=...,t=...,p=...$<salt>$<hash>): put it
+    in {"<operator>": {"password_hash": "<output>", "tenants": [...], "role": ...}}.
     """
-    from pipeline.services.console.auth import hash_password
+    from pipeline.services.console.passwords import hash_password
 
     if from_stdin:
         password = sys.stdin.readline().rstrip("\r\n")

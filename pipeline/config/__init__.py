@@ -106,6 +106,11 @@ class Settings(BaseSettings):
     )
 
     max_in_flight: int = Field(256, ge=1, description="Events handled at once per process.")
+    event_loop: Literal["auto", "asyncio", "uvloop"] = Field(
+        "auto",
+        description="The event loop a service runs on: auto (uvloop when installed, else "
+        "asyncio's), uvloop (refused at start when not installed) or asyncio.",
+    )
     max_buffered_per_partition: int = Field(
         2000, ge=1, description="Events fetched but unfinished per partition before it pauses."
     )

@@ -185,7 +185,7 @@ def _default(field: FieldInfo) -> str:
     if isinstance(value, enum.Enum):
         value = value.value
     if isinstance(value, (dict, list, tuple)):
-        return json.dumps(value if not isinstance(value, tuple) else list(value))
+        return json.dumps(value if not isinstance(value, tuple) else list(value), default=str)
     if isinstance(value, str):
         return json.dumps(value)
     return str(value).lower() if isinstance(value, bool) else str(value)

@@ -6,6 +6,11 @@ service reads only its own section. Secrets are ``SecretStr`` and never printed.
 
 from __future__ import annotations
 
+import functools
+import re
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as distribution_version
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -20,6 +25,16 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+# What `pipeline console hash-password` prints: scrypt$<n>$<r>$<p>$<salt>$<hash> (base64).
+# What `pipeline console hash-password` prints (argon2id), or the scrypt form of earlier
+# versions, which is still verified.
+_PASSWORD_HASH = re.compile(
+    r"\$argon2id\$v=[0-9]+\$m=[0-9]+,t=[0-9]+,p=[0-9]+\$[A-Za-z0-9+/]+={0,2}\$[A-Za-z0-9+/]+={0,2}"
+    r"|scrypt\$[1-9][0-9]*\$[1-9][0-9]*\$[1-9][0-9]*\$[A-Za-z0-9+/]+={0,2}\$[A-Za-z0-9+/]+={0,2}"
+)
+# A shorter chat-token secret is guessable: HMAC keys want at least 128 bits.
+MIN_CHAT_TOKEN_SECRET_CHARS = 16
 
 
 class _Section(BaseModel):
@@ -182,6 +197,16 @@ class GatewaySettings(_Section):
         "it the stream says it skipped some (an SSE 'gap' event).",
     )
 
+    @field_validator("chat_token_secret")
+    @classmethod
+    def _a_long_enough_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_CHAT_TOKEN_SECRET_CHARS:
+            raise ValueError(
+                f"a chat token secret needs at least {MIN_CHAT_TOKEN_SECRET_CHARS} characters "
+                "(make one with `openssl rand -hex 32`)"
+            )
+        return value
+
     @field_validator("rate_limits")
     @classmethod
     def _rates_in_limits_notation(cls, rates: dict[str, str]) -> dict[str, str]:
@@ -255,6 +280,11 @@ class HttpServerSettings(_Section):
         description="Open connections a process serves; a request on any connection past "
         "them is answered 503 with Retry-After and its connection closed. Open streams "
         "count: keep it above stream_max_per_tenant.",
+    )
+    parser: Literal["auto", "httptools", "h11"] = Field(
+        "auto",
+        description="The HTTP/1.1 parser: httptools (llhttp, in C) or h11 (pure Python); "
+        "auto is httptools when installed. Both are held to the same limits.",
     )
     trusted_proxies: list[str] = Field(
         default_factory=list,
@@ -364,6 +394,34 @@ class DeliverySettings(_Section):
         "['127.0.0.0/8']); by default loopback, private, link-local and other internal "
         "addresses are refused.",
     )
+    api_allowed_networks: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="Internal networks the Slack and WhatsApp base URLs may be at (a "
+        "stand-in inside the cluster, e.g. ['10.20.0.0/16']); by default they must be public "
+        "addresses, as for callbacks.",
+    )
+    smtp_allowed_networks: list[IPvAnyNetwork] = Field(
+        default_factory=lambda: [ip_network("127.0.0.0/8"), ip_network("::1/128")],
+        description="Internal networks the SMTP server may be at; by default this machine "
+        "(a local relay, the default smtp_host), every other internal address refused.",
+    )
+    proxy_from_environment: bool = Field(
+        False,
+        description="Send Slack and WhatsApp requests through the proxy of HTTP(S)_PROXY / "
+        "NO_PROXY (the proxy's address is then what is checked: list its network in "
+        "api_allowed_networks); by default the environment's proxy is ignored.",
+    )
+
+
+class ModelPrice(_Section):
+    """What a model's tokens cost, per million, in the currency of the bill."""
+
+    prompt: float = Field(ge=0, description="Price of a million prompt (input) tokens.")
+    completion: float = Field(ge=0, description="Price of a million completion (output) tokens.")
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """What that many tokens cost."""
+        return (prompt_tokens * self.prompt + completion_tokens * self.completion) / 1e6
 
 
 class LLMSettings(_Section):
@@ -373,18 +431,32 @@ class LLMSettings(_Section):
         "model gave when the conversation was recorded).",
     )
     base_url: str = Field("https://api.openai.com/v1", description="Chat-completions base URL.")
+    allowed_networks: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="Internal networks base_url may be at (a model served inside the "
+        "cluster, e.g. ['10.20.0.0/16']); by default it must be a public address, and only "
+        "its origin is ever requested.",
+    )
     model: str = Field("gpt-4o-mini", description="Model name.")
     api_key: SecretStr | None = Field(None, description="API key (Bearer).")
     timeout_seconds: float = Field(
-        30.0, gt=0, description="Timeout of one chat-completion request."
+        30.0,
+        gt=0,
+        description="Timeout of one chat-completion request: for its answer, and for a "
+        "free connection while max_connections calls are in progress.",
+    )
+    connect_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="Timeout of opening a connection to the model (a host that does not "
+        "answer fails the attempt, which is retried, instead of holding it timeout_seconds).",
     )
     max_connections: int = Field(
-        256,
+        1000,
         ge=1,
-        description="Chat-completion requests in progress at once per process, one "
-        "connection each (a streamed answer holds its connection while it is written); "
-        "more wait for a connection. Keep it at max_in_flight or above, so that the "
-        "turns wait for the model, not for a connection.",
+        description="Model calls in progress at once per process, each on a connection of its "
+        "own that is kept alive for the next; a model that thinks for 1 s with two calls per "
+        "turn needs two per turn per second (600 at 300 turns/s).",
     )
     max_retries: int = Field(
         2,
@@ -426,6 +498,12 @@ class LLMSettings(_Section):
         ge=0,
         description="Tokens of the context kept free for the model's answer.",
     )
+    prices: dict[str, ModelPrice] = Field(
+        default_factory=dict,
+        description="What each model's tokens cost, per million, by model name (model -> "
+        '{"prompt": 0.15, "completion": 0.6}): `pipeline evaluate` reports each '
+        "conversation's cost with them.",
+    )
 
 
 DEFAULT_HANDOFF_PHRASES = (
@@ -441,6 +519,15 @@ DEFAULT_HANDOFF_PHRASES = (
 
 
 class AgentSettings(_Section):
+    version: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="The agent's version label: every event the agent emits carries it "
+        "(agent_version), and so do its human-cleanup metrics, so timelines, the console, "
+        "evaluations and the dashboard tell versions apart (a canary). Default: the "
+        "package's version.",
+    )
     history_window: int = Field(
         200,
         ge=1,
@@ -544,6 +631,26 @@ class AgentSettings(_Section):
         "This needs a person's approval first; I will come back to you here.",
         description="Sent to the user when a tool call waits for approval (none if unset).",
     )
+    cleanup_window_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="An answer counts as resolved when, this long after it, the conversation "
+        "was not handed to a person, no operator replied and the user did not ask the same "
+        "again (the first-answer-resolved rate of the human-cleanup metrics).",
+    )
+
+    def version_label(self) -> str:
+        """:attr:`version`, or the package's version when it is unset."""
+        return self.version or package_version()
+
+
+@functools.cache
+def package_version() -> str:
+    """The installed package's version (``0+unknown`` when it is not installed)."""
+    try:
+        return distribution_version("kafka-agent-pipeline")
+    except PackageNotFoundError:
+        return "0+unknown"
 
 
 ToolGuarantee = Literal["idempotent", "keyed", "at_most_once"]
@@ -570,6 +677,12 @@ class McpServerSettings(_Section):
     url: str | None = Field(None, description="Endpoint of a streamable-HTTP server.")
     headers: dict[str, SecretStr] = Field(
         default_factory=dict, description="HTTP headers sent to the URL (secrets)."
+    )
+    allowed_networks: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="Internal networks the URL may be at (a server inside the cluster, e.g. "
+        "['10.20.0.0/16']); by default it must be a public address, and redirects are "
+        "followed only within its origin.",
     )
     prefix: str = Field("", description="Put before each of the server's tool names (e.g. 'crm_').")
     guarantees: dict[str, ToolGuarantee] = Field(
@@ -722,22 +835,64 @@ class SchemaRegistrySettings(_Section):
     )
 
 
+OperatorRole = Literal["viewer", "agent", "admin"]
+"""What an operator may do: ``viewer`` reads; ``agent`` also takes, replies, releases and
+decides approvals and uncertain tool calls; ``admin`` also redrives dead letters."""
+
+ALL_TENANTS = "*"
+
+
 class ConsoleOperator(_Section):
     """One operator of the console: a password hash (``pipeline console hash-password``)
-    for the sign-in page and/or a bearer token for API use."""
+    for the sign-in page and/or a bearer token for API use, the tenants whose
+    conversations the operator sees and the role that says what the operator may do."""
 
     password_hash: SecretStr | None = Field(
-        None, description="scrypt$<n>$<r>$<p>$<salt b64>$<hash b64>, as hash-password prints."
+        None,
+        description="argon2id hash as hash-password prints ($argon2id$...); scrypt$... "
+        "hashes of earlier versions are still verified.",
     )
     token: SecretStr | None = Field(
         None, description="Bearer token for API use (Authorization: Bearer <token>)."
     )
+    tenants: list[Tenant | Literal["*"]] = Field(
+        default_factory=lambda: [ALL_TENANTS],
+        min_length=1,
+        description="Tenants whose conversations, approvals, uncertain actions and dead "
+        "letters the operator sees and acts on; ['*'] (the default, which operators "
+        "configured before tenants existed get) for every tenant.",
+    )
+    role: OperatorRole = Field(
+        "admin",
+        description="'viewer' (reads), 'agent' (also takes, replies, releases, decides "
+        "approvals and uncertain actions) or 'admin' (also redrives dead letters); "
+        "'admin' by default, what operators configured before roles existed could do.",
+    )
+
+    @field_validator("password_hash")
+    @classmethod
+    def _a_password_hash(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not _PASSWORD_HASH.fullmatch(value.get_secret_value()):
+            raise ValueError(
+                "password_hash is not a hash of `pipeline console hash-password` "
+                "($argon2id$v=...$m=...,t=...,p=...$<salt>$<hash>, or an earlier "
+                "scrypt$...); in a shell, put it in single quotes: in double quotes each $ "
+                "is expanded and the hash is mangled"
+            )
+        return value
 
     @model_validator(mode="after")
     def _some_credential(self) -> ConsoleOperator:
         if self.password_hash is None and self.token is None:
             raise ValueError("an operator needs a password_hash or a token")
+        if ALL_TENANTS in self.tenants and len(self.tenants) > 1:
+            raise ValueError("an operator's tenants are ['*'] or a list of tenants, not both")
         return self
+
+    @property
+    def unscoped(self) -> bool:
+        """Configured without tenants and role: every tenant, admin (as before they existed)."""
+        return not ({"tenants", "role"} & self.model_fields_set)
 
 
 OperatorId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")]
@@ -761,7 +916,33 @@ class ConsoleSettings(_Section):
         "one per process if unset: sessions then end with the process).",
     )
     session_max_age_seconds: int = Field(
-        8 * 3600, ge=60, description="A session ends this long after sign-in."
+        8 * 3600,
+        ge=60,
+        le=7 * 24 * 3600,
+        description="A session ends this long after sign-in (at most 7 days, as long as the "
+        "sessions topic keeps a sign-out).",
+    )
+    sessions_topic: str = Field(
+        "console_sessions",
+        description="Compacted topic of ended sessions (sign-outs), read by every console "
+        "replica, so a signed-out cookie is refused everywhere.",
+    )
+    signin_rate_per_operator: str = Field(
+        "10/minute;60/hour",
+        description="Sign-in attempts per operator name at each replica, in the limits "
+        "notation; past it the sign-in is answered 429 with Retry-After before any password "
+        "is checked.",
+    )
+    signin_rate_per_address: str = Field(
+        "30/minute;300/hour",
+        description="Sign-in attempts per client address at each replica (the address "
+        "http.trusted_proxies name), the same way.",
+    )
+    operators_reload_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="How often operators_file is checked for changes: an operator removed "
+        "from it is signed out, a changed role or tenant list applies, without a restart.",
     )
     cookie_secure: bool = Field(
         True, description="Mark the session cookie Secure (HTTPS only); false for plain HTTP."
@@ -786,3 +967,15 @@ class ConsoleSettings(_Section):
         le=1000,
         description="Dead letters listed on the dead-letters page, newest first.",
     )
+
+    @field_validator("signin_rate_per_operator", "signin_rate_per_address")
+    @classmethod
+    def _signin_rate_in_limits_notation(cls, text: str) -> str:
+        try:
+            parse_many(text)
+        except ValueError:
+            raise ValueError(
+                f"sign-in rate {text!r} is not in the notation '<count>/<second|minute|"
+                "hour|day>' (several separated by ';')"
+            ) from None
+        return text

@@ -18,6 +18,7 @@ from typing import Any
 from pipeline.errors import PipelineError, UnknownDeadLetterError
 from pipeline.events.catalog import DEAD_LETTER
 from pipeline.events.jsonable import jsonable
+from pipeline.events.model import Event
 from pipeline.events.serde import SingleObjectSerde
 from pipeline.runtime.headers import EVENT_ID, EVENT_TYPE
 
@@ -90,6 +91,7 @@ class DeadLetterEntry:
     value: bytes | None
     headers: Headers
     redriven: Redrive | None = None
+    tenant: str | None = None  # the original event's; None when it does not decode
 
     @property
     def source(self) -> str:
@@ -118,6 +120,7 @@ class DeadLetterEntry:
             ("source timestamp", str(self.source_timestamp or "-")),
             ("event type", self.event_type or "-"),
             ("conversation", self.conversation_id or "-"),
+            ("tenant", self.tenant or "-"),
             ("service", self.service),
             ("handler", self.handler or "-"),
             ("stage", self.stage),
@@ -161,6 +164,7 @@ class DeadLetterEntry:
             "attempts": self.attempts,
             "event_type": self.event_type,
             "conversation_id": self.conversation_id,
+            "tenant": self.tenant,
             "key": jsonable(self.key),
             "value": jsonable(self.value),
             "headers": [[k, jsonable(v)] for k, v in self.headers],
@@ -187,8 +191,9 @@ def decode_entry(
         (h["key"], h["value"] if h["value"] is not None else b"") for h in record["headers"]
     )
     event_type, conversation_id = record.get("event_type"), record.get("conversation_id")
+    event = _original_event(serde, record)
     if event_type is None or conversation_id is None:
-        event_type, conversation_id = _from_original(serde, record, original)
+        event_type, conversation_id = _from_original(event, record, original)
     own = dict(headers)
     dead_letter_id = own.get(EVENT_ID, b"").decode() or f"letter:{letter_id}"
     return DeadLetterEntry(
@@ -212,22 +217,28 @@ def decode_entry(
         key=record.get("key"),
         value=record.get("value"),
         headers=original,
+        tenant=event.metadata.tenant_id if event is not None else None,
     )
 
 
+def _original_event(serde: SingleObjectSerde, record: dict[str, Any]) -> Event | None:
+    """The letter's original as an event, when it decodes (not after a decode failure)."""
+    value = record.get("value")
+    if not value:
+        return None
+    try:
+        return serde.decode(value)
+    except PipelineError:
+        return None
+
+
 def _from_original(
-    serde: SingleObjectSerde, record: dict[str, Any], headers: Headers
+    event: Event | None, record: dict[str, Any], headers: Headers
 ) -> tuple[str | None, str | None]:
     """Event type and conversation of a letter that did not record them (a decode
     failure): from the original, when it decodes after all, else its headers and key."""
-    value = record.get("value")
-    if value:
-        try:
-            event = serde.decode(value)
-        except PipelineError:
-            pass
-        else:
-            return event.type, event.conversation_id
+    if event is not None:
+        return event.type, event.conversation_id
     event_type = dict(headers).get(EVENT_TYPE)
     key = record.get("key")
     return (

@@ -129,14 +129,21 @@ class DeadLetterStore:
     # ------------------------------------------------------------------ reading
 
     def list(
-        self, *, limit: int = 100, source_topic: str | None = None
+        self,
+        *,
+        limit: int = 100,
+        source_topic: str | None = None,
+        tenant: Callable[[str | None], bool] | None = None,
     ) -> builtins.list[DeadLetterEntry]:
         """The newest ``limit`` dead letters, newest first; only those read from
-        ``source_topic`` (a logical or a physical name) when given."""
+        ``source_topic`` (a logical or a physical name) when given, and only those whose
+        tenant (None when the original does not decode) ``tenant`` accepts."""
         wanted = None if source_topic is None else {source_topic, self.settings.topic(source_topic)}
 
         def keep(entry: DeadLetterEntry) -> bool:
-            return wanted is None or entry.source_topic in wanted
+            return (wanted is None or entry.source_topic in wanted) and (
+                tenant is None or tenant(entry.tenant)
+            )
 
         with self._lock:
             partitions = self._partitions(self.topic, required=True)

@@ -9,7 +9,9 @@ and last word were written (wall-clock seconds) is kept by that text
 (:attr:`StandInModel.written`), so what a reader saw can be timed against the model.
 
     with StandInModel(tokens=200, tokens_per_second=50) as model:
-        settings = Settings(llm={"provider": "openai", "base_url": model.base_url, ...})
+        llm = {"provider": "openai", "base_url": model.base_url, "allowed_networks":
+               ["127.0.0.0/8"], ...}  # the egress policy refuses loopback otherwise
+        settings = Settings(llm=llm)
 
 For development and tests only: ``benchmarks/stream_latency.py``, the integration and
 browser tests of streamed answers.

@@ -21,6 +21,7 @@ import fastavro.schema
 from fastavro.repository.base import AbstractSchemaRepository, SchemaRepositoryError
 
 from pipeline.errors import SchemaError
+from pipeline.file_cache import FolderCache, folder_signature
 
 if TYPE_CHECKING:
     from pipeline.config import Settings
@@ -160,10 +161,20 @@ class SchemaCatalog:
 
 
 def load_settings_catalog(settings: Settings) -> SchemaCatalog:
-    """The catalog of ``settings``: its schemas folder plus ``extra_schema_dirs``."""
-    return SchemaCatalog.load(
-        settings.resource_dir("schemas"), extra_folders=settings.extra_schema_dirs
+    """The catalog of ``settings``: its schemas folder plus ``extra_schema_dirs``.
+
+    Read again only when a file of those folders changed: a catalog is not changed once
+    loaded, so every service of a process (an evaluation starts hundreds) shares one."""
+    folders = (settings.resource_dir("schemas"), *settings.extra_schema_dirs)
+    return _LOADED.get(
+        folder_signature(folders, ("*.avsc",)),
+        lambda: SchemaCatalog.load(
+            settings.resource_dir("schemas"), extra_folders=settings.extra_schema_dirs
+        ),
     )
+
+
+_LOADED: FolderCache[SchemaCatalog] = FolderCache()
 
 
 def load_named_schema(settings: Settings, full_name: str) -> dict[str, Any]:

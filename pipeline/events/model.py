@@ -358,6 +358,10 @@ def _text(value: uuid.UUID | str) -> str:
     raise TypeError(f"expected a UUID or its text, got {type(value).__name__}")
 
 
+AGENT_VERSION = "agent_version"
+"""The field by which every event the agent emits names the agent's version label."""
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     """A decoded event: its metadata and the fields of its type.
@@ -385,6 +389,13 @@ class Event:
 
     def get(self, name: str, default: Any = None) -> Any:
         return self.data.get(name, default)
+
+    @property
+    def agent_version(self) -> str | None:
+        """The version label of the agent that emitted the event (its ``agent_version``
+        field), or None for an event no agent emitted."""
+        value = self.data.get(AGENT_VERSION)
+        return value if isinstance(value, str) else None
 
     def to_record(self) -> dict[str, Any]:
         """The Avro record: ``metadata`` (as written, see Metadata.to_record) plus the fields."""

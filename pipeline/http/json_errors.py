@@ -8,6 +8,7 @@ unexpected exception (500, logged with its traceback) are answered in that shape
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,9 +21,11 @@ log = logging.getLogger(__name__)
 PROBLEMS_SHOWN = 5
 
 
-def error_response(status: int, reason: str) -> JSONResponse:
-    """``{"error": reason}`` with ``status``."""
-    return JSONResponse({"error": reason}, status_code=status)
+def error_response(
+    status: int, reason: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """``{"error": reason}`` with ``status`` (and ``headers``)."""
+    return JSONResponse({"error": reason}, status_code=status, headers=headers)
 
 
 def invalid_request_reason(exc: RequestValidationError) -> str:

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime
 
 from confluent_kafka.admin import AdminClient
 
 from pipeline.config import Settings
+from pipeline.events.model import utc_now
 from pipeline.observability.kafka_logs import ClusterConnection
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,8 @@ class KafkaReadiness:
         self._stopping = False
         self._admin: AdminClient | None = None
         self.connection = ClusterConnection(settings.bootstrap_servers)
+        self.unreachable_since: datetime | None = None
+        """Since when Kafka has not answered the checks (None: it answered the last one)."""
 
     def verdict(self) -> Verdict:
         """The last answer (safe to call from any thread)."""
@@ -75,11 +79,13 @@ class KafkaReadiness:
             metadata = self._admin.list_topics(timeout=self.timeout)
         except Exception as exc:  # KafkaException: transport failure or timeout
             self._admin.poll(0)  # serves error_cb: the connection logs the outage once
+            self.unreachable_since = self.unreachable_since or utc_now()
             return True, (
                 f"degraded: Kafka at {self.settings.bootstrap_servers} does not answer "
                 f"({exc}); requests are answered 503 with Retry-After"
             )
         self.connection.up()
+        self.unreachable_since = None
         missing = [t for t in self.topics if t not in metadata.topics]
         if missing:
             return False, f"topics missing: {', '.join(missing)} (run `pipeline topics apply`)"

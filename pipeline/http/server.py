@@ -23,6 +23,8 @@ from pipeline.config.sections import HttpServerSettings
 from pipeline.http.connection_limits import LimitedConfig
 from pipeline.observability.health import HealthServer
 from pipeline.observability.otel import stop_observability
+from pipeline.runtime.event_loop import EventLoopChoice
+from pipeline.runtime.event_loop import resolve as resolve_loop
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +47,12 @@ class GracefulServer(uvicorn.Server):
         drain_timeout_seconds: float,
         on_exit: Callable[[], None],
         limits: HttpServerSettings | None = None,
+        loop: EventLoopChoice = "auto",
     ) -> GracefulServer:
         """``app`` on ``host:port`` with its lifespan, uvicorn's logging and access log off
         (the service logs), ``drain_timeout_seconds`` for the requests in flight, and
-        ``limits`` on every connection (default: the settings' defaults)."""
+        ``limits`` on every connection (default: the settings' defaults), on the event
+        ``loop`` the setting names (:mod:`pipeline.runtime.event_loop`)."""
         config = LimitedConfig(
             app,
             limits=limits if limits is not None else HttpServerSettings(),
@@ -58,6 +62,7 @@ class GracefulServer(uvicorn.Server):
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=int(drain_timeout_seconds),
+            loop=resolve_loop(loop),
         )
         return cls(config, on_exit)
 

@@ -4,7 +4,10 @@ Works with any server speaking ``POST {base_url}/chat/completions`` (OpenAI, Azu
 OpenAI's compatible endpoint, vLLM, Ollama, LiteLLM...). Tools are offered as
 ``tools=[{"type": "function", ...}]``; the model's ``tool_calls`` come back as
 :class:`ToolCall`. 429, 5xx, timeouts and transport errors are retried with exponential
-backoff and jitter (honouring ``Retry-After``); other 4xx fail at once.
+backoff and jitter (honouring ``Retry-After``); other 4xx fail at once. Requests go
+through the egress policy (:mod:`pipeline.egress`): only the base URL's origin, at a
+public address or in ``allowed_networks``, no redirect followed, no proxy from the
+environment; a refused base URL fails the request as an LLMError, at once.
 
 :meth:`OpenAIProvider.stream` asks with ``"stream": true`` and reads the server-sent
 chunks as they come (:mod:`pipeline.llm.openai_stream`), writing the text to a sink; a
@@ -21,11 +24,13 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import aiohttp
 import httpx
 from prometheus_client import CollectorRegistry
 
 from pipeline.config.sections import LLMSettings
-from pipeline.errors import LLMError
+from pipeline.egress import EgressPolicy, GuardedTransport
+from pipeline.errors import EgressRefused, LLMError
 from pipeline.llm.base import ChatMessage, ChatRequest, Completion, ToolCall, Usage
 from pipeline.llm.metrics import LLMMetrics
 from pipeline.llm.openai_stream import ChunkAssembler, tool_arguments
@@ -59,16 +64,25 @@ class OpenAIProvider:
         headers = {"Content-Type": "application/json"}
         if settings.api_key is not None:
             headers["Authorization"] = f"Bearer {settings.api_key.get_secret_value()}"
+        if transport is None:
+            # The base URL is the operator's: its origin only, at a public address or in
+            # allowed_networks, connected to as checked (pipeline.egress).
+            policy = EgressPolicy.for_destinations([settings.base_url], settings.allowed_networks)
+            # Hundreds of calls wait on a model at once: each keeps its connection.
+            connections = settings.max_connections
+            limits = httpx.Limits(
+                max_connections=connections, max_keepalive_connections=connections
+            )
+            transport = GuardedTransport(policy, limits=limits)
+        self._url = httpx.URL(settings.base_url.rstrip("/") + "/chat/completions")
         self._client = httpx.AsyncClient(
             base_url=settings.base_url.rstrip("/") + "/",
             headers=headers,
-            timeout=httpx.Timeout(settings.timeout_seconds),
-            # httpx's default pool (100) would cap the turns a process has at the model.
-            limits=httpx.Limits(
-                max_connections=settings.max_connections,
-                max_keepalive_connections=settings.max_connections,
+            timeout=httpx.Timeout(
+                settings.timeout_seconds, connect=settings.connect_timeout_seconds
             ),
             transport=transport,
+            trust_env=False,
         )
         metrics = metrics or LLMMetrics(registry)
         labels = (service, self.name, self.model)
@@ -88,11 +102,12 @@ class OpenAIProvider:
         }
 
     async def complete(self, request: ChatRequest) -> Completion:
-        body = self.payload(request)
+        # Encoded once for every attempt; the URL is absolute, so httpx joins nothing.
+        content = json.dumps(self.payload(request), ensure_ascii=False).encode()
         attempt = 0
         while True:
             attempt += 1
-            retry_in = await self._attempt(body, attempt)
+            retry_in = await self._attempt(content, attempt)
             if isinstance(retry_in, Completion):
                 return retry_in
             await asyncio.sleep(retry_in)
@@ -105,22 +120,29 @@ class OpenAIProvider:
             "stream": True,
             "stream_options": {"include_usage": True},
         }
+        content = json.dumps(body, ensure_ascii=False).encode()  # once for every attempt
         attempt = 0
         while True:
             attempt += 1
-            retry_in = await self._streamed_attempt(body, attempt, sink)
+            retry_in = await self._streamed_attempt(content, attempt, sink)
             if isinstance(retry_in, Completion):
                 return retry_in
             await asyncio.sleep(retry_in)
 
-    async def _attempt(self, body: Mapping[str, Any], attempt: int) -> Completion | float:
+    async def _attempt(self, content: bytes, attempt: int) -> Completion | float:
         """One HTTP request: the completion, or how long to wait before the next attempt."""
         last = self._policy.exhausted(attempt)
         started = time.perf_counter()
         try:
-            response = await self._client.post("chat/completions", json=body)
+            response = await self._client.post(self._url, content=content)
+        except EgressRefused as exc:
+            self._outcomes["failed"].inc()
+            raise LLMError(f"chat completion at {self.settings.base_url} refused: {exc}") from None
         except httpx.TimeoutException as exc:
             self._duration.observe(time.perf_counter() - started)
+            if isinstance(exc.__cause__, aiohttp.ClientConnectorError):
+                # aiohttp's transport reports a refused connection as a ConnectTimeout.
+                return self._retry_or_fail(last, attempt, f"transport error {exc!r}", None)
             return self._retry_or_fail(last, attempt, f"timed out after {exc!r}", None)
         except httpx.TransportError as exc:
             self._duration.observe(time.perf_counter() - started)
@@ -131,7 +153,7 @@ class OpenAIProvider:
         return self._read(response)
 
     async def _streamed_attempt(
-        self, body: Mapping[str, Any], attempt: int, sink: TextSink
+        self, content: bytes, attempt: int, sink: TextSink
     ) -> Completion | float:
         """One streamed HTTP request: the completion, or how long to wait before the next
         attempt (the sink told to start again when it had been written to)."""
@@ -139,7 +161,7 @@ class OpenAIProvider:
         started = time.perf_counter()
         assembler = ChunkAssembler()
         try:
-            async with self._client.stream("POST", "chat/completions", json=body) as response:
+            async with self._client.stream("POST", self._url, content=content) as response:
                 if response.status_code >= 400:
                     await response.aread()
                     self._duration.observe(time.perf_counter() - started)
@@ -153,28 +175,27 @@ class OpenAIProvider:
                     if completion.text:
                         sink.write(completion.text)
                     return completion
-                waiting_for_first = True
-                async for line in response.aiter_lines():
-                    text = assembler.add_line(line)
-                    if waiting_for_first and assembler.started:
-                        waiting_for_first = False
-                        self._first_token.observe(time.perf_counter() - started)
-                    if text:
-                        sink.write(text)
-                    if assembler.done:
-                        break
+                try:
+                    await self._read_chunks(response, assembler, sink, started)
+                except LLMError as exc:  # the stream itself said so, or was unreadable
+                    self._duration.observe(time.perf_counter() - started)
+                    self._outcomes["failed"].inc()
+                    raise LLMError(
+                        f"unreadable chat completion from {self.settings.base_url}: {exc}"
+                    ) from exc
+        except EgressRefused as exc:
+            self._outcomes["failed"].inc()
+            raise LLMError(f"chat completion at {self.settings.base_url} refused: {exc}") from None
         except (httpx.TimeoutException, httpx.TransportError) as exc:
             self._duration.observe(time.perf_counter() - started)
             if assembler.started:
                 sink.restart()
-            kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "transport error"
+            # aiohttp's transport reports a refused connection as a ConnectTimeout.
+            timed_out = isinstance(exc, httpx.TimeoutException) and not isinstance(
+                exc.__cause__, aiohttp.ClientConnectorError
+            )
+            kind = "timed out" if timed_out else "transport error"
             return self._retry_or_fail(last, attempt, f"stream {kind}: {exc!r}", None)
-        except LLMError as exc:  # the stream itself said so, or was unreadable
-            self._duration.observe(time.perf_counter() - started)
-            self._outcomes["failed"].inc()
-            raise LLMError(
-                f"unreadable chat completion from {self.settings.base_url}: {exc}"
-            ) from exc
         elapsed = time.perf_counter() - started
         self._duration.observe(elapsed)
         if not (assembler.done or assembler.finished):
@@ -186,6 +207,25 @@ class OpenAIProvider:
         self._outcomes["ok"].inc()
         self._count_usage(completion)
         return completion
+
+    async def _read_chunks(
+        self,
+        response: httpx.Response,
+        assembler: ChunkAssembler,
+        sink: TextSink,
+        started: float,
+    ) -> None:
+        """The streamed chunks into ``assembler``, their text written to ``sink``."""
+        waiting_for_first = True
+        async for line in response.aiter_lines():
+            text = assembler.add_line(line)
+            if waiting_for_first and assembler.started:
+                waiting_for_first = False
+                self._first_token.observe(time.perf_counter() - started)
+            if text:
+                sink.write(text)
+            if assembler.done:
+                return
 
     def _refused(self, response: httpx.Response, last: bool, attempt: int) -> float:
         """For an error status: how long to wait before the next attempt, or LLMError when

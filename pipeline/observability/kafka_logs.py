@@ -228,6 +228,26 @@ def cli_connection(bootstrap_servers: str) -> ClusterConnection:
     return ClusterConnection(bootstrap_servers, logger=quiet)
 
 
+def announcing_connection(bootstrap_servers: str, command: str) -> ClusterConnection:
+    """A connection for a command that keeps running (``pipeline tail``): quiet like
+    :func:`cli_connection` until :func:`announce` is called, then one line on stderr,
+    prefixed with ``command``, when the cluster becomes unreachable and when it is back."""
+    logger = logging.getLogger(f"pipeline.kafka.{command}")
+    logger.setLevel(logging.ERROR)
+    logger.propagate = False
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter(f"{command}: %(message)s"))
+        logger.addHandler(handler)
+    return ClusterConnection(bootstrap_servers, logger=logger)
+
+
+def announce(connection: ClusterConnection) -> None:
+    """From now on, ``connection`` (of :func:`announcing_connection`) says when the
+    cluster goes and comes back."""
+    connection.log.setLevel(logging.INFO)
+
+
 def wait_for_metadata(
     client: _MetadataClient,
     connection: ClusterConnection,

@@ -89,3 +89,8 @@ def configure_logging(level: str, log_format: LogFormat) -> None:
     """The process's root logger: ``level``, lines in ``log_format`` on stderr (unless
     logging was configured already, as :func:`logging.basicConfig` does)."""
     logging.basicConfig(level=level.upper(), handlers=[log_handler(log_format)])
+    if logging.getLevelName(level.upper()) != logging.DEBUG:
+        # httpx logs every request at INFO: the model client's and the channels' callers
+        # log what matters of each, and a line per call costs a service hundreds of
+        # formatted lines a second under load (a tenth of the agent's CPU).
+        logging.getLogger("httpx").setLevel(logging.WARNING)

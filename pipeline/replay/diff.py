@@ -7,8 +7,10 @@ emission's index, :meth:`~pipeline.events.model.Metadata.caused_derived`), and e
 rendered as readable lines: its type, then its fields. Two versions behave the same on an
 input when the rendered outputs are equal; otherwise the change is a unified diff.
 
-Not compared: metadata (ids, occurred-at, trace) and time fields. A replay runs now, so a
-time the handler reads from the clock (a follow-up's due time) always differs.
+Not compared: metadata (ids, occurred-at, trace), the agent's version label
+(``agent_version``: the version replayed is another by design) and time fields. A replay
+runs now, so a time the handler reads from the clock (a follow-up's due time) always
+differs.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from pipeline.events.jsonable import jsonable
-from pipeline.events.model import Event, derived_id
+from pipeline.events.model import AGENT_VERSION, Event, derived_id
 
 __all__ = [
     "ConversationDiff",
@@ -59,6 +61,8 @@ def render(event: Event) -> list[str]:
     """The event as lines a reader compares: its type, then each field, sorted."""
     lines = [event.type]
     for name in sorted(event.data):
+        if name == AGENT_VERSION:
+            continue
         lines.append(f"  {name}: {_value(event.data[name])}")
     return lines
 
@@ -98,7 +102,7 @@ class InputDiff:
                 if before.type != after.type:
                     labels += [f"-{before.type}", f"+{after.type}"]
                     continue
-                fields = sorted(set(before.data) | set(after.data))
+                fields = sorted((set(before.data) | set(after.data)) - {AGENT_VERSION})
                 labels += [
                     f"{before.type}.{name}"
                     for name in fields

@@ -9,6 +9,7 @@ replay starts at the conversation's beginning, else seeded with the recorded sta
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,10 +28,12 @@ SETTLE_SECONDS = 60.0  # one input's handling, tool catalog wait and model call 
 
 @dataclass(slots=True)
 class Replayed:
-    """What the replayed service emitted, and what it dead-lettered (with the reason)."""
+    """What the replayed service emitted, what it dead-lettered (with the reason), and how
+    long each input took to handle (seconds, in the order of the inputs)."""
 
     outputs: list[Event] = field(default_factory=list)
     dead_letters: list[str] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
 
 
 async def run_in_memory(
@@ -53,13 +56,16 @@ async def run_in_memory(
         harness.broker.append(harness.settings.topic(changelog), key, value)
     wanted = {e.metadata.event_id_text for e in inputs}
     token = TAPE.set(answers)  # before the service starts: its workers see it
+    seconds: list[float] = []
     try:
         async with harness:
             for event in inputs:
                 if answers is not None:
                     answers.current = event.metadata.event_id_text
+                started = time.perf_counter()
                 await harness.send_event(event)
                 await harness.settle(settle_seconds)
+                seconds.append(time.perf_counter() - started)
     finally:
         TAPE.reset(token)
     outputs = [
@@ -71,7 +77,7 @@ async def run_in_memory(
         f"{d['event_type']} at offset {d['source_offset']}: {d['error_type']}: {d['error_message']}"
         for d in harness.dead_letters()
     ]
-    return Replayed(outputs, dead)
+    return Replayed(outputs, dead, seconds)
 
 
 async def replay_conversation(

@@ -11,7 +11,7 @@ from pipeline.events.model import Event
 from pipeline.events.serde import SingleObjectSerde
 from pipeline.observability.tracing import event_traceparent, parent_trace, trace_from_id
 from pipeline.runtime.headers import Header, event_headers
-from pipeline.runtime.spans import send_traceparent
+from pipeline.runtime.spans import start_send, traceparent_of
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -26,6 +26,7 @@ class Outgoing(NamedTuple):
     value: bytes | None
     headers: tuple[Header, ...]
     event: Event | None = None
+    span: Span | None = None  # its send span, with tracing on: ended when acknowledged
 
 
 class Context:
@@ -115,13 +116,15 @@ class Context:
         value = self._serde.encode(event)
         event_id = metadata.event_id_text
         topic = self._topic_for(event_type)
+        send = None
         if self.span is None:
             traceparent = event_traceparent(self.trace, event_id)
         else:
-            traceparent = send_traceparent(self.span, topic, event, self.service)
+            send = start_send(self.span, topic, event, self.service)
+            traceparent = traceparent_of(send)
         headers = event_headers(event_type, event_id, traceparent, self._serde.content_type)
         self._outgoing.append(
-            Outgoing(event_type, topic, metadata.conversation_id, value, headers, event)
+            Outgoing(event_type, topic, metadata.conversation_id, value, headers, event, send)
         )
         return event
 

@@ -35,7 +35,7 @@ _THREADS: weakref.WeakSet[KafkaThread] = weakref.WeakSet()
 def stuck_calls() -> list[str]:
     """The threads of this process with a Kafka call still running after they were shut
     down: calls the client never returned from."""
-    return [t.name for t in list(_THREADS) if t.is_shut_down and t.blocked_for > 0]
+    return [t.name for t in list(_THREADS) if t.is_shut_down and t.is_stuck]
 
 
 class KafkaThread(Executor):
@@ -57,6 +57,11 @@ class KafkaThread(Executor):
     def is_shut_down(self) -> bool:
         return self._shutdown
 
+    @property
+    def is_stuck(self) -> bool:
+        """A call is running (its thread still alive) and inside the client."""
+        return self._thread.is_alive() and self._since is not None
+
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         if self._shutdown:
             raise RuntimeError(f"{self.name} is shut down")
@@ -70,8 +75,8 @@ class KafkaThread(Executor):
         if not self._shutdown:
             self._shutdown = True
             self._queue.put(None)
-        if wait and self._since is None:
-            self._thread.join(timeout=1.0)
+        if wait:
+            self._thread.join(timeout=0.0 if self._since is not None else 1.0)
 
     @property
     def blocked_for(self) -> float:
@@ -109,8 +114,8 @@ class KafkaThread(Executor):
             try:
                 result = fn(*args, **kwargs)
             except BaseException as exc:
+                self._since = None  # before the caller hears of it: the call is over
                 future.set_exception(exc)
             else:
-                future.set_result(result)
-            finally:
                 self._since = None
+                future.set_result(result)

@@ -18,7 +18,13 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from pipeline.runtime.memory_broker import MemoryBroker, MemoryRecord, MemoryTransaction
-from pipeline.runtime.ports import AckCallback, CommitCallback, Headers, PartitionsCallback
+from pipeline.runtime.ports import (
+    AckCallback,
+    CommitCallback,
+    Headers,
+    PartitionsCallback,
+    Record,
+)
 
 # The broker's types, importable from here as before the broker had its own module.
 __all__ = [
@@ -197,9 +203,9 @@ class MemoryProducer:
         value: bytes | None,
         key: bytes | str | None = None,
         headers: Headers = (),
-    ) -> asyncio.Future[None]:
-        future: asyncio.Future[None] = self.loop.create_future()
-        self.produce_nowait(topic, value, key, headers, lambda _err, _rec: future.set_result(None))
+    ) -> asyncio.Future[Record]:
+        future: asyncio.Future[Record] = self.loop.create_future()
+        self.produce_nowait(topic, value, key, headers, lambda _err, rec: future.set_result(rec))
         return future
 
     async def flush(self, seconds: float) -> int:

@@ -125,8 +125,9 @@ class ProducerPort(Protocol):
         value: bytes | None,
         key: bytes | str | None = None,
         headers: Headers = (),
-    ) -> asyncio.Future[None]:
-        """Queue one record; the future resolves once the broker acknowledged it."""
+    ) -> asyncio.Future[Record]:
+        """Queue one record; the future resolves to it once the broker acknowledged it
+        (with its partition and offset)."""
         ...
 
     async def flush(self, seconds: float) -> int:

@@ -32,9 +32,9 @@ from pipeline.runtime.context import Context, Outgoing
 from pipeline.runtime.dead_letter import Failure, dead_letter_record
 from pipeline.runtime.headers import TRACEPARENT, header
 from pipeline.runtime.offset_tracker import PartitionOffsets
-from pipeline.runtime.ports import ProducerPort, Record
+from pipeline.runtime.ports import AckCallback, ProducerPort, Record
 from pipeline.runtime.run_state import RunState
-from pipeline.runtime.spans import observed_attempt
+from pipeline.runtime.spans import dropped, ending, observed_attempt
 from pipeline.runtime.transaction import Transaction
 
 if TYPE_CHECKING:
@@ -165,7 +165,9 @@ class RecordProcessor:
                 failure = self._failure(exc.stage, exc, attempt, work, event)
                 if self.transaction is None:
                     for o in ctx.outgoing:
-                        await producer.produce(o.topic, o.value, o.key, o.headers, self._acked)
+                        await producer.produce(
+                            o.topic, o.value, o.key, o.headers, _traced(o, self._acked)
+                        )
                     return await self._dead_letter(work, failure)
                 return await self._dead_letter(work, failure, ctx.outgoing)
             except EventTypeError as exc:
@@ -180,12 +182,14 @@ class RecordProcessor:
                     msg.offset(),
                     exc,
                 )
+                dropped((o.span for o in ctx.outgoing), "the handler emitted an undeclared type")
                 return await self._dead_letter(
                     work, self._failure("handler", exc, attempt, work, event)
                 )
             except Exception as exc:
                 metrics.duration.observe(time.perf_counter() - started)
                 metrics.errors.inc()
+                dropped((o.span for o in ctx.outgoing), f"attempt {attempt} failed")
                 if attempt > self.settings.max_retries:
                     log.warning(
                         "%s failed %d times on %s[%d]@%d, dead-lettering: %r",
@@ -259,8 +263,9 @@ class RecordProcessor:
 
         produce = producer.produce_nowait
         for o in outgoing:
-            if not produce(o.topic, o.value, o.key, o.headers, acknowledged):
-                await producer.produce(o.topic, o.value, o.key, o.headers, acknowledged)
+            on_ack = _traced(o, acknowledged)
+            if not produce(o.topic, o.value, o.key, o.headers, on_ack):
+                await producer.produce(o.topic, o.value, o.key, o.headers, on_ack)
 
     def _acked(self, err: KafkaError | None, _msg: Any) -> None:
         # Outputs of a rejected event: the dead letter's acknowledgement gates its commit.
@@ -330,9 +335,14 @@ class RecordProcessor:
                 self.unacked -= 1
                 return False
             for o in outgoing or ():
-                await producer.produce(o.topic, o.value, o.key, o.headers, self._acked)
+                await producer.produce(o.topic, o.value, o.key, o.headers, _traced(o, self._acked))
             await producer.produce(topic, value, key, headers, acknowledged)
         return True
+
+
+def _traced(outgoing: Outgoing, on_ack: AckCallback) -> AckCallback:
+    """``on_ack``, ending the record's send span first when it has one."""
+    return on_ack if outgoing.span is None else ending(outgoing.span, on_ack)
 
 
 def _key_text(msg: Record) -> str | None:

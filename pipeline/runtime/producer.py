@@ -17,7 +17,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from pipeline.config import Settings
-from pipeline.runtime.ports import AckCallback, Headers
+from pipeline.runtime.ports import AckCallback, Headers, Record
 
 # Chosen for a conversational workload: each turn is a handful of small records in a row,
 # so a record's wait before it is sent adds up hop by hop, while under load batching is what
@@ -155,15 +155,16 @@ class AsyncProducer:
         value: bytes | None,
         key: bytes | str | None = None,
         headers: Headers = (),
-    ) -> asyncio.Future[None]:
-        """Queue one record; the returned future resolves once the broker acknowledged it."""
-        future: asyncio.Future[None] = self._loop.create_future()
+    ) -> asyncio.Future[Record]:
+        """Queue one record; the returned future resolves to it once the broker acknowledged
+        it (with its partition and offset)."""
+        future: asyncio.Future[Record] = self._loop.create_future()
 
-        def settle(err: KafkaError | None, _msg: Message) -> None:
+        def settle(err: KafkaError | None, msg: Message) -> None:
             if future.done():
                 return
             if err is None:
-                future.set_result(None)
+                future.set_result(msg)
             else:
                 future.set_exception(KafkaException(err))
 

@@ -21,9 +21,9 @@ from pipeline.events.wire import make_serde
 from pipeline.observability.otel import OBSERVE
 from pipeline.observability.tracing import child_traceparent
 from pipeline.runtime.headers import Header, event_headers
-from pipeline.runtime.ports import ProducerPort
+from pipeline.runtime.ports import ProducerPort, Record
 from pipeline.runtime.producer import AsyncProducer, producer_config
-from pipeline.runtime.spans import publish_span
+from pipeline.runtime.spans import landed, publish_span, traceparent_of
 
 
 class Publisher:
@@ -117,25 +117,36 @@ class Publisher:
         return event
 
     async def publish_event(
-        self, event: Event, *, traceparent: str | bytes | None = None, ack_timeout: float = 10.0
+        self,
+        event: Event,
+        *,
+        traceparent: str | bytes | None = None,
+        ack_timeout: float = 10.0,
+        encoded: bytes | None = None,
     ) -> None:
         """Encode and produce ``event``; its ``traceparent`` is a child of ``traceparent``
-        (with tracing on: the span of this send, a child of the current span if any)."""
-        value = self.serde.encode(event)
+        (with tracing on: the span of this send, a child of the current span if any).
+
+        ``encoded``: the event's value as this publisher's serde encoded it already (a
+        caller that encoded it to check it fits its schema), so it is not encoded again."""
+        value = self.serde.encode(event) if encoded is None else encoded
         if OBSERVE.tracing:
             topic = self.settings.topic(event.type)
             with publish_span(topic, event, self.name, traceparent) as sent:
-                await self._publish_encoded(event, value, sent, ack_timeout)
+                record = await self._publish_encoded(
+                    event, value, traceparent_of(sent), ack_timeout
+                )
+                landed(sent, record)
             return
         await self._publish_encoded(event, value, child_traceparent(traceparent), ack_timeout)
 
     async def _publish_encoded(
         self, event: Event, value: bytes, traceparent: str, ack_timeout: float
-    ) -> None:
+    ) -> Record:
         headers = event_headers(
             event.type, event.metadata.event_id_text, traceparent, self.serde.content_type
         )
-        await self.publish_record(
+        return await self.publish_record(
             event.type, event.conversation_id, value, headers=headers, ack_timeout=ack_timeout
         )
 
@@ -147,12 +158,13 @@ class Publisher:
         *,
         headers: tuple[Header, ...] = (),
         ack_timeout: float = 10.0,
-    ) -> None:
-        """Produce a raw record to a logical ``topic`` and wait for its acknowledgement."""
+    ) -> Record:
+        """Produce a raw record to a logical ``topic`` and wait for its acknowledgement;
+        the record as acknowledged (its partition and offset)."""
         physical = self.settings.topic(topic)
         ack = await self._producer.send(physical, value, key, headers)
         try:
-            await asyncio.wait_for(ack, ack_timeout)
+            return await asyncio.wait_for(ack, ack_timeout)
         except TimeoutError as exc:
             raise BrokerUnavailableError(
                 f"Kafka did not acknowledge a record for {physical} within {ack_timeout:g}s"

@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, EventTypeError
 from pipeline.observability.otel import start_observability, stop_observability
+from pipeline.runtime import event_loop
 from pipeline.runtime.definition import Background, Handler, HandlerSpec, PartitionsHook
 from pipeline.runtime.kafka_thread import stuck_calls
 from pipeline.runtime.ports import Transport
@@ -79,6 +80,7 @@ class Service:
         assignment_strategy: str | None = None,
         emits: Iterable[str] | None = None,
         producer_defaults: Mapping[str, Any] | None = None,
+        max_in_flight: int | None = None,
         transport: Transport | None = None,
     ) -> None:
         """``emits`` declares the event types the handlers emit: each is checked against
@@ -93,10 +95,17 @@ class Service:
         ``{"linger.ms": 0}`` for one that waits for each record's acknowledgement;
         ``PIPELINE_PRODUCER__*`` settings still override them.
 
+        ``max_in_flight`` replaces the default of ``PIPELINE_MAX_IN_FLIGHT`` (events
+        handled at once) for this service, e.g. for one whose handlers mostly wait on a
+        model; the setting, when set, still wins.
+
         ``transport`` makes the consumer and producers (confluent-kafka's by default,
         :mod:`pipeline.runtime.ports`): a wrapper around the default one can inject
         faults into a real process, as the runtime's failure tests do."""
-        self.settings = settings or Settings()
+        settings = settings or Settings()
+        if max_in_flight is not None and "max_in_flight" not in settings.model_fields_set:
+            settings = settings.model_copy(update={"max_in_flight": max_in_flight})
+        self.settings = settings
         self.name = self.settings.service_name or name
         self.registry = registry if registry is not None else CollectorRegistry()
         self.assignment_strategy = assignment_strategy or self.settings.assignment_strategy
@@ -174,7 +183,7 @@ class Service:
 
         code = 0
         try:
-            asyncio.run(main())
+            event_loop.run(main(), settings.event_loop)
         except (EventTypeError, ConfigError) as exc:  # to fix, not a crash: no traceback
             log.error("cannot start: %s", exc)
             code = 2

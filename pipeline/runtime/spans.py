@@ -3,8 +3,10 @@
 - the gateway's HTTP request: a SERVER span, child of the request's ``traceparent``
   (:func:`server_span`);
 - each produce: a PRODUCER span ``send <topic>`` whose context becomes the record's
-  ``traceparent`` (:func:`send_traceparent` for a handler's emit, :func:`publish_span`
-  for the Publisher);
+  ``traceparent`` (:func:`start_send` for a handler's emit, :func:`publish_span` for the
+  Publisher), ended once the broker acknowledged the record, with the partition and
+  offset it landed on (:func:`landed`; a partition is chosen by the producer's
+  partitioner, so it is known only then);
 - each handler attempt: a CONSUMER span ``process <topic>``, child of the consumed
   record's ``traceparent`` (:func:`observed_attempt`);
 - the LLM call, the tool call and delivery's send to the channel: child spans
@@ -18,7 +20,7 @@ pipeline's own (``pipeline.*``). None of this runs unless tracing is on
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
@@ -33,7 +35,7 @@ from pipeline.observability.otel import OBSERVE
 if TYPE_CHECKING:
     from pipeline.events.model import Event
     from pipeline.runtime.context import Context
-    from pipeline.runtime.ports import Record
+    from pipeline.runtime.ports import AckCallback, Record
     from pipeline.runtime.service import HandlerSpec
 
 _PROPAGATOR = TraceContextTextMapPropagator()
@@ -113,28 +115,62 @@ async def observed_attempt(
         LOG_FIELDS.reset(fields)
 
 
-def send_traceparent(parent: Span, topic: str, event: Event, service: str) -> str:
+def start_send(parent: Span, topic: str, event: Event, service: str) -> Span:
     """The PRODUCER span ``send <topic>`` of an event a handler emits, a child of the
-    handler's span; it ends when the record is queued (the runtime produces it once the
-    handler succeeded). Returns the record's ``traceparent``: this span."""
-    current = OBSERVE.tracer.start_span(
+    handler's span. It stays open until the record is acknowledged (:func:`ending` wraps
+    its acknowledgement callback) or dropped (:func:`dropped`: the attempt failed, so
+    nothing it emitted is produced); :func:`traceparent_of` it is the record's header."""
+    return OBSERVE.tracer.start_span(
         f"send {topic}",
         context=trace.set_span_in_context(parent),
         kind=SpanKind.PRODUCER,
         attributes=_send_attributes(topic, event, service),
     )
-    current.end()
-    return traceparent_of(current)
+
+
+def landed(current: Span, record: Record | None) -> None:
+    """Record on a send span where the broker put its record: partition and offset."""
+    if record is None:
+        return
+    partition, offset = record.partition(), record.offset()
+    if partition is not None and partition >= 0:
+        current.set_attribute("messaging.kafka.destination.partition", partition)
+    if offset is not None and offset >= 0:
+        current.set_attribute("messaging.kafka.message.offset", offset)
+
+
+def ending(current: Span, on_ack: AckCallback) -> AckCallback:
+    """``on_ack``, which first ends the send span ``current``: with where its record
+    went (:func:`landed`), or failed when the broker refused it."""
+
+    def report(err: Any, record: Any) -> None:
+        if err is None:
+            landed(current, record)
+        else:
+            current.set_status(Status(StatusCode.ERROR, f"not produced: {err}"))
+        current.end()
+        on_ack(err, record)
+
+    return report
+
+
+def dropped(sends: Iterable[Span | None], reason: str) -> None:
+    """End the send spans of records that will not be produced (their attempt failed)."""
+    for current in sends:
+        if current is not None:
+            current.set_status(Status(StatusCode.ERROR, f"not produced: {reason}"))
+            current.end()
 
 
 @contextlib.contextmanager
 def publish_span(
     topic: str, event: Event, service: str, traceparent: str | bytes | None
-) -> Iterator[str]:
+) -> Iterator[Span]:
     """The PRODUCER span ``send <topic>`` of an event published outside a handler, for
-    the block that produces it and waits for the acknowledgement; yields the record's
-    ``traceparent``. Its parent is the current span (a gateway request, a handler
-    attempt) or else the one ``traceparent`` names."""
+    the block that produces it and waits for the acknowledgement; yields the span (the
+    record's ``traceparent`` is :func:`traceparent_of` it). Its parent is the current
+    span (a gateway request, a handler attempt) or else the one ``traceparent`` names.
+    Call :func:`landed` on it with the acknowledged record before the block ends."""
     if trace.get_current_span().get_span_context().is_valid:
         parent = None  # the current context
     else:
@@ -145,7 +181,7 @@ def publish_span(
         kind=SpanKind.PRODUCER,
         attributes=_send_attributes(topic, event, service),
     ) as current:
-        yield traceparent_of(current)
+        yield current
 
 
 @contextlib.contextmanager

@@ -43,7 +43,13 @@ from pipeline.errors import (
     TransactionFencedError,
 )
 from pipeline.runtime.kafka_thread import KafkaThread
-from pipeline.runtime.ports import AckCallback, Headers, ProducerPort, TransactionalProducerPort
+from pipeline.runtime.ports import (
+    AckCallback,
+    Headers,
+    ProducerPort,
+    Record,
+    TransactionalProducerPort,
+)
 
 log = logging.getLogger("pipeline.runtime")
 
@@ -163,7 +169,7 @@ class GatedProducer:
         value: bytes | None,
         key: bytes | str | None = None,
         headers: Headers = (),
-    ) -> asyncio.Future[None]:
+    ) -> asyncio.Future[Record]:
         async with self._gate.producing():
             return await self._producer.send(topic, value, key, headers)
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import inspect
 from collections.abc import Callable
-from typing import Protocol, runtime_checkable
+from types import ModuleType
+from typing import Any, Protocol, runtime_checkable
 
 from pipeline.config import Settings
 from pipeline.errors import ConfigError
@@ -30,10 +33,11 @@ class Runnable(Protocol):
     def run_forever(self) -> int: ...
 
 
-def load_service(spec: str, settings: Settings) -> Runnable:
+def load_service(spec: str, settings: Settings, **options: Any) -> Runnable:
     """A built-in name, or ``module.path:attribute`` naming a service or a factory.
 
-    A factory is called with the settings and must return a service.
+    A factory is called with the settings and must return a service; of ``options``, those
+    its signature names are passed too (``tools`` for an agent, in an evaluation).
     """
     target = BUILT_IN.get(spec, spec)
     module_name, _, attribute = target.partition(":")
@@ -44,12 +48,38 @@ def load_service(spec: str, settings: Settings) -> Runnable:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ConfigError(f"cannot import {module_name!r} for service {spec!r}: {exc}") from exc
-    obj = getattr(module, attribute, None)
+    if not hasattr(module, attribute):
+        raise ConfigError(_missing_attribute(spec, module, attribute))
+    obj = getattr(module, attribute)
     if isinstance(obj, Runnable):
         return obj
     if callable(obj):
-        factory: Callable[[Settings], object] = obj
-        built = factory(settings)
+        factory: Callable[..., object] = obj
+        built = factory(settings, **_accepted(factory, options))
         if isinstance(built, Runnable):
             return built
     raise ConfigError(f"{target} is neither a service nor a factory returning one")
+
+
+def _missing_attribute(spec: str, module: ModuleType, attribute: str) -> str:
+    """Says which attribute a module lacks, and the names it has that could be meant."""
+    names = [name for name in vars(module) if not name.startswith("_")]
+    services = [name for name in names if isinstance(getattr(module, name), Runnable)]
+    close = difflib.get_close_matches(attribute, names, n=3)
+    message = f"module {module.__name__!r} has no attribute {attribute!r} (service {spec!r})"
+    if close:
+        message += f"; did you mean {' or '.join(repr(name) for name in close)}?"
+    elif services:
+        message += f"; its services: {', '.join(repr(name) for name in services)}"
+    return message
+
+
+def _accepted(factory: Callable[..., object], options: dict[str, Any]) -> dict[str, Any]:
+    """The ``options`` that ``factory`` takes by name."""
+    if not options:
+        return {}
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return {}
+    return {name: value for name, value in options.items() if name in parameters}

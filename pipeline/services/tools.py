@@ -249,7 +249,10 @@ def build(settings: Settings | None = None, *, registry: ToolRegistry | None = N
 
     service.background(advertiser.run)
     for server in mcp_servers(tools_settings, mcp_tools_changed):
+        advertiser.expect_source(server.source)
         service.background(_keep_connected(server))
+    # A connection attempt lists too: initialize and list, each under the connect deadline.
+    first_report_wait = 2 * tools_settings.mcp_connect_timeout_seconds + 5
     duration = Histogram(
         "pipeline_tool_duration_seconds",
         "Time one tool call took, by tool.",
@@ -302,6 +305,9 @@ def build(settings: Settings | None = None, *, registry: ToolRegistry | None = N
         await follower.loaded.wait()  # the catalog says which service answers which tool
         if not advertiser.serves(name):
             return  # another tools service advertises it and answers
+        awaited = advertiser.awaited_source(name)
+        if awaited is not None and not await advertiser.settled(awaited, first_report_wait):
+            log.warning("%s has not reported its tools yet; answering %s without it", awaited, name)
         found = tools.get(name)
         if found is None or found.guarantee == IDEMPOTENT:
             # Running it again is harmless (or it does not exist): nothing to record.

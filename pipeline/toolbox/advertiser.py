@@ -48,6 +48,9 @@ class Advertiser:
         self.enabled = None if enabled is None else set(enabled)
         self.refused: dict[str, str] = {}  # tool name -> why it is not advertised
         self.unavailable: dict[str, str] = {}  # withdrawn tool name -> why
+        # MCP sources not yet tried since start: their tools advertised by an earlier run
+        # stay in the catalog (and their calls wait) until the first attempt to connect.
+        self.pending: dict[str, asyncio.Event] = {}  # source -> set when it reported
         self._published: dict[str, CatalogEntry | None] = {}
         self._changed = asyncio.Event()
 
@@ -59,6 +62,30 @@ class Advertiser:
         if entry is not None:
             return entry.service == self.service
         return True  # nobody advertises it: answer, with the tool or with an error
+
+    def expect_source(self, source: str) -> None:
+        """``source`` (an MCP server) will report its tools: until it does, the tools it
+        had in the catalog are neither withdrawn nor called unknown."""
+        self.pending.setdefault(source, asyncio.Event())
+
+    def awaited_source(self, name: str) -> str | None:
+        """The source still expected at start that advertised ``name`` last, if any."""
+        entry = self.follower.entries.get(name)
+        if entry is None or entry.service != self.service or name in self.registry:
+            return None
+        return entry.source if entry.source in self.pending else None
+
+    async def settled(self, source: str, seconds: float) -> bool:
+        """Wait up to ``seconds`` for ``source``'s first report; whether it came."""
+        waiting = self.pending.get(source)
+        if waiting is None:
+            return True
+        try:
+            async with asyncio.timeout(seconds):
+                await waiting.wait()
+        except TimeoutError:
+            return False
+        return True
 
     def why_missing(self, name: str) -> str | None:
         """Why a tool this service does not have now cannot be called, if it had it."""
@@ -97,6 +124,7 @@ class Advertiser:
             for name, entry in catalog.items()
             if entry.service == self.service
             and name not in self.registry
+            and entry.source not in self.pending
             and self._published.get(name, entry) is not None
         ]
         return advertise, withdraw
@@ -107,8 +135,17 @@ class Advertiser:
         """Swap the tools of one source (an MCP server) for ``tools``; the catalog follows.
 
         A tool whose name another local source already uses is not served (logged);
-        one left out by ``PIPELINE_TOOLS__ENABLED`` neither.
+        one left out by ``PIPELINE_TOOLS__ENABLED`` neither. A pending source is settled:
+        its first attempt to connect is over.
         """
+        settled = self.pending.pop(source, None)
+        if settled is not None:  # what it served in an earlier run and lacks now
+            listed = {t.name for t in tools}
+            for name, entry in self.follower.entries.items():
+                mine = entry.service == self.service and entry.source == source
+                if mine and name not in listed:
+                    self.unavailable[name] = why_gone
+            settled.set()
         for old in [t for t in self.registry.tools() if t.source == source]:
             self.registry.unregister(old.name)
             if old.name not in {t.name for t in tools}:
@@ -154,7 +191,9 @@ class Advertiser:
         advertise, withdraw = self.plan(strict=strict)
         topic = self.follower.settings.tools.catalog_topic
         for entry in advertise:
-            await publisher.publish_record(topic, entry.name, self.follower.codec.encode(entry))
+            codec = self.follower.codec
+            value = codec.encode(entry)
+            await publisher.publish_record(topic, entry.name, value, headers=codec.headers())
             self._published[entry.name] = entry
             log.info("advertised tool %s (%s)", entry.name, entry.source)
         for name in withdraw:

@@ -28,7 +28,9 @@ from typing import Any
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.events.model import utc_now
+from pipeline.events.registry_serde import MAGIC_BYTE, ConfluentSerde, value_subject
 from pipeline.events.serde import SingleObjectSerde
+from pipeline.events.wire import registry_client
 from pipeline.state.changelog import Restored, partition_counts, read_changelog
 from pipeline.toolbox.guarantee import Guarantee
 from pipeline.toolbox.registry import Tool
@@ -76,16 +78,46 @@ class CatalogEntry:
 
 
 class CatalogCodec:
-    """ToolAdvertised records, single-object encoded like every event; records of the
-    schema's earlier versions (:func:`earlier_versions`) decode too."""
+    """ToolAdvertised records in the wire format of the events: single-object encoded, or
+    with a schema registry (:meth:`for_settings` in confluent mode) in the Confluent wire
+    format under the catalog topic's subject, registered on the first encode. Either form
+    decodes (a compacted topic keeps records written before a switch), and so do records
+    of the schema's earlier versions (:func:`earlier_versions`)."""
 
-    def __init__(self, schemas_dir: Path) -> None:
+    def __init__(self, schemas_dir: Path, *, registry: ConfluentSerde | None = None) -> None:
         self._serde = SingleObjectSerde.for_record(schemas_dir, RECORD_TYPE, "tool catalog")
         for earlier in earlier_versions(self._serde.catalog.reader(RECORD_TYPE).parsed):
             self._serde.catalog.add_writer(earlier)
+        self._registry = registry
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> CatalogCodec:
+        """The codec of ``settings``' wire format; in confluent mode its subject is
+        ``<catalog topic>-value``."""
+        codec = cls(settings.resource_dir("schemas"))
+        if settings.wire_format == "confluent":
+            subject = value_subject(settings.topic(settings.tools.catalog_topic))
+            codec._registry = ConfluentSerde(
+                codec._serde.catalog,
+                registry_client(settings),
+                {RECORD_TYPE: subject},
+                unreachable_backoff=settings.schema_registry.unreachable_backoff_seconds,
+            )
+        return codec
+
+    @property
+    def content_type(self) -> str:
+        """The content-type header of the records :meth:`encode` writes."""
+        return (self._registry or self._serde).content_type
+
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        """The headers of an advertised tool's record, as the AsyncAPI document declares
+        them for every message: its record type and content type (a catalog entry is
+        not an event: it has no event id and belongs to no turn's trace)."""
+        return (("event-type", RECORD_TYPE), ("content-type", self.content_type))
 
     def encode(self, entry: CatalogEntry) -> bytes:
-        return self._serde.encode_record(
+        return (self._registry or self._serde).encode_record(
             RECORD_TYPE,
             {
                 "name": entry.name,
@@ -100,8 +132,9 @@ class CatalogCodec:
 
     def decode(self, data: bytes) -> CatalogEntry:
         """The entry in ``data``; ValueError saying why when it is not a valid one."""
+        serde = self._registry if self._registry and data[:1] == MAGIC_BYTE else self._serde
         try:
-            kind, record = self._serde.decode_record(data)
+            kind, record = serde.decode_record(data)
             parameters = json.loads(record["parameters_json"])
         except (PipelineError, ValueError, KeyError) as exc:
             raise ValueError(f"not a ToolAdvertised record: {exc}") from exc
@@ -139,7 +172,7 @@ class CatalogFollower:
         """``reader(starts)`` replaces reading the topic from Kafka (tests; one partition)."""
         self.settings = settings
         self.topic = settings.topic(settings.tools.catalog_topic)
-        self.codec = CatalogCodec(settings.resource_dir("schemas"))
+        self.codec = CatalogCodec.for_settings(settings)
         self.entries: dict[str, CatalogEntry] = {}
         self.loaded = asyncio.Event()
         self._read: Reader = reader or self._read_topic

@@ -2,14 +2,17 @@
 
 Each configured server (``PIPELINE_TOOLS__MCP_SERVERS``) gets one :class:`McpServer`,
 whose :meth:`~McpServer.run` task keeps a ``ClientSession`` open: a subprocess over
-stdio (``stdio_client``) or a streamable-HTTP endpoint (``streamable_http_client``).
+stdio (``stdio_client``) or a streamable-HTTP endpoint (``streamable_http_client``,
+through the egress policy: :mod:`pipeline.toolbox.mcp_egress`).
 Connected, it lists the server's tools (every page) and hands them to ``on_tools``;
 a ``notifications/tools/list_changed`` from the server lists them again. The server
 is pinged every ``mcp_ping_interval_seconds``; when the connection fails (the process
 died, the endpoint is down, a ping goes unanswered) its tools are withdrawn
 (``on_tools`` with none) and it is connected again after a backoff that doubles up to
-``mcp_retry_max_seconds``. Nothing here ends the service: a call to a server that is
-down is a :class:`ToolError`, which the tools service returns as an error result.
+``mcp_retry_max_seconds``. The first attempt always ends in an ``on_tools`` call, even
+with no tools, so whoever waits for the server's tools at start hears that it is over.
+Nothing here ends the service: a call to a server that is down is a :class:`ToolError`,
+which the tools service returns as an error result.
 
 A call carries the call's idempotency key and call id in the request's ``_meta``
 (:data:`IDEMPOTENCY_KEY_META`, :data:`CALL_ID_META`), where a server that deduplicates
@@ -35,13 +38,13 @@ from typing import Any, cast
 import mcp_types
 from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
 from pipeline.config.sections import McpServerSettings, ToolsSettings
 from pipeline.errors import ConfigError, ToolError
 from pipeline.tool_context import ToolContext
 from pipeline.toolbox.guarantee import IDEMPOTENT, KEYED, Guarantee
+from pipeline.toolbox.mcp_egress import mcp_http_client
 from pipeline.toolbox.registry import Tool
 
 log = logging.getLogger(__name__)
@@ -93,6 +96,7 @@ class McpServer:
         self._session: ClientSession | None = None
         self._relist = asyncio.Event()
         self._broken: BaseException | None = None
+        self._reported = False  # on_tools called at least once
 
     # ------------------------------------------------------------------ connection
 
@@ -112,9 +116,8 @@ class McpServer:
                     delay = self.settings.mcp_retry_initial_seconds
                 self._session = None
                 self.connected.clear()
-                if self.tools:
-                    self.tools = []
-                    self.on_tools(self, [])
+                if self.tools or not self._reported:
+                    self._report([])
             log.warning(
                 "MCP server %s is unavailable (%s); its tools are withdrawn; retrying in %.1fs",
                 self.name,
@@ -154,9 +157,8 @@ class McpServer:
                 yield streams[0], streams[1]
             return
         assert config.url is not None
-        headers = {k: v.get_secret_value() for k, v in config.headers.items()}
         async with (
-            create_mcp_http_client(headers=headers or None) as http,
+            mcp_http_client(config) as http,  # through the egress policy
             streamable_http_client(config.url, http_client=http) as streams,
         ):
             yield streams[0], streams[1]
@@ -198,11 +200,15 @@ class McpServer:
             if not cursor:
                 break
         tools = [t for t in (self._tool(remote) for remote in listed) if t is not None]
-        if [(t.name, t.description, t.parameters, t.guarantee) for t in tools] != [
-            (t.name, t.description, t.parameters, t.guarantee) for t in self.tools
-        ]:
-            self.tools = tools
-            self.on_tools(self, tools)
+        if not self._reported or [
+            (t.name, t.description, t.parameters, t.guarantee) for t in tools
+        ] != [(t.name, t.description, t.parameters, t.guarantee) for t in self.tools]:
+            self._report(tools)
+
+    def _report(self, tools: list[Tool]) -> None:
+        self.tools = tools
+        self._reported = True
+        self.on_tools(self, tools)
 
     def _tool(self, remote: mcp_types.Tool) -> Tool | None:
         remote_name = remote.name

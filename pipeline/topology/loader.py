@@ -16,6 +16,7 @@ import yaml
 
 from pipeline.config import Settings
 from pipeline.errors import TopologyError
+from pipeline.file_cache import FolderCache, folder_signature
 from pipeline.topology.definitions import TopicDefinition, Topology, parse_definition
 
 __all__ = ["load_settings_topology", "load_topology"]
@@ -62,14 +63,29 @@ def load_topology(
 
 
 def load_settings_topology(settings: Settings) -> Topology:
-    """The topology of ``settings``' topic folders, checked against its schema folders."""
-    return load_topology(
-        settings.resource_dir("topics"),
-        schemas_dir=settings.resource_dir("schemas"),
-        replication_factor=settings.topic_replication_factor,
-        extra_folders=settings.extra_topic_dirs,
-        extra_schema_dirs=settings.extra_schema_dirs,
+    """The topology of ``settings``' topic folders, checked against its schema folders.
+
+    Read again only when a file of those folders changed (a topology is immutable)."""
+    topics = (settings.resource_dir("topics"), *settings.extra_topic_dirs)
+    schemas = (settings.resource_dir("schemas"), *settings.extra_schema_dirs)
+    key = (
+        folder_signature(topics, ("*.yaml", "*.yml")),
+        folder_signature(schemas, ("*.avsc",)),
+        settings.topic_replication_factor,
     )
+    return _LOADED.get(
+        key,
+        lambda: load_topology(
+            settings.resource_dir("topics"),
+            schemas_dir=settings.resource_dir("schemas"),
+            replication_factor=settings.topic_replication_factor,
+            extra_folders=settings.extra_topic_dirs,
+            extra_schema_dirs=settings.extra_schema_dirs,
+        ),
+    )
+
+
+_LOADED: FolderCache[Topology] = FolderCache()
 
 
 def _definition_files(folder: Path) -> list[Path]:

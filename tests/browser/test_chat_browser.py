@@ -48,10 +48,11 @@ TOPICS = (
     "handoff_requested",
     "operator_message",
     "handoff_released",
+    "operator_action_handled",
     "approval_requested",
     "approval_decided",
     "tool_outcome_decided",
-    "tools_journal",
+    "tools_journal",  # the tools service journals its calls
 )
 HOSTILE = "<script>document.title='owned'</script><b>bold?</b>"
 
@@ -174,10 +175,10 @@ def writing_then_reload_then_offline(
 
 
 async def test_the_chat_page_shows_answers_as_written_history_and_an_offline_state(
-    own_broker: DevKafka, topic_prefix: str
+    stoppable_broker: DevKafka, topic_prefix: str
 ) -> None:
     settings = Settings(
-        bootstrap_servers=own_broker.bootstrap_servers,
+        bootstrap_servers=stoppable_broker.bootstrap_servers,
         topic_prefix=topic_prefix,
         topic_replication_factor=1,
         metrics_port=0,
@@ -209,7 +210,7 @@ async def test_the_chat_page_shows_answers_as_written_history_and_an_offline_sta
         url = f"{str(gateway.base_url).rstrip('/')}/chat#token={issued.json()['token']}"
         with chromium() as driver:
             seen = await asyncio.to_thread(
-                writing_then_reload_then_offline, driver, url, own_broker.stop
+                writing_then_reload_then_offline, driver, url, stoppable_broker.stop
             )
     partial = str(seen["partial"])
     assert ANSWER.startswith(partial.strip()), "the words shown are the answer's first ones"

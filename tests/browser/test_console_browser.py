@@ -1,9 +1,11 @@
 """The operator console in a real browser, against the real agent, tools service and
 console processes on a real broker: sign in; a user's request for a person appears in
-the inbox on its own (server-sent events); the operator replies and releases through
-the page; the agent answers again; a tool call waiting for approval is approved through
-the page and its result reaches the conversation; a ``<script>`` a user wrote is shown
-as text. Screenshots of the inbox and a conversation are kept as test artefacts."""
+the inbox on its own (server-sent events); the operator replies (confirmed on the page,
+which then says by itself that the agent took it) and releases through the page; the
+agent answers again; a tool call waiting for approval is approved through the page and
+its result reaches the conversation; a ``<script>`` a user wrote is shown as text; the
+timeline's ids stay on one line. Screenshots of the inbox, a conversation and its
+timeline are kept as test artefacts."""
 
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from pipeline.dev.kafka import free_port
 from pipeline.events.catalog import SchemaCatalog
 from pipeline.events.model import Event, Metadata
 from pipeline.events.serde import SingleObjectSerde
-from pipeline.services.console.auth import hash_password
+from pipeline.services.console.passwords import hash_password
 from tests.browser_support import chromium, click, screenshot, texts, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,6 +46,7 @@ TOPICS = (
     "handoff_requested",
     "operator_message",
     "handoff_released",
+    "operator_action_handled",
     "approval_requested",
     "approval_decided",
     "agent_state_changelog",
@@ -52,6 +55,8 @@ TOPICS = (
     "tool_catalog",
     "dead_letters",
     "dead_letter_redrives",
+    "console_sessions",
+    "tools_journal",
 )
 PASSWORD = "ada's long password"
 CONVERSATION = "browser-conv"
@@ -79,7 +84,7 @@ def services(
         "PIPELINE_CONSOLE__HOST": "127.0.0.1",
         "PIPELINE_CONSOLE__PORT": str(console_port),
         "PIPELINE_CONSOLE__OPERATORS": json.dumps(
-            {"ada": {"password_hash": hash_password(PASSWORD, n=2**12)}}
+            {"ada": {"password_hash": hash_password(PASSWORD, time_cost=1, memory_cost=8192)}}
         ),
         "PIPELINE_CONSOLE__SESSION_SECRET": "browser-test-secret",
         "PIPELINE_CONSOLE__COOKIE_SECURE": "false",
@@ -168,6 +173,10 @@ def test_an_operator_handles_a_handoff_and_an_approval_in_the_browser(
             lambda d: "Hello, Ada here. What happened?" in texts(d, ".msg-operator .text"),
         )
         wait_for(driver, lambda d: texts(d, "#state") == ["with a person"])
+        # The page confirms the reply and says, live, that the agent took it.
+        taken = '#confirmation[data-status="accepted"]'
+        wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, taken))
+        assert "taken by the agent" in texts(driver, "#confirmation")[0]
         screenshot(driver, "console-conversation")
         driver.find_element(By.ID, "release-note").send_keys("the user wants a sum")
         driver.find_element(By.ID, "release").click()
@@ -182,6 +191,21 @@ def test_an_operator_handles_a_handoff_and_an_approval_in_the_browser(
         wait_for(driver, lambda d: d.find_elements(By.ID, "no-approvals"))
         driver.get(f"{console}/conversations/{CONVERSATION}")
         wait_for(driver, lambda d: "12*7 = 84" in texts(d, ".msg-agent .text"))
+
+        # The timeline: each id on one line, cut short, whole in its tooltip.
+        driver.get(f"{console}/conversations/{CONVERSATION}/timeline")
+        ids = wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#timeline .id"))
+        assert len(ids) > 10
+        for found in ids:
+            full = found.get_attribute("title") or ""
+            assert len(full) == 36 and found.get_attribute("textContent") == full
+            height, font = driver.execute_script(
+                "const s = getComputedStyle(arguments[0]);"
+                "return [arguments[0].getBoundingClientRect().height, parseFloat(s.fontSize)];",
+                found,
+            )
+            assert height < 2 * font, f"{full} wraps: {height}px high at {font}px"
+        screenshot(driver, "console-timeline")
 
 
 def sign_in(driver: WebDriver, password: str) -> None:

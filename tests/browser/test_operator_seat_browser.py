@@ -25,7 +25,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from pipeline.dev.kafka import port_in_use
 from pipeline.dev.stack.local import LocalStack
 from pipeline.dev.stack.supervisor import SERVICES
-from pipeline.services.console.auth import hash_password
+from pipeline.services.console.passwords import hash_password
 from tests.browser_support import chromium, click, screenshot, texts, wait_for
 
 PASSWORD = "grace's long password"
@@ -58,7 +58,7 @@ def stack(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> Iterator[L
         "PIPELINE_CONSOLE__HOST": "127.0.0.1",
         "PIPELINE_CONSOLE__PORT": str(base + len(SERVICES) + 1),
         "PIPELINE_CONSOLE__OPERATORS": json.dumps(
-            {"grace": {"password_hash": hash_password(PASSWORD, n=2**12)}}
+            {"grace": {"password_hash": hash_password(PASSWORD, time_cost=1, memory_cost=8192)}}
         ),
         "PIPELINE_CONSOLE__SESSION_SECRET": "operator-seat-session-secret",
         "PIPELINE_AGENT__APPROVAL_TOOLS": json.dumps({"*": ["current_time"]}),

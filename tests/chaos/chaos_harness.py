@@ -28,9 +28,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -212,10 +213,38 @@ def run_chaos(cluster: DevKafkaCluster, plan: ChaosPlan, workdir: Path, prefix: 
 # --- the service instances ------------------------------------------------------------
 
 
-class Instances:
-    """Two ``pipeline run chaos_app:build_passthrough`` processes, killed and restarted."""
+class InstancePlan(Protocol):
+    """What :class:`Instances` reads of a run's plan."""
 
-    def __init__(self, bootstrap: str, prefix: str, plan: ChaosPlan, workdir: Path) -> None:
+    @property
+    def guarantee(self) -> str: ...
+
+    @property
+    def commit_interval_seconds(self) -> float: ...
+
+
+class Instances:
+    """``count`` processes of ``pipeline run SERVICE`` in one group, killed and restarted:
+    by default two of ``chaos_app:build_passthrough``. Instance ``i`` logs to
+    ``<workdir>/<name>-<i>.log`` and runs as ``PIPELINE_INSTANCE_ID=<ids>-<i>``; ``env`` is
+    added to the environment the harness gives them."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        prefix: str,
+        plan: InstancePlan,
+        workdir: Path,
+        *,
+        service: str = "chaos_app:build_passthrough",
+        count: int = 2,
+        name: str = "instance",
+        ids: str = "chaos",
+        env: Mapping[str, str] | None = None,
+        static: bool = False,
+    ) -> None:
+        self.service, self.count, self.name, self.ids = service, count, name, ids
+        self.static = static
         self.env = {
             **os.environ,
             "PYTHONPATH": f"{CHAOS_DIR}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
@@ -230,27 +259,38 @@ class Instances:
         }
         if plan.guarantee != AT_LEAST_ONCE:
             self.env["PIPELINE_PROCESSING_GUARANTEE"] = plan.guarantee
+        self.env.update(env or {})
         self.workdir = workdir
         self.processes: list[subprocess.Popen[bytes]] = []
         self.unexpected_exits = 0
         self.stuck_exits = 0
-        self.stuck_seen = [0, 0]
+        self.stuck_seen = [0] * count
+        self.exits: list[str] = []  # each exit the harness did not cause, with its status
         self.lock = threading.Lock()
 
+    def log(self, index: int) -> Path:
+        return self.workdir / f"{self.name}-{index}.log"
+
     def _start(self, index: int) -> subprocess.Popen[bytes]:
-        with (self.workdir / f"instance-{index}.log").open("ab") as out:
+        # A stable id per instance: in exactly-once mode a restarted instance fences its
+        # killed predecessor and aborts its open transaction at once. With ``static`` it
+        # is the consumer's group.instance.id too (static membership): a restarted
+        # instance takes its predecessor's place and partitions without waiting for the
+        # session timeout.
+        instance = {"PIPELINE_INSTANCE_ID": f"{self.ids}-{index}"}
+        if self.static:
+            instance["PIPELINE_CONSUMER__GROUP_INSTANCE_ID"] = f"{self.ids}-{index}"
+        with self.log(index).open("ab") as out:
             return subprocess.Popen(
-                [sys.executable, "-m", "pipeline", "run", "chaos_app:build_passthrough"],
-                # A stable id per instance: in exactly-once mode a restarted instance fences
-                # its killed predecessor and aborts its open transaction at once.
-                env={**self.env, "PIPELINE_INSTANCE_ID": f"chaos-{index}"},
+                [sys.executable, "-m", "pipeline", "run", self.service],
+                env={**self.env, **instance},
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=REPO,
             )
 
     def __enter__(self) -> Instances:
-        self.processes = [self._start(0), self._start(1)]
+        self.processes = [self._start(index) for index in range(self.count)]
         return self
 
     def sigkill_and_restart(self, index: int) -> None:
@@ -259,6 +299,24 @@ class Instances:
             process = self.processes[index]
             process.kill()
             process.wait(10)
+            self.processes[index] = self._start(index)
+
+    def sigterm_and_restart(self, index: int, timeout: float) -> None:
+        """SIGTERM instance ``index``, wait for it to drain and exit, start it again. An
+        exit other than 0 is counted (see :meth:`_count_exit`); one still running after
+        ``timeout`` is SIGKILLed and counted as unexpected."""
+        with self.lock:
+            self.check()
+            process = self.processes[index]
+            process.send_signal(signal.SIGTERM)
+            try:
+                if process.wait(timeout) != 0:
+                    self._count_exit(index)
+            except subprocess.TimeoutExpired:
+                self.unexpected_exits += 1
+                self.exits.append(f"{self.name}-{index} still running {timeout:.0f}s after SIGTERM")
+                process.kill()
+                process.wait(10)
             self.processes[index] = self._start(index)
 
     def check(self) -> None:
@@ -272,7 +330,8 @@ class Instances:
         """An exit the harness did not cause: one on a Kafka call librdkafka never
         returned from (the runtime's deadline, by design: the supervisor restarts it) or
         any other (a problem)."""
-        tail = (self.workdir / f"instance-{index}.log").read_text(errors="replace")[-4000:]
+        self.exits.append(f"{self.name}-{index} exited with {self.processes[index].returncode}")
+        tail = self.log(index).read_text(errors="replace")[-4000:]
         if STUCK_EXIT in tail and tail.count(STUCK_EXIT) > self.stuck_seen[index]:
             self.stuck_seen[index] = tail.count(STUCK_EXIT)
             self.stuck_exits += 1
@@ -290,6 +349,7 @@ class Instances:
                         self._count_exit(index)
                 except subprocess.TimeoutExpired:
                     self.unexpected_exits += 1
+                    self.exits.append(f"{self.name}-{index} still running 60s after SIGTERM")
                     process.kill()
                     process.wait(10)
 

@@ -74,3 +74,23 @@ def test_grafana_provisioning_points_at_the_dashboard() -> None:
     assert "path: /var/lib/grafana/dashboards" in provider
     compose = (REPO / "docker-compose.yml").read_text()
     assert "./deploy/grafana/dashboards:/var/lib/grafana/dashboards:ro" in compose
+
+
+def test_human_cleanup_is_a_row_comparing_tenants_and_agent_versions() -> None:
+    panels = load()["panels"]
+    [row] = [p for p in panels if p["title"] == "Human cleanup by tenant and agent version"]
+    below = [p for p in panels if p["gridPos"]["y"] > row["gridPos"]["y"]]
+    titles = " ".join(p["title"].lower() for p in below)
+    for word in (
+        "handoff rate",
+        "first-answer-resolved",
+        "approvals",
+        "operator replies per conversation",
+        "dead letters per 1,000 turns",
+    ):
+        assert word in titles, word
+    for panel in below:
+        for target in panel["targets"]:
+            assert "pipeline_cleanup_" in target["expr"], panel["title"]
+            assert "agent_version" in target["expr"], panel["title"]
+            assert "{{agent_version}}" in target["legendFormat"], panel["title"]

@@ -8,57 +8,18 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import kubernetes_validate
 import pytest
 import yaml
 
 from pipeline.egress import blocked_reason
-from tests.deploy.deploy_support import ALL_ON_VALUES, CHART, RULES, SCHEMAS, SERVICES, render, run
-
-# The oldest Kubernetes the chart is validated for, and the newest schemas available.
-KUBERNETES_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
-CUSTOM_RESOURCES = {
-    ("monitoring.coreos.com/v1", "ServiceMonitor"): "monitoring.coreos.com_servicemonitor_v1.json",
-    ("monitoring.coreos.com/v1", "PrometheusRule"): "monitoring.coreos.com_prometheusrule_v1.json",
-    ("keda.sh/v1alpha1", "ScaledObject"): "keda.sh_scaledobject_v1alpha1.json",
-}
-
-
-def crd_schema(file: str) -> dict[str, Any]:
-    """A vendored CRD schema, made strict as the API server's strict field validation is:
-    an object with declared properties accepts no other field."""
-
-    def strict(node: Any) -> Any:
-        if isinstance(node, dict):
-            node = {k: strict(v) for k, v in node.items()}
-            if (
-                "properties" in node
-                and "additionalProperties" not in node
-                and not node.get("x-kubernetes-preserve-unknown-fields")
-            ):
-                node["additionalProperties"] = False
-        elif isinstance(node, list):
-            node = [strict(v) for v in node]
-        return node
-
-    schema: dict[str, Any] = strict(json.loads((SCHEMAS / file).read_text()))
-    # The meta-schema without its `regex` format check: patterns are Go RE2, as `(?i)`.
-    no_formats = jsonschema.FormatChecker(formats=())
-    meta = jsonschema.Draft7Validator(
-        jsonschema.Draft7Validator.META_SCHEMA, format_checker=no_formats
-    )
-    meta.validate(schema)
-    return schema
-
-
-def of_kind(manifests: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [m for m in manifests if m["kind"] == kind]
-
-
-def containers(manifest: dict[str, Any]) -> list[dict[str, Any]]:
-    spec = manifest["spec"]
-    pod = spec["template"]["spec"] if "template" in spec else spec
-    return list(pod["containers"])
+from tests.deploy.deploy_support import ALL_ON_VALUES, CHART, RULES, SERVICES, render, run
+from tests.deploy.manifests import (
+    CUSTOM_RESOURCES,
+    containers,
+    crd_schema,
+    of_kind,
+    validate_manifest,
+)
 
 
 @pytest.mark.parametrize("values", [None, ALL_ON_VALUES], ids=["defaults", "all-on"])
@@ -75,13 +36,7 @@ def test_manifests_valid_against_kubernetes_and_crd_schemas(
     manifests: list[dict[str, Any]] = request.getfixturevalue(manifests_fixture)
     assert manifests
     for manifest in manifests:
-        key = (manifest["apiVersion"], manifest["kind"])
-        if key in CUSTOM_RESOURCES:
-            schema = crd_schema(CUSTOM_RESOURCES[key])
-            jsonschema.Draft7Validator(schema).validate(manifest)
-        else:
-            for version in KUBERNETES_VERSIONS:
-                kubernetes_validate.validate(manifest, version, strict=True)
+        validate_manifest(manifest)
 
 
 def test_all_on_renders_every_optional_part(all_on_manifests: list[dict[str, Any]]) -> None:
@@ -307,7 +262,9 @@ def test_every_service_has_an_ingress_policy_and_delivery_an_egress_policy(
         wanted_types = ["Ingress", "Egress"] if component == "delivery" else ["Ingress"]
         assert spec["policyTypes"] == wanted_types
         ports = {p["port"] for rule in spec["ingress"] for p in rule["ports"]}
-        http = component in ("gateway", "console")
+        # The console's pages only for the peers networkPolicy.consoleFrom names (all-on).
+        console_open = manifests_fixture == "all_on_manifests"
+        http = component == "gateway" or (component == "console" and console_open)
         assert ports == ({"metrics", "http"} if http else {"metrics"})
         named = {p["name"] for c in containers(deployments[component]) for p in c["ports"]}
         assert ports <= named

@@ -54,6 +54,15 @@ EXPORTED = {
     *_histogram("pipeline_handoff_first_reply_seconds"),
     "pipeline_approvals_pending",
     "pipeline_approvals_total",
+    # agent: human cleanup per tenant and agent version (pipeline/services/agent/cleanup.py)
+    "pipeline_cleanup_conversations_total",
+    "pipeline_cleanup_turns_total",
+    "pipeline_cleanup_handoffs_total",
+    "pipeline_cleanup_first_answers_total",
+    "pipeline_cleanup_first_answers_reopened_total",
+    "pipeline_cleanup_approvals_total",
+    "pipeline_cleanup_operator_replies_total",
+    "pipeline_cleanup_dead_letters_total",
     # tools (pipeline/services/tools.py)
     "pipeline_tool_calls_total",
     *_histogram("pipeline_tool_duration_seconds"),

@@ -28,7 +28,7 @@ WA_SECRET = "fuzz-meta"
 WA_VERIFY = "fuzz-verify"
 HOOK_SOURCE = "crm"
 HOOK_SECRET = "fuzz-hook"
-CHAT_SECRET = "fuzz-chat"
+CHAT_SECRET = "fuzz-chat-token-secret"
 
 # Limits the fuzzed gateway runs with, small enough that bodies can cross each of them.
 LIMITS: dict[str, Any] = {

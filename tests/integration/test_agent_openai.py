@@ -95,7 +95,13 @@ async def test_an_openai_compatible_model_drives_a_tool_call_turn(
     settings = settings_for(
         kafka_bootstrap,
         topic_prefix,
-        llm={"provider": "openai", "base_url": base_url, "model": "local", "api_key": "k"},
+        llm={
+            "provider": "openai",
+            "base_url": base_url,
+            "model": "local",
+            "api_key": "k",
+            "allowed_networks": ["127.0.0.0/8"],
+        },
     )
     registry = CollectorRegistry()
     question = message("conv-openai", "what is twelve times seven?", external_id="x1")

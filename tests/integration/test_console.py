@@ -19,11 +19,13 @@ from pipeline.config import Settings
 from pipeline.events.catalog import DEAD_LETTER
 from pipeline.events.model import Event, Metadata, utc_now
 from pipeline.services.console import create_app
+from pipeline.services.console.access import unscoped_routes
 from pipeline.services.console.guard import PUBLIC
 from pipeline.services.console.view import TOPICS
 from pipeline.toolbox.catalog import CatalogCodec
 from tests.integration.console_support import (
     CALCULATOR,
+    CONSOLE_TOPICS,
     PASSWORD,
     TOKEN,
     console_settings,
@@ -43,7 +45,7 @@ from tests.integration.runtime_support import (
 
 @pytest.fixture
 def topics(make_topics: Callable[..., list[str]]) -> None:
-    make_topics(*TOPICS, "tool_catalog", "dead_letters", "dead_letter_redrives", partitions=2)
+    make_topics(*TOPICS, *CONSOLE_TOPICS, partitions=2)
 
 
 @pytest.fixture
@@ -70,6 +72,9 @@ async def test_no_route_or_stream_without_a_session(
     http, registry, settings = console
     app = create_app(settings)
     routes = [r for r in app.routes if isinstance(r, APIRoute) and r.path not in PUBLIC]
+    # Every route takes the operator's scope (tenants and role); create_app refuses one
+    # that does not, and test_console_tenants walks them all as other tenants' operators.
+    assert unscoped_routes(app.routes, PUBLIC) == []
     assert {"/", "/stream", "/inbox", "/approvals", "/uncertain"} <= {r.path for r in routes}
     assert "/uncertain/{call_id}/decide" in {r.path for r in routes}
     for route in routes:
@@ -202,10 +207,27 @@ async def test_handoff_inbox_take_reply_release_are_events_with_the_operator_id(
     assert (released[0]["operator_id"], released[0]["note"]) == ("ada", "sorted out")
     assert {e.conversation_id for e in [*took, *wrote, *released]} == {"conv-h"}
     assert {e.metadata.tenant_id for e in [*wrote, *released]} == {"t1"}
+    # The agent takes the reply and the release (no agent runs here: its outcomes are
+    # produced as it would); only then does the console show them.
+    outcomes = [
+        Event(
+            request.metadata.caused_derived("operator_action_handled", "agent/9", producer="agent"),
+            {
+                "action": request.type,
+                "operator_id": "ada",
+                "outcome": "accepted",
+                "reason": None,
+                "agent_version": "test",
+            },
+        )
+        for request in (wrote[0], released[0])
+    ]
+    produce_events(kafka_bootstrap, topic("operator_action_handled"), outcomes)
     await page_until(http, "/inbox", lambda text: "conv-h" not in text)
     timeline = (await http.get("/conversations/conv-h/timeline")).text
-    # Every event of the conversation, the handoff linked to the message that caused it.
-    assert timeline.count('<tr id="event-') == 5
+    # Every event of the conversation, the handoff linked to the message that caused it
+    # (five, and the agent's two outcomes).
+    assert timeline.count('<tr id="event-') == 5 + len(outcomes)
     assert f'class="cause" href="#event-{asking.id}"' in timeline
     assert "&lt;script&gt;" in timeline and "<script>alert" not in timeline
     listed = await page_until(http, "/", lambda text: "with the agent" in text)

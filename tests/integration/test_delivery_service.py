@@ -364,6 +364,7 @@ async def test_every_channel_is_delivered_through_the_service(
             whatsapp_base_url=f"{receiver.url}/graph/v21.0",
             whatsapp_phone_number_id="555",
             whatsapp_token="wa-token",
+            api_allowed_networks=["127.0.0.0/8"],
             smtp_host="127.0.0.1",
             smtp_port=smtp_port,
             email_from="bot@example.org",

@@ -227,6 +227,7 @@ def test_ten_sigkills_while_sending_lose_nothing_and_repeat_only_as_each_channel
         "PIPELINE_DELIVERY__WHATSAPP_BASE_URL": f"{stand_ins.url}/graph/v21.0",
         "PIPELINE_DELIVERY__WHATSAPP_PHONE_NUMBER_ID": "555",
         "PIPELINE_DELIVERY__WHATSAPP_TOKEN": "wa-token",
+        "PIPELINE_DELIVERY__API_ALLOWED_NETWORKS": '["127.0.0.0/8"]',
         "PIPELINE_DELIVERY__WHATSAPP_GUARANTEE": whatsapp,
         # Few sends at once, so the kills find the service mid-way.
         "PIPELINE_DELIVERY__MAX_CONCURRENT_SENDS": "2",

@@ -1,19 +1,24 @@
-"""``pipeline up``: every service as a supervised process, ready, and stopped cleanly."""
+"""``pipeline up``: every service as a supervised process, ready, and stopped cleanly; its
+terminal says when a service loses Kafka and has it back, and which port is taken."""
 
 from __future__ import annotations
 
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
-from pipeline.dev.kafka import port_in_use
+from pipeline.dev.kafka import DevKafka, free_port, port_in_use
 from pipeline.dev.stack.supervisor import SERVICES
+from tests.environment import environment_without_settings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -115,3 +120,110 @@ def _codes(output: str) -> dict[str, int]:
 
 def _logs(folder: Path) -> str:
     return "\n".join(f"--- {p.name}\n{p.read_text()[-1500:]}" for p in sorted(folder.glob("*.log")))
+
+
+def _up(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "up", *args],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+    )
+
+
+class _Lines:
+    """The lines a process prints, read on a thread of their own as they come."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        self._process = process
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, wanted: Callable[[list[str]], bool], seconds: float) -> float:
+        """Seconds until ``wanted`` holds of the lines printed so far."""
+        started = time.monotonic()
+        while time.monotonic() - started < seconds:
+            if wanted(list(self.lines)):
+                return time.monotonic() - started
+            time.sleep(0.1)
+        raise AssertionError(f"not within {seconds}s; printed:\n" + "\n".join(self.lines))
+
+    def finish(self) -> str:
+        self._reader.join(10)
+        assert self._process.stdout is not None
+        self._process.stdout.close()
+        return "\n".join(self.lines)
+
+
+def test_up_says_in_its_terminal_when_each_service_loses_kafka_and_has_it_back(
+    stoppable_broker: DevKafka, topic_prefix: str, tmp_path: Path
+) -> None:
+    services = ("gateway", "echo", "scheduler")
+    base = free_port()
+    env = {
+        **environment_without_settings(),
+        "PIPELINE_BOOTSTRAP_SERVERS": stoppable_broker.bootstrap_servers,
+        "PIPELINE_TOPIC_PREFIX": topic_prefix,
+        "PIPELINE_TOPIC_REPLICATION_FACTOR": "1",
+    }
+    options = [f"--only={name}" for name in services]
+    options += ["--metrics-base-port", str(base), "--log-dir", str(tmp_path / "logs")]
+    options += ["--gateway-port", str(free_port()), "--console-port", str(free_port())]
+    up = _up(env, *options)
+    printed = _Lines(up)
+    try:
+        printed.wait_for(lambda lines: any(line.startswith("up: gateway") for line in lines), 120)
+        stoppable_broker.stop()
+        lost = printed.wait_for(
+            lambda lines: all(
+                any(f"up: {s}: lost Kafka" in line for line in lines) for s in services
+            ),
+            15,
+        )
+        stoppable_broker.start()
+        back = printed.wait_for(
+            lambda lines: all(
+                any(f"up: {s}: Kafka at" in line and "is back" in line for line in lines)
+                for s in services
+            ),
+            60,
+        )
+        print(f"every service's loss printed {lost:.1f}s after the stop, recovery {back:.1f}s")
+    finally:
+        up.send_signal(signal.SIGTERM)
+        up.wait(90)
+    output = printed.finish()
+    for service in services:
+        assert output.count(f"up: {service}: lost Kafka") == 1, output
+        assert output.count(f"up: {service}: Kafka at") == 1, output
+
+
+def test_up_names_a_taken_port_and_the_option_that_moves_it(kafka_bootstrap: str) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**environment_without_settings(), "PIPELINE_BOOTSTRAP_SERVERS": kafka_bootstrap}
+        started = time.monotonic()
+        result = subprocess.run(
+            [sys.executable, "-m", "pipeline", "up", "--only=gateway", "--gateway-port", str(port)],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode != 0
+    assert f"port {port} (the gateway's port) is in use" in result.stderr, result.stderr
+    assert "pick another port with --gateway-port" in result.stderr
+    assert "restarting" not in result.stdout + result.stderr
+    assert time.monotonic() - started < 30

@@ -62,9 +62,9 @@ def _post(gateway_port: int) -> httpx.Response:
 
 
 def test_probes_and_logs_through_a_broker_outage(
-    own_broker: DevKafka, tmp_path: Path, topic_prefix: str
+    stoppable_broker: DevKafka, tmp_path: Path, topic_prefix: str
 ) -> None:
-    broker = own_broker
+    broker = stoppable_broker
     settings = Settings(
         bootstrap_servers=broker.bootstrap_servers,
         topic_prefix=topic_prefix,

@@ -114,6 +114,17 @@ async def test_a_calculator_turn_in_the_confluent_wire_format(
     assert "4000000 is not in the schema registry" in letter["error_message"]
     assert letter["error_type"] == "UnknownSchemaError"
     assert letter["value"] == unknown
+    # The tool catalog too: in the registry's format under its own subject, with headers.
+    catalog = await read_all_async(
+        kafka_bootstrap, topic_prefix + "tool_catalog", lambda r: len(r) >= 1, 10
+    )
+    advertised = read_with_deserializer(registry, topic_prefix + "tool_catalog", catalog)
+    assert "calculator" in {tool["name"] for tool in advertised}
+    for entry in catalog:
+        assert entry.value[:1] == b"\x00"
+        assert ("content-type", CONTENT_TYPE.encode()) in entry.headers
+        assert ("event-type", b"tool_advertised") in entry.headers
     subjects = registry.state.subjects
+    assert f"{topic_prefix}tool_catalog-value" in subjects
     assert f"{topic_prefix}response_ready-value" in subjects
     assert registry.state.compatibility[f"{topic_prefix}response_ready-value"] == "BACKWARD"

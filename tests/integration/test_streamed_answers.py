@@ -60,6 +60,7 @@ TOPICS = (
     "approval_requested",
     "operator_message",
     "handoff_released",
+    "operator_action_handled",
     "approval_decided",
     "tool_outcome_decided",
     "dead_letters",
@@ -88,7 +89,13 @@ def replicas(
 
 
 def llm(model: StandInModel) -> dict[str, Any]:
-    return {"provider": "openai", "base_url": model.base_url, "model": "stand-in", "api_key": "k"}
+    return {
+        "provider": "openai",
+        "base_url": model.base_url,
+        "model": "stand-in",
+        "api_key": "k",
+        "allowed_networks": ["127.0.0.0/8"],  # the stand-in runs on this machine
+    }
 
 
 async def ask(client: httpx.AsyncClient, token: str, text: str) -> None:
@@ -205,6 +212,7 @@ async def test_an_agent_killed_mid_answer_delivers_one_answer_that_replaces_the_
         "PIPELINE_LLM__BASE_URL": model.base_url,
         "PIPELINE_LLM__MODEL": "stand-in",
         "PIPELINE_LLM__API_KEY": "k",
+        "PIPELINE_LLM__ALLOWED_NETWORKS": '["127.0.0.0/8"]',  # the stand-in is local
         "PIPELINE_TOOLS__CATALOG_WAIT_SECONDS": "0",
         # The restarted agent takes the partitions over at once (static membership).
         "PIPELINE_CONSUMER__GROUP_INSTANCE_ID": "agent-0",

@@ -90,7 +90,7 @@ def tools_settings(plugin: str, http_url: str) -> dict[str, Any]:
         "plugins": [plugin],
         "mcp_servers": {
             "wx": {"command": sys.executable, "args": [str(SERVER), "stdio"]},
-            "web": {"url": http_url, "prefix": "web_"},
+            "web": {"url": http_url, "prefix": "web_", "allowed_networks": ["127.0.0.0/8"]},
         },
         "mcp_retry_initial_seconds": 0.2,
         "mcp_ping_interval_seconds": 0.5,
@@ -182,7 +182,13 @@ async def test_a_model_is_offered_and_calls_plugin_and_mcp_tools(
         settings = settings_for(
             kafka_bootstrap,
             topic_prefix,
-            llm={"provider": "openai", "base_url": base_url, "model": "local", "api_key": "k"},
+            llm={
+                "provider": "openai",
+                "base_url": base_url,
+                "model": "local",
+                "api_key": "k",
+                "allowed_networks": ["127.0.0.0/8"],
+            },
             tools=tools_settings(plugin, http_mcp),
         )
         async with pipeline(settings):

@@ -20,6 +20,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 
 from pipeline.cli.topics import topics as topics_cli
 from pipeline.config import Settings, bundled_dir
+from pipeline.dev.kafka import create_topics
 from pipeline.errors import UnsafeTopicChangeError
 from pipeline.topology import (
     DriftKind,
@@ -323,3 +324,10 @@ def test_check_reports_replication_drift_unless_the_override_wants_it(
         "replication" in result.stdout
     )
     assert "PIPELINE_TOPIC_REPLICATION_FACTOR=1 if that is what you want" in result.stdout
+
+
+def test_the_dev_helper_creates_a_topic_named_twice_once(kafka_bootstrap: str) -> None:
+    # Naming a topic twice in one Admin request crashes confluent-kafka's client.
+    name = f"twice-{uuid.uuid4().hex[:8]}"
+    assert create_topics(kafka_bootstrap, [name, name]) == [name]
+    AdminClient({"bootstrap.servers": kafka_bootstrap}).delete_topics([name])

@@ -117,8 +117,12 @@ async def test_a_web_turn_is_one_trace_from_the_gateway_to_delivery(
             headers={"Authorization": "Bearer tok-acme"},
         )
         assert answer.status_code == 202, answer.text
+        # Send spans end when the broker acknowledged their record: wait for the last.
         every = await finished(
-            spans, lambda got: any(s.name == f"process {p}response_ready" for s in got)
+            spans,
+            lambda got: (
+                {f"process {p}response_ready", f"send {p}delivery_status"} <= {s.name for s in got}
+            ),
         )
         [tool_called] = await read_all_async(
             kafka_bootstrap, p + "tool_called", lambda r: len(r) >= 1, 30
@@ -168,4 +172,11 @@ async def test_a_web_turn_is_one_trace_from_the_gateway_to_delivery(
     send_to_channel = child(delivery, "deliver web", SpanKind.CLIENT)
     assert send_to_channel.attributes is not None
     assert send_to_channel.attributes["http.response.status_code"] == 200
-    child(delivery, f"send {p}delivery_status", SpanKind.PRODUCER)
+    status = child(delivery, f"send {p}delivery_status", SpanKind.PRODUCER)
+    # Each send names the partition its record landed on (the conversation's).
+    assert status.attributes is not None
+    assert status.attributes["messaging.kafka.destination.partition"] in (0, 1)
+    assert (
+        dict(sent.attributes or {})["messaging.kafka.destination.partition"]
+        == (status.attributes["messaging.kafka.destination.partition"])
+    )

@@ -16,6 +16,7 @@ from pipeline.services.console.view import TOPICS
 from pipeline.toolbox.catalog import CatalogCodec
 from tests.integration.console_support import (
     CALCULATOR,
+    CONSOLE_TOPICS,
     console_settings,
     page_until,
     signed_in,
@@ -46,9 +47,7 @@ async def test_an_operator_marks_an_uncertain_call_done_and_the_conversation_goe
     make_topics(
         *TOPICS,
         *AGENT_TOPICS,
-        "tool_catalog",
-        "dead_letters",
-        "dead_letter_redrives",
+        *CONSOLE_TOPICS,
         partitions=2,
     )
     settings = console_settings(kafka_bootstrap, topic_prefix)

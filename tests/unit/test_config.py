@@ -224,3 +224,32 @@ def test_gateway_limits_have_sane_defaults() -> None:
     assert gateway.max_attachments == 10
     assert gateway.max_id_chars == 2048
     assert gateway.public_docs is False
+
+
+def test_a_mangled_operator_hash_is_refused_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.services.console.auth import hash_password
+
+    good = hash_password("correct horse battery")
+    # export H="scrypt$16384$8$1$..." in double quotes: the shell expands $1, $16384, ...
+    mangled = "scrypt6384$8$" + good.split("$", 4)[4]
+    monkeypatch.setenv(
+        "PIPELINE_CONSOLE__OPERATORS", f'{{"ada": {{"password_hash": "{mangled}"}}}}'
+    )
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    message = str(raised.value)
+    assert "PIPELINE_CONSOLE__OPERATORS" in message and "single quotes" in message
+    assert mangled not in message
+    monkeypatch.setenv("PIPELINE_CONSOLE__OPERATORS", f'{{"ada": {{"password_hash": "{good}"}}}}')
+    assert "ada" in load_settings().console.operators
+
+
+def test_a_short_chat_token_secret_is_refused_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIPELINE_GATEWAY__CHAT_TOKEN_SECRET", "dev-secret")
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    assert "PIPELINE_GATEWAY__CHAT_TOKEN_SECRET" in str(raised.value)
+    assert "at least 16 characters" in str(raised.value)
+    assert "dev-secret" not in str(raised.value)
+    monkeypatch.setenv("PIPELINE_GATEWAY__CHAT_TOKEN_SECRET", "0123456789abcdef")
+    assert load_settings().gateway.chat_token_secret is not None

@@ -15,8 +15,13 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry
 
+from pipeline.channels.email.outbound import EmailSender
+from pipeline.channels.outbound import PermanentFailure, Retryable
 from pipeline.channels.web import inbound as web
+from pipeline.config import Settings
+from pipeline.config.sections import DeliverySettings, LLMSettings, McpServerSettings
 from pipeline.egress import (
     EgressPolicy,
     IPAddress,
@@ -26,7 +31,12 @@ from pipeline.egress import (
     origin,
     parse_ip_literal,
 )
-from pipeline.errors import EgressRefused, InboundRejected
+from pipeline.errors import EgressRefused, InboundRejected, LLMError
+from pipeline.events.model import Event, Metadata
+from pipeline.llm import create_provider
+from pipeline.llm.base import ChatMessage, ChatRequest
+from pipeline.services.delivery.senders import default_senders, http_client
+from pipeline.toolbox.mcp_egress import mcp_http_client
 
 STRICT_HTTP = EgressPolicy.of(True, [])  # http allowed so that address checks are reached
 DEV = EgressPolicy.of(True, ["127.0.0.0/8", "::1/128"])
@@ -437,3 +447,107 @@ def test_the_web_channel_leaves_loopback_and_names_to_the_delivery_policy() -> N
         message = {"user_id": "u1", "text": "hi", "callback_url": url}
         [event] = web.parse(json.dumps(message).encode(), "acme").events
         assert event.data["reply_to"]["address"] == url
+
+
+# ------------------------------------------------------- destinations the operator sets
+
+
+def reply(channel: str, address: str) -> Event:
+    metadata = Metadata.new("response_ready", "conv-1", tenant_id="t1", producer="agent")
+    reply_to = {"channel": channel, "address": address, "thread_id": None}
+    data = {"reply_to": reply_to, "text": "hi", "in_reply_to": None, "proactive": False}
+    return Event(metadata, {**data, "ingress_at": None})
+
+
+def no_proxy_but(monkeypatch: pytest.MonkeyPatch, proxy: CountingListener) -> None:
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.setenv(name, f"http://127.0.0.1:{proxy.port}")
+
+
+@pytest.mark.parametrize("channel", ["slack", "whatsapp"])
+async def test_a_channel_api_at_an_internal_address_is_refused_unless_allowed(
+    listener: CountingListener, monkeypatch: pytest.MonkeyPatch, channel: str
+) -> None:
+    proxy = CountingListener()
+    no_proxy_but(monkeypatch, proxy)
+    base = f"http://127.0.0.1:{listener.port}"
+    names = {
+        "slack_base_url": base,
+        "slack_bot_token": "xoxb",
+        "whatsapp_base_url": base,
+        "whatsapp_phone_number_id": "1",
+        "whatsapp_token": "w",
+    }
+    try:
+        for allowed, accepted in (([], 0), (["127.0.0.0/8"], 1)):
+            section = DeliverySettings(**names, api_allowed_networks=allowed)
+            async with http_client(section) as client:
+                sender = default_senders(Settings(delivery=section), client, client)[channel]
+                outcome = await sender.send(reply(channel, "C1"))
+            assert listener.accepted == accepted, outcome
+            if not allowed:
+                assert isinstance(outcome, PermanentFailure)
+                assert "loopback address" in outcome.error
+        assert proxy.accepted == 0, "the environment's HTTPS_PROXY is ignored"
+    finally:
+        proxy.close()
+
+
+async def test_an_smtp_server_at_an_internal_address_is_refused_unless_allowed(
+    listener: CountingListener,
+) -> None:
+    settings = {"smtp_host": "127.0.0.1", "smtp_port": listener.port, "timeout_seconds": 0.5}
+    refused = await EmailSender(DeliverySettings(**settings, smtp_allowed_networks=[])).send(
+        reply("email", "ada@example.com")
+    )
+    assert isinstance(refused, PermanentFailure) and "loopback address" in refused.error
+    assert listener.accepted == 0
+    local = await EmailSender(DeliverySettings(**settings)).send(reply("email", "ada@example.com"))
+    assert isinstance(local, Retryable), "this machine's relay is allowed by default"
+    assert listener.accepted == 1
+
+
+async def test_an_mcp_server_at_an_internal_address_is_refused_unless_allowed(
+    listener: CountingListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy = CountingListener()
+    no_proxy_but(monkeypatch, proxy)
+    url = f"http://127.0.0.1:{listener.port}/mcp"
+    try:
+        async with mcp_http_client(McpServerSettings(url=url)) as client:
+            with pytest.raises(EgressRefused, match="loopback"):
+                await client.post(url, json={})
+        assert listener.accepted == 0
+        allowed = McpServerSettings(url=url, allowed_networks=["127.0.0.0/8"])
+        async with mcp_http_client(allowed) as client:
+            assert (await client.post(url, json={})).status_code == 200
+            with pytest.raises(EgressRefused, match="not a destination the settings name"):
+                await client.get(f"http://127.0.0.2:{listener.port}/elsewhere")
+        assert (listener.accepted, proxy.accepted) == (1, 0)
+    finally:
+        proxy.close()
+
+
+async def test_the_models_base_url_at_an_internal_address_is_refused_unless_allowed(
+    listener: CountingListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy = CountingListener()
+    no_proxy_but(monkeypatch, proxy)
+    base = {"provider": "openai", "base_url": f"http://127.0.0.1:{listener.port}/v1"}
+    request = ChatRequest(messages=(ChatMessage(role="user", content="hi"),))
+    try:
+        strict = create_provider(LLMSettings(**base), registry=CollectorRegistry(), service="a")
+        with pytest.raises(LLMError, match="loopback"):
+            await strict.complete(request)
+        await strict.aclose()
+        assert listener.accepted == 0
+        allowed = LLMSettings(**base, allowed_networks=["127.0.0.0/8"], max_retries=0)
+        provider = create_provider(allowed, registry=CollectorRegistry(), service="a")
+        with pytest.raises(LLMError):  # the listener's {} is no completion
+            await provider.complete(request)
+        await provider.aclose()
+        assert (listener.accepted, proxy.accepted) == (1, 0)
+    finally:
+        proxy.close()

@@ -25,15 +25,15 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "pipeline"
 
 LAYERS: list[set[str]] = [
-    {"errors", "retry"},  # no imports from the package at all
+    {"errors", "retry", "file_cache"},  # no imports from the package at all
     {"config"},
     {"observability"},  # metrics, health, logs, traces and Kafka client logs: errors only
     {"events", "partitioner", "topology", "egress", "tool_context"},
     {"runtime", "state", "http", "journal"},  # how a service runs: on Kafka, over HTTP
     # The package's facade (pipeline/__init__.py), a service run in memory, the test harness.
     {"", "in_memory", "testing"},
-    {"channels", "llm", "toolbox"},
-    {"services", "timeline", "asyncapi", "replay", "deadletters"},
+    {"channels", "llm", "toolbox", "cleanup"},
+    {"services", "timeline", "asyncapi", "replay", "deadletters", "evaluation"},
     {"dev", "cli", "__main__"},
 ]
 LAYER_OF = {part: level for level, parts in enumerate(LAYERS) for part in parts}
@@ -184,6 +184,7 @@ LAZY_IMPORTS: dict[str, str] = {
     "pipeline.cli": _FOR_A_LEAN_PROCESS,
     "pipeline.cli.asyncapi": _FOR_A_LEAN_PROCESS,
     "pipeline.cli.console": _FOR_A_LEAN_PROCESS,
+    "pipeline.cli.evaluate": _FOR_A_LEAN_PROCESS,
     "pipeline.cli.replay": _FOR_A_LEAN_PROCESS,
     "pipeline.cli.schemas": _FOR_A_LEAN_PROCESS,
     "pipeline.events.wire": "the schema registry's client (about 16 MB) only in confluent mode",

@@ -138,9 +138,24 @@ def test_missing_module(settings: Settings) -> None:
         load_service("no_such_module_xyz:build", settings)
 
 
-@pytest.mark.parametrize("attribute", ["NOT_A_SERVICE", "not_a_factory", "missing"])
+@pytest.mark.parametrize("attribute", ["NOT_A_SERVICE", "not_a_factory"])
 def test_attribute_that_is_no_service(
     settings: Settings, custom_module: str, attribute: str
 ) -> None:
     with pytest.raises(ConfigError, match="is neither a service nor a factory returning one"):
         load_service(f"{custom_module}:{attribute}", settings)
+
+
+def test_a_missing_attribute_is_named_with_what_was_meant(
+    settings: Settings, custom_module: str
+) -> None:
+    with pytest.raises(ConfigError) as typo:
+        load_service(f"{custom_module}:INSTANSE", settings)
+    assert str(typo.value) == (
+        f"module {custom_module!r} has no attribute 'INSTANSE' "
+        f"(service '{custom_module}:INSTANSE'); did you mean 'INSTANCE'?"
+    )
+    with pytest.raises(ConfigError) as missing:
+        load_service(f"{custom_module}:missing", settings)
+    assert f"module {custom_module!r} has no attribute 'missing'" in str(missing.value)
+    assert "its services: 'INSTANCE'" in str(missing.value)

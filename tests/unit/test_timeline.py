@@ -70,3 +70,86 @@ def test_a_fold_of_the_history_says_how_much_was_folded() -> None:
     shown = Entry("t.history_summarized", 0, 4, Event(metadata, data)).summary()
     assert shown.startswith("12 messages (3400 tokens) folded into the summary: Summary of")
     assert "my order is 1234" in shown
+
+
+def test_a_denial_shows_the_internal_reason_and_what_the_customer_was_told() -> None:
+    metadata = Metadata.new("approval_decided", "conv-1", tenant_id="acme", producer="console")
+    data = {
+        "approval_id": "a1",
+        "decision": "denied",
+        "operator_id": "ada",
+        "arguments_json": None,
+        "note": "we cannot refund this order",
+        "internal_reason": "the card is flagged",
+    }
+    shown = Entry("t.approval_decided", 0, 3, Event(metadata, data)).summary()
+    assert shown == (
+        "denied by ada: the card is flagged (the customer was told: we cannot refund this order)"
+    )
+    older = {**data, "internal_reason": None}
+    assert Entry("t.approval_decided", 0, 3, Event(metadata, older)).summary() == (
+        "denied by ada: we cannot refund this order"
+    )
+
+
+def test_the_agents_outcome_of_an_operators_action_says_what_became_of_it() -> None:
+    metadata = Metadata.new("operator_action_handled", "conv-1", tenant_id="acme", producer="agent")
+    data = {
+        "action": "handoff_released",
+        "operator_id": "ada",
+        "outcome": "ignored",
+        "reason": "no person has this conversation",
+        "agent_version": "1.0",
+    }
+    shown = Entry("t.operator_action_handled", 0, 3, Event(metadata, data)).summary()
+    assert shown == "handoff_released by ada ignored: no person has this conversation"
+    accepted = {**data, "outcome": "accepted", "reason": None}
+    assert Entry("t.x", 0, 4, Event(metadata, accepted)).summary() == (
+        "handoff_released by ada accepted"
+    )
+
+
+def test_an_own_event_types_what_is_its_marked_or_first_string_field() -> None:
+    from pipeline.config import Settings
+    from pipeline.events.catalog import load_settings_catalog
+    from pipeline.timeline import summary_field
+    from tests.paths import REPO
+
+    example = REPO / "examples" / "own_agent" / "schemas"
+    catalog = load_settings_catalog(Settings(extra_schema_dirs=(example,)))
+    assert summary_field(catalog.reader("order_placed").parsed) == "order_id"
+    marked = {
+        "name": "acme.support.FeedbackGiven",
+        "fields": [
+            {"name": "metadata", "type": "pipeline.events.Metadata"},
+            {"name": "rating", "type": "string"},
+            {"name": "comment", "type": ["null", "string"], "summary": True},
+        ],
+    }
+    assert summary_field(marked) == "comment"
+    assert summary_field(catalog.reader("response_ready").parsed) is None  # bundled: its own
+    assert (
+        summary_field({"name": "acme.Counter", "fields": [{"name": "n", "type": "long"}]}) is None
+    )
+
+    base = entry()
+    meta = base.event.metadata
+    own = Event(meta, {"order_id": "A-1001", "total_cents": 4599})
+    shown = Entry("t.order_placed", 2, 41, own, "order_id")
+    assert shown.summary() == "A-1001"
+    assert shown.line().endswith(" agent      A-1001")
+    assert Entry("t.order_placed", 2, 41, own).summary() == ""
+
+
+def test_an_agent_event_names_the_agent_version_beside_its_producer() -> None:
+    plain = entry()
+    assert plain.producer() == "agent"
+    versioned = Entry(
+        plain.topic,
+        plain.partition,
+        plain.offset,
+        Event(plain.event.metadata, {"text": "12*7 = 84", "agent_version": "2024.06-b"}),
+    )
+    assert versioned.producer() == "agent@2024.06-b"
+    assert " agent@2024.06-b 12*7 = 84" in versioned.line()
+    assert versioned.as_json()["event"]["agent_version"] == "2024.06-b"

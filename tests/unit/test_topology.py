@@ -41,6 +41,7 @@ CONVERSATION_TOPICS = {
     "approval_requested",
     "approval_decided",
     "tool_outcome_decided",
+    "operator_action_handled",
     "web_outgoing",
     "response_delta",
     "history_summarized",
@@ -87,6 +88,7 @@ def test_bundled_definitions_load_with_their_schemas() -> None:
         "webhook_deliveries",
         "tool_catalog",
         "dead_letter_redrives",
+        "console_sessions",
     }
     assert topology.co_partition_count == 12
 

@@ -122,3 +122,105 @@ Call with (dict "base" .Values.serviceDefaults "over" $entry); returns YAML.
 {{- define "pipeline.knowledgePath" -}}
 /etc/pipeline/knowledge/knowledge.yaml
 {{- end }}
+
+{{/* The services `pipeline run NAME` knows; any other entry of `services` is your own. */}}
+{{- define "pipeline.builtinServices" -}}
+{{- list "gateway" "agent" "tools" "delivery" "scheduler" "webhooks" "console" "echo" | toJson }}
+{{- end }}
+
+{{/* "true" when an entry of `services` is deployed: `enabled` unset (own services) or true. */}}
+{{- define "pipeline.enabled" -}}
+{{- if or (not (hasKey . "enabled")) .enabled }}true{{ end }}
+{{- end }}
+
+{{/*
+Checks one entry of `services`; call with (dict "name" $name "entry" $entry). A built-in
+service runs as `pipeline run NAME`; your own needs `run` (module:attr) or `command`.
+*/}}
+{{- define "pipeline.checkService" -}}
+{{- $builtin := has .name (include "pipeline.builtinServices" . | fromJsonArray) }}
+{{- $own := or .entry.run .entry.command }}
+{{- if and $builtin $own }}
+{{- fail (printf "services.%s: a built-in service runs as `pipeline run %s`; give your own service (run/command) a name of its own" .name .name) }}
+{{- end }}
+{{- if and (not $builtin) (not $own) }}
+{{- fail (printf "services.%s is not a built-in service (%s): your own service needs `run: module:attr` (or `command`)" .name (include "pipeline.builtinServices" . | fromJsonArray | join ", ")) }}
+{{- end }}
+{{- if and .entry.run .entry.command }}
+{{- fail (printf "services.%s: set `run` or `command`, not both" .name) }}
+{{- end }}
+{{- end }}
+
+{{/*
+One service's image: its own `image` when it names a repository (your agent's image), else
+the chart's `image`. Call with (dict "root" $ "entry" $entry).
+*/}}
+{{- define "pipeline.serviceImage" -}}
+{{- $own := .entry.image | default dict }}
+{{- $image := ternary $own .root.Values.image (hasKey $own "repository") }}
+{{- if $image.digest }}
+{{- printf "%s@%s" $image.repository $image.digest }}
+{{- else }}
+{{- printf "%s:%s" $image.repository (default .root.Chart.AppVersion $image.tag) }}
+{{- end }}
+{{- end }}
+
+{{- define "pipeline.servicePullPolicy" -}}
+{{- (.entry.image | default dict).pullPolicy | default .root.Values.image.pullPolicy }}
+{{- end }}
+
+{{/* Where schemas.extraFiles are mounted in every service and the topics Job. */}}
+{{- define "pipeline.extraSchemasPath" -}}
+/etc/pipeline/extra-schemas
+{{- end }}
+
+{{/* PIPELINE_EXTRA_SCHEMA_DIRS and PIPELINE_EXTRA_TOPIC_DIRS for every container. */}}
+{{- define "pipeline.extraDirsEnv" -}}
+{{- $schemaDirs := .Values.schemas.extraDirs }}
+{{- if .Values.schemas.extraFiles }}
+{{- $schemaDirs = prepend $schemaDirs (include "pipeline.extraSchemasPath" .) }}
+{{- end }}
+{{- with $schemaDirs }}
+- name: PIPELINE_EXTRA_SCHEMA_DIRS
+  value: {{ join ":" . | quote }}
+{{- end }}
+{{- with .Values.topics.extraDirs }}
+- name: PIPELINE_EXTRA_TOPIC_DIRS
+  value: {{ join ":" . | quote }}
+{{- end }}
+{{- end }}
+
+{{- define "pipeline.extraSchemasVolumeMount" -}}
+{{- if .Values.schemas.extraFiles }}
+- name: extra-schemas
+  mountPath: {{ include "pipeline.extraSchemasPath" . }}
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "pipeline.extraSchemasVolume" -}}
+{{- if .Values.schemas.extraFiles }}
+- name: extra-schemas
+  configMap:
+    name: {{ include "pipeline.suffixedName" (dict "root" . "suffix" "schemas") }}
+{{- end }}
+{{- end }}
+
+{{/*
+Fails the render when a topic of topics.extraDefinitions names a value schema that the
+services and the topics Job cannot see: neither bundled (schemas/) nor in
+schemas.extraFiles. Schemas in the image (schemas.extraDirs) cannot be checked here.
+*/}}
+{{- define "pipeline.checkTopicSchemas" -}}
+{{- if not .Values.schemas.extraDirs }}
+{{- range $file, $content := .Values.topics.extraDefinitions }}
+{{- $topic := fromYaml $content }}
+{{- with $topic.value_schema }}
+{{- $avsc := printf "%s.avsc" . }}
+{{- if not (or ($.Files.Get (printf "files/schemas/%s" $avsc)) (hasKey $.Values.schemas.extraFiles $avsc)) }}
+{{- fail (printf "topics.extraDefinitions.%s: value_schema %s is in no schema the services and the topics Job see: add %s to schemas.extraFiles, or name the image's schema folder in schemas.extraDirs" $file . $avsc) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}

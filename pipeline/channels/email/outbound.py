@@ -1,5 +1,9 @@
 """Email replies over SMTP (aiosmtplib), threaded under the message they answer.
 
+The SMTP server is connected to through the egress policy (:func:`pipeline.egress.checked_socket`):
+its address must be public or in ``smtp_allowed_networks`` (this machine by default), or
+the reply is refused without a connection.
+
 ``In-Reply-To`` is the Message-ID being answered (``ResponseReady.in_reply_to``) and
 ``References`` the thread: its root (``reply_to.thread_id``) then that message. The
 reply's own Message-ID derives from the response event id, so a repeat after a crash
@@ -16,6 +20,8 @@ import aiosmtplib
 
 from pipeline.channels.outbound import Outcome, PermanentFailure, Retryable, Sent
 from pipeline.config.sections import DeliverySettings
+from pipeline.egress import EgressPolicy, checked_socket
+from pipeline.errors import EgressRefused
 from pipeline.events.model import Event
 
 _UNSAFE = re.compile(r"[\s<>]+")
@@ -27,6 +33,7 @@ class EmailSender:
     def __init__(self, settings: DeliverySettings) -> None:
         self.settings = settings
         self.domain = parseaddr(settings.email_from)[1].rpartition("@")[2] or "localhost"
+        self.policy = EgressPolicy.of(True, settings.smtp_allowed_networks)
 
     def message(self, response: Event) -> EmailMessage:
         """The reply as an e-mail, headers and all."""
@@ -62,10 +69,18 @@ class EmailSender:
         message = self.message(response)
         s = self.settings
         try:
+            sock = await checked_socket(
+                self.policy, s.smtp_host, s.smtp_port, connect_seconds=s.timeout_seconds
+            )
+        except EgressRefused as exc:
+            return PermanentFailure(f"SMTP: {exc}")
+        except OSError as exc:  # no connection: nothing was sent
+            return Retryable(f"SMTP: {type(exc).__name__}: {exc}")
+        try:
             await aiosmtplib.send(
                 message,
                 hostname=s.smtp_host,
-                port=s.smtp_port,
+                sock=sock,
                 username=s.smtp_username,
                 password=s.smtp_password.get_secret_value() if s.smtp_password else None,
                 start_tls=s.smtp_starttls,

@@ -39,6 +39,7 @@ from pipeline.channels.outbound import (
     transport_failure,
 )
 from pipeline.config.sections import DeliverySettings
+from pipeline.errors import EgressRefused
 from pipeline.events.model import Event
 from pipeline.retry import parse_retry_after
 
@@ -179,6 +180,8 @@ class SlackSender:
                 answer = await self.client.get(
                     f"{self.base}/{method}", params=params, headers=headers
                 )
+            except EgressRefused as exc:
+                return PermanentFailure(str(exc))
             except httpx.HTTPError as exc:
                 return transport_failure(exc)
             data = _answer_data(answer, method)

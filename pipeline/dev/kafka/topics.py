@@ -16,8 +16,12 @@ __all__ = ["create_topics"]
 def create_topics(
     bootstrap: str, names: Iterable[str], partitions: int = 1, timeout: float = 30.0
 ) -> list[str]:
-    """Create ``names`` (replication factor 1) and wait until the broker lists all of them."""
-    wanted = list(names)
+    """Create ``names`` (replication factor 1) and wait until the broker lists all of them.
+
+    A name given twice is created once: confluent-kafka's Admin client crashes the process
+    (a segmentation fault in its result callback) on a request that names a topic twice.
+    """
+    wanted = list(dict.fromkeys(names))
     admin = AdminClient({"bootstrap.servers": bootstrap})
     futures = admin.create_topics(
         [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in wanted],

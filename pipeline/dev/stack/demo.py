@@ -77,6 +77,8 @@ def demo_env(receivers: Receivers, gateway_port: int) -> dict[str, str]:
         "PIPELINE_DELIVERY__WHATSAPP_BASE_URL": f"{receivers.base_url}/whatsapp",
         "PIPELINE_DELIVERY__WHATSAPP_PHONE_NUMBER_ID": "15550001111",
         "PIPELINE_DELIVERY__WHATSAPP_TOKEN": "demo-whatsapp-token",
+        # The stand-ins of Slack and WhatsApp listen on this machine.
+        "PIPELINE_DELIVERY__API_ALLOWED_NETWORKS": json.dumps(["127.0.0.0/8"]),
         "PIPELINE_DELIVERY__SMTP_HOST": "127.0.0.1",
         "PIPELINE_DELIVERY__SMTP_PORT": str(receivers.smtp_port),
         "PIPELINE_AGENT__FOLLOW_UP_SECONDS": str(FOLLOW_UP_SECONDS),

@@ -4,9 +4,10 @@
 "text", "at"}], "facts": {}, "turns": {correlation_id: {...}}, "follow_up": {"timer_id",
 "due_at", "request_id"} | null, "seen": [event ids], "handoff": {...} | null,
 "context_note": "..." | null, "approvals": {approval_id: {...}}, "closed_approvals":
-[approval ids], "decided_calls": [call ids], "failed_turns": 0, "summary": "..." |
-null}``. A turn is a user message the agent has not answered yet because it waits for
-tool results (or approvals); it keeps the tool calls and results the model saw.
+[approval ids], "decided_calls": [call ids], "failed_turns": 0, "summary": "..." | null,
+"last_answer": {...} | null}``. A turn is a user message the agent has not answered yet
+because it waits for tool results (or approvals); it keeps the tool calls and results
+the model saw.
 ``tenant`` is the tenant the conversation belongs to, set by its first event (state
 written before tenants were stored has none and takes the next event's).
 
@@ -127,6 +128,9 @@ class Conversation:
     decided_calls: list[str] = field(default_factory=list)
     failed_turns: int = 0
     summary: str | None = None
+    # The last answer to a user's turn, watched for human cleanup: {"at", "question",
+    # "version"} (see pipeline.services.agent.cleanup).
+    last_answer: dict[str, Any] | None = None
 
     def proactive(self, text: str, ingress_at: datetime) -> dict[str, Any]:
         """The response_ready body of a message the user did not ask for (a webhook's
@@ -215,6 +219,7 @@ class Conversation:
             "decided_calls": self.decided_calls,
             "failed_turns": self.failed_turns,
             "summary": self.summary,
+            "last_answer": self.last_answer,
         }
 
     @classmethod
@@ -236,4 +241,5 @@ class Conversation:
             decided_calls=list(data.get("decided_calls", [])),
             failed_turns=int(data.get("failed_turns", 0)),
             summary=data.get("summary"),
+            last_answer=data.get("last_answer"),
         )

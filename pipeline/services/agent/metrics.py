@@ -13,6 +13,10 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from pipeline.cleanup import HANDOFF_REQUESTERS
+from pipeline.config import Settings
+from pipeline.services.agent.cleanup import CleanupMetrics
+
 TURN_OUTCOMES = ("answered", "too_deep", "llm_failed", "handed_off")
 IGNORED_REASONS = (
     "unknown_call",
@@ -24,14 +28,17 @@ IGNORED_REASONS = (
     "unknown_approval",
     "late_decision",
 )
-HANDOFF_REQUESTERS = ("user", "model", "webhook", "failed_turns", "operator")
 APPROVAL_DECISIONS = ("approved", "denied", "expired")
 # Operators answer in seconds to hours.
 FIRST_REPLY_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400)
 
 
 class AgentMetrics:
-    def __init__(self, registry: CollectorRegistry, service: str) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, service: str, settings: Settings | None = None
+    ) -> None:
+        # Human cleanup per tenant and agent version.
+        self.cleanup = CleanupMetrics(registry, service, settings or Settings())
         self.tenant_tokens = Counter(
             "pipeline_agent_llm_tokens_total",
             "Tokens the model reported for the agent's turns, by tenant and kind (prompt or "

@@ -34,7 +34,7 @@ from typing import Any
 from opentelemetry.trace import SpanKind
 
 from pipeline.config import Settings
-from pipeline.events.model import from_millis
+from pipeline.events.model import AGENT_VERSION, from_millis
 from pipeline.journal import DONE, Journal, step_id
 from pipeline.llm import ChatRequest, Completion, LLMError, LLMProvider
 from pipeline.llm.base import ToolCall
@@ -129,7 +129,7 @@ class ModelCall:
         facts = "".join(f"- {k}: {v}\n" for k, v in conversation.facts.items())
         fold = self.budget.fit(conversation, turn, system + facts, tools)
         if fold is not None:
-            ctx.emit(SUMMARIZED, fold.event())
+            ctx.emit(SUMMARIZED, {**fold.event(), AGENT_VERSION: self.config.version_label()})
             log.info(
                 "conversation %s: %d messages (%d tokens) folded into its summary",
                 ctx.event.conversation_id,

@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from pipeline.config.sections import AgentSettings
-from pipeline.events.model import to_millis, utc_now
+from pipeline.events.model import AGENT_VERSION, to_millis, utc_now
 from pipeline.llm.base import ToolCall
 from pipeline.runtime.context import Context
 from pipeline.services.agent import handoff
@@ -61,6 +61,7 @@ class Approvals:
                 "arguments_json": json.dumps(dict(call.arguments)),
                 "reason": reason or "",
                 "expires_at": expires_at,
+                AGENT_VERSION: self.config.version_label(),
             },
         )
         timer = approvals.timer_id(approval)
@@ -72,8 +73,10 @@ class Approvals:
                 "due_at": expires_at,
                 "purpose": approvals.EXPIRY,
                 "payload_json": json.dumps({"approval_id": approval}),
+                AGENT_VERSION: self.config.version_label(),
             },
         )
+        self.metrics.cleanup.approval(conversation.tenant, "requested")
         conversation.approvals[approval] = {
             "call_id": call_id,
             "tool": call.name,
@@ -173,10 +176,12 @@ class Handoffs:
                 "reason": reason,
                 "operator_id": operator_id,
                 "user_text": user_text,
+                AGENT_VERSION: self.config.version_label(),
             },
         )
         handoff.start(conversation, requested_by, reason, utc_now(), str(requested.id), operator_id)
         self.metrics.handoffs[requested_by].inc()
+        self.metrics.cleanup.handed_off(conversation, requested_by)
         log.info("%s handed to a person (%s): %s", ctx.event.conversation_id, requested_by, reason)
         if say and self.config.handoff_text:
             self.replies.say(conversation, turn, self.config.handoff_text, ctx)

@@ -1,6 +1,13 @@
 """The agent's handlers of the operators' events: operator_message, handoff_released,
 approval_decided, tool_outcome_decided, and an approval's expiry (a timer_fired).
 
+Each operator event ends with the agent's outcome, ``operator_action_handled`` caused by
+it: accepted (its effect is the conversation's now) or ignored with the reason (nothing
+to do). It is emitted last, so the ids of what the handler emitted before are those of
+earlier versions. One the agent refuses (a conversation it does not have, of another
+tenant) is dead-lettered with the reason instead (:class:`~pipeline.errors.RejectEvent`).
+The console shows operators these outcomes, never their requests alone.
+
 :class:`OperatorHandlers` is mixed into :class:`~pipeline.services.agent.service.Agent`,
 which provides the parts they use: the state, the turns, the approval and handoff steps
 (:mod:`.operator_steps`). Their rules are in :mod:`.handoff`, :mod:`.uncertain` and
@@ -13,7 +20,7 @@ import json
 import logging
 
 from pipeline.config.sections import AgentSettings
-from pipeline.events.model import Event, from_millis, to_millis, utc_now
+from pipeline.events.model import AGENT_VERSION, Event, from_millis, to_millis, utc_now
 from pipeline.runtime.context import Context
 from pipeline.services.agent import handoff, uncertain
 from pipeline.services.agent.conversation import Conversation, Step, Turn
@@ -49,7 +56,7 @@ class OperatorHandlers:
         operator, text = event["operator_id"], event["text"]
         if not conversation.mark_seen(str(event.id)):
             log.info("operator message %s was handled before", event.id)
-            return
+            return  # its outcome was emitted then
         if conversation.handoff is None:  # an operator who writes first takes it
             reason = f"operator {operator} took the conversation"
             self.handoffs.hand_off(
@@ -64,14 +71,17 @@ class OperatorHandlers:
                 max(0.0, (now - from_millis(handed_off["since"])).total_seconds())
             )
         handoff.record(conversation, "operator", text, now, self.config.history_window, operator)
+        self.metrics.cleanup.operator_replied(conversation)
         if conversation.reply_to is None:
             self.metrics.ignored["no_address"].inc()
             log.warning("no reply address for %s; operator message dropped", event.conversation_id)
         else:
             # Delivery sends it as any answer: retried, and never twice (its id is derived
             # from this event's). Its causation id names the operator's event.
-            ctx.emit("response_ready", conversation.proactive(text, event.metadata.occurred_at))
+            body = conversation.proactive(text, event.metadata.occurred_at)
+            ctx.emit("response_ready", {**body, AGENT_VERSION: self.config.version_label()})
         self.state.save(ctx, conversation)
+        self.handled(ctx)
 
     async def on_handoff_released(self, event: Event, ctx: Context) -> None:
         conversation = self.state.load(ctx, existing=True)
@@ -79,6 +89,7 @@ class OperatorHandlers:
         if handed_off is None:
             self.metrics.ignored["not_handed_off"].inc()
             log.info("release of %s ignored: no person has it", event.conversation_id)
+            self.handled(ctx, "no person has this conversation: the agent has it already")
             return
         conversation.context_note = handoff.context_note(
             handed_off, event["operator_id"], event.get("note"), event.metadata.occurred_at
@@ -86,11 +97,20 @@ class OperatorHandlers:
         conversation.handoff = None
         log.info("%s released by operator %s", event.conversation_id, event["operator_id"])
         self.state.save(ctx, conversation)
+        self.handled(ctx)
 
     async def on_approval_decided(self, event: Event, ctx: Context) -> None:
         conversation = self.state.load(ctx, existing=True)
-        found = self.approvals.pending(conversation, event["approval_id"], ctx)
+        approval_id = event["approval_id"]
+        if approval_id in conversation.closed_approvals:
+            why = "the approval was decided before, or expired"
+        elif approval_id not in conversation.approvals:
+            why = "the agent is waiting for no such approval"
+        else:
+            why = "the turn that asked for the approval is over"
+        found = self.approvals.pending(conversation, approval_id, ctx)
         if found is None:
+            self.handled(ctx, why)
             return
         approval, turn = found
         call_id, tool = approval["call_id"], approval["tool"]
@@ -104,13 +124,19 @@ class OperatorHandlers:
             self.approvals.close(conversation, event["approval_id"], ctx)
             self.turns.call_tool(call_id, tool, arguments, int(approval.get("depth", 0)), ctx)
             self.metrics.approvals["approved"].inc()
+            outcome = "approved" if edited is None else "edited"
+            self.metrics.cleanup.approval(conversation.tenant, outcome)
         else:
             self.approvals.close(conversation, event["approval_id"], ctx)
+            # The note for the customer only: the internal reason is for operators and
+            # the timeline, and what the model reads may be told to the user.
             note = event.get("note") or "no reason given"
             reason = f"an operator denied this call ({note})"
             self.metrics.approvals["denied"].inc()
+            self.metrics.cleanup.approval(conversation.tenant, "denied")
             await self._refuse_call(conversation, turn, call_id, tool, "denied", reason, ctx)
         self.state.save(ctx, conversation)
+        self.handled(ctx)
 
     async def on_tool_outcome_decided(self, event: Event, ctx: Context) -> None:
         """An operator marked a call whose outcome was unknown done or failed: a new turn
@@ -120,6 +146,7 @@ class OperatorHandlers:
         if not conversation.decide_call(call_id):
             self.metrics.ignored["late_decision"].inc()
             log.info("decision on call %s ignored: an operator decided it before", call_id)
+            self.handled(ctx, "an operator decided this call before")
             return
         note, at = uncertain.outcome_note(event), event.metadata.occurred_at
         log.info(
@@ -133,6 +160,7 @@ class OperatorHandlers:
             # A person has the conversation: the model reads it in the handoff's log.
             handoff.record(conversation, "operator", note, at, self.config.history_window, operator)
             self.state.save(ctx, conversation)
+            self.handled(ctx)
             return
         conversation.context_note = "\n\n".join(filter(None, (conversation.context_note, note)))
         turn = Turn(
@@ -143,6 +171,7 @@ class OperatorHandlers:
         )
         await self.turns.advance(conversation, turn, ctx)
         self.state.save(ctx, conversation)
+        self.handled(ctx)
 
     async def expire_approval(self, event: Event, ctx: Context) -> None:
         """An approval's expiry timer fired (no operator decided in time): the model reads
@@ -161,6 +190,7 @@ class OperatorHandlers:
             return
         conversation.close_approval(str(approval_id))
         self.metrics.approvals["expired"].inc()
+        self.metrics.cleanup.approval(conversation.tenant, "expired")
         turn = conversation.turns.get(approval["turn"])
         if turn is not None:
             seconds = f"{self.config.approval_timeout_seconds:g}"
@@ -169,6 +199,21 @@ class OperatorHandlers:
                 conversation, turn, approval["call_id"], approval["tool"], "expired", reason, ctx
             )
         self.state.save(ctx, conversation)
+
+    def handled(self, ctx: Context, ignored: str | None = None) -> None:
+        """The outcome of the operator's event being handled: accepted, or ignored with
+        the reason ``ignored`` (emitted last: see the module's docstring)."""
+        event = ctx.event
+        ctx.emit(
+            "operator_action_handled",
+            {
+                "action": event.type,
+                "operator_id": event["operator_id"],
+                "outcome": "accepted" if ignored is None else "ignored",
+                "reason": ignored,
+                AGENT_VERSION: self.config.version_label(),
+            },
+        )
 
     async def _refuse_call(
         self,

@@ -35,7 +35,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from pipeline.channels.web.inbound import STREAM_ADDRESS
 from pipeline.config.sections import AgentSettings
 from pipeline.errors import PipelineError
-from pipeline.events.model import Event
+from pipeline.events.model import AGENT_VERSION, Event
 from pipeline.runtime.publisher import Publisher
 
 log = logging.getLogger(__name__)
@@ -119,6 +119,7 @@ class Previews:
             ingress_at,
             interval=self.config.delta_interval_seconds,
             max_chars=self.config.delta_max_chars,
+            version=self.config.version_label(),
             metrics=self.metrics,
             tasks=self._sending,
         )
@@ -136,6 +137,7 @@ class Preview:
         *,
         interval: float,
         max_chars: int,
+        version: str | None = None,
         metrics: PreviewMetrics,
         tasks: set[asyncio.Task[None]],
     ) -> None:
@@ -146,6 +148,7 @@ class Preview:
         self._ingress_at = ingress_at
         self._interval = interval
         self._max_chars = max_chars
+        self._version = version
         self._metrics = metrics
         self._tasks = tasks
         self._pending: list[str] = []
@@ -239,6 +242,7 @@ class Preview:
             "interrupted": interrupted,
             "reply_to": self._reply_to,
             "ingress_at": self._ingress_at,
+            AGENT_VERSION: self._version,
         }
         self._sequence += 1
         cause = self._cause

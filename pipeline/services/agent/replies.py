@@ -13,7 +13,7 @@ import uuid
 from datetime import timedelta
 
 from pipeline.config.sections import AgentSettings
-from pipeline.events.model import Event, from_millis, to_millis, utc_now
+from pipeline.events.model import AGENT_VERSION, Event, from_millis, to_millis, utc_now
 from pipeline.runtime.context import Context
 from pipeline.services.agent.conversation import Conversation, Turn
 from pipeline.services.agent.metrics import AgentMetrics
@@ -54,6 +54,7 @@ class Replies:
                 "proactive": False,
                 "ingress_at": from_millis(turn.ingress_at),
                 "stream_id": stream_id,
+                AGENT_VERSION: self.config.version_label(),
             },
         )
         now = utc_now()
@@ -69,6 +70,7 @@ class Replies:
                     "due_at": due_at,
                     "purpose": FOLLOW_UP,
                     "payload_json": None,
+                    AGENT_VERSION: self.config.version_label(),
                 },
             )
             conversation.follow_up = {
@@ -93,6 +95,7 @@ class Replies:
                 "ingress_at": from_millis(turn.ingress_at)
                 if turn
                 else ctx.event.metadata.occurred_at,
+                AGENT_VERSION: self.config.version_label(),
             },
         )
         conversation.remember("assistant", text, utc_now(), self.config.history_window)
@@ -105,7 +108,8 @@ class Replies:
                 "no reply address for %s yet; proactive message dropped", event.conversation_id
             )
             return
-        ctx.emit("response_ready", conversation.proactive(text, event.metadata.occurred_at))
+        body = conversation.proactive(text, event.metadata.occurred_at)
+        ctx.emit("response_ready", {**body, AGENT_VERSION: self.config.version_label()})
         conversation.remember("assistant", text, utc_now(), self.config.history_window)
 
     def cancel_follow_up(self, conversation: Conversation, ctx: Context) -> None:
@@ -124,5 +128,6 @@ class Replies:
                 "due_at": None,
                 "purpose": purpose,
                 "payload_json": None,
+                AGENT_VERSION: self.config.version_label(),
             },
         )

@@ -17,6 +17,7 @@ every topic are handled one at a time, on the instance owning its partition)::
                          told it was denied
     tool_outcome_decided -> a call whose outcome was unknown, marked done or failed: a
                          new turn tells the model, and the user is answered
+    (each operator event, last: operator_action_handled, accepted or ignored)
 
 This module holds the conversation's own handlers (the first four) and builds the service.
 The operators' handlers are in :mod:`.operators`; a turn's next step in :mod:`.turns`, the
@@ -73,6 +74,9 @@ __all__ = ["LLM_DOWN", "TOO_DEEP", "Agent", "assemble", "build"]
 
 log = logging.getLogger(__name__)
 
+# Events the agent handles at once unless PIPELINE_MAX_IN_FLIGHT says otherwise.
+AGENT_MAX_IN_FLIGHT = 1024
+
 
 class Agent(OperatorHandlers):
     """The agent's handlers around one provider and one state store."""
@@ -118,8 +122,11 @@ class Agent(OperatorHandlers):
         conversation = self.state.load(ctx)
         self.replies.cancel_follow_up(conversation, ctx)
         conversation.reply_to = dict(event["reply_to"])
+        started = not conversation.seen and not conversation.history
         new = conversation.mark_seen(str(event.id))  # a repeat after a crash is not kept twice
         text, at = event["text"], event.metadata.occurred_at
+        if started:
+            self.metrics.cleanup.conversation(conversation.tenant)
         if conversation.handoff is not None:
             # A person has the conversation: the message reaches them on its topic.
             if new:
@@ -128,6 +135,7 @@ class Agent(OperatorHandlers):
             self.state.save(ctx, conversation)
             return
         if new:
+            self.metrics.cleanup.turn(conversation, text)
             conversation.remember("user", text, at, self.config.history_window)
         turn = Turn(
             correlation_id=str(event.metadata.correlation_id),
@@ -244,6 +252,9 @@ def assemble(
         settings=settings,
         registry=registry,
         assignment_strategy="range",
+        # Its handlers mostly wait on the model: a second's answer at hundreds of turns a
+        # second keeps hundreds of them waiting at once.
+        max_in_flight=AGENT_MAX_IN_FLIGHT,
         emits=[
             "tool_called",
             "response_ready",
@@ -253,6 +264,7 @@ def assemble(
             SUMMARIZED,
             # Written through the runtime's durable publisher, not with the outputs.
             DELTA,
+            "operator_action_handled",
         ],
     )
     store = ChangelogStore(
@@ -273,22 +285,29 @@ def assemble(
     journal = None
     if journals_model_calls(settings, provider):
         journal = Journal(service, settings.agent.journal_topic)
-    metrics = AgentMetrics(service.registry, service.name)
+    metrics = AgentMetrics(service.registry, service.name, settings)
 
     def durable() -> Publisher | None:
         return None if service.running is None else service.running.durable
 
     previews = Previews(settings.agent, durable, PreviewMetrics(service.registry, service.name))
     agent = Agent(settings, provider, store, metrics, tools, journal, previews)
-    service.handler("message_received", name="on_message")(agent.on_message)
-    service.handler("tool_result", name="on_tool_result")(agent.on_tool_result)
-    service.handler("timer_fired", name="on_timer_fired")(agent.on_timer_fired)
-    service.handler("context_updated", name="on_context_updated")(agent.on_context_updated)
-    service.handler("operator_message", name="on_operator_message")(agent.on_operator_message)
-    service.handler("handoff_released", name="on_handoff_released")(agent.on_handoff_released)
-    service.handler("approval_decided", name="on_approval_decided")(agent.on_approval_decided)
+    counted = metrics.cleanup.counting_dead_letters  # dead letters per tenant and version
+    service.handler("message_received", name="on_message")(counted(agent.on_message))
+    service.handler("tool_result", name="on_tool_result")(counted(agent.on_tool_result))
+    service.handler("timer_fired", name="on_timer_fired")(counted(agent.on_timer_fired))
+    service.handler("context_updated", name="on_context_updated")(counted(agent.on_context_updated))
+    service.handler("operator_message", name="on_operator_message")(
+        counted(agent.on_operator_message)
+    )
+    service.handler("handoff_released", name="on_handoff_released")(
+        counted(agent.on_handoff_released)
+    )
+    service.handler("approval_decided", name="on_approval_decided")(
+        counted(agent.on_approval_decided)
+    )
     service.handler("tool_outcome_decided", name="on_tool_outcome_decided")(
-        agent.on_tool_outcome_decided
+        counted(agent.on_tool_outcome_decided)
     )
     service.on_assign(agent.state.recount)
     service.on_revoke(agent.state.recount)

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipeline.config.sections import AgentSettings
+from pipeline.events.model import AGENT_VERSION
 from pipeline.llm.base import ToolCall
 from pipeline.runtime.context import Context
 from pipeline.services.agent import handoff
@@ -119,6 +120,7 @@ class Turns:
                 "arguments_json": json.dumps(dict(arguments)),
                 "timeout_ms": int(self.config.tool_timeout_seconds * 1000),
                 "depth": depth,
+                AGENT_VERSION: self.config.version_label(),
             },
         )
         self.metrics.tool_calls.labels(self.metrics.service, tool).inc()
@@ -149,6 +151,10 @@ class Turns:
         conversation.context_note = None  # the model saw the handoff's note in this turn
         self.metrics.turns[outcome].inc()
         self.replies.answer(conversation, turn, text, ctx, stream_id)
+        question = next(
+            (h["text"] for h in reversed(conversation.history) if h["role"] == "user"), None
+        )
+        self.metrics.cleanup.answered(conversation, question)
 
 
 def _call_id(ctx: Context, index: int) -> str:

@@ -9,14 +9,19 @@
 - **approve / deny / edit** a pending approval: ``approval_decided``; edited arguments
   must be a JSON object the tool's schema (from the tool catalog) accepts, checked here
   with the check the agent makes (:func:`pipeline.toolbox.approvals.edited_arguments`),
-  so a bad edit is refused with the reason before anything is produced.
+  so a bad edit is refused with the reason before anything is produced. A decision
+  carries two notes: ``note``, for the customer (with a denial the model is told it, and
+  answers the user with it), and ``internal_reason``, for operators and the timeline
+  only (never passed to the model).
 - **mark done / mark failed** a tool call whose outcome is unknown:
   ``tool_outcome_decided``, caused by the ``tool_result`` that said unknown, with what the
   operator found (a note) and, optionally, what the tool did (JSON, checked to be JSON).
 
-An action on a conversation, approval or uncertain call the console does not know is
-refused
-(:class:`OperatorActionRefused`, a 4xx with the reason).
+Every action takes the operator's :class:`~pipeline.services.console.access.Access`:
+an operator whose role is below ``agent`` is refused (403) and one of another tenant is
+told the conversation, approval or call does not exist (404), as for one the console
+does not know; nothing is produced (:class:`OperatorActionRefused`, a 4xx with the
+reason).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import Any
 from pipeline.errors import OperatorActionRefused, RejectEvent
 from pipeline.events.model import Event
 from pipeline.runtime.publisher import Publisher
+from pipeline.services.console.access import Access
 from pipeline.services.console.metrics import ConsoleMetrics
 from pipeline.services.console.uncertain import UncertainCall
 from pipeline.services.console.view import ConsoleView, Conversation
@@ -52,8 +58,10 @@ class OperatorActions:
         self.publisher = publisher
         self.ack_timeout = ack_timeout
 
-    async def take(self, operator: str, conversation_id: str) -> Event:
-        conversation = self._conversation(conversation_id)
+    async def take(self, who: Access, conversation_id: str) -> Event:
+        who.require("agent", "take a conversation")
+        operator = who.operator
+        conversation = self._conversation(who, conversation_id)
         if not conversation.handed_off:
             raise OperatorActionRefused(
                 409, "the agent has this conversation: write to it to take it over"
@@ -68,8 +76,9 @@ class OperatorActions:
         }
         return await self._publish("take", "handoff_requested", conversation, data)
 
-    async def reply(self, operator: str, conversation_id: str, text: str) -> Event:
-        conversation = self._conversation(conversation_id)
+    async def reply(self, who: Access, conversation_id: str, text: str) -> Event:
+        who.require("agent", "reply")
+        conversation = self._conversation(who, conversation_id)
         text = text.strip()
         if not text:
             raise OperatorActionRefused(400, "the reply is empty")
@@ -77,29 +86,33 @@ class OperatorActions:
             raise OperatorActionRefused(
                 413, f"the reply is longer than {MAX_TEXT_CHARS} characters"
             )
-        data = {"operator_id": operator, "text": text}
+        data = {"operator_id": who.operator, "text": text}
         return await self._publish("reply", "operator_message", conversation, data)
 
-    async def release(self, operator: str, conversation_id: str, note: str | None) -> Event:
-        conversation = self._conversation(conversation_id)
+    async def release(self, who: Access, conversation_id: str, note: str | None) -> Event:
+        who.require("agent", "give a conversation back")
+        conversation = self._conversation(who, conversation_id)
         if not conversation.handed_off:
             raise OperatorActionRefused(409, "no person has this conversation")
-        data = {"operator_id": operator, "note": (note or "").strip() or None}
+        data = {"operator_id": who.operator, "note": (note or "").strip() or None}
         return await self._publish("release", "handoff_released", conversation, data)
 
     async def decide(
         self,
-        operator: str,
+        who: Access,
         approval_id: str,
         decision: str,
         arguments_json: str | None = None,
         note: str | None = None,
+        internal_reason: str | None = None,
     ) -> Event:
-        approval = self.view.approval(approval_id)
-        if approval is None:
-            raise OperatorActionRefused(
-                404, f"no pending approval {approval_id!r} (decided or expired?)"
-            )
+        """Approve or deny a pending approval; ``note`` is for the customer, the
+        ``internal_reason`` for operators and the timeline only."""
+        who.require("agent", "decide an approval")
+        approval = who.one(
+            self.view.approval(approval_id),
+            f"no pending approval {approval_id!r} (decided or expired?)",
+        )
         if decision not in ("approved", "denied"):
             raise OperatorActionRefused(400, "decision must be approved or denied")
         action = "approve" if decision == "approved" else "deny"
@@ -117,26 +130,28 @@ class OperatorActions:
                     self.metrics.refused.labels("invalid").inc()
                     raise OperatorActionRefused(400, str(exc)) from None
                 edited, action = json.dumps(arguments), "edit"
-        conversation = self._conversation(approval.conversation_id)
+        conversation = self._conversation(who, approval.conversation_id)
         data = {
             "approval_id": approval_id,
             "decision": decision,
-            "operator_id": operator,
+            "operator_id": who.operator,
             "arguments_json": edited,
             "note": (note or "").strip() or None,
+            "internal_reason": (internal_reason or "").strip() or None,
         }
         return await self._publish(action, "approval_decided", conversation, data)
 
     async def mark(
         self,
-        operator: str,
+        who: Access,
         call_id: str,
         outcome: str,
         result_json: str | None = None,
         note: str | None = None,
     ) -> Event:
         """Decide a tool call whose outcome is unknown: ``done`` or ``failed``."""
-        call = self.uncertain(call_id)
+        who.require("agent", "decide an uncertain action")
+        call = self.uncertain(who, call_id)
         if outcome not in OUTCOMES:
             raise OperatorActionRefused(400, "outcome must be done or failed")
         result = (result_json or "").strip() or None
@@ -146,7 +161,7 @@ class OperatorActions:
             except ValueError as exc:
                 self.metrics.refused.labels("invalid").inc()
                 raise OperatorActionRefused(400, f"what the tool did is not JSON: {exc}") from None
-        conversation = self._conversation(call.conversation_id)
+        conversation = self._conversation(who, call.conversation_id)
         if call.tenant != conversation.tenant:
             raise OperatorActionRefused(
                 409, f"call {call_id!r} is of tenant {call.tenant!r}, not the conversation's"
@@ -155,7 +170,7 @@ class OperatorActions:
             "call_id": call.call_id,
             "tool": call.tool,
             "outcome": outcome,
-            "operator_id": operator,
+            "operator_id": who.operator,
             "result_json": result,
             "note": (note or "").strip() or None,
         }
@@ -163,21 +178,17 @@ class OperatorActions:
             f"mark_{outcome}", "tool_outcome_decided", conversation, data, cause=call.result
         )
 
-    def uncertain(self, call_id: str) -> UncertainCall:
-        found = self.view.uncertain_call(call_id)
-        if found is None:
-            raise OperatorActionRefused(
-                404, f"no tool call {call_id!r} waits for a decision (decided already?)"
-            )
-        return found
+    def uncertain(self, who: Access, call_id: str) -> UncertainCall:
+        return who.one(
+            self.view.uncertain_call(call_id),
+            f"no tool call {call_id!r} waits for a decision (decided already?)",
+        )
 
-    def _conversation(self, conversation_id: str) -> Conversation:
-        found = self.view.conversations.get(conversation_id)
-        if found is None:
-            raise OperatorActionRefused(
-                404, f"no conversation {conversation_id!r} in the console's view"
-            )
-        return found
+    def _conversation(self, who: Access, conversation_id: str) -> Conversation:
+        return who.one(
+            self.view.conversations.get(conversation_id),
+            f"no conversation {conversation_id!r} in the console's view",
+        )
 
     async def _publish(
         self,

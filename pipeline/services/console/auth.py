@@ -1,79 +1,60 @@
-"""Who may use the console: operators, their passwords and tokens, sessions, CSRF.
+"""Who may use the console: operators, their credentials, tenants and roles; CSRF.
 
-Passwords are stored as ``scrypt$<n>$<r>$<p>$<salt>$<hash>`` (salt and hash in
-base64, hashlib.scrypt with a 32-byte key), the string ``pipeline console
-hash-password`` prints. A signed-in operator holds a session cookie signed with the
-session secret (itsdangerous, with its age checked); it carries the operator id and a
-per-session CSRF token that every form repeats. Every comparison of a secret is
-constant-time.
+Operators come from the settings (``PIPELINE_CONSOLE__OPERATORS``) and from
+``operators_file`` (a mounted secret), which is read again whenever it changes
+(:meth:`Operators.reload`), so removing an operator from it signs that operator out on
+every replica without a restart, and a changed role or tenant list applies at once. A
+request is an operator's only while that operator is configured: every request looks
+the operator up again (:meth:`Operators.access`).
+
+Password hashes are :mod:`pipeline.services.console.passwords`' (argon2id, scrypt still
+read); sessions are :mod:`pipeline.services.console.sessions`'. Every comparison of a
+secret is constant-time.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 import json
+import logging
+import os
 import secrets
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from itsdangerous import BadSignature, URLSafeTimedSerializer
 from pydantic import TypeAdapter, ValidationError
 
 from pipeline.config import Settings
 from pipeline.config.sections import ConsoleOperator
 from pipeline.errors import ConfigError
+from pipeline.services.console.access import Access
+from pipeline.services.console.passwords import hash_password, verify_password
 
-SCHEME = "scrypt"
-# RFC 7914's interactive parameters: about 16 MiB and some tens of ms per check.
-N, R, P = 2**14, 8, 1
-KEY_BYTES = 32
-SESSION_COOKIE = "pipeline_console"
-_SALT = "pipeline-console-session"
+log = logging.getLogger(__name__)
 
-
-def hash_password(password: str, *, n: int = N, r: int = R, p: int = P) -> str:
-    """The stored form of ``password`` with a fresh random salt."""
-    salt = secrets.token_bytes(16)
-    key = _scrypt(password, salt, n, r, p)
-    return f"{SCHEME}${n}${r}${p}${_b64(salt)}${_b64(key)}"
-
-
-def verify_password(password: str, stored: str) -> bool:
-    """Whether ``password`` matches ``stored`` (False for a malformed hash)."""
-    try:
-        scheme, n, r, p, salt, key = stored.split("$")
-        if scheme != SCHEME:
-            return False
-        expected = base64.b64decode(key, validate=True)
-        found = _scrypt(password, base64.b64decode(salt, validate=True), int(n), int(r), int(p))
-    except ValueError:
-        return False
-    return hmac.compare_digest(found, expected)
-
-
-def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
-    memory = 128 * r * (n + 2) + 1024 * 1024
-    return hashlib.scrypt(
-        password.encode(), salt=salt, n=n, r=r, p=p, maxmem=memory, dklen=KEY_BYTES
-    )
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
+Verifier = Callable[[str, str], bool]
 
 # A check against this keeps an unknown operator's sign-in as slow as a known one's.
 _DUMMY_HASH = hash_password(secrets.token_hex(8))
 
 
 class Operators:
-    """The configured operators: sign-in by password, API access by token."""
+    """The configured operators: sign-in by password, API access by token, and what each
+    may see and do."""
 
-    def __init__(self, operators: Mapping[str, ConsoleOperator]) -> None:
+    def __init__(
+        self,
+        operators: Mapping[str, ConsoleOperator],
+        *,
+        path: Path | None = None,
+        settings_operators: Mapping[str, ConsoleOperator] | None = None,
+        verify: Verifier = verify_password,
+    ) -> None:
         self._operators = dict(operators)
+        self._path = path
+        self._settings_operators = dict(settings_operators or {})
+        self._stamp = _stamp(path) if path is not None else None
+        self.verify = verify
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Operators:
@@ -82,18 +63,27 @@ class Operators:
         path = settings.console.operators_file
         if path is not None:
             operators.update(read_operators_file(path))
-        return cls(operators)
+        return cls(operators, path=path, settings_operators=settings.console.operators)
 
     def __len__(self) -> int:
         return len(self._operators)
+
+    def unscoped(self) -> list[str]:
+        """Operators configured without tenants and role (every tenant, admin)."""
+        return sorted(name for name, entry in self._operators.items() if entry.unscoped)
+
+    def access(self, operator: str) -> Access | None:
+        """What ``operator`` may see and do; None when no such operator is configured."""
+        entry = self._operators.get(operator)
+        return None if entry is None else Access.of(operator, entry)
 
     def check_password(self, operator: str, password: str) -> bool:
         found = self._operators.get(operator)
         stored = found.password_hash if found is not None else None
         if stored is None:
-            verify_password(password, _DUMMY_HASH)
+            self.verify(password, _DUMMY_HASH)
             return False
-        return verify_password(password, stored.get_secret_value())
+        return self.verify(password, stored.get_secret_value())
 
     def operator_for_token(self, token: str) -> str | None:
         """The operator whose token ``token`` is (every token compared, constant-time)."""
@@ -105,12 +95,48 @@ class Operators:
                 found = operator
         return found
 
+    def reload(self) -> bool:
+        """Read ``operators_file`` again if it changed; whether the operators changed. A
+        file that cannot be read or is invalid keeps the operators as they were."""
+        if self._path is None:
+            return False
+        stamp = _stamp(self._path)
+        if stamp == self._stamp:
+            return False
+        try:
+            from_file = read_operators_file(self._path)
+        except ConfigError as exc:
+            log.error("keeping the console's operators as they were: %s", exc)
+            return False
+        self._stamp = stamp
+        operators = {**self._settings_operators, **from_file}
+        if operators == self._operators:
+            return False
+        gone = sorted(self._operators.keys() - operators.keys())
+        self._operators = operators
+        log.info(
+            "console operators read again from %s: %d operators%s",
+            self._path,
+            len(operators),
+            f"; removed (signed out): {', '.join(gone)}" if gone else "",
+        )
+        return True
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_mtime_ns, status.st_size, status.st_ino
+
 
 _OPERATORS = TypeAdapter(dict[str, ConsoleOperator])
 
 
 def read_operators_file(path: Path) -> dict[str, ConsoleOperator]:
-    """``{"<operator>": {"password_hash": ..., "token": ...}}`` from a file (a secret)."""
+    """``{"<operator>": {"password_hash": ..., "token": ..., "tenants": [...],
+    "role": ...}}`` from a file (a secret)."""
     try:
         raw = json.loads(path.read_text())
         return _OPERATORS.validate_python(raw)
@@ -120,48 +146,9 @@ def read_operators_file(path: Path) -> dict[str, ConsoleOperator]:
         reason = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
         raise ConfigError(
             f"PIPELINE_CONSOLE__OPERATORS_FILE {path} is not a JSON object of operators "
-            f'({{"ada": {{"password_hash": "scrypt$..."}}}}): {reason}'
+            f'({{"ada": {{"password_hash": "$argon2id$...", "tenants": ["acme"], '
+            f'"role": "agent"}}}}): {reason}'
         ) from None
-
-
-@dataclass(frozen=True, slots=True)
-class Session:
-    operator: str
-    csrf: str
-
-
-class Sessions:
-    """Signed session cookies that expire ``max_age`` seconds after sign-in."""
-
-    def __init__(self, secret: str, max_age: int) -> None:
-        self._signer = URLSafeTimedSerializer(secret, salt=_SALT)
-        self.max_age = max_age
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Sessions:
-        configured = settings.console.session_secret
-        secret = configured.get_secret_value() if configured else secrets.token_urlsafe(32)
-        return cls(secret, settings.console.session_max_age_seconds)
-
-    def new(self, operator: str) -> tuple[Session, str]:
-        """A fresh session for ``operator`` and its cookie value."""
-        session = Session(operator, secrets.token_urlsafe(24))
-        return session, self._signer.dumps({"op": session.operator, "csrf": session.csrf})
-
-    def read(self, cookie: str | None) -> Session | None:
-        """The session of a cookie, or None when absent, forged or expired."""
-        if not cookie:
-            return None
-        try:
-            data = self._signer.loads(cookie, max_age=self.max_age)
-        except BadSignature:  # SignatureExpired is a BadSignature
-            return None
-        if not isinstance(data, dict):
-            return None
-        operator, csrf = data.get("op"), data.get("csrf")
-        if not isinstance(operator, str) or not isinstance(csrf, str):
-            return None
-        return Session(operator, csrf)
 
 
 def same_token(given: str | None, expected: str) -> bool:

@@ -2,8 +2,11 @@
 
 :class:`Guard` is ASGI middleware in front of every route, so a route added later is
 guarded without anyone remembering to. A request is an operator's when it carries a
-valid session cookie or ``Authorization: Bearer <operator token>``; otherwise a page
-(GET asking for HTML) is redirected to the sign-in page and anything else gets 401.
+valid session cookie (signed, not expired, not signed out: :mod:`.sessions`) of an
+operator still configured, or ``Authorization: Bearer <operator token>``; otherwise a
+page (GET asking for HTML) is redirected to the sign-in page and anything else gets 401.
+The operator's :class:`~pipeline.services.console.access.Access` (tenants and role) is
+put on the request for the routes (:data:`~pipeline.services.console.access.Scope`).
 Only :data:`PUBLIC` paths are open: the sign-in page and the probes.
 
 Every request with another method than GET/HEAD must come from the console's own
@@ -13,30 +16,31 @@ session's CSRF token, as the form field ``csrf_token`` or the header ``X-CSRF-To
 The body is read here for that (bounded) and replayed to the app
 (:mod:`pipeline.http.body`). A bearer-token request needs no CSRF token: browsers never
 attach it on their own.
+
+A refusal is ``{"error": reason}``, or the error page (``error_page``) for a browser
+(a request that accepts ``text/html``).
 """
 
 from __future__ import annotations
 
 import urllib.parse
+from collections.abc import Callable
 
 from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect, cookie_parser
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pipeline.http.body import read_body, replay, send_json, send_response
-from pipeline.services.console.auth import (
-    SESSION_COOKIE,
-    Operators,
-    Sessions,
-    cross_site,
-    same_token,
-)
+from pipeline.services.console.auth import Operators, cross_site, same_token
 from pipeline.services.console.metrics import ConsoleMetrics
+from pipeline.services.console.sessions import SESSION_COOKIE, Sessions
 
 PUBLIC = frozenset({"/signin", "/healthz", "/readyz"})
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 MAX_FORM_BYTES = 256 * 1024
 NO_STORE = (b"cache-control", b"no-store")
+SIGN_IN_FIRST = "sign in first (session cookie or bearer token)"
 
 
 class Guard:
@@ -48,8 +52,11 @@ class Guard:
         sessions: Sessions,
         metrics: ConsoleMetrics,
         allowed_origins: frozenset[str],
+        error_page: Callable[[int, str], Response] | None = None,
     ) -> None:
+        """``error_page`` answers a browser's refused request (status, reason) with a page."""
         self.app = app
+        self.error_page = error_page
         self.operators = operators
         self.sessions = sessions
         self.metrics = metrics
@@ -72,23 +79,27 @@ class Guard:
             )
             if why is not None:
                 self.metrics.refused.labels("cross_site").inc()
-                await _json(send, 403, why)
+                await self._refuse(send, headers, 403, why)
                 return
         if path in PUBLIC:
             await self.app(scope, receive, send)
             return
         session = self.sessions.read(cookie_parser(headers.get("cookie", "")).get(SESSION_COOKIE))
         operator = session.operator if session is not None else self._bearer(headers)
-        if operator is None:
+        # Looked up on every request: a removed operator's cookie lets no one in.
+        access = self.operators.access(operator) if operator is not None else None
+        if access is None:
             self.metrics.refused.labels("unauthenticated").inc()
             if method == "GET" and "text/html" in headers.get("accept", "") and path != "/stream":
                 target = urllib.parse.quote(path + _query(scope), safe="")
                 await _redirect(send, f"/signin?next={target}")
             else:
-                await _json(send, 401, "sign in first (session cookie or bearer token)")
+                await self._refuse(send, headers, 401, SIGN_IN_FIRST)
             return
         state = scope.setdefault("state", {})
-        state["operator"] = operator
+        state["operator"] = access.operator
+        state["access"] = access
+        state["session"] = session
         state["csrf"] = session.csrf if session is not None else None
         if method in SAFE_METHODS or session is None:
             await self.app(scope, receive, send)
@@ -99,20 +110,34 @@ class Guard:
             return
         if body is None:
             self.metrics.refused.labels("invalid").inc()
-            await _json(send, 413, f"form larger than {MAX_FORM_BYTES} bytes")
+            await self._refuse(send, headers, 413, f"form larger than {MAX_FORM_BYTES} bytes")
             return
         given = headers.get("x-csrf-token") or _form_field(headers, body, "csrf_token")
         if not same_token(given, session.csrf):
             self.metrics.refused.labels("csrf_token").inc()
-            await _json(send, 403, "missing or wrong CSRF token: reload the page and try again")
+            reason = "missing or wrong CSRF token: reload the page and try again"
+            await self._refuse(send, headers, 403, reason)
             return
         await self.app(scope, replay(body, receive), send)
+
+    async def _refuse(self, send: Send, headers: Headers, status: int, reason: str) -> None:
+        if self.error_page is None or "text/html" not in headers.get("accept", ""):
+            await send_json(send, status, {"error": reason}, [NO_STORE])
+            return
+        await send_response_object(send, self.error_page(status, reason))
 
     def _bearer(self, headers: Headers) -> str | None:
         scheme, _, token = headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return None
         return self.operators.operator_for_token(token.strip())
+
+
+async def send_response_object(send: Send, response: Response) -> None:
+    """Send a whole, already rendered Starlette response (headers and body)."""
+    start = {"type": "http.response.start", "status": response.status_code}
+    await send({**start, "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": bytes(response.body)})
 
 
 def _query(scope: Scope) -> str:
@@ -125,10 +150,6 @@ def _form_field(headers: Headers, body: bytes, name: str) -> str | None:
         return None
     values = urllib.parse.parse_qs(body.decode("utf-8", "replace")).get(name)
     return values[0] if values else None
-
-
-async def _json(send: Send, status: int, reason: str) -> None:
-    await send_json(send, status, {"error": reason}, [NO_STORE])
 
 
 async def _redirect(send: Send, location: str) -> None:

@@ -20,7 +20,7 @@ ACTIONS = (
     "mark_failed",
     "redrive",
 )
-REFUSALS = ("unauthenticated", "cross_site", "csrf_token", "invalid")
+REFUSALS = ("unauthenticated", "cross_site", "csrf_token", "invalid", "forbidden")
 
 
 class ConsoleMetrics:
@@ -36,13 +36,15 @@ class ConsoleMetrics:
         )
         self.signins = Counter(
             "pipeline_console_signins_total",
-            "Sign-in attempts on the console, by result (success, failure).",
+            "Sign-in attempts on the console, by result (success, failure, limited: past "
+            "the sign-in rate, no password checked).",
             ["result"],
             registry=registry,
         )
         self.refused = Counter(
             "pipeline_console_refused_requests_total",
-            "Requests refused, by reason (unauthenticated, cross_site, csrf_token, invalid).",
+            "Requests refused, by reason (unauthenticated, cross_site, csrf_token, invalid, "
+            "forbidden: an action the operator's role does not allow).",
             ["reason"],
             registry=registry,
         )
@@ -54,7 +56,7 @@ class ConsoleMetrics:
         # Every series from the start at 0, so rates and alerts see the first one.
         for action in ACTIONS:
             self.actions.labels(action)
-        for result in ("success", "failure"):
+        for result in ("success", "failure", "limited"):
             self.signins.labels(result)
         for reason in REFUSALS:
             self.refused.labels(reason)

@@ -33,6 +33,7 @@ class ConsoleServer:
             drain_timeout_seconds=settings.drain_timeout_seconds,
             on_exit=self.console.readiness.stop,
             limits=settings.http,
+            loop=settings.event_loop,
         )
 
     def run_forever(self) -> int:
@@ -47,7 +48,7 @@ class ConsoleServer:
                     settings.metrics_host,
                     settings.metrics_port,
                     healthy=lambda: (True, "serving"),
-                    ready=self.console.readiness.verdict,
+                    ready=self.console.ready,
                 )
         except ConfigError as exc:
             log.error("cannot start: %s", exc)

@@ -13,9 +13,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
-import aiohttp
 import httpx
-from httpx_aiohttp import AiohttpTransport
 from opentelemetry.trace import SpanKind
 
 from pipeline.channels.email.outbound import EmailSender
@@ -26,6 +24,7 @@ from pipeline.channels.web.stream_sender import StreamSender, WebReplies
 from pipeline.channels.whatsapp.outbound import WhatsAppSender
 from pipeline.config import Settings
 from pipeline.config.sections import DeliverySettings
+from pipeline.egress import EgressPolicy, guarded_client
 from pipeline.events.model import Event
 from pipeline.runtime.publisher import Publisher
 from pipeline.runtime.spans import failed, span
@@ -58,33 +57,29 @@ def default_senders(
 
 
 def http_client(section: DeliverySettings) -> httpx.AsyncClient:
-    """The HTTP client the channel adapters share: httpx's interface on aiohttp's pool.
+    """The HTTP client the channel adapters share: httpx's interface on aiohttp's pool,
+    through the egress policy (:mod:`pipeline.egress`).
 
     The adapters speak httpx (requests, responses, its errors), but the requests go out
     through aiohttp (``httpx-aiohttp``): httpcore's pool checks every pooled connection's
     socket on each request and parses HTTP in Python, which made the HTTP client most of
     the delivery service's CPU per response, and the service the first to saturate. The
     pool holds as many connections as the channels may use at once, so under load a
-    connection is reused instead of closed after its request and opened again.
+    connection is reused instead of closed after its request and opened again. Every
+    connection goes to a checked address: public, or in ``api_allowed_networks``; no
+    redirect is followed; the environment's proxy is used only with
+    ``proxy_from_environment``.
     """
     connections = sum(section.concurrent_sends(channel) for channel in HTTP_CHANNELS)
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-
-    def session() -> aiohttp.ClientSession:
-        # Made on the first request, inside the running loop. trust_env: proxies from
-        # HTTP(S)_PROXY and NO_PROXY, as a plain httpx client takes them.
-        connector = aiohttp.TCPConnector(
-            limit=connections,
-            keepalive_timeout=limits.keepalive_expiry,
-            ssl=httpx.create_ssl_context(),
-        )
-        return aiohttp.ClientSession(connector=connector, trust_env=True)
-
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(section.timeout_seconds),
+    # The base URLs come from the settings, whatever their scheme: only addresses matter.
+    policy = EgressPolicy.of(True, section.api_allowed_networks)
+    return guarded_client(
+        policy,
+        timeout=section.timeout_seconds,
         headers={"User-Agent": "pipeline-delivery"},
         limits=limits,
-        transport=AiohttpTransport(client=session),
+        trust_env=section.proxy_from_environment,
     )
 
 

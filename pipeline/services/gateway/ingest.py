@@ -130,10 +130,10 @@ class Gateway:
             raise BrokerUnavailableError("the gateway's Kafka producer is not running yet")
         # Build and encode every event first: one that does not fit its schema refuses
         # the request before anything of it is produced.
-        events = [(inbound, self._build(publisher, inbound)) for inbound in parsed.events]
+        events = [(inbound, *self._build(publisher, inbound)) for inbound in parsed.events]
         answers: list[AcceptedEvent] = []
-        for inbound, event in events:
-            produce = functools.partial(self._publish, publisher, event, traceparent)
+        for inbound, event, value in events:
+            produce = functools.partial(self._publish, publisher, event, value, traceparent)
             if inbound.event_id is None:
                 await produce()
                 fresh = True
@@ -156,7 +156,8 @@ class Gateway:
         body = Accepted(status=status, events=answers, ignored=list(parsed.ignored))
         return JSONResponse(body.model_dump(), status_code=code)
 
-    def _build(self, publisher: Publisher, inbound: Inbound) -> Event:
+    def _build(self, publisher: Publisher, inbound: Inbound) -> tuple[Event, bytes]:
+        """The event and its encoded value (encoding it checks it fits its schema)."""
         event = publisher.build(
             inbound.event_type,
             inbound.data,
@@ -164,11 +165,15 @@ class Gateway:
             tenant_id=inbound.tenant_id,
             event_id=inbound.event_id,
         )
-        publisher.serde.encode(event)  # raises EventValidationError; nothing produced yet
-        return event
+        value = publisher.serde.encode(event)  # raises EventValidationError; nothing produced
+        return event, value
 
-    async def _publish(self, publisher: Publisher, event: Event, traceparent: str | None) -> None:
-        await publisher.publish_event(event, traceparent=traceparent, ack_timeout=self.ack_timeout)
+    async def _publish(
+        self, publisher: Publisher, event: Event, value: bytes, traceparent: str | None
+    ) -> None:
+        await publisher.publish_event(
+            event, traceparent=traceparent, ack_timeout=self.ack_timeout, encoded=value
+        )
         self.metrics.produced.labels(self.name, self.settings.topic(event.type), event.type).inc()
 
 

@@ -57,6 +57,7 @@ class GatewayServer:
             drain_timeout_seconds=self.settings.drain_timeout_seconds,
             on_exit=self.gateway.readiness.stop,
             limits=self.settings.http,
+            loop=self.settings.event_loop,
         )
 
     def health_server(self) -> HealthServer | None:

@@ -50,7 +50,7 @@ async def client(request: pytest.FixtureRequest) -> Any:
     if request.param == "httpx":
         made = httpx.AsyncClient(timeout=5)
     else:
-        made = http_client(DeliverySettings(timeout_seconds=5))
+        made = http_client(DeliverySettings(timeout_seconds=5, api_allowed_networks=LOOPBACK))
     async with made as c:
         yield c
 
@@ -83,6 +83,7 @@ def ok(body: dict[str, Any], status: int = 200, **headers: str) -> Answer:
 # --------------------------------------------------------------------------- web
 
 # The local receivers listen on 127.0.0.1 over http: the development policy allows it.
+LOOPBACK: list[Any] = ["127.0.0.0/8"]
 DEV = EgressPolicy.of(True, ["127.0.0.0/8"])
 SECRET = "whsec-unit"
 
@@ -185,16 +186,20 @@ async def test_web_keeps_a_tenant_to_its_allowed_origins(serve: Any, callbacks: 
     assert isinstance(await listed.send(response("web", f"{receiver.url}/x")), Sent)
 
 
-async def test_the_delivery_client_takes_its_proxy_from_the_environment(
+async def test_the_delivery_client_takes_its_proxy_from_the_environment_when_told(
     serve: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The shared client of the channel APIs (Slack, WhatsApp) honours HTTP(S)_PROXY as a
-    plain httpx client does; web callbacks never use it (nor any proxy)."""
+    """With proxy_from_environment, the shared client of the channel APIs (Slack,
+    WhatsApp) honours HTTP(S)_PROXY as a plain httpx client does; web callbacks never use
+    it (nor any proxy)."""
     proxy = serve(ok({}))
     for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("http_proxy", proxy.url)
-    async with http_client(DeliverySettings(timeout_seconds=5)) as delivery_client:
+    section = DeliverySettings(
+        timeout_seconds=5, proxy_from_environment=True, api_allowed_networks=LOOPBACK
+    )
+    async with http_client(section) as delivery_client:
         answer = await delivery_client.post("http://api.channel.test/send", json={})
     assert answer.status_code == 200
     [seen] = proxy.seen

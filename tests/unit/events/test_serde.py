@@ -71,6 +71,7 @@ FIELDS: dict[str, dict[str, Any]] = {
         "arguments_json": '{"order_id": "1234"}',
         "timeout_ms": 5000,
         "depth": 1,
+        "agent_version": "1.4.0",
     },
     "tool_result": {
         "call_id": "call-7",
@@ -87,6 +88,7 @@ FIELDS: dict[str, dict[str, Any]] = {
         "proactive": False,
         "ingress_at": OCCURRED,
         "stream_id": uuid.UUID("7d1f0c2e-5b3a-4c6d-9e8f-1a2b3c4d5e6f"),
+        "agent_version": "1.4.0",
     },
     "response_delta": {
         "stream_id": uuid.UUID("7d1f0c2e-5b3a-4c6d-9e8f-1a2b3c4d5e6f"),
@@ -95,12 +97,14 @@ FIELDS: dict[str, dict[str, Any]] = {
         "interrupted": False,
         "reply_to": ADDRESS,
         "ingress_at": OCCURRED,
+        "agent_version": "1.4.0",
     },
     "history_summarized": {
         "summary": "Summary of the earlier conversation:\n- user: my order is #1234",
         "folded_messages": 12,
         "folded_tokens": 3400,
         "budget_tokens": 120000,
+        "agent_version": "1.4.0",
     },
     "delivery_status": {
         "response_id": uuid.UUID("0b7e6a4c-1f2d-4e3a-8b9c-0d1e2f3a4b5c"),
@@ -129,6 +133,7 @@ FIELDS: dict[str, dict[str, Any]] = {
         "due_at": LATER,
         "purpose": "follow_up",
         "payload_json": '{"nudge": 1}',
+        "agent_version": "1.4.0",
     },
     "timer_fired": {
         "timer_id": "follow-up-conv-web-42",
@@ -141,6 +146,7 @@ FIELDS: dict[str, dict[str, Any]] = {
         "reason": "the user asked for a person ('real person')",
         "operator_id": None,
         "user_text": "I want a real person",
+        "agent_version": "1.4.0",
     },
     "operator_message": {"operator_id": "op-ada", "text": "Hi, Ada here. Let me check."},
     "handoff_released": {"operator_id": "op-ada", "note": "Refund issued; ticket closed."},
@@ -151,6 +157,7 @@ FIELDS: dict[str, dict[str, Any]] = {
         "arguments_json": '{"order": "1234", "amount": 20}',
         "reason": "The user asked for a refund.",
         "expires_at": LATER,
+        "agent_version": "1.4.0",
     },
     "approval_decided": {
         "approval_id": "approval_0123456789abcdef01234567",
@@ -158,6 +165,14 @@ FIELDS: dict[str, dict[str, Any]] = {
         "operator_id": "op-ada",
         "arguments_json": '{"order": "1234", "amount": 15}',
         "note": None,
+        "internal_reason": "the amount was checked with the customer",
+    },
+    "operator_action_handled": {
+        "action": "handoff_released",
+        "operator_id": "op-ada",
+        "outcome": "ignored",
+        "reason": "no person has this conversation",
+        "agent_version": "1.2.3",
     },
     "tool_outcome_decided": {
         "call_id": "call_42",

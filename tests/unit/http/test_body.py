@@ -16,10 +16,12 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message
 
+from pipeline.config.sections import ConsoleOperator
 from pipeline.http.body import BodyLimit, read_body, replay
-from pipeline.services.console.auth import SESSION_COOKIE, Operators, Sessions
+from pipeline.services.console.auth import Operators
 from pipeline.services.console.guard import Guard
 from pipeline.services.console.metrics import ConsoleMetrics
+from pipeline.services.console.sessions import SESSION_COOKIE, Sessions
 
 CHUNKS = [b"one ", b"two ", b"three"]
 
@@ -135,7 +137,7 @@ async def test_the_console_guard_replays_the_form_the_same_way() -> None:
     session, cookie = sessions.new("ada")
     guard = Guard(
         APP,
-        operators=Operators({}),
+        operators=Operators({"ada": ConsoleOperator(token="tok-ada")}),
         sessions=sessions,
         metrics=ConsoleMetrics(CollectorRegistry(), "console"),
         allowed_origins=frozenset(),

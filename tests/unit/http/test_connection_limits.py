@@ -9,15 +9,24 @@ import json
 import time
 from collections.abc import AsyncIterator
 
+import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from pipeline.config.sections import HttpServerSettings
+from pipeline.http.connection_limits import (
+    GuardedH11Protocol,
+    GuardedHttpToolsProtocol,
+    guarded_protocol,
+)
 from pipeline.http.server import GracefulServer
 
 REQUEST = b"GET /ok HTTP/1.1\r\nHost: test\r\n\r\n"
+
+# Every limit holds with either parser the servers may use.
+pytestmark = pytest.mark.parametrize("parser", ["httptools", "h11"])
 
 
 async def ok(request: Request) -> JSONResponse:
@@ -65,8 +74,10 @@ async def closed_after(reader: asyncio.StreamReader) -> float:
     return time.monotonic() - started
 
 
-async def test_a_connection_that_never_finishes_its_headers_gets_408_and_is_closed() -> None:
-    async with serving(header_timeout_seconds=0.5) as port:
+async def test_a_connection_that_never_finishes_its_headers_gets_408_and_is_closed(
+    parser: str,
+) -> None:
+    async with serving(parser=parser, header_timeout_seconds=0.5) as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         started = time.monotonic()
         writer.write(b"GET /ok HTTP/1.1\r\nHost: te")
@@ -81,15 +92,15 @@ async def test_a_connection_that_never_finishes_its_headers_gets_408_and_is_clos
         writer.close()
 
 
-async def test_a_connection_that_sends_nothing_is_closed_at_the_header_timeout() -> None:
-    async with serving(header_timeout_seconds=0.3) as port:
+async def test_a_connection_that_sends_nothing_is_closed_at_the_header_timeout(parser: str) -> None:
+    async with serving(parser=parser, header_timeout_seconds=0.3) as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         assert await closed_after(reader) < 3
         writer.close()
 
 
-async def test_headers_in_time_are_answered_however_long_the_app_takes() -> None:
-    async with serving(header_timeout_seconds=0.3) as port:
+async def test_headers_in_time_are_answered_however_long_the_app_takes(parser: str) -> None:
+    async with serving(parser=parser, header_timeout_seconds=0.3) as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"GET /ok?sleep=0.8 HTTP/1.1\r\nHost: test\r\n\r\n")
         status, _, body = await read_answer(reader)
@@ -102,8 +113,10 @@ async def test_headers_in_time_are_answered_however_long_the_app_takes() -> None
         writer.close()
 
 
-async def test_an_idle_kept_alive_connection_is_closed_after_the_keep_alive_timeout() -> None:
-    async with serving(header_timeout_seconds=30, keep_alive_seconds=1) as port:
+async def test_an_idle_kept_alive_connection_is_closed_after_the_keep_alive_timeout(
+    parser: str,
+) -> None:
+    async with serving(parser=parser, header_timeout_seconds=30, keep_alive_seconds=1) as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(REQUEST)
         assert (await read_answer(reader))[0] == 200
@@ -111,8 +124,10 @@ async def test_an_idle_kept_alive_connection_is_closed_after_the_keep_alive_time
         writer.close()
 
 
-async def test_a_request_past_the_connection_cap_is_503_with_a_reason_and_retry_after() -> None:
-    async with serving(max_connections=2, header_timeout_seconds=30) as port:
+async def test_a_request_past_the_connection_cap_is_503_with_a_reason_and_retry_after(
+    parser: str,
+) -> None:
+    async with serving(parser=parser, max_connections=2, header_timeout_seconds=30) as port:
         held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
         await asyncio.sleep(0.1)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -130,3 +145,10 @@ async def test_a_request_past_the_connection_cap_is_503_with_a_reason_and_retry_
         assert (await read_answer(first_reader))[0] == 200
         for _, held_writer in held:
             held_writer.close()
+
+
+def test_auto_picks_the_httptools_parser_when_it_is_installed(parser: str) -> None:
+    assert GuardedHttpToolsProtocol is not None
+    assert guarded_protocol("auto") is GuardedHttpToolsProtocol
+    expected = GuardedHttpToolsProtocol if parser == "httptools" else GuardedH11Protocol
+    assert guarded_protocol(parser) is expected

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import threading
@@ -48,8 +49,6 @@ class FakeOpenAI:
     replies: list[Reply] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
     authorizations: list[str | None] = field(default_factory=list)
-    answering: int = 0
-    most_at_once: int = 0
 
     def app(self) -> FastAPI:
         app = FastAPI()
@@ -59,13 +58,8 @@ class FakeOpenAI:
             self.requests.append(await request.json())
             self.authorizations.append(request.headers.get("authorization"))
             reply = self.replies.pop(0) if self.replies else Reply(500, {"error": "no script"})
-            self.answering += 1
-            self.most_at_once = max(self.most_at_once, self.answering)
-            try:
-                if reply.delay:
-                    await asyncio.sleep(reply.delay)
-            finally:
-                self.answering -= 1
+            if reply.delay:
+                await asyncio.sleep(reply.delay)
             return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
 
         return app
@@ -125,7 +119,7 @@ def provider_for(base_url: str, registry: CollectorRegistry, **overrides: Any) -
         api_key="sk-test",
         backoff_initial_seconds=0.01,
         backoff_max_seconds=0.05,
-        **overrides,
+        **{"allowed_networks": ["127.0.0.0/8"], **overrides},
     )
     provider = create_provider(settings, registry=registry, service="agent")
     assert isinstance(provider, OpenAIProvider)
@@ -303,24 +297,6 @@ async def test_a_timeout_on_every_attempt_fails(fake: tuple[FakeOpenAI, str]) ->
         await provider.aclose()
 
 
-@pytest.mark.parametrize("connections", [2, 5])
-async def test_requests_at_the_model_at_once_are_llm_max_connections(
-    fake: tuple[FakeOpenAI, str], connections: int
-) -> None:
-    server, base_url = fake
-    server.replies = [
-        Reply(body=completion({"role": "assistant", "content": "ok"}), delay=0.3) for _ in range(5)
-    ]
-    provider = provider_for(base_url, CollectorRegistry(), max_connections=connections)
-    try:
-        asked = [provider.complete(ChatRequest((ChatMessage("user", "hi"),))) for _ in range(5)]
-        answers = await asyncio.gather(*asked)
-    finally:
-        await provider.aclose()
-    assert [a.text for a in answers] == ["ok"] * 5
-    assert server.most_at_once == connections
-
-
 async def test_a_client_error_is_not_retried(fake: tuple[FakeOpenAI, str]) -> None:
     server, base_url = fake
     server.replies = [Reply(400, {"error": {"message": "model not found"}})]
@@ -354,3 +330,62 @@ def test_an_unknown_provider_is_a_config_error() -> None:
 
 def test_the_api_key_is_not_printed() -> None:
     assert "sk-secret" not in repr(LLMSettings(api_key="sk-secret"))
+
+
+class HeldCompletions:
+    """A minimal chat-completions server that holds every request until ``expected`` are
+    in progress at once (or ``patience`` passed), then answers them all; it counts the
+    most requests it held at once."""
+
+    def __init__(self, expected: int, patience: float = 5.0) -> None:
+        self.expected, self.patience = expected, patience
+        self.held = self.most_held = 0
+        self.all_in: asyncio.Event = asyncio.Event()
+        self.port = 0
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        body = json.dumps(completion({"role": "assistant", "content": "ok"})).encode()
+        answer = (
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":", 1)[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                await reader.readexactly(length)
+                self.held += 1
+                self.most_held = max(self.most_held, self.held)
+                if self.held >= self.expected:
+                    self.all_in.set()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.all_in.wait(), self.patience)
+                self.held -= 1
+                writer.write(answer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+
+@pytest.mark.parametrize(("max_connections", "expected"), [(None, 300), (40, 40)])
+async def test_hundreds_of_calls_wait_on_the_model_at_once(
+    max_connections: int | None, expected: int
+) -> None:
+    server_state = HeldCompletions(expected, patience=0.5 if max_connections else 10.0)
+    server = await asyncio.start_server(server_state.serve, "127.0.0.1", 0, backlog=1024)
+    port = server.sockets[0].getsockname()[1]
+    overrides = {} if max_connections is None else {"max_connections": max_connections}
+    provider = provider_for(f"http://127.0.0.1:{port}/v1", CollectorRegistry(), **overrides)
+    request = ChatRequest(system="", messages=(ChatMessage("user", "hi"),), tools=())
+    try:
+        answers = await asyncio.gather(*(provider.complete(request) for _ in range(300)))
+    finally:
+        await provider.aclose()
+        server.close()
+    assert [a.text for a in answers] == ["ok"] * 300
+    # The default pool holds all 300 at once; a smaller one bounds them.
+    assert server_state.most_held == expected

@@ -40,6 +40,7 @@ def provider_for(base_url: str, registry: CollectorRegistry, **overrides: Any) -
         api_key="sk-test",
         backoff_initial_seconds=0.01,
         backoff_max_seconds=0.02,
+        allowed_networks=["127.0.0.0/8"],  # the local server stands in for the model
         **overrides,
     )
     provider = create_provider(settings, registry=registry, service="agent")

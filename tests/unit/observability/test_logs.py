@@ -13,7 +13,7 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from pipeline.events.model import Event
-from pipeline.observability.logs import log_handler
+from pipeline.observability.logs import configure_logging, log_handler
 from pipeline.observability.otel import OBSERVE
 from pipeline.observability.tracing import parent_trace
 from pipeline.runtime.context import Context
@@ -147,3 +147,18 @@ def test_text_lines_are_as_before() -> None:
     finally:
         logger.removeHandler(handler)
     assert stream.getvalue().rstrip().endswith(" WARNING pipeline.test_otel_logs.text: plain words")
+
+
+@pytest.mark.parametrize(("level", "httpx_level"), [("INFO", logging.WARNING), ("DEBUG", 0)])
+def test_httpx_request_lines_are_kept_for_debugging_only(level: str, httpx_level: int) -> None:
+    root, httpx_logger = logging.getLogger(), logging.getLogger("httpx")
+    saved = root.handlers[:], root.level, httpx_logger.level
+    root.handlers.clear()
+    httpx_logger.setLevel(logging.NOTSET)
+    try:
+        configure_logging(level, "text")
+        assert httpx_logger.level == httpx_level
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        httpx_logger.setLevel(saved[2])

@@ -38,6 +38,7 @@ SKIPPED = {
     ("docs/own-agent.md", "starts the whole stack"),
     ("docs/testing.md", "runs the whole test suite"),
     ("docs/deploy/helm.md", "needs Docker, helm and a Kubernetes cluster"),
+    ("docs/deploy/helm.md", "builds helm on first use (minutes): the deploy tier runs it"),
     ("docs/deploy/compose.md", "needs Docker"),
     ("docs/performance.md", "a benchmark (minutes of load on a broker of its own)"),
     ("docs/performance.md", "a benchmark (minutes of load)"),

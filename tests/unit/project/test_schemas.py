@@ -31,6 +31,7 @@ EVENT_TYPES = [
     "approval_requested",
     "approval_decided",
     "tool_outcome_decided",
+    "operator_action_handled",
     "web_outgoing",
     "response_delta",
     "history_summarized",

@@ -41,6 +41,17 @@ def test_equal_outputs_are_no_difference_whatever_their_times() -> None:
     )
 
 
+def test_another_agent_version_alone_is_no_difference() -> None:
+    question = incoming("hi")
+    old = emitted(question, 0, "response_ready", {"text": "Hello!", "agent_version": "1.0"})
+    new = emitted(question, 0, "response_ready", {"text": "Hello!", "agent_version": "2.0"})
+    assert not compare("c1", [question], [old], [new]).changed
+    louder = emitted(question, 0, "response_ready", {"text": "HELLO!", "agent_version": "2.0"})
+    [changed] = compare("c1", [question], [old], [louder]).changes()
+    assert changed.kinds() == ["response_ready.text"]
+    assert "agent_version" not in changed.unified()
+
+
 def test_a_changed_text_is_a_labelled_unified_diff() -> None:
     question = incoming("hi")
     diff = compare("c1", [question], [reply(question, "Hello!")], [reply(question, "HELLO!")])

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from pipeline.runtime.service import GC_YOUNG_THRESHOLD, tune_gc
+from pipeline.config import Settings
+from pipeline.runtime.service import GC_YOUNG_THRESHOLD, Service, tune_gc
 
 
 @pytest.fixture
@@ -35,3 +36,10 @@ def test_freezes_what_start_up_allocated(restore_gc: None) -> None:
     tune_gc()
     assert gc.get_freeze_count() > 0
     assert not any(obj is survivor for obj in gc.get_objects())
+
+
+def test_a_service_may_raise_the_in_flight_default_and_the_setting_still_wins() -> None:
+    assert Service("waits", settings=Settings()).settings.max_in_flight == 256
+    assert Service("waits", settings=Settings(), max_in_flight=1024).settings.max_in_flight == 1024
+    chosen = Settings(max_in_flight=8)
+    assert Service("waits", settings=chosen, max_in_flight=1024).settings.max_in_flight == 8

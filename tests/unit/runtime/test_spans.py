@@ -19,7 +19,9 @@ from pipeline.events.model import Event
 from pipeline.events.serde import SingleObjectSerde
 from pipeline.observability.otel import OBSERVE
 from pipeline.observability.tracing import event_traceparent, parent_trace
+from pipeline.partitioner import partition_for
 from pipeline.runtime.context import Context
+from pipeline.runtime.memory_transport import MemoryBroker, MemoryProducer
 from pipeline.runtime.publisher import Publisher
 from pipeline.runtime.service import Service
 from pipeline.services.echo import build as build_echo
@@ -192,3 +194,53 @@ async def test_a_gateway_request_is_a_server_span_parent_of_its_sends(
     assert unauthorised.parent is None
     assert unauthorised.attributes is not None
     assert unauthorised.attributes["http.response.status_code"] == 401
+
+
+async def test_a_send_span_ends_when_acknowledged_naming_the_partition_and_offset(
+    spans: InMemorySpanExporter,
+) -> None:
+    async with TestService(build_echo()) as svc:
+        svc.broker.hold_acknowledgements()
+        await svc.send("message_received", chat("one"), conversation_id="c1")
+        await svc.send("message_received", chat("two"), conversation_id="c7")
+        await svc.until(lambda: len(svc.broker.records("response_ready")) == 2, "both replies")
+        assert not [s for s in spans.get_finished_spans() if s.name == "send response_ready"], (
+            "a send span lasts until the broker acknowledged its record"
+        )
+        svc.broker.release_acknowledgements()
+        await svc.settle()
+        outgoing = svc.broker.records("response_ready")
+    sends = [s for s in spans.get_finished_spans() if s.name == "send response_ready"]
+    assert len(sends) == 2
+    where = {traceparent(s): s.attributes for s in sends}
+    for record in outgoing:
+        attributes = where[header(record)]
+        assert attributes is not None
+        assert attributes["messaging.kafka.destination.partition"] == record.partition()
+        assert attributes["messaging.kafka.message.offset"] == record.offset()
+
+
+async def test_a_published_events_send_span_names_its_partition(
+    spans: InMemorySpanExporter,
+) -> None:
+    settings = Settings(metrics_port=0)
+    serde = SingleObjectSerde(SchemaCatalog.load(bundled_dir("schemas")))
+    broker = MemoryBroker(lambda _topic: 8)
+    publisher = Publisher(settings, MemoryProducer(broker, asyncio.get_running_loop()), serde, "op")
+    for conversation in ("c1", "c2", "c3"):
+        await publisher.publish(
+            "operator_message",
+            {"operator_id": "ada", "text": "hi"},
+            conversation_id=conversation,
+            tenant_id="t1",
+        )
+    records = broker.records("operator_message")
+    assert len({r.partition() for r in records}) > 1, "the conversations land apart"
+    sends = {traceparent(s): s for s in spans.get_finished_spans() if s.kind == SpanKind.PRODUCER}
+    for record in records:
+        attributes = sends[header(record)].attributes
+        assert attributes is not None
+        assert attributes["messaging.kafka.destination.partition"] == record.partition()
+        assert attributes["messaging.kafka.destination.partition"] == partition_for(
+            record.key() or "", 8
+        )

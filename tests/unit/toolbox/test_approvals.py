@@ -8,7 +8,8 @@ from datetime import timedelta
 from typing import Any
 
 from pipeline.events.model import Event
-from tests.unit.services.agent.agent_support import running_agent
+from pipeline.llm import Completion
+from tests.unit.services.agent.agent_support import ScriptedProvider, call, running_agent
 
 WAITING = "This needs a person's approval first; I will come back to you here."
 CALCULATOR = {"*": ["calculator"]}
@@ -93,6 +94,24 @@ async def test_edited_arguments_run_when_the_tools_schema_accepts_them() -> None
         assert run.texts() == ["2*3 = 6"], "the model sees the arguments that ran"
 
 
+async def test_the_model_reads_the_customers_note_never_the_internal_reason() -> None:
+    provider = ScriptedProvider(call("calculator", expression="12*7"), Completion(text="ok"))
+    async with running_agent(provider, approval_tools=CALCULATOR) as run:
+        await run.user("what is 12*7?")
+        (requested,) = run.outputs("approval_requested")
+        denial = decided(
+            requested,
+            "denied",
+            note="we cannot do that today",
+            internal_reason="the account is under review for fraud",
+        )
+        await run.send("approval_decided", denial)
+        last = provider.requests[-1]
+        told = json.dumps([last.system, *(m.content for m in last.messages)])
+    assert "we cannot do that today" in told
+    assert "fraud" not in told and "under review" not in told
+
+
 async def test_a_denied_call_is_answered_as_denied() -> None:
     async with running_agent(approval_tools=CALCULATOR) as run:
         await run.user("what is 12*7?")
@@ -159,3 +178,22 @@ async def test_a_handoff_closes_pending_approvals() -> None:
         assert (cancel["purpose"], cancel["action"]) == ("approval_expiry", "cancel")
         await run.send("approval_decided", decided(requested, "approved"))
         assert run.outputs("tool_called") == []
+
+
+async def test_a_decision_ends_with_the_agents_outcome_a_late_one_ignored() -> None:
+    async with running_agent(approval_tools=CALCULATOR) as run:
+        await run.user("what is 12*7?")
+        (requested,) = run.outputs("approval_requested")
+        first = await run.send("approval_decided", decided(requested, "approved"))
+        late = await run.send("approval_decided", decided(requested, "denied"))
+        unknown = await run.send(
+            "approval_decided", {**decided(requested, "denied"), "approval_id": "approval_x"}
+        )
+        outcomes = {e.metadata.causation_id: e for e in run.outputs("operator_action_handled")}
+        assert outcomes[first.id]["outcome"] == "accepted"
+        assert (outcomes[late.id]["outcome"], outcomes[late.id]["reason"]) == (
+            "ignored",
+            "the approval was decided before, or expired",
+        )
+        assert outcomes[unknown.id]["reason"] == "the agent is waiting for no such approval"
+        assert {e["action"] for e in outcomes.values()} == {"approval_decided"}

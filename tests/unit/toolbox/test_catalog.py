@@ -122,6 +122,40 @@ async def test_an_mcp_source_swaps_its_tools_and_says_why_a_gone_tool_is_missing
     assert advertiser.why_missing("weather") == "the MCP server 'wx' is not connected"
 
 
+async def test_mcp_tools_of_an_earlier_run_wait_for_their_server_before_being_withdrawn() -> None:
+    topic = Topic()
+    topic.put(CatalogEntry.of(weather(source="mcp:wx"), "tools"))  # from its last run
+    follower = topic.follower()
+    await follower.refresh()
+    advertiser = Advertiser("tools", ToolRegistry(), follower)
+    advertiser.expect_source("mcp:wx")
+    # Before the server's first attempt: neither withdrawn nor unknown, and calls wait.
+    assert advertiser.plan(strict=True)[1] == []
+    assert advertiser.awaited_source("weather") == "mcp:wx"
+    assert await advertiser.settled("mcp:wx", 0.05) is False
+    waiting = asyncio.create_task(advertiser.settled("mcp:wx", 5))
+    await asyncio.sleep(0)
+    advertiser.replace_source("mcp:wx", [], "the MCP server 'wx' is not connected (refused)")
+    assert await waiting is True
+    # The first attempt failed: withdrawn, and a call is told why.
+    assert advertiser.awaited_source("weather") is None
+    assert advertiser.plan(strict=True)[1] == ["weather"]
+    assert advertiser.why_missing("weather") == "the MCP server 'wx' is not connected (refused)"
+
+
+async def test_an_mcp_server_that_connects_at_start_keeps_its_tools_advertised() -> None:
+    topic = Topic()
+    topic.put(CatalogEntry.of(weather(source="mcp:wx"), "tools"))
+    follower = topic.follower()
+    await follower.refresh()
+    advertiser = Advertiser("tools", ToolRegistry(), follower)
+    advertiser.expect_source("mcp:wx")
+    advertiser.replace_source("mcp:wx", [weather(source="mcp:wx")], "down")
+    assert advertiser.plan(strict=True) == ([], [])  # the same record: nothing to write
+    assert advertiser.awaited_source("weather") is None
+    assert await advertiser.settled("mcp:wx", 0.05) is True
+
+
 async def test_the_agent_offers_what_is_advertised_narrowed_per_tenant() -> None:
     topic = Topic()
     for tool in [*builtin_tools(SETTINGS.tools), weather()]:

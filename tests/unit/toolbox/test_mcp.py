@@ -92,6 +92,21 @@ async def test_a_dead_server_is_withdrawn_answers_with_an_error_and_comes_back()
         assert await tool(server, "weather")({"city": "Oslo"}) == {"result": "Oslo: rain, 11°C"}
 
 
+async def test_a_first_attempt_that_fails_still_reports_no_tools() -> None:
+    seen = Seen()
+    settings = ToolsSettings(mcp_retry_initial_seconds=5, mcp_connect_timeout_seconds=5)
+    params = McpServerSettings(command=sys.executable, args=["-c", "raise SystemExit(3)"])
+    server = McpServer("gone", params, settings, seen)
+    task = asyncio.create_task(server.run())
+    try:
+        assert await seen.next() == []  # heard once the attempt is over, not at success
+        assert not server.connected.is_set()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 def test_python_as_a_stdio_command_is_the_interpreter_running_the_service() -> None:
     assert stdio_command("python") == sys.executable
     assert stdio_command("python3") == sys.executable

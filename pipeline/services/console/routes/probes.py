@@ -17,7 +17,7 @@ def router(console: Console) -> APIRouter:
 
     @probes.get("/readyz")
     async def readyz() -> JSONResponse:
-        ok, _ = console.readiness.verdict()
+        ok, _ = console.ready()
         body = {"status": "ok"} if ok else {"status": "unavailable"}
         return JSONResponse(body, status_code=200 if ok else 503)
 

@@ -21,3 +21,29 @@ def test_a_service_dying_during_start_up_is_restarted_until_the_supervisor_gives
     assert "no-such-service keeps exiting" in supervisor.failure
     assert supervisor.services[0].restarts == 3
     assert codes["no-such-service"] not in (0, None)
+
+
+def test_a_service_that_exits_says_why_in_the_terminal() -> None:
+    # A setting that cannot work: `pipeline run` refuses it at start, naming the variable.
+    env = {
+        **os.environ,
+        "PIPELINE_GATEWAY__CHAT_TOKEN_SECRET": "short",
+        "PIPELINE_METRICS_PORT": "0",
+    }
+    said: list[str] = []
+    supervisor = Supervisor(
+        {"echo": env},
+        max_restarts=1,
+        notify=said.append,
+        advise=lambda name, error: f"advice for {name}",
+    )
+    supervisor.start()
+    try:
+        assert supervisor.stopping.wait(60), "the supervisor never gave up"
+    finally:
+        supervisor.stop()
+    cause = "error: invalid setting PIPELINE_GATEWAY__CHAT_TOKEN_SECRET: a chat token secret"
+    assert said[0].startswith(f"echo exited with 2: {cause}"), said
+    assert said[0].endswith("(advice for echo); restarting in 0.5s"), said
+    assert supervisor.failure is not None and cause in supervisor.failure
+    assert said[-1].endswith("; stopping the stack")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from pipeline.config.sections import AgentSettings, LLMSettings
+from pipeline.config.sections import AgentSettings, LLMSettings, package_version
 from pipeline.events.model import utc_now
 from pipeline.llm import ChatMessage, ChatRequest, Completion
 from pipeline.llm.tokens import cut_to_tokens, estimate_tokens
@@ -65,6 +65,7 @@ async def test_two_hundred_long_turns_stay_within_the_budget_with_a_summary() ->
     assert last["summary"] == summary
     assert last["folded_messages"] >= 1 and last["folded_tokens"] > 0
     assert 0 < last["budget_tokens"] < 5_000
+    assert last.agent_version == package_version()
     assert sum(e["folded_messages"] for e in summarized) + len(state["history"]) == 400
 
 

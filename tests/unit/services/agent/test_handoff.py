@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pipeline.config import Settings
 from pipeline.llm import Completion, LLMError
+from pipeline.replay.diff import emission_index
 from pipeline.services.agent import assemble
 from pipeline.services.agent.handoff import ESCALATE, asked_for_person
 from tests.unit.services.agent.agent_support import ADDRESS, ScriptedProvider, call, running_agent
@@ -213,3 +214,29 @@ async def test_a_repeated_operator_message_is_sent_and_logged_once() -> None:
         await run.svc.settle()
         assert run.texts() == [HANDOFF_TEXT, "Hello!"]
         assert [e["text"] for e in run.state()["handoff"]["log"]] == ["Hello!"]
+
+
+async def test_every_operator_event_ends_with_the_agents_outcome() -> None:
+    async with running_agent() as run:
+        await run.user("talk to a person")
+        wrote = await run.send("operator_message", {"operator_id": "op-ada", "text": "On it."})
+        released = await run.send("handoff_released", {"operator_id": "op-ada", "note": None})
+        again = await run.send("handoff_released", {"operator_id": "op-bob", "note": None})
+        await run.send("operator_message", {"operator_id": "x", "text": "hi"}, conversation="no")
+        outcomes = {e.metadata.causation_id: e for e in run.outputs("operator_action_handled")}
+        assert set(outcomes) == {wrote.id, released.id, again.id}, "a refusal is a dead letter"
+        took = outcomes[wrote.id]
+        assert (took["action"], took["operator_id"], took["outcome"], took["reason"]) == (
+            "operator_message",
+            "op-ada",
+            "accepted",
+            None,
+        )
+        assert took["agent_version"] and took.metadata.tenant_id == wrote.metadata.tenant_id
+        assert outcomes[released.id]["outcome"] == "accepted"
+        ignored = outcomes[again.id]
+        assert (ignored["action"], ignored["outcome"]) == ("handoff_released", "ignored")
+        assert "no person has this conversation" in ignored["reason"]
+        # Emitted last: what the message caused before keeps the ids earlier versions gave it.
+        (sent,) = [e for e in run.outputs("response_ready") if e.metadata.causation_id == wrote.id]
+        assert emission_index(sent) == 0 and emission_index(took) > emission_index(sent)

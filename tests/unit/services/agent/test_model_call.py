@@ -55,6 +55,7 @@ async def test_llm_retries_do_not_nest_inside_handler_retries() -> None:
     llm = LLMSettings(
         provider="openai",
         base_url=f"http://127.0.0.1:{server.server_address[1]}/v1",
+        allowed_networks=["127.0.0.0/8"],
         max_retries=2,
         backoff_initial_seconds=0.01,
         backoff_max_seconds=0.02,

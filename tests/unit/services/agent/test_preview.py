@@ -14,6 +14,7 @@ from confluent_kafka import KafkaError
 from prometheus_client import CollectorRegistry
 
 from pipeline.config import Settings
+from pipeline.config.sections import package_version
 from pipeline.llm import ChatRequest, Completion, DeterministicProvider
 from pipeline.llm.streaming import TextSink
 from pipeline.services.agent import assemble
@@ -116,6 +117,7 @@ async def test_deltas_come_in_order_and_the_answer_replaces_them() -> None:
     assert first.metadata.correlation_id == question.id
     assert first.metadata.causation_id == question.id
     assert first.conversation_id == "c1"
+    assert {d.agent_version for d in deltas} == {package_version()}
     sent = service.registry.get_sample_value(
         "pipeline_agent_response_deltas_total", {"service": "agent", "outcome": "sent"}
     )

@@ -11,34 +11,30 @@ from click.testing import CliRunner
 from pipeline.cli import main
 from pipeline.config import Settings
 from pipeline.errors import ConfigError
-from pipeline.services.console.auth import (
-    Operators,
-    Sessions,
-    cross_site,
-    hash_password,
-    verify_password,
-)
+from pipeline.services.console.auth import Operators, cross_site
+from pipeline.services.console.passwords import scrypt_hash, verify_password
+from pipeline.services.console.sessions import Sessions
 
 FAST = 2**10
 
 
 def test_a_password_matches_its_hash_and_nothing_else() -> None:
-    stored = hash_password("s3cret-enough", n=FAST)
+    stored = scrypt_hash("s3cret-enough", n=FAST)
     assert stored.startswith(f"scrypt${FAST}$8$1$")
     assert verify_password("s3cret-enough", stored)
     assert not verify_password("s3cret-enougH", stored)
-    assert hash_password("s3cret-enough", n=FAST) != stored, "a fresh salt each time"
+    assert scrypt_hash("s3cret-enough", n=FAST) != stored, "a fresh salt each time"
     for broken in ("", "plain", "md5$1$2$3$4$5", stored.replace("$8$", "$x$"), stored[:-4]):
         assert not verify_password("s3cret-enough", broken)
 
 
 def test_operators_from_settings_and_a_mounted_file(tmp_path: Path) -> None:
     secret = tmp_path / "operators.json"
-    secret.write_text(json.dumps({"cy": {"password_hash": hash_password("pw-of-cy", n=FAST)}}))
+    secret.write_text(json.dumps({"cy": {"password_hash": scrypt_hash("pw-of-cy", n=FAST)}}))
     settings = Settings(
         console={
             "operators": {
-                "ada": {"password_hash": hash_password("pw-of-ada", n=FAST)},
+                "ada": {"password_hash": scrypt_hash("pw-of-ada", n=FAST)},
                 "bob": {"token": "tok-bob"},
             },
             "operators_file": str(secret),

@@ -6,9 +6,10 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from pipeline.services.console.auth import Operators, Sessions
+from pipeline.services.console.auth import Operators
 from pipeline.services.console.guard import Guard
 from pipeline.services.console.metrics import ConsoleMetrics
+from pipeline.services.console.sessions import Sessions
 
 
 async def test_a_websocket_is_closed_without_reaching_the_app() -> None:

@@ -14,7 +14,7 @@ from pipeline.services.console.view import (
     WITH_PERSON,
     ConsoleView,
 )
-from tests.unit.services.console.view_events import T0, event, view_of
+from tests.unit.services.console.view_events import T0, event, handled, view_of
 
 
 def received(seconds: int, text: str = "hi", conversation: str = "c1") -> Event:
@@ -35,21 +35,32 @@ def approval(seconds: int, approval_id: str = "a1") -> Event:
 
 
 def test_the_states_of_a_handoff_in_any_order_of_arrival() -> None:
-    story = [
-        received(0),
-        event("handoff_requested", 1, requested_by="user", reason="asked", operator_id=None),
-        event("operator_message", 2, operator_id="ada", text="Hello"),
-        event("handoff_released", 3, operator_id="ada", note=None),
+    wrote = event("operator_message", 2, operator_id="ada", text="Hello")
+    released = event("handoff_released", 4, operator_id="ada", note=None)
+    story = [  # each step: what the console reads of it (the agent's outcome included)
+        [received(0)],
+        [event("handoff_requested", 1, requested_by="user", reason="asked", operator_id=None)],
+        [wrote, handled(3, wrote)],
+        [released, handled(5, released)],
     ]
     expected = [WITH_AGENT, WAITING_FOR_PERSON, WITH_PERSON, WITH_AGENT]
     for n in range(1, len(story) + 1):
-        for order in itertools.permutations(story[:n]):
+        for order in itertools.permutations([e for step in story[:n] for e in step]):
             (conversation,) = view_of(list(order)).conversations.values()
             assert conversation.state == expected[n - 1], [e.type for e in order]
 
 
 def test_an_operator_writing_first_takes_the_conversation() -> None:
-    view = view_of([received(0), event("operator_message", 1, operator_id="bob", text="Hi")])
+    wrote = event("operator_message", 1, operator_id="bob", text="Hi")
+    took = event(  # what the agent emits when an operator writes first
+        "handoff_requested",
+        2,
+        cause=wrote,
+        requested_by="operator",
+        reason="operator bob took the conversation",
+        operator_id="bob",
+    )
+    view = view_of([received(0), wrote, took, handled(2, wrote)])
     conversation = view.conversations["c1"]
     assert (conversation.state, conversation.operator) == (WITH_PERSON, "bob")
     assert [line.role for line in conversation.lines] == ["user", "operator"]
@@ -92,6 +103,24 @@ def test_an_operator_reply_on_its_way_out_is_listed_once() -> None:
         text="On it",
         reply_to={"channel": "web", "address": "x", "thread_id": None},
     )
-    for order in ([wrote, out], [out, wrote], [wrote, wrote, out]):
+    took = handled(2, wrote)
+    for order in ([wrote, out, took], [out, took, wrote], [wrote, wrote, took, out]):
         lines = view_of(order).conversations["c1"].lines
         assert [(line.role, line.text) for line in lines] == [("operator", "On it")]
+
+
+def test_an_agent_answer_names_the_agent_version_that_wrote_it() -> None:
+    question = received(0)
+    view = view_of(
+        [
+            question,
+            event("response_ready", 1, cause=question, text="Hello!", agent_version="2.1"),
+            event("response_ready", 2, cause=question, text="Again"),
+        ]
+    )
+    lines = view.conversations["c1"].lines
+    assert [(line.role, line.who) for line in lines] == [
+        ("user", "u"),
+        ("agent", "agent@2.1"),
+        ("agent", "agent"),
+    ]

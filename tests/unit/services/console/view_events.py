@@ -14,13 +14,19 @@ ARGUMENTS = '{"order": "1234", "amount": 20}'
 
 
 def event(
-    event_type: str, seconds: int, conversation: str = "c1", cause: Event | None = None, **data: Any
+    event_type: str,
+    seconds: int,
+    conversation: str = "c1",
+    cause: Event | None = None,
+    *,
+    tenant: str = "t1",
+    **data: Any,
 ) -> Event:
     metadata = Metadata(
         uuid.uuid4(),
         event_type,
         conversation,
-        "t1",
+        tenant,
         uuid.uuid4(),
         cause.id if cause is not None else None,
         T0 + timedelta(seconds=seconds),
@@ -29,17 +35,37 @@ def event(
     return Event(metadata, data)
 
 
+def handled(
+    seconds: int, request: Event, outcome: str = "accepted", reason: str | None = None
+) -> Event:
+    """The agent's outcome of an operator's ``request``."""
+    return event(
+        "operator_action_handled",
+        seconds,
+        request.conversation_id,
+        request,
+        tenant=request.metadata.tenant_id,
+        action=request.type,
+        operator_id=request["operator_id"],
+        outcome=outcome,
+        reason=reason,
+    )
+
+
 def view_of(events: list[Event]) -> ConsoleView:
     view = ConsoleView(max_conversations=100, max_messages=10)
     view.apply_all(events)
     return view
 
 
-def called(seconds: int, call_id: str = "call-1", conversation: str = "c1") -> Event:
+def called(
+    seconds: int, call_id: str = "call-1", conversation: str = "c1", tenant: str = "t1"
+) -> Event:
     return event(
         "tool_called",
         seconds,
         conversation,
+        tenant=tenant,
         call_id=call_id,
         tool="refund",
         arguments_json=ARGUMENTS,
@@ -49,12 +75,17 @@ def called(seconds: int, call_id: str = "call-1", conversation: str = "c1") -> E
 
 
 def result(
-    seconds: int, status: str = "unknown", call_id: str = "call-1", conversation: str = "c1"
+    seconds: int,
+    status: str = "unknown",
+    call_id: str = "call-1",
+    conversation: str = "c1",
+    tenant: str = "t1",
 ) -> Event:
     return event(
         "tool_result",
         seconds,
         conversation,
+        tenant=tenant,
         call_id=call_id,
         tool="refund",
         status=status,

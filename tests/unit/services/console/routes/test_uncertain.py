@@ -21,7 +21,7 @@ from pipeline.events.serde import SingleObjectSerde
 from pipeline.runtime.memory_transport import MemoryBroker, MemoryProducer
 from pipeline.runtime.publisher import Publisher
 from pipeline.services.console import create_app
-from pipeline.services.console.auth import SESSION_COOKIE
+from pipeline.services.console.sessions import SESSION_COOKIE
 from pipeline.services.console.site import Console
 from tests.unit.services.console.view_events import called, event, result
 
