@@ -49,6 +49,8 @@ AGENT_TOPICS = (
     "approval_requested",
     "approval_decided",
     "agent_state_changelog",
+    "response_delta",
+    "history_summarized",
     "dead_letters",
     "tool_catalog",
 )

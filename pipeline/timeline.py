@@ -1,6 +1,9 @@
 """One conversation's whole story across topics: what came in, what each service did,
 what went out. Reads only the conversation's partition of each topic (murmur2).
 
+The previews of answers being written (``response_delta``, tens per answer) are left out:
+each answer's ``response_ready`` says what was written.
+
 Each line's "what" is the fields a reader wants first for the bundled event types; for an
 event type of your own, the field its schema marks with ``"summary": true``, or else its
 first string field.
@@ -32,6 +35,8 @@ from pipeline.events.serde import SingleObjectSerde
 from pipeline.observability.kafka_logs import cli_connection, wait_for_metadata
 from pipeline.partitioner import partition_for
 from pipeline.topology import load_settings_topology
+
+LEFT_OUT = frozenset({"response_delta"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +81,11 @@ class Entry:
             detail = (
                 f"{data.get('tool')} {data.get('outcome')} by {data.get('operator_id')}: "
                 f"{data.get('note') or ''}"
+            )
+        if self.event.type == "history_summarized":
+            detail = (
+                f"{data.get('folded_messages')} messages ({data.get('folded_tokens')} tokens) "
+                f"folded into the summary: {data.get('summary') or ''}"
             )
         if self.event.type == "operator_action_handled":
             detail = f"{data.get('action')} by {operator} {data.get('outcome')}"
@@ -139,7 +149,7 @@ def conversation_timeline(
 ) -> list[Entry]:
     """Every event of the conversation in the conversation topics, by occurred-at."""
     topology = load_settings_topology(settings)
-    topics = [t for t in topology if t.kind == "conversation"]
+    topics = [t for t in topology if t.kind == "conversation" and t.name not in LEFT_OUT]
     connection = cli_connection(settings.bootstrap_servers)
     consumer = Consumer(
         {

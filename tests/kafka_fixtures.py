@@ -181,3 +181,27 @@ def make_topics(
         for future in admin.delete_topics(unique, operation_timeout=30).values():
             with contextlib.suppress(Exception):
                 future.result(timeout=30)
+
+
+STOPPABLE_BROKER_HEAP = ("-Xmx384m",)
+
+
+@pytest.fixture
+def stoppable_broker(tmp_path: Path) -> Iterator[DevKafka]:
+    """A broker of the test's own, which it may stop and start again (data kept): never
+    the shared one."""
+    kafka = DevKafka(
+        free_port(),
+        controller_port=free_port(),
+        data_dir=tmp_path / "kafka",
+        keep_data=True,
+        heap_opts=STOPPABLE_BROKER_HEAP,
+    )
+    try:
+        kafka.start()
+    except DevKafkaError as exc:  # no Java or Maven here: the same rule as the broker fixture
+        skip_or_fail(f"the test's own broker did not start: {exc}")
+    try:
+        yield kafka
+    finally:
+        kafka.stop()

@@ -178,6 +178,18 @@ class GatewaySettings(_Section):
         "'20/second;600/minute'; '*' for tenants not listed); past it a request is "
         "answered 429 with Retry-After. Unset: no limit.",
     )
+    chat_history_max_records: int = Field(
+        5_000,
+        ge=1,
+        description="The chat page's history is looked for in this many of the newest "
+        "records of the conversation's partition of message_received and of web_outgoing.",
+    )
+    stream_status_seconds: float = Field(
+        2.0,
+        gt=0,
+        description="How often an open stream checks whether Kafka answers, to tell the "
+        "page (a 'status' event) when it stops or starts again.",
+    )
     stream_catchup_max_records: int = Field(
         10_000,
         ge=1,
@@ -344,6 +356,14 @@ class DeliverySettings(_Section):
     restore_timeout_seconds: float = Field(
         60.0, gt=0, description="Deadline to restore the sent store on assignment."
     )
+    slack_preview_interval_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="Show Slack answers while they are written: the first words posted, the "
+        "message then updated at most once per this many seconds (Slack rate-limits "
+        "chat.update), the answer last; also add 'slack' to agent.stream_channels. Off "
+        "if unset: Slack gets the answer only.",
+    )
     whatsapp_guarantee: Literal["at_least_once", "at_most_once"] = Field(
         "at_least_once",
         description="A WhatsApp send that may or may not have arrived (the service stopped "
@@ -455,6 +475,29 @@ class LLMSettings(_Section):
         "You are a helpful assistant. Use the tools when they help; answer briefly.",
         description="System message sent before the conversation.",
     )
+    stream: bool = Field(
+        True,
+        description='Ask an OpenAI-compatible model to stream its answer ("stream": true), '
+        "so the agent can show it while it is written (agent.stream_channels); the "
+        "turn's answer is the same either way.",
+    )
+    deterministic_words_per_second: float | None = Field(
+        None,
+        gt=0,
+        description="Let the deterministic provider stream its answers word by word at "
+        "this rate (a stand-in for a model that writes; off if unset).",
+    )
+    context_tokens: int = Field(
+        128_000,
+        ge=256,
+        description="The model's context window in tokens: the request (system prompt, "
+        "tools, history, the turn) and the answer must fit in it.",
+    )
+    answer_reserve_tokens: int = Field(
+        4_096,
+        ge=0,
+        description="Tokens of the context kept free for the model's answer.",
+    )
     prices: dict[str, ModelPrice] = Field(
         default_factory=dict,
         description="What each model's tokens cost, per million, by model name (model -> "
@@ -485,7 +528,43 @@ class AgentSettings(_Section):
         "evaluations and the dashboard tell versions apart (a canary). Default: the "
         "package's version.",
     )
-    history_window: int = Field(20, ge=1, description="Messages of history kept per conversation.")
+    history_window: int = Field(
+        200,
+        ge=1,
+        description="Messages of history kept whole per conversation; older ones are folded "
+        "into the conversation's summary (the model's context budget, llm.context_tokens, "
+        "usually folds them first).",
+    )
+    summary_max_tokens: int = Field(
+        1_000,
+        ge=50,
+        description="Size of a conversation's summary of its folded messages, in tokens; "
+        "beyond it the oldest lines of the summary give way.",
+    )
+    tool_result_max_tokens: int = Field(
+        4_000,
+        ge=50,
+        description="A tool result larger than this is cut to it, with a note saying so, "
+        "before the model reads it.",
+    )
+    stream_channels: list[str] = Field(
+        default_factory=lambda: ["web"],
+        description="Channels whose answers are previewed while the model writes them "
+        "(response_delta events), when the provider streams: 'web' (the chat page's "
+        "stream) and 'slack' (with delivery.slack_preview_interval_seconds); [] for none.",
+    )
+    delta_interval_seconds: float = Field(
+        0.1,
+        ge=0,
+        description="Least time between two deltas of an answer being written (the first "
+        "goes at once); the text written meanwhile goes in one delta.",
+    )
+    delta_max_chars: int = Field(
+        400,
+        ge=1,
+        description="A delta goes before delta_interval_seconds have passed once this many "
+        "characters wait.",
+    )
     max_tool_depth: int = Field(4, ge=0, description="Tool calls allowed per turn.")
     follow_up_seconds: float | None = Field(
         None, gt=0, description="Schedule a follow-up this long after an answer (off if unset)."

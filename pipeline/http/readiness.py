@@ -26,6 +26,7 @@ from pipeline.observability.kafka_logs import ClusterConnection
 log = logging.getLogger(__name__)
 
 Verdict = tuple[bool, str]
+REACHABLE = "Kafka reachable"
 
 
 class KafkaReadiness:
@@ -49,6 +50,13 @@ class KafkaReadiness:
         if self._stopping:
             return False, "shutting down"
         return self._verdict
+
+    @property
+    def kafka_answers(self) -> bool:
+        """Whether Kafka answered the last check (safe to call from any thread): False
+        while it is degraded, or not checked yet."""
+        _, reason = self._verdict
+        return reason == REACHABLE or reason.startswith("topics missing")
 
     def stop(self) -> None:
         """From now on answer not ready (SIGTERM received)."""
@@ -81,4 +89,4 @@ class KafkaReadiness:
         missing = [t for t in self.topics if t not in metadata.topics]
         if missing:
             return False, f"topics missing: {', '.join(missing)} (run `pipeline topics apply`)"
-        return True, "Kafka reachable"
+        return True, REACHABLE

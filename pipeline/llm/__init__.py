@@ -4,6 +4,9 @@
 - ``openai``: any OpenAI-compatible chat-completions endpoint; see :mod:`pipeline.llm.openai`.
 - ``recorded``: replays only, the answers the model gave when a conversation was
   recorded; see :mod:`pipeline.llm.recorded`.
+
+A provider that streams (:class:`StreamingProvider`, :mod:`pipeline.llm.streaming`) also
+writes its answer to a :class:`TextSink` while the model writes it.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pipeline.llm.base import (
 from pipeline.llm.deterministic import DeterministicProvider
 from pipeline.llm.openai import OpenAIProvider
 from pipeline.llm.recorded import RecordedAnswers, RecordedProvider
+from pipeline.llm.streaming import StreamingProvider, TextSink, streams
 
 __all__ = [
     "ChatMessage",
@@ -35,10 +39,13 @@ __all__ = [
     "OpenAIProvider",
     "RecordedAnswers",
     "RecordedProvider",
+    "StreamingProvider",
+    "TextSink",
     "ToolCall",
     "ToolSpec",
     "Usage",
     "create_provider",
+    "streams",
 ]
 
 PROVIDERS = ("deterministic", "openai", "recorded")
@@ -49,7 +56,7 @@ def create_provider(
 ) -> LLMProvider:
     """The provider ``settings.provider`` names, its metrics on ``registry``."""
     if settings.provider == "deterministic":
-        return DeterministicProvider()
+        return DeterministicProvider(settings.deterministic_words_per_second)
     if settings.provider == "openai":
         return OpenAIProvider(settings, registry=registry, service=service)
     if settings.provider == "recorded":

@@ -13,10 +13,15 @@ Any offered tool can be called by name with the explicit form (see :func:`explic
     /tool weather {"city": "Paris"}
 
 so a custom tool can be driven through the whole chain without a model.
+
+With ``words_per_second`` (``PIPELINE_LLM__DETERMINISTIC_WORDS_PER_SECOND``) it streams
+(:meth:`DeterministicProvider.stream`): the answer's text is written word by word at that
+rate, as a model writing it would, so previews can be tried and tested without a key.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -26,6 +31,7 @@ from typing import Any
 import jsonschema
 
 from pipeline.llm.base import ChatMessage, ChatRequest, Completion, ToolCall, ToolSpec
+from pipeline.llm.streaming import TextSink
 
 TOOL_COMMAND = "/tool"
 
@@ -68,6 +74,7 @@ _DECIDED_ENDINGS = {
     for outcome in ("done", "failed")
 }
 _OPERATOR_FOUND = "What the operator found: "
+_WORD = re.compile(r"\s*\S+\s*")
 _GREETING = re.compile(
     r"^\s*(hi|hello|hey|hiya|howdy|good\s+(morning|afternoon|evening)|greetings)\b",
     re.IGNORECASE,
@@ -82,8 +89,23 @@ class DeterministicProvider:
     # The same request always gets the same answer, for free: nothing to journal.
     deterministic = True
 
+    def __init__(self, words_per_second: float | None = None) -> None:
+        self.words_per_second = words_per_second
+        self.can_stream = words_per_second is not None
+
     async def complete(self, request: ChatRequest) -> Completion:
         return decide(request)
+
+    async def stream(self, request: ChatRequest, sink: TextSink) -> Completion:
+        """The same completion, its text written to ``sink`` a word at a time (the first
+        at once, then one per ``1 / words_per_second`` seconds)."""
+        completion = decide(request)
+        pause = 1.0 / self.words_per_second if self.words_per_second else 0.0
+        for index, word in enumerate(_WORD.findall(completion.text or "")):
+            if index and pause:
+                await asyncio.sleep(pause)
+            sink.write(word)
+        return completion
 
     async def aclose(self) -> None:
         return None

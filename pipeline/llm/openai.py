@@ -8,6 +8,11 @@ backoff and jitter (honouring ``Retry-After``); other 4xx fail at once. Requests
 through the egress policy (:mod:`pipeline.egress`): only the base URL's origin, at a
 public address or in ``allowed_networks``, no redirect followed, no proxy from the
 environment; a refused base URL fails the request as an LLMError, at once.
+
+:meth:`OpenAIProvider.stream` asks with ``"stream": true`` and reads the server-sent
+chunks as they come (:mod:`pipeline.llm.openai_stream`), writing the text to a sink; a
+server that answers with a whole completion instead is read as one. A stream cut in the
+middle is retried like a failed request, the sink told to start again.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from pipeline.egress import EgressPolicy, GuardedTransport
 from pipeline.errors import EgressRefused, LLMError
 from pipeline.llm.base import ChatMessage, ChatRequest, Completion, ToolCall, Usage
 from pipeline.llm.metrics import LLMMetrics
+from pipeline.llm.openai_stream import ChunkAssembler, tool_arguments
+from pipeline.llm.streaming import TextSink
 from pipeline.retry import RetryPolicy, parse_retry_after
 
 log = logging.getLogger(__name__)
@@ -53,6 +60,7 @@ class OpenAIProvider:
         self.settings = settings
         self.model = settings.model
         self.service = service
+        self.can_stream = settings.stream
         headers = {"Content-Type": "application/json"}
         if settings.api_key is not None:
             headers["Authorization"] = f"Bearer {settings.api_key.get_secret_value()}"
@@ -81,6 +89,8 @@ class OpenAIProvider:
         self._duration = metrics.duration.labels(*labels)
         self._prompt_tokens = metrics.tokens.labels(*labels, "prompt")
         self._completion_tokens = metrics.tokens.labels(*labels, "completion")
+        self._first_token = metrics.first_token.labels(*labels)
+        self._stream_duration = metrics.stream_duration.labels(*labels)
         self._policy = RetryPolicy(
             max_attempts=settings.max_retries + 1,
             initial_seconds=settings.backoff_initial_seconds,
@@ -98,6 +108,23 @@ class OpenAIProvider:
         while True:
             attempt += 1
             retry_in = await self._attempt(content, attempt)
+            if isinstance(retry_in, Completion):
+                return retry_in
+            await asyncio.sleep(retry_in)
+
+    async def stream(self, request: ChatRequest, sink: TextSink) -> Completion:
+        """The completion of ``request``, asked with ``"stream": true``, its text written
+        to ``sink`` as the chunks come."""
+        body = {
+            **self.payload(request),
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        content = json.dumps(body, ensure_ascii=False).encode()  # once for every attempt
+        attempt = 0
+        while True:
+            attempt += 1
+            retry_in = await self._streamed_attempt(content, attempt, sink)
             if isinstance(retry_in, Completion):
                 return retry_in
             await asyncio.sleep(retry_in)
@@ -121,15 +148,99 @@ class OpenAIProvider:
             self._duration.observe(time.perf_counter() - started)
             return self._retry_or_fail(last, attempt, f"transport error {exc!r}", None)
         self._duration.observe(time.perf_counter() - started)
+        if response.status_code >= 400:
+            return self._refused(response, last, attempt)
+        return self._read(response)
+
+    async def _streamed_attempt(
+        self, content: bytes, attempt: int, sink: TextSink
+    ) -> Completion | float:
+        """One streamed HTTP request: the completion, or how long to wait before the next
+        attempt (the sink told to start again when it had been written to)."""
+        last = self._policy.exhausted(attempt)
+        started = time.perf_counter()
+        assembler = ChunkAssembler()
+        try:
+            async with self._client.stream("POST", self._url, content=content) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    self._duration.observe(time.perf_counter() - started)
+                    return self._refused(response, last, attempt)
+                if not response.headers.get("content-type", "").startswith("text/event-stream"):
+                    # A server that does not stream answers with the whole completion.
+                    await response.aread()
+                    self._duration.observe(time.perf_counter() - started)
+                    completion = self._read(response)
+                    self._first_token.observe(time.perf_counter() - started)
+                    if completion.text:
+                        sink.write(completion.text)
+                    return completion
+                try:
+                    await self._read_chunks(response, assembler, sink, started)
+                except LLMError as exc:  # the stream itself said so, or was unreadable
+                    self._duration.observe(time.perf_counter() - started)
+                    self._outcomes["failed"].inc()
+                    raise LLMError(
+                        f"unreadable chat completion from {self.settings.base_url}: {exc}"
+                    ) from exc
+        except EgressRefused as exc:
+            self._outcomes["failed"].inc()
+            raise LLMError(f"chat completion at {self.settings.base_url} refused: {exc}") from None
+        except (httpx.TimeoutException, httpx.TransportError) as exc:
+            self._duration.observe(time.perf_counter() - started)
+            if assembler.started:
+                sink.restart()
+            # aiohttp's transport reports a refused connection as a ConnectTimeout.
+            timed_out = isinstance(exc, httpx.TimeoutException) and not isinstance(
+                exc.__cause__, aiohttp.ClientConnectorError
+            )
+            kind = "timed out" if timed_out else "transport error"
+            return self._retry_or_fail(last, attempt, f"stream {kind}: {exc!r}", None)
+        elapsed = time.perf_counter() - started
+        self._duration.observe(elapsed)
+        if not (assembler.done or assembler.finished):
+            if assembler.started:
+                sink.restart()
+            return self._retry_or_fail(last, attempt, "the stream ended mid-answer", None)
+        self._stream_duration.observe(elapsed)
+        completion = assembler.completion()
+        self._outcomes["ok"].inc()
+        self._count_usage(completion)
+        return completion
+
+    async def _read_chunks(
+        self,
+        response: httpx.Response,
+        assembler: ChunkAssembler,
+        sink: TextSink,
+        started: float,
+    ) -> None:
+        """The streamed chunks into ``assembler``, their text written to ``sink``."""
+        waiting_for_first = True
+        async for line in response.aiter_lines():
+            text = assembler.add_line(line)
+            if waiting_for_first and assembler.started:
+                waiting_for_first = False
+                self._first_token.observe(time.perf_counter() - started)
+            if text:
+                sink.write(text)
+            if assembler.done:
+                return
+
+    def _refused(self, response: httpx.Response, last: bool, attempt: int) -> float:
+        """For an error status: how long to wait before the next attempt, or LLMError when
+        it is not worth one."""
         if response.status_code in RETRY_STATUSES:
             reason = f"HTTP {response.status_code}: {_excerpt(response)}"
             return self._retry_or_fail(last, attempt, reason, response.headers.get("retry-after"))
-        if response.status_code >= 400:
-            self._outcomes["failed"].inc()
-            raise LLMError(
-                f"{self.settings.base_url} refused the chat completion with HTTP "
-                f"{response.status_code}: {_excerpt(response)}; check the model name and key"
-            )
+        self._outcomes["failed"].inc()
+        raise LLMError(
+            f"{self.settings.base_url} refused the chat completion with HTTP "
+            f"{response.status_code}: {_excerpt(response)}; check the model name and key"
+        )
+
+    def _read(self, response: httpx.Response) -> Completion:
+        """A whole (not streamed) completion."""
         try:
             completion = parse_completion(response.json())
         except (ValueError, KeyError, TypeError, IndexError) as exc:
@@ -138,10 +249,13 @@ class OpenAIProvider:
                 f"unreadable chat completion from {self.settings.base_url}: {exc}"
             ) from exc
         self._outcomes["ok"].inc()
+        self._count_usage(completion)
+        return completion
+
+    def _count_usage(self, completion: Completion) -> None:
         if completion.usage is not None:
             self._prompt_tokens.inc(completion.usage.prompt_tokens)
             self._completion_tokens.inc(completion.usage.completion_tokens)
-        return completion
 
     def _retry_or_fail(
         self, last: bool, attempt: int, reason: str, retry_after: str | None
@@ -218,7 +332,11 @@ def parse_completion(body: Mapping[str, Any]) -> Completion:
     """A chat-completions response body -> Completion (first choice)."""
     message = body["choices"][0]["message"]
     calls = tuple(
-        ToolCall(call["id"], call["function"]["name"], _arguments(call["function"]))
+        ToolCall(
+            call["id"],
+            call["function"]["name"],
+            tool_arguments(call["function"]["name"], call["function"].get("arguments")),
+        )
         for call in message.get("tool_calls") or ()
         if call.get("type", "function") == "function"
     )
@@ -230,16 +348,6 @@ def parse_completion(body: Mapping[str, Any]) -> Completion:
         if isinstance(usage, Mapping)
         else None,
     )
-
-
-def _arguments(function: Mapping[str, Any]) -> dict[str, Any]:
-    raw = function.get("arguments") or "{}"
-    try:
-        parsed = json.loads(raw) if isinstance(raw, str) else raw
-    except ValueError:
-        log.warning("tool call %s has arguments that are not JSON: %.200s", function["name"], raw)
-        return {"_unparsed": raw}
-    return parsed if isinstance(parsed, dict) else {"value": parsed}
 
 
 def _excerpt(response: httpx.Response) -> str:

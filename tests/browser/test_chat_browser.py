@@ -2,7 +2,11 @@
 
 Gateway, agent, tools and delivery run on a real broker; the browser opens the chat
 page with a chat token, asks a question and sees the answer arrive on the stream; a
-message containing ``<script>`` is shown as text and runs nothing.
+message containing ``<script>`` is shown as text and runs nothing. With a model that
+writes (the deterministic provider, word by word) on a broker of the test's own, the page
+shows the words before the answer is complete, the conversation again after a reload,
+and, once Kafka is stopped, that it is offline and a message not sent with a retry
+button, never a raw error.
 """
 
 from __future__ import annotations
@@ -13,10 +17,14 @@ from collections.abc import Callable
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
+from pipeline.config import Settings
+from pipeline.dev.kafka import DevKafka
 from pipeline.services import tools
 from pipeline.services.agent import build as build_agent
 from pipeline.services.delivery import build as build_delivery
+from pipeline.topology import admin_client, apply, load_settings_topology
 from tests.browser_support import chromium, screenshot, wait_for
+from tests.browser_support import texts as page_texts
 from tests.integration.gateway_support import serving
 from tests.integration.runtime_support import running, settings_for
 
@@ -33,6 +41,8 @@ TOPICS = (
     "timer_fired",
     "context_updated",
     "agent_state_changelog",
+    "response_delta",
+    "history_summarized",
     "dead_letters",
     "tool_catalog",
     "handoff_requested",
@@ -41,6 +51,7 @@ TOPICS = (
     "operator_action_handled",
     "approval_requested",
     "approval_decided",
+    "tool_outcome_decided",
     "tools_journal",  # the tools service journals its calls
 )
 HOSTILE = "<script>document.title='owned'</script><b>bold?</b>"
@@ -103,3 +114,110 @@ async def test_the_chat_page_asks_and_shows_the_answer_and_shows_markup_as_text(
     assert title == "Chat", "the <script> in the message did not run"
     assert HOSTILE in answers[1], "the agent's echo of it is text too"
     assert "<script>" not in markup and "&lt;script&gt;" in markup
+
+
+QUESTION = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen"
+ANSWER = f"You said: {QUESTION}"
+
+
+def page_text(driver: WebDriver) -> str:
+    text: str = driver.execute_script("return document.body.innerText")
+    return text
+
+
+def writing_then_reload_then_offline(
+    driver: WebDriver, url: str, stop_kafka: Callable[[], None]
+) -> dict[str, object]:
+    """What the page showed: the answer while written, after a reload, without Kafka."""
+    seen: dict[str, object] = {}
+    driver.get(url)
+    wait_for(driver, lambda d: d.find_element(By.ID, "status").text == "connected")
+    driver.find_element(By.ID, "text").send_keys(QUESTION)
+    driver.find_element(By.ID, "send").click()
+    # Words appear while the answer is written: a preview shorter than the answer.
+    partial = wait_for(
+        driver,
+        lambda d: [
+            t for t in page_texts(d, "#messages li.bot.writing") if 0 < len(t) < len(ANSWER)
+        ],
+        40,
+    )
+    seen["partial"] = partial[0]
+    screenshot(driver, "chat-page-writing")
+    answered = "#messages li.bot:not(.writing)"
+    wait_for(driver, lambda d: page_texts(d, answered) == [ANSWER], 40)
+    seen["writing_left"] = page_texts(driver, "#messages li.writing")
+    # A reload shows the conversation so far, read back from Kafka.
+    driver.refresh()
+    wait_for(driver, lambda d: d.find_element(By.ID, "status").text == "connected")
+    seen["history"] = wait_for(
+        driver,
+        lambda d: (
+            (page_texts(d, "#messages li.user"), page_texts(d, "#messages li.bot"))
+            if page_texts(d, "#messages li.bot")
+            else None
+        ),
+    )
+    screenshot(driver, "chat-page-reloaded")
+    # Kafka stops: the page says it is offline, and a message not sent can be retried.
+    stop_kafka()
+    seen["offline"] = wait_for(
+        driver, lambda d: d.find_element(By.ID, "status").text == "offline", 60
+    )
+    driver.find_element(By.ID, "text").send_keys("are you there?")
+    driver.find_element(By.ID, "send").click()
+    retry = wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "button.retry"), 60)
+    seen["retry"] = retry[0].text
+    seen["note"] = page_texts(driver, "#messages li.failed-note")
+    seen["page"] = page_text(driver)
+    screenshot(driver, "chat-page-offline")
+    return seen
+
+
+async def test_the_chat_page_shows_answers_as_written_history_and_an_offline_state(
+    stoppable_broker: DevKafka, topic_prefix: str
+) -> None:
+    settings = Settings(
+        bootstrap_servers=stoppable_broker.bootstrap_servers,
+        topic_prefix=topic_prefix,
+        topic_replication_factor=1,
+        metrics_port=0,
+        commit_interval_seconds=0.2,
+        # The services stop after Kafka did: their final commit cannot finish, so the
+        # test waits this long for each, not the default half minute.
+        drain_timeout_seconds=3.0,
+        gateway={
+            "web_tokens": {"acme": "acme-token"},
+            "chat_token_secret": "browser-test-chat-secret",
+            "publish_timeout_seconds": 2.0,
+            "stream_status_seconds": 0.5,
+        },
+        llm={"deterministic_words_per_second": 4.0},
+        tools={"catalog_wait_seconds": 0},
+    )
+    apply(admin_client(settings), load_settings_topology(settings), settings)
+    async with (
+        running(build_agent(settings)),
+        running(build_delivery(settings)),
+        serving(settings) as gateway,
+    ):
+        issued = await gateway.post(
+            "/v1/web/chat-tokens",
+            json={"user_id": "ada"},
+            headers={"Authorization": "Bearer acme-token"},
+        )
+        assert issued.status_code == 201, issued.text
+        url = f"{str(gateway.base_url).rstrip('/')}/chat#token={issued.json()['token']}"
+        with chromium() as driver:
+            seen = await asyncio.to_thread(
+                writing_then_reload_then_offline, driver, url, stoppable_broker.stop
+            )
+    partial = str(seen["partial"])
+    assert ANSWER.startswith(partial.strip()), "the words shown are the answer's first ones"
+    assert seen["writing_left"] == [], "the answer replaced its preview"
+    assert seen["history"] == ([QUESTION], [ANSWER])
+    assert seen["retry"] == "Retry"
+    (note,) = seen["note"]  # type: ignore[misc]
+    assert "unavailable right now" in note
+    page = str(seen["page"])
+    assert "Kafka" not in page and "KafkaError" not in page and "_MSG_TIMED_OUT" not in page

@@ -50,6 +50,8 @@ TOPICS = (
     "approval_requested",
     "approval_decided",
     "agent_state_changelog",
+    "response_delta",
+    "history_summarized",
     "tool_catalog",
     "dead_letters",
     "dead_letter_redrives",

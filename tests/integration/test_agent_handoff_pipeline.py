@@ -41,6 +41,8 @@ TOPICS = (
     "approval_requested",
     "approval_decided",
     "agent_state_changelog",
+    "response_delta",
+    "history_summarized",
     "scheduler_timers",
     "dead_letters",
     "tool_catalog",

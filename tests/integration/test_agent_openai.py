@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from prometheus_client import CollectorRegistry
 
 from pipeline.services import tools
 from pipeline.services.agent import build
+from tests.app_server import serve_app
 from tests.integration.runtime_support import read_all_async, running, settings_for
 from tests.integration.test_agent_pipeline import TOPICS, events_of, message, produce_in_order
 
@@ -58,30 +55,6 @@ def model_app(requests: list[dict[str, Any]]) -> FastAPI:
         }
 
     return app
-
-
-@contextlib.contextmanager
-def serve_app(app: FastAPI) -> Iterator[str]:
-    """Serve ``app`` on a free local port; yields the chat-completions base URL."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", ws="none"
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "model server did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 @contextlib.contextmanager

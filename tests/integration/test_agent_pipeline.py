@@ -36,6 +36,8 @@ TOPICS = (
     "timer_fired",
     "context_updated",
     "agent_state_changelog",
+    "response_delta",
+    "history_summarized",
     "agent_journal",
     "dead_letters",
     "tool_catalog",

@@ -40,6 +40,8 @@ TOPICS = (
     "approval_decided",
     "agent_state_changelog",
     "agent_journal",
+    "response_delta",
+    "history_summarized",
     "dead_letters",
     "tool_catalog",
     "tools_journal",

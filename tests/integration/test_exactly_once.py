@@ -41,6 +41,8 @@ AGENT_TOPICS = (
     "timer_fired",
     "context_updated",
     "agent_state_changelog",
+    "response_delta",
+    "history_summarized",
     "dead_letters",
     "tool_catalog",
     "tools_journal",

@@ -41,6 +41,8 @@ async def test_operator_work_moves_the_cleanup_metrics_and_the_console_page(
         "timer_requested",
         "context_updated",
         "agent_state_changelog",
+        "response_delta",
+        "history_summarized",
         partitions=2,
     )
     base = console_settings(kafka_bootstrap, topic_prefix)

@@ -35,6 +35,8 @@ TOPICS = (
     "tool_catalog",
     "context_updated",
     "agent_state_changelog",
+    "response_delta",
+    "history_summarized",
     "dead_letters",
     "tools_journal",
 )

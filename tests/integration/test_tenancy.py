@@ -47,6 +47,8 @@ TOPICS = (
     "timer_requested",
     "timer_fired",
     "agent_state_changelog",
+    "response_delta",
+    "history_summarized",
     "webhook_deliveries",
     "dead_letters",
 )

@@ -31,7 +31,13 @@ from tests.integration.runtime_support import (
     running,
 )
 
-AGENT_TOPICS = ("timer_requested", "context_updated", "agent_state_changelog")
+AGENT_TOPICS = (
+    "timer_requested",
+    "context_updated",
+    "agent_state_changelog",
+    "response_delta",
+    "history_summarized",
+)
 UNKNOWN = "outcome unknown: the tools service stopped while the call ran"
 
 

@@ -59,6 +59,19 @@ def test_an_operators_decision_on_an_uncertain_call_names_the_operator() -> None
     assert shown == "refund done by ada: seen in the shop"
 
 
+def test_a_fold_of_the_history_says_how_much_was_folded() -> None:
+    metadata = Metadata.new("history_summarized", "conv-1", tenant_id="acme", producer="agent")
+    data = {
+        "summary": "Summary of the earlier conversation:\n- user: my order is 1234",
+        "folded_messages": 12,
+        "folded_tokens": 3400,
+        "budget_tokens": 120000,
+    }
+    shown = Entry("t.history_summarized", 0, 4, Event(metadata, data)).summary()
+    assert shown.startswith("12 messages (3400 tokens) folded into the summary: Summary of")
+    assert "my order is 1234" in shown
+
+
 def test_a_denial_shows_the_internal_reason_and_what_the_customer_was_told() -> None:
     metadata = Metadata.new("approval_decided", "conv-1", tenant_id="acme", producer="console")
     data = {

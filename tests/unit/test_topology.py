@@ -43,6 +43,8 @@ CONVERSATION_TOPICS = {
     "tool_outcome_decided",
     "operator_action_handled",
     "web_outgoing",
+    "response_delta",
+    "history_summarized",
 }
 
 

@@ -12,10 +12,17 @@ messages (``conversations.history``, or ``conversations.replies`` in a thread, w
 ``include_all_metadata``) before posting again. Reading them needs the history scope of
 the conversation type (``channels:history``, ``groups:history``, ``im:history``,
 ``mpim:history``).
+
+An answer being written is previewed in one message (:meth:`SlackSender.preview`, its
+stream id in the metadata), which :meth:`SlackSender.update` rewrites as it grows and
+finally with the answer itself (its response id then in the metadata, so the lookup finds
+it as that response's message); :meth:`SlackSender.delete` removes a preview whose stream
+ended without an answer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -38,6 +45,7 @@ from pipeline.retry import parse_retry_after
 
 RETRYABLE_ERRORS = frozenset({"ratelimited"})
 METADATA_EVENT_TYPE = "pipeline_response"
+PREVIEW_EVENT_TYPE = "pipeline_preview"
 # The lookup reads the messages posted since the attempt, less this margin for clocks
 # that disagree, newest first, a page at a time, at most this many pages.
 LOOKUP_MARGIN_SECONDS = 120.0
@@ -53,6 +61,50 @@ class SlackSender:
         self.url = f"{self.base}/chat.postMessage"
         self.token = settings.slack_bot_token
         self.client = client
+
+    async def preview(self, address: Mapping[str, Any], text: str, stream_id: str) -> Outcome:
+        """Post the first words of an answer being written (``Sent`` with its ts)."""
+        body: dict[str, object] = {
+            "channel": address["address"],
+            "text": text,
+            "metadata": {
+                "event_type": PREVIEW_EVENT_TYPE,
+                "event_payload": {"stream_id": stream_id},
+            },
+        }
+        if address.get("thread_id"):
+            body["thread_ts"] = address["thread_id"]
+        return await self._call("chat.postMessage", body)
+
+    async def update(
+        self, channel: str, ts: str, text: str, response_id: str | None = None
+    ) -> Outcome:
+        """Rewrite the message ``ts`` of ``channel`` with ``text``; with ``response_id``
+        it becomes that response's message (its id in the metadata)."""
+        body: dict[str, object] = {"channel": channel, "ts": ts, "text": text}
+        if response_id is not None:
+            body["metadata"] = {
+                "event_type": METADATA_EVENT_TYPE,
+                "event_payload": {"response_id": response_id},
+            }
+        return await self._call("chat.update", body)
+
+    async def delete(self, channel: str, ts: str) -> Outcome:
+        """Remove the message ``ts`` of ``channel``."""
+        return await self._call("chat.delete", {"channel": channel, "ts": ts})
+
+    async def _call(self, method: str, body: dict[str, object]) -> Outcome:
+        if self.token is None:
+            return PermanentFailure("Slack bot token is not configured (delivery.slack_bot_token)")
+        headers = {"Authorization": f"Bearer {self.token.get_secret_value()}"}
+        answer = await post_json(self.client, f"{self.base}/{method}", body, headers)
+        if not isinstance(answer, httpx.Response):
+            return answer
+        data = _answer_data(answer, method)
+        if not isinstance(data, dict):
+            return data
+        ts = data.get("ts")
+        return Sent(str(ts) if ts is not None else None, answer.status_code)
 
     async def send(self, response: Event) -> Outcome:
         if self.token is None:
@@ -95,9 +147,22 @@ class SlackSender:
     ) -> Sent | Retryable | PermanentFailure | None:
         """The message carrying ``response``'s id in its metadata, posted since
         ``since_ms`` (less a margin), if the conversation has it."""
+        wanted = (METADATA_EVENT_TYPE, "response_id", str(response.id))
+        return await self._find(response["reply_to"], wanted, since_ms)
+
+    async def find_preview(
+        self, response: Event, stream_id: str, since_ms: int
+    ) -> Sent | Retryable | PermanentFailure | None:
+        """The preview message of the stream ``stream_id`` (of ``response``'s
+        conversation), posted since ``since_ms``, if there is one."""
+        wanted = (PREVIEW_EVENT_TYPE, "stream_id", stream_id)
+        return await self._find(response["reply_to"], wanted, since_ms)
+
+    async def _find(
+        self, address: Mapping[str, Any], wanted: tuple[str, str, str], since_ms: int
+    ) -> Sent | Retryable | PermanentFailure | None:
         if self.token is None:
             return PermanentFailure("Slack bot token is not configured (delivery.slack_bot_token)")
-        address = response["reply_to"]
         thread = address.get("thread_id")
         params: dict[str, str] = {
             "channel": str(address["address"]),
@@ -110,7 +175,6 @@ class SlackSender:
             method = "conversations.replies"
             params["ts"] = str(thread)
         headers = {"Authorization": f"Bearer {self.token.get_secret_value()}"}
-        wanted = str(response.id)
         for _ in range(LOOKUP_PAGES):
             try:
                 answer = await self.client.get(
@@ -124,7 +188,7 @@ class SlackSender:
             if not isinstance(data, dict):
                 return data
             for message in data.get("messages") or ():
-                if isinstance(message, dict) and _response_id(message) == wanted:
+                if isinstance(message, dict) and _metadata_value(message, wanted):
                     ts = message.get("ts")
                     return Sent(str(ts) if ts is not None else None, answer.status_code)
             cursor = (data.get("response_metadata") or {}).get("next_cursor")
@@ -152,10 +216,13 @@ def _answer_data(
     return PermanentFailure(f"slack {method}: {error}", answer.status_code)
 
 
-def _response_id(message: dict[str, Any]) -> str | None:
+def _metadata_value(message: dict[str, Any], wanted: tuple[str, str, str]) -> bool:
+    """Whether ``message``'s metadata is of ``wanted``'s event type and carries its value
+    under its key."""
+    event_type, key, value = wanted
     metadata = message.get("metadata")
-    if not isinstance(metadata, dict) or metadata.get("event_type") != METADATA_EVENT_TYPE:
-        return None
+    if not isinstance(metadata, dict) or metadata.get("event_type") != event_type:
+        return False
     payload = metadata.get("event_payload")
-    value = payload.get("response_id") if isinstance(payload, dict) else None
-    return str(value) if value is not None else None
+    found = payload.get(key) if isinstance(payload, dict) else None
+    return found is not None and str(found) == value

@@ -7,6 +7,11 @@ whole topic and pushes each record to the streams it holds. A record's position,
 reconnects says where it stopped, and any replica reads on from there
 (:func:`read_partition`). Delivery reads the same way to tell whether an interrupted
 attempt was written (:func:`find_event`).
+
+Answers being written reach the streams from ``response_delta`` (the agent's previews,
+:data:`DELTA_EVENT`) too, so a stream's event id (:class:`StreamMark`) says where it is in
+both: ``<partition>-<offset>.<delta offset>``; a mark without the delta offset (as
+streams gave before deltas) resumes the messages only.
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ from pipeline.runtime.headers import EVENT_ID, header
 from pipeline.state.changelog import METADATA_TIMEOUT_SECONDS, watermarks
 
 STREAM_EVENT = "web_outgoing"
+DELTA_EVENT = "response_delta"
 _POSITION = re.compile(r"([0-9]{1,6})-([0-9]{1,19})")
+_MARK = re.compile(r"([0-9]{1,6})-(-1|[0-9]{1,19})(?:\.(-1|[0-9]{1,19}))?")
 
 
 def stream_event_id(response_id: uuid.UUID) -> uuid.UUID:
@@ -51,6 +58,35 @@ class Position:
         if match is None:
             return None
         return cls(int(match.group(1)), int(match.group(2)))
+
+
+@dataclass(frozen=True, slots=True)
+class StreamMark:
+    """Where a stream stands: the last ``web_outgoing`` offset it sent (or stood after)
+    in the conversation's partition, and the last ``response_delta`` offset (None: not
+    known, so no delta is read again). Offsets of -1 stand before the first record."""
+
+    partition: int
+    offset: int
+    delta: int | None = None
+
+    def __str__(self) -> str:
+        text = f"{self.partition}-{self.offset}"
+        return text if self.delta is None else f"{text}.{self.delta}"
+
+    @property
+    def position(self) -> Position:
+        """The ``web_outgoing`` position of the mark."""
+        return Position(self.partition, self.offset)
+
+    @classmethod
+    def parse(cls, text: str) -> StreamMark | None:
+        """The mark ``text`` names, or None when it names none."""
+        match = _MARK.fullmatch(text.strip())
+        if match is None:
+            return None
+        delta = None if match.group(3) is None else int(match.group(3))
+        return cls(int(match.group(1)), int(match.group(2)), delta)
 
 
 @dataclass(slots=True)
@@ -78,6 +114,20 @@ def reader(config: Mapping[str, Any]) -> Consumer:
             "enable.partition.eof": True,
         }
     )
+
+
+def consume_available(consumer: Consumer, limit: int, timeout: float) -> list[Message]:
+    """The records ``consumer`` holds, at most ``limit``, as soon as it has one: waits at
+    most ``timeout`` for the first, takes the rest without waiting.
+
+    librdkafka's batch consume returns only when the batch is full or its timeout has
+    passed, so ``consume(limit, timeout)`` would hold a lone record (the first delta of an
+    answer, a reply) for the whole timeout; under load the batch still fills with what
+    arrived meanwhile."""
+    first: list[Message] = consumer.consume(1, timeout)
+    if not first:
+        return first
+    return [*first, *consumer.consume(limit - 1, 0)]
 
 
 def partition_count(consumer: Consumer, topic: str) -> int:
@@ -123,7 +173,7 @@ def read_partition(
         while scan.next_offset < high:
             if time.monotonic() > deadline:
                 raise StateRestoreError(f"reading {topic}[{partition}] did not finish in time")
-            for msg in consumer.consume(500, 0.2):
+            for msg in consume_available(consumer, 500, 0.2):
                 err = msg.error()
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF:

@@ -53,6 +53,7 @@ class StreamSender:
             "text": response["text"],
             "in_reply_to": response.get("in_reply_to"),
             "proactive": bool(response.get("proactive")),
+            "stream_id": response.get("stream_id"),
         }
         try:
             await publisher.publish(

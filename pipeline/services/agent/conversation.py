@@ -4,9 +4,10 @@
 "text", "at"}], "facts": {}, "turns": {correlation_id: {...}}, "follow_up": {"timer_id",
 "due_at", "request_id"} | null, "seen": [event ids], "handoff": {...} | null,
 "context_note": "..." | null, "approvals": {approval_id: {...}}, "closed_approvals":
-[approval ids], "decided_calls": [call ids], "failed_turns": 0, "last_answer": {...} |
-null}``. A turn is a user message the agent has not answered yet because it waits for
-tool results (or approvals); it keeps the tool calls and results the model saw.
+[approval ids], "decided_calls": [call ids], "failed_turns": 0, "summary": "..." | null,
+"last_answer": {...} | null}``. A turn is a user message the agent has not answered yet
+because it waits for tool results (or approvals); it keeps the tool calls and results
+the model saw.
 ``tenant`` is the tenant the conversation belongs to, set by its first event (state
 written before tenants were stored has none and takes the next event's).
 
@@ -16,6 +17,8 @@ becomes ``context_note``, given to the model with the next turn. ``approvals`` a
 tool calls waiting for an operator's decision; ``closed_approvals`` the ones that
 expired, so a late decision is told from an unknown one. ``decided_calls`` are the tool
 calls whose unknown outcome an operator decided, so a second decision on one is ignored.
+``summary`` holds the messages that left the history (:mod:`.summary`): the oldest,
+folded when the history outgrew the model's context budget or ``agent.history_window``.
 State written before these fields existed reads with none of them.
 """
 
@@ -28,9 +31,11 @@ from typing import Any
 
 from pipeline.events.model import to_millis
 from pipeline.llm.base import ChatMessage, ToolCall
+from pipeline.services.agent import summary as summaries
 
 VERSION = 1
 SEEN_LIMIT = 32
+SUMMARY_TOKENS = 1_000  # the summary's size when no setting says (agent.summary_max_tokens)
 
 
 @dataclass(slots=True)
@@ -122,6 +127,7 @@ class Conversation:
     closed_approvals: list[str] = field(default_factory=list)
     decided_calls: list[str] = field(default_factory=list)
     failed_turns: int = 0
+    summary: str | None = None
     # The last answer to a user's turn, watched for human cleanup: {"at", "question",
     # "version"} (see pipeline.services.agent.cleanup).
     last_answer: dict[str, Any] | None = None
@@ -137,10 +143,27 @@ class Conversation:
             "ingress_at": ingress_at,
         }
 
-    def remember(self, role: str, text: str, at: datetime, window: int) -> None:
-        """Append to the history, keeping the last ``window`` messages."""
+    def remember(
+        self,
+        role: str,
+        text: str,
+        at: datetime,
+        window: int,
+        summary_tokens: int = SUMMARY_TOKENS,
+    ) -> None:
+        """Append to the history, keeping the last ``window`` messages; older ones are
+        folded into the summary (of at most ``summary_tokens``)."""
         self.history.append({"role": role, "text": text, "at": to_millis(at)})
-        del self.history[:-window]
+        if len(self.history) > window:
+            self.fold(len(self.history) - window, summary_tokens)
+
+    def fold(self, count: int, summary_tokens: int) -> list[dict[str, Any]]:
+        """Move the ``count`` oldest messages of the history into the summary; returns
+        them."""
+        folded, self.history = self.history[:count], self.history[count:]
+        if folded:
+            self.summary = summaries.fold(self.summary, folded, summary_tokens) or None
+        return folded
 
     def mark_seen(self, event_id: str) -> bool:
         """Record a handled event; False when it was handled before (a repeat)."""
@@ -195,6 +218,7 @@ class Conversation:
             "closed_approvals": self.closed_approvals,
             "decided_calls": self.decided_calls,
             "failed_turns": self.failed_turns,
+            "summary": self.summary,
             "last_answer": self.last_answer,
         }
 
@@ -216,5 +240,6 @@ class Conversation:
             closed_approvals=list(data.get("closed_approvals", [])),
             decided_calls=list(data.get("decided_calls", [])),
             failed_turns=int(data.get("failed_turns", 0)),
+            summary=data.get("summary"),
             last_answer=data.get("last_answer"),
         )

@@ -9,6 +9,7 @@ user's next message cancels it. Timers are ``timer_requested`` events for the sc
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import timedelta
 
 from pipeline.config.sections import AgentSettings
@@ -29,9 +30,16 @@ class Replies:
         self.config = config
         self.metrics = metrics
 
-    def answer(self, conversation: Conversation, turn: Turn, text: str, ctx: Context) -> None:
+    def answer(
+        self,
+        conversation: Conversation,
+        turn: Turn,
+        text: str,
+        ctx: Context,
+        stream_id: uuid.UUID | None = None,
+    ) -> None:
         """Send a turn's answer and remember it; schedule the follow-up when no turn is
-        left open."""
+        left open. ``stream_id``: the preview of the answer, which it replaces."""
         reply_to = turn.reply_to or conversation.reply_to
         if reply_to is None:
             self.metrics.ignored["no_address"].inc()
@@ -45,6 +53,7 @@ class Replies:
                 "in_reply_to": turn.in_reply_to,
                 "proactive": False,
                 "ingress_at": from_millis(turn.ingress_at),
+                "stream_id": stream_id,
                 AGENT_VERSION: self.config.version_label(),
             },
         )

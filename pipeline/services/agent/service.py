@@ -21,8 +21,10 @@ every topic are handled one at a time, on the instance owning its partition)::
 
 This module holds the conversation's own handlers (the first four) and builds the service.
 The operators' handlers are in :mod:`.operators`; a turn's next step in :mod:`.turns`, the
-call to the model in :mod:`.model_call`; asking for an approval and handing over in
-:mod:`.operator_steps` (their rules in :mod:`.handoff` and :mod:`pipeline.toolbox.approvals`);
+call to the model in :mod:`.model_call` (the request fitted to the model's context in
+:mod:`.context_budget`, the answer previewed while it is written in :mod:`.preview`);
+asking for an approval and handing over in :mod:`.operator_steps` (their rules in
+:mod:`.handoff` and :mod:`pipeline.toolbox.approvals`);
 what the user is told, and the follow-up, in :mod:`.replies`; reading and writing the
 conversation in :mod:`.state`.
 
@@ -50,13 +52,16 @@ from pipeline.events.model import Event, to_millis
 from pipeline.journal import Journal
 from pipeline.llm import LLMProvider, create_provider
 from pipeline.runtime.context import Context
+from pipeline.runtime.publisher import Publisher
 from pipeline.runtime.service import Service
 from pipeline.services.agent import handoff
+from pipeline.services.agent.context_budget import SUMMARIZED, bounded_result
 from pipeline.services.agent.conversation import Step, Turn
 from pipeline.services.agent.metrics import AgentMetrics
 from pipeline.services.agent.model_call import ModelCall, closes, journals_model_calls
 from pipeline.services.agent.operator_steps import Approvals, Handoffs
 from pipeline.services.agent.operators import OperatorHandlers, fired_by
+from pipeline.services.agent.preview import DELTA, PreviewMetrics, Previews
 from pipeline.services.agent.replies import FOLLOW_UP, Replies
 from pipeline.services.agent.state import AgentState
 from pipeline.services.agent.turns import LLM_DOWN, TOO_DEEP, Turns
@@ -84,6 +89,7 @@ class Agent(OperatorHandlers):
         metrics: AgentMetrics,
         tools: ToolOffer,
         journal: Journal | None = None,
+        previews: Previews | None = None,
     ) -> None:
         self.settings = settings
         self.config = settings.agent
@@ -91,7 +97,9 @@ class Agent(OperatorHandlers):
         self.store = store
         self.metrics = metrics
         self.state = AgentState(store, metrics, ChannelOwners.from_settings(settings.gateway))
-        self.model = ModelCall(settings, provider, tools, journal=journal, metrics=metrics)
+        self.model = ModelCall(
+            settings, provider, tools, journal=journal, metrics=metrics, previews=previews
+        )
         self.replies = Replies(self.config, metrics)
         self.approvals = Approvals(self.config, metrics, self.state, self.replies)
         self.handoffs = Handoffs(self.config, metrics, self.replies, self.approvals)
@@ -159,9 +167,8 @@ class Agent(OperatorHandlers):
             )
             return
         turn.pending.remove(call_id)
-        turn.steps.append(
-            Step(result_of=call_id, tool=event["tool"], content=_result_content(event))
-        )
+        content = bounded_result(_result_content(event), self.config.tool_result_max_tokens)
+        turn.steps.append(Step(result_of=call_id, tool=event["tool"], content=content))
         if not turn.pending:
             await self.turns.advance(conversation, turn, ctx)
         self.state.save(ctx, conversation)
@@ -254,6 +261,9 @@ def assemble(
             "timer_requested",
             "handoff_requested",
             "approval_requested",
+            SUMMARIZED,
+            # Written through the runtime's durable publisher, not with the outputs.
+            DELTA,
             "operator_action_handled",
         ],
     )
@@ -276,7 +286,12 @@ def assemble(
     if journals_model_calls(settings, provider):
         journal = Journal(service, settings.agent.journal_topic)
     metrics = AgentMetrics(service.registry, service.name, settings)
-    agent = Agent(settings, provider, store, metrics, tools, journal)
+
+    def durable() -> Publisher | None:
+        return None if service.running is None else service.running.durable
+
+    previews = Previews(settings.agent, durable, PreviewMetrics(service.registry, service.name))
+    agent = Agent(settings, provider, store, metrics, tools, journal, previews)
     counted = metrics.cleanup.counting_dead_letters  # dead letters per tenant and version
     service.handler("message_received", name="on_message")(counted(agent.on_message))
     service.handler("tool_result", name="on_tool_result")(counted(agent.on_tool_result))

@@ -66,7 +66,9 @@ class Turns:
             return
         calls = completion.tool_calls
         if not calls:
-            self.answer(conversation, turn, completion.text or "", "answered", ctx)
+            stream_id = self.model.stream_id(conversation, turn, ctx)
+            text = completion.text or ""
+            self.answer(conversation, turn, text, "answered", ctx, stream_id=stream_id)
             return
         escalate = next((c for c in calls if c.name == handoff.ESCALATE.name), None)
         if escalate is not None and self.config.escalate_tool:
@@ -124,10 +126,17 @@ class Turns:
         self.metrics.tool_calls.labels(self.metrics.service, tool).inc()
 
     def answer(
-        self, conversation: Conversation, turn: Turn, text: str, outcome: str, ctx: Context
+        self,
+        conversation: Conversation,
+        turn: Turn,
+        text: str,
+        outcome: str,
+        ctx: Context,
+        *,
+        stream_id: uuid.UUID | None = None,
     ) -> None:
-        """Close ``turn`` with ``text`` (its ``outcome`` counted), or hand the conversation
-        over when it is one failed turn too many."""
+        """Close ``turn`` with ``text`` (its ``outcome`` counted; ``stream_id`` the preview
+        it replaces), or hand the conversation over when it is one failed turn too many."""
         conversation.turns.pop(turn.correlation_id, None)
         if outcome in FAILED:
             conversation.failed_turns += 1
@@ -141,7 +150,7 @@ class Turns:
             conversation.failed_turns = 0
         conversation.context_note = None  # the model saw the handoff's note in this turn
         self.metrics.turns[outcome].inc()
-        self.replies.answer(conversation, turn, text, ctx)
+        self.replies.answer(conversation, turn, text, ctx, stream_id)
         question = next(
             (h["text"] for h in reversed(conversation.history) if h["role"] == "user"), None
         )

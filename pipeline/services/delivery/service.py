@@ -21,6 +21,10 @@ the same ``Idempotency-Key`` (the response event id; the e-mail Message-ID likew
 Slack looks for the response id in the message metadata first, WhatsApp and e-mail
 follow their guarantee setting.
 
+With ``delivery.slack_preview_interval_seconds`` set, Slack answers are also shown while
+they are written (``response_delta``; :mod:`.slack_previews`): the answer is then the last
+update of the preview's message, sent, recorded and resolved like any other.
+
 This module holds the handler and its hooks. The channels' adapters, and the one place a
 response is sent, are in :mod:`.senders`; the journal of sends in :mod:`.sent_records` (its
 states in delivery's words in :mod:`.sent_store`); the ``delivery_status`` events in
@@ -37,6 +41,7 @@ from functools import partial
 from typing import NoReturn
 
 from pipeline.channels.outbound import PermanentFailure, Retryable, Sender, Sent
+from pipeline.channels.slack.outbound import SlackSender
 from pipeline.channels.web.stream_log import STREAM_EVENT
 from pipeline.config import Settings
 from pipeline.errors import RejectEvent
@@ -56,6 +61,7 @@ from pipeline.services.delivery.sent_store import (
     UNCONFIRMED,
     entry_of,
 )
+from pipeline.services.delivery.slack_previews import SlackPreviews
 from pipeline.services.delivery.statuses import STATUS, Statuses, status_data
 from pipeline.services.delivery.uncertain import (
     Found,
@@ -64,6 +70,8 @@ from pipeline.services.delivery.uncertain import (
     guarantee_of,
     resolve,
 )
+
+DELTA = "response_delta"
 
 # default_senders and http_client lived here before senders.py; callers import them here.
 __all__ = ["PRODUCER_DEFAULTS", "Delivery", "build", "default_senders", "http_client"]
@@ -96,6 +104,8 @@ def build(
     logging.getLogger("httpx").setLevel(logging.WARNING)
     delivery = Delivery(service, senders)
     service.handler("response_ready", name="on_response_ready")(delivery.on_response_ready)
+    if delivery.previews is not None:
+        service.handler(DELTA, name="on_response_delta")(delivery.previews.on_delta)
     service.on_assign(delivery.restore)
     service.on_revoke(delivery.forget)
     service.background(delivery.attach)
@@ -123,6 +133,14 @@ class Delivery:
         self.store = self.sent  # where each response stands, per owned partition
         self.senders = ChannelSenders(self.settings, self.metrics, lambda: self.publisher, senders)
         self.statuses = Statuses(self.name, lambda: self.publisher)
+        interval = self.section.slack_preview_interval_seconds
+        self.previews = (
+            None
+            if interval is None
+            else SlackPreviews(
+                self.sent, lambda: self.senders.get("slack"), interval, self.registry, self.name
+            )
+        )
 
     @property
     def owned(self) -> set[int] | None:
@@ -164,6 +182,11 @@ class Delivery:
         sender = self.senders.get(channel)
         if sender is None:
             self._fail(ctx, event, 1, f"no outbound adapter for channel {channel!r}", None)
+        if self.previews is not None and isinstance(sender, SlackSender):
+            # The answer replaces the preview's message: its last update.
+            message = await self.previews.take_over(ctx, event)
+            if message is not None:
+                sender = self.previews.final_sender(sender, message)
 
         # An answered attempt (refused) counts on; a failed response starts afresh (a
         # dead letter redriven).

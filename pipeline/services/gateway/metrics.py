@@ -11,6 +11,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pipeline.observability.metrics import produced_counter
 
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+# From a user's message to the first words of the answer on the page: a model's first
+# token takes a fraction of a second to seconds.
+FIRST_DELTA_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 7.5, 10, 20, 60)
 
 
 class GatewayMetrics:
@@ -64,3 +67,19 @@ class GatewayMetrics:
         )
         for source in ("live", "catch_up"):  # exported at zero from the start
             self.streamed.labels(source)
+        self.streamed_deltas = Counter(
+            "pipeline_gateway_streamed_deltas_total",
+            "Deltas of answers being written pushed to open streams, by how they came: live "
+            "or catch_up.",
+            ["source"],
+            registry=registry,
+        )
+        for source in ("live", "catch_up"):
+            self.streamed_deltas.labels(source)
+        self.first_delta = Histogram(
+            "pipeline_gateway_first_delta_seconds",
+            "From a turn's ingress (the user's message accepted) to the first delta of its "
+            "answer pushed to a browser's stream: the time to the first words on the page.",
+            buckets=FIRST_DELTA_BUCKETS,
+            registry=registry,
+        )

@@ -5,17 +5,25 @@
   user's conversation, for the tenant's backend to hand to the browser.
 - ``POST /v1/web/chat/messages`` (``Authorization: Bearer <chat token>``): a message of
   that user, answered on the stream.
-- ``GET /v1/web/stream``: the conversation's outgoing messages as server-sent events;
-  ``?token=<chat token>`` (EventSource cannot set headers), or ``Authorization: Bearer``
-  with a chat token or the tenant's token and ``?conversation_id=``. Each event's id is
-  the record's position; ``Last-Event-ID`` (or ``?last_event_id=``) resumes after it.
+- ``GET /v1/web/chat/history`` (``Authorization: Bearer <chat token>``): the
+  conversation so far, and the stream mark it ends at (:mod:`.chat_history`).
+- ``GET /v1/web/stream``: the conversation's outgoing messages as server-sent events
+  (``message``), the answers being written (``delta``), and whether Kafka answers
+  (``status``); ``?token=<chat token>`` (EventSource cannot set headers), or
+  ``Authorization: Bearer`` with a chat token or the tenant's token and
+  ``?conversation_id=``. Each event's id is the stream's mark; ``Last-Event-ID`` (or
+  ``?last_event_id=``) resumes after it.
 - ``GET /chat``: the chat page (:mod:`pipeline.services.gateway.routes.chat_page`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
 
 from sse_starlette import ServerSentEvent
 
@@ -24,10 +32,12 @@ from pipeline.channels.tenancy import web_conversation
 from pipeline.channels.web import chat_token
 from pipeline.channels.web import inbound as web
 from pipeline.channels.web.chat_token import ChatScope
-from pipeline.channels.web.stream_log import Position
+from pipeline.channels.web.stream_log import StreamMark
 from pipeline.errors import InboundRejected
+from pipeline.services.gateway.chat_history import ChatHistory
 from pipeline.services.gateway.ingest import Gateway
-from pipeline.services.gateway.stream_hub import Outgoing, Stream, StreamHub
+from pipeline.services.gateway.stream_hub import Stream, StreamHub
+from pipeline.services.gateway.stream_items import Delta, Item
 
 
 class WebChat:
@@ -37,6 +47,7 @@ class WebChat:
         self.gateway = gateway
         self.hub = hub
         self.section = gateway.settings.gateway
+        self.history = ChatHistory(gateway.settings, gateway.readiness.connection.client_config())
 
     def tenant_of(self, authorization: str | None) -> str:
         tokens = {t: s.get_secret_value() for t, s in self.section.web_tokens.items()}
@@ -89,44 +100,90 @@ class WebChat:
             raise InboundRejected(403, "the chat token is for another conversation")
         return scope.tenant, scope.conversation_id
 
-    def resume_after(self, conversation_id: str, text: str | None) -> Position | None:
+    def resume_after(self, conversation_id: str, text: str | None) -> StreamMark | None:
         if text is None or not text.strip():
             return None
-        position = Position.parse(text)
-        if position is None:
+        mark = StreamMark.parse(text)
+        if mark is None:
             raise InboundRejected(400, "Last-Event-ID is not an event id of this stream")
-        if position.partition != self.hub.partition_of(conversation_id):
+        if mark.partition != self.hub.partition_of(conversation_id):
             raise InboundRejected(400, "Last-Event-ID is not an event id of this conversation")
-        return position
+        return mark
+
+    async def conversation(self, authorization: str | None) -> dict[str, Any]:
+        """The chat token's conversation so far, and the mark its stream resumes from."""
+        scheme, _, presented = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer":
+            raise InboundRejected(401, "missing chat token (Authorization: Bearer <token>)")
+        scope = self.scope(presented.strip())
+        self.gateway.rate_limits.spend((scope.tenant,))
+        await self.hub.ready()
+        publisher = self.gateway.publisher
+        if publisher is None:
+            raise InboundRejected(503, "the gateway is not connected to Kafka yet")
+        said, mark, truncated = await self.history.read(publisher.serde, scope.conversation_id)
+        return {
+            "conversation_id": scope.conversation_id,
+            "messages": [s.as_json() for s in said],
+            "last_event_id": str(mark),
+            "truncated": truncated,
+        }
 
     async def events(
-        self, stream: Stream, after: Position | None
+        self, stream: Stream, after: StreamMark | None
     ) -> AsyncIterator[ServerSentEvent]:
         """Catch up after ``after`` (from Kafka), then the live records; ``stream`` is
-        registered before the catch-up reads, and closed when the client goes."""
+        registered before the catch-up reads, and closed when the client goes. Whether
+        Kafka answers is sent when it does not, and again whenever that changes."""
         metrics = self.gateway.metrics
         metrics.streams_open.inc()
+        readiness = self.gateway.readiness
+        kafka = readiness.kafka_answers
+        if after is not None:  # every event's id from now on resumes from here
+            stream.last_offset = after.offset
+            if after.delta is not None:
+                stream.last_delta = after.delta
         try:
+            if not kafka:  # the page takes Kafka to answer until told otherwise
+                yield _status(stream, kafka)
             if after is not None:
-                stream.last_offset = after.offset
                 missed, gap = await self.hub.catch_up(stream, after)
                 if gap:
                     yield ServerSentEvent(data='{"reason":"some messages expired"}', event="gap")
                 for item in missed:
                     if stream.fresh(item):
-                        metrics.streamed.labels("catch_up").inc()
-                        yield _event(item)
+                        yield self._event(stream, item, "catch_up")
             while True:
-                live = await stream.queue.get()
+                try:
+                    live = await asyncio.wait_for(
+                        stream.queue.get(), self.section.stream_status_seconds
+                    )
+                except TimeoutError:
+                    if readiness.kafka_answers != kafka:
+                        kafka = readiness.kafka_answers
+                        yield _status(stream, kafka)
+                    continue
                 if live is None:  # fell behind or the gateway stops: the client reconnects
                     return
                 if stream.fresh(live):
-                    metrics.streamed.labels("live").inc()
-                    yield _event(live)
+                    yield self._event(stream, live, "live")
         finally:
             metrics.streams_open.dec()
             self.hub.close(stream)
 
+    def _event(self, stream: Stream, item: Item, source: str) -> ServerSentEvent:
+        metrics = self.gateway.metrics
+        if isinstance(item, Delta):
+            metrics.streamed_deltas.labels(source).inc()
+            if item.sequence == 0 and item.ingress_at is not None and source == "live":
+                waited = (datetime.now(UTC) - item.ingress_at).total_seconds()
+                metrics.first_delta.observe(max(0.0, waited))
+            return ServerSentEvent(data=item.data(), id=str(stream.mark), event="delta")
+        metrics.streamed.labels(source).inc()
+        return ServerSentEvent(data=item.data(), id=str(stream.mark), event="message")
 
-def _event(item: Outgoing) -> ServerSentEvent:
-    return ServerSentEvent(data=item.data(), id=str(item.position), event="message")
+
+def _status(stream: Stream, kafka: bool) -> ServerSentEvent:
+    """Whether the pipeline behind the stream can take and answer messages now."""
+    data = json.dumps({"kafka": "up" if kafka else "down"})
+    return ServerSentEvent(data=data, id=str(stream.mark), event="status")

@@ -87,6 +87,23 @@ FIELDS: dict[str, dict[str, Any]] = {
         "in_reply_to": "Ev0PV52K21",
         "proactive": False,
         "ingress_at": OCCURRED,
+        "stream_id": uuid.UUID("7d1f0c2e-5b3a-4c6d-9e8f-1a2b3c4d5e6f"),
+        "agent_version": "1.4.0",
+    },
+    "response_delta": {
+        "stream_id": uuid.UUID("7d1f0c2e-5b3a-4c6d-9e8f-1a2b3c4d5e6f"),
+        "sequence": 3,
+        "text": " shipped yester",
+        "interrupted": False,
+        "reply_to": ADDRESS,
+        "ingress_at": OCCURRED,
+        "agent_version": "1.4.0",
+    },
+    "history_summarized": {
+        "summary": "Summary of the earlier conversation:\n- user: my order is #1234",
+        "folded_messages": 12,
+        "folded_tokens": 3400,
+        "budget_tokens": 120000,
         "agent_version": "1.4.0",
     },
     "delivery_status": {
@@ -170,6 +187,7 @@ FIELDS: dict[str, dict[str, Any]] = {
         "text": "12 * 7 = 84",
         "in_reply_to": "msg-1",
         "proactive": False,
+        "stream_id": None,
     },
 }
 

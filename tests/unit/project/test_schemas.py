@@ -33,8 +33,10 @@ EVENT_TYPES = [
     "tool_outcome_decided",
     "operator_action_handled",
     "web_outgoing",
+    "response_delta",
+    "history_summarized",
 ]
-ID_FIELDS = {"event_id", "correlation_id", "causation_id", "response_id"}
+ID_FIELDS = {"event_id", "correlation_id", "causation_id", "response_id", "stream_id"}
 
 
 def load(path: Path) -> dict[str, Any]:

@@ -51,6 +51,16 @@ def router(chat: WebChat) -> APIRouter:
 
         return await gateway.handle("web", request, parse)
 
+    @routes.get("/v1/web/chat/history", responses=error_responses(401, 429, 503))
+    async def chat_history(authorization: Annotated[str | None, Header()] = None) -> Response:
+        """The chat token's conversation so far (``Authorization: Bearer <chat token>``):
+        ``{conversation_id, messages: [{role: user|bot, text, at, id, stream_id?}],
+        last_event_id, truncated}``; the stream resumes after ``last_event_id``."""
+        try:
+            return JSONResponse(await chat.conversation(authorization))
+        except InboundRejected as exc:
+            return gateway.rejected("web", exc)
+
     @routes.get("/v1/web/stream", responses=responses)
     async def stream(
         request: Request,
@@ -63,8 +73,12 @@ def router(chat: WebChat) -> APIRouter:
         ] = None,
     ) -> Response:
         """The conversation's outgoing messages as server-sent events (``message``: JSON
-        ``{conversation_id, response_id, text, in_reply_to, proactive}``, id
-        ``<partition>-<offset>``; ``gap`` when a reconnect could not read everything)."""
+        ``{conversation_id, response_id, text, in_reply_to, proactive, stream_id}``), the
+        answers being written (``delta``: ``{conversation_id, stream_id, sequence, text,
+        interrupted}``), whether Kafka answers (``status``: ``{kafka: up|down}``, sent when it
+        does not and whenever that changes), and
+        ``gap`` when a reconnect could not read everything; each event's id is the
+        stream's mark, ``<partition>-<offset>.<delta offset>``."""
         try:
             tenant, conversation = chat.stream_scope(token, authorization, conversation_id)
             gateway.rate_limits.spend((tenant,))

@@ -36,9 +36,12 @@ class Harness:
         provider: Any = None,
         attempt: int = 1,
         gateway: Mapping[str, Any] | None = None,
+        llm: Mapping[str, Any] | None = None,
         **agent: Any,
     ) -> None:
-        settings = Settings(metrics_port=0, agent=agent, gateway=gateway or {}, max_retries=2)
+        settings = Settings(
+            metrics_port=0, agent=agent, gateway=gateway or {}, llm=llm or {}, max_retries=2
+        )
         self.registry = CollectorRegistry()
         # The offer the tools service makes by default: its built-ins, as it advertises them.
         offer = StaticOffer.of(builtin_tools(settings.tools))
