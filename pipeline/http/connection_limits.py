@@ -58,8 +58,9 @@ def guarded_protocol(parser: str) -> type[asyncio.Protocol]:
     return GuardedHttpToolsProtocol
 
 
-class _ConnectionGuard:
-    """The header-read timeout and the connection cap, over either uvicorn protocol."""
+class _ConnectionGuard(asyncio.Protocol):
+    """The header-read timeout and the connection cap, over either uvicorn protocol: put
+    before the protocol in the bases, its hooks run around the protocol's own."""
 
     # What uvicorn's protocols have (typed here for the mixin).
     app: ASGIApp
@@ -67,6 +68,29 @@ class _ConnectionGuard:
     connections: set[Any]
     loop: asyncio.AbstractEventLoop
     transport: asyncio.Transport
+
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)  # type: ignore[call-arg]
+        self._guard(config)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        self._before_data()
+        super().data_received(data)
+        self._after_data()
 
     def _guard(self, config: uvicorn.Config) -> None:
         limits = config.limits if isinstance(config, LimitedConfig) else HttpServerSettings()
@@ -122,29 +146,6 @@ class GuardedH11Protocol(_ConnectionGuard, H11Protocol):
     """uvicorn's h11 protocol with a header-read timeout and a connection cap that
     answers with its reason."""
 
-    def __init__(
-        self,
-        config: uvicorn.Config,
-        server_state: ServerState,
-        app_state: dict[str, Any],
-        _loop: asyncio.AbstractEventLoop | None = None,
-    ) -> None:
-        super().__init__(config, server_state, app_state, _loop)
-        self._guard(config)
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._arm()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)
-
-    def data_received(self, data: bytes) -> None:
-        self._before_data()
-        super().data_received(data)
-        self._after_data()
-
 
 GuardedHttpToolsProtocol: type[asyncio.Protocol] | None
 try:
@@ -155,29 +156,6 @@ else:
 
     class _GuardedHttpTools(_ConnectionGuard, HttpToolsProtocol):
         """uvicorn's httptools protocol (its parser in C) with the same limits."""
-
-        def __init__(
-            self,
-            config: uvicorn.Config,
-            server_state: ServerState,
-            app_state: dict[str, Any],
-            _loop: asyncio.AbstractEventLoop | None = None,
-        ) -> None:
-            super().__init__(config, server_state, app_state, _loop)
-            self._guard(config)
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            self._arm()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
-            super().connection_lost(exc)
-
-        def data_received(self, data: bytes) -> None:
-            self._before_data()
-            super().data_received(data)
-            self._after_data()
 
     GuardedHttpToolsProtocol = _GuardedHttpTools
 
